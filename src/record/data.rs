@@ -1,0 +1,97 @@
+//! Plain span data, as the recorder hands it to reporters.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub use opentelemetry::trace::{Event, SpanKind, Status};
+pub use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
+
+use crate::context::{SpanContext, SpanId, TraceId};
+
+/// A finished span: everything a reporter needs, as plain data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanRecord {
+    /// This span's ids, flags and trace state.
+    pub span_context: SpanContext,
+    /// The parent span, or [`SpanId::INVALID`] for a root.
+    pub parent_span_id: SpanId,
+    /// The parent lives in another process.
+    pub parent_is_remote: bool,
+    /// The operation name.
+    pub name: Cow<'static, str>,
+    /// Server, client, producer, consumer or internal.
+    pub kind: SpanKind,
+    /// Wall-clock start.
+    pub start_time: SystemTime,
+    /// Wall-clock end.
+    pub end_time: SystemTime,
+    /// Typed attributes, each key once.
+    pub attributes: Vec<KeyValue>,
+    /// Timed events, in order.
+    pub events: Vec<Event>,
+    /// Links to other spans.
+    pub links: Vec<Link>,
+    /// Unset, Ok, or Error with a message.
+    pub status: Status,
+    /// The service that ran this span.
+    pub service_name: Arc<str>,
+    /// What produced the span: the `tracing` target, or tracewire's layers.
+    pub scope: InstrumentationScope,
+}
+
+impl SpanRecord {
+    /// The trace this span belongs to.
+    pub fn trace_id(&self) -> TraceId {
+        self.span_context.trace_id
+    }
+
+    /// This span's id.
+    pub fn span_id(&self) -> SpanId {
+        self.span_context.span_id
+    }
+
+    /// The span has no parent in this trace.
+    pub fn is_root(&self) -> bool {
+        self.parent_span_id == SpanId::INVALID
+    }
+
+    /// The value of attribute `key`.
+    pub fn attribute(&self, key: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    /// The first event named `name`.
+    pub fn event(&self, name: &str) -> Option<&Event> {
+        self.events.iter().find(|e| e.name == name)
+    }
+
+    /// `end_time - start_time`, zero if the clock stepped back.
+    pub fn duration(&self) -> std::time::Duration {
+        self.end_time
+            .duration_since(self.start_time)
+            .unwrap_or_default()
+    }
+}
+
+/// A link from one span to another, in this trace or another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Link {
+    /// The linked span.
+    pub span_context: SpanContext,
+    /// What the link means.
+    pub attributes: Vec<KeyValue>,
+}
+
+impl Link {
+    /// A link to `span_context` with no attributes.
+    pub fn new(span_context: SpanContext) -> Self {
+        Link {
+            span_context,
+            attributes: Vec::new(),
+        }
+    }
+}

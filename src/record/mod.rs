@@ -1,0 +1,2 @@
+//! The recorder.
+pub mod data;
