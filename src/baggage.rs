@@ -24,6 +24,7 @@ impl Baggage {
     }
 
     /// Baggage from members, as given.
+    #[allow(dead_code)] // used by the baggage codec
     pub(crate) fn from_members(members: Vec<BaggageMember>) -> Self {
         if members.is_empty() {
             Baggage(None)

@@ -1,4 +1,40 @@
 //! tracewire follows a request across services.
+//!
+//! It gives every `tracing` span a W3C trace id and span id, carries trace context across
+//! process boundaries, and hands finished spans to pluggable reporters without ever making
+//! the request wait.
+//!
+//! - [`record`]: the recorder, a `tracing_subscriber::Layer`, and ways to give a span a remote
+//!   parent ([`record::SpanStart`]) or read its context ([`record::SpanExt`]).
+//! - [`report`]: the [`Reporter`](report::Reporter) trait, the bounded pipeline to the
+//!   reporter thread, and [`InMemoryReporter`](report::InMemoryReporter) for tests.
+//! - [`propagation`]: W3C Trace Context and Baggage codecs and the
+//!   [`Propagator`](propagation::Propagator) abstraction.
+//! - [`context`]: ids, flags, trace state and the span context.
+//!
+//! # Quick start
+//!
+//! ```
+//! use tracewire::record::Recorder;
+//! use tracewire::report::InMemoryReporter;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let spans = InMemoryReporter::new();
+//! let (recorder, guard) = Recorder::builder()
+//!     .service_name("checkout")
+//!     .reporter(spans.clone())
+//!     .build();
+//! let subscriber = tracing_subscriber::registry().with(recorder);
+//!
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let _request = tracing::info_span!("POST /checkout").entered();
+//!     tracing::info_span!("reserve", sku = "A-1").in_scope(|| {});
+//! });
+//! guard.flush().unwrap();
+//!
+//! let reserve = spans.find("reserve").unwrap();
+//! assert_eq!(spans.parent(&reserve).unwrap().name, "POST /checkout");
+//! ```
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
@@ -6,3 +42,5 @@ pub mod baggage;
 pub mod context;
 pub mod propagation;
 pub mod record;
+pub mod report;
+pub mod semconv;

@@ -28,8 +28,12 @@ pub struct SpanRecord {
     pub end_time: SystemTime,
     /// Typed attributes, each key once.
     pub attributes: Vec<KeyValue>,
+    /// Attributes left out because the span reached its attribute limit.
+    pub dropped_attributes_count: u32,
     /// Timed events, in order.
     pub events: Vec<Event>,
+    /// Events left out because the span reached its event limit.
+    pub dropped_events_count: u32,
     /// Links to other spans.
     pub links: Vec<Link>,
     /// Unset, Ok, or Error with a message.

@@ -1,2 +1,231 @@
-//! The recorder.
+//! The recorder: a `tracing_subscriber::Layer` that gives every `tracing` span a W3C trace id
+//! and span id, and sends each finished, sampled span to the reporters as a [`SpanRecord`].
+//!
+//! For every span it:
+//! - assigns ids: a child of the current (or explicit) parent span, a child of a remote
+//!   parent handed in with [`SpanStart`], or the root of a new trace;
+//! - records fields as typed attributes (integers stay integers; a `u64` that fits an `i64`
+//!   is an `i64`);
+//! - turns events inside the span into span events, and error-level events and `error`
+//!   fields into `exception` events with status Error;
+//! - honours the fields `otel.name`, `otel.kind`, `otel.status_code` and
+//!   `otel.status_message`, as written for `tracing-opentelemetry`;
+//! - on close, queues the [`SpanRecord`] for the reporter worker (see [`crate::report`]).
+//!
+//! Sampling is decided when a span starts ([`sampler`]); it is parent-based by default, with
+//! a ratio for new roots ([`RecorderBuilder::sample_ratio`]). A sampled-out span keeps its ids
+//! so that they propagate, flagged not sampled, but records nothing.
+//!
+//! The recorder works beside other layers (fmt, `EnvFilter`, per-layer filters):
+//!
+//! ```
+//! use tracewire::record::{Recorder, SpanExt};
+//! use tracewire::report::InMemoryReporter;
+//! use tracing_subscriber::{layer::SubscriberExt, Layer};
+//!
+//! let spans = InMemoryReporter::new();
+//! let (recorder, guard) = Recorder::builder()
+//!     .service_name("checkout")
+//!     .reporter(spans.clone())
+//!     .build();
+//! let subscriber = tracing_subscriber::registry()
+//!     // Library internals stay out of the trace.
+//!     .with(recorder.with_filter(tracing_subscriber::filter::filter_fn(|m| {
+//!         !m.target().starts_with("hyper")
+//!     })))
+//!     .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+//!
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let span = tracing::info_span!("charge", amount = 42u64, otel.kind = "client");
+//!     let _entered = span.enter();
+//!     tracing::info!(card = "visa", "authorised");
+//!     assert!(span.span_context().unwrap().is_sampled());
+//! });
+//! guard.flush().unwrap();
+//!
+//! let charge = spans.find("charge").unwrap();
+//! assert_eq!(charge.attribute("amount"), Some(&42i64.into()));
+//! assert_eq!(charge.kind, tracewire::record::data::SpanKind::Client);
+//! assert_eq!(charge.events[0].name, "authorised");
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
 pub mod data;
+mod ext;
+mod ids;
+mod layer;
+pub mod sampler;
+mod span_data;
+mod start;
+
+pub use data::SpanRecord;
+pub use ext::{current_baggage, current_context, SpanExt};
+pub use layer::RecordLayer;
+pub use start::SpanStart;
+
+use crate::report::pipeline::{self, PipelineConfig};
+use crate::report::{RecorderGuard, Reporter};
+use layer::RecorderConfig;
+use sampler::{AlwaysOn, ParentBased, Sampler, TraceIdRatio};
+
+/// Entry point: `Recorder::builder()`.
+#[derive(Debug)]
+pub struct Recorder(());
+
+impl Recorder {
+    /// A builder with the defaults: parent-based sampling of every root, no reporter, a queue
+    /// of 8192 spans, batches of up to 512 handed over at least every 50 ms.
+    pub fn builder() -> RecorderBuilder {
+        RecorderBuilder {
+            service_name: None,
+            sampler: None,
+            reporters: Vec::new(),
+            pipeline: PipelineConfig::default(),
+            max_attributes: 128,
+            max_events: 128,
+        }
+    }
+}
+
+/// Configures and builds the recorder layer and its reporter pipeline.
+#[must_use = "a builder does nothing until `build` or `install`"]
+pub struct RecorderBuilder {
+    service_name: Option<Arc<str>>,
+    sampler: Option<Box<dyn Sampler>>,
+    reporters: Vec<Box<dyn Reporter>>,
+    pipeline: PipelineConfig,
+    max_attributes: u32,
+    max_events: u32,
+}
+
+impl RecorderBuilder {
+    /// The service name of spans that no layer names otherwise. Defaults to
+    /// `unknown_service:<executable name>`, as OpenTelemetry does.
+    pub fn service_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// Replaces the sampler (by default parent-based, sampling every new root).
+    pub fn sampler(mut self, sampler: impl Sampler) -> Self {
+        self.sampler = Some(Box::new(sampler));
+        self
+    }
+
+    /// Parent-based sampling that samples `ratio` of new roots (by trace id).
+    pub fn sample_ratio(self, ratio: f64) -> Self {
+        self.sampler(ParentBased::new(TraceIdRatio::new(ratio)))
+    }
+
+    /// Adds a reporter; every reporter receives every batch.
+    pub fn reporter(mut self, reporter: impl Reporter) -> Self {
+        self.reporters.push(Box::new(reporter));
+        self
+    }
+
+    /// How many finished spans may wait for the worker; beyond it they are dropped and
+    /// counted. Default 8192.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.pipeline.queue_capacity = capacity;
+        self
+    }
+
+    /// Largest batch handed to a reporter. Default 512.
+    pub fn max_batch_size(mut self, size: usize) -> Self {
+        self.pipeline.max_batch = size;
+        self
+    }
+
+    /// Longest time a finished span waits in the queue when traffic is light, and the
+    /// period of [`Reporter::tick`]. Default 50 ms.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.pipeline.interval = interval;
+        self
+    }
+
+    /// How long the guard waits for the reporters on flush and shutdown. Default 5 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.pipeline.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Most attributes kept per span; more are counted as dropped. Default 128.
+    pub fn max_attributes_per_span(mut self, max: u32) -> Self {
+        self.max_attributes = max;
+        self
+    }
+
+    /// Most events kept per span; more are counted as dropped. Default 128.
+    pub fn max_events_per_span(mut self, max: u32) -> Self {
+        self.max_events = max;
+        self
+    }
+
+    /// The layer, to compose with other layers, and the guard that flushes on drop.
+    pub fn build(self) -> (RecordLayer, RecorderGuard) {
+        let service_name = self.service_name.unwrap_or_else(default_service_name);
+        let (shared, guard) = pipeline::start(self.reporters, &self.pipeline);
+        let config = RecorderConfig {
+            service_name,
+            sampler: self
+                .sampler
+                .unwrap_or_else(|| Box::new(ParentBased::new(AlwaysOn))),
+            max_attributes: self.max_attributes,
+            max_events: self.max_events,
+        };
+        (RecordLayer::new(config, shared), guard)
+    }
+
+    /// Builds and installs `registry().with(recorder)` as the global subscriber.
+    pub fn install(self) -> Result<RecorderGuard, InstallError> {
+        use tracing_subscriber::layer::SubscriberExt;
+        let (layer, guard) = self.build();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .map_err(|_| InstallError::AlreadyInstalled)?;
+        Ok(guard)
+    }
+}
+
+impl fmt::Debug for RecorderBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecorderBuilder")
+            .field("service_name", &self.service_name)
+            .field("sampler", &self.sampler)
+            .field("reporters", &self.reporters.len())
+            .field("pipeline", &self.pipeline)
+            .finish()
+    }
+}
+
+/// Why [`RecorderBuilder::install`] failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// A global subscriber was already set.
+    AlreadyInstalled,
+}
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallError::AlreadyInstalled => {
+                f.write_str("a global tracing subscriber is already set")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+fn default_service_name() -> Arc<str> {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+    match exe {
+        Some(exe) => format!("unknown_service:{exe}").into(),
+        None => Arc::from("unknown_service"),
+    }
+}

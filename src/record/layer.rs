@@ -1,0 +1,330 @@
+//! The `tracing_subscriber::Layer` that turns `tracing` spans into [`SpanRecord`]s.
+
+use std::any::TypeId;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Dispatch, Event as TracingEvent, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+use crate::baggage::Baggage;
+use crate::context::{SpanContext, SpanId, TraceState, FLAG_RANDOM};
+use crate::record::data::{
+    Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRecord, Status,
+};
+use crate::record::ids::{new_span_id, new_trace_id};
+use crate::record::sampler::Sampler;
+use crate::record::span_data::{EventVisitor, SpanData, SpanVisitor};
+use crate::record::start;
+use crate::report::pipeline::Shared;
+use crate::report::RecorderHandle;
+use crate::semconv;
+
+/// Settings shared by every span of one recorder.
+pub(crate) struct RecorderConfig {
+    pub(crate) service_name: Arc<str>,
+    pub(crate) sampler: Box<dyn Sampler>,
+    pub(crate) max_attributes: u32,
+    pub(crate) max_events: u32,
+}
+
+/// The recorder: a [`Layer`] giving every `tracing` span W3C ids and sending finished,
+/// sampled spans to the reporters. Build it with [`Recorder::builder`](crate::record::Recorder::builder).
+pub struct RecordLayer {
+    config: Arc<RecorderConfig>,
+    shared: Arc<Shared>,
+    with_data: Option<WithSpanData>,
+}
+
+impl RecordLayer {
+    pub(crate) fn new(config: RecorderConfig, shared: Arc<Shared>) -> Self {
+        RecordLayer {
+            config: Arc::new(config),
+            shared,
+            with_data: None,
+        }
+    }
+
+    /// A handle for flushing the reporters and reading the pipeline's counters.
+    pub fn handle(&self) -> RecorderHandle {
+        RecorderHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The default service name of this recorder.
+    pub fn service_name(&self) -> &str {
+        &self.config.service_name
+    }
+}
+
+impl fmt::Debug for RecordLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordLayer")
+            .field("service_name", &self.config.service_name)
+            .field("sampler", &self.config.sampler)
+            .finish()
+    }
+}
+
+/// Finds a span's [`SpanData`] from a `Dispatch`, for code that holds a `tracing::Span` but
+/// not the subscriber type. The layer hands this out through `downcast_raw`.
+#[derive(Clone, Copy)]
+pub(crate) struct WithSpanData(SpanDataFn);
+
+type SpanDataFn = fn(&Dispatch, &Id, &mut dyn FnMut(&mut SpanData));
+
+impl WithSpanData {
+    pub(crate) fn with(&self, dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData)) {
+        (self.0)(dispatch, id, f)
+    }
+}
+
+fn span_data_of<S>(dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData))
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(subscriber) = dispatch.downcast_ref::<S>() else {
+        return;
+    };
+    let Some(span) = subscriber.span(id) else {
+        return;
+    };
+    let mut extensions = span.extensions_mut();
+    if let Some(data) = extensions.get_mut::<SpanData>() {
+        f(data);
+    }
+}
+
+impl<S> Layer<S> for RecordLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        self.with_data = Some(WithSpanData(span_data_of::<S>));
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let seed = start::take().unwrap_or_default();
+        let metadata = attrs.metadata();
+
+        // The parent: a remote one handed in at creation, else the local one (explicit or
+        // contextual, as the registry resolved it), else none.
+        let local = if seed.remote_parent.is_some() || seed.new_root {
+            None
+        } else {
+            span.parent().and_then(|parent| {
+                let extensions = parent.extensions();
+                extensions.get::<SpanData>().map(|p| {
+                    (
+                        p.record.span_context.clone(),
+                        p.record.service_name.clone(),
+                        p.baggage.clone(),
+                    )
+                })
+            })
+        };
+        let (parent, parent_is_remote, inherited_service, inherited_baggage) =
+            match (seed.remote_parent, local) {
+                (Some(remote), _) => (Some(remote), true, None, Baggage::new()),
+                (None, Some((cx, service, baggage))) => (Some(cx), false, Some(service), baggage),
+                (None, None) => (None, false, None, Baggage::new()),
+            };
+
+        let kind = seed.kind.unwrap_or(SpanKind::Internal);
+        let name: Cow<'static, str> = seed.name.unwrap_or(Cow::Borrowed(metadata.name()));
+        let trace_id = parent.as_ref().map_or_else(new_trace_id, |p| p.trace_id);
+        let sampled = self
+            .config
+            .sampler
+            .should_sample(parent.as_ref(), trace_id, &name, &kind);
+        let (trace_flags, trace_state, parent_span_id) = match &parent {
+            Some(p) => (
+                p.trace_flags.with_sampled(sampled),
+                p.trace_state.clone(),
+                p.span_id,
+            ),
+            // Every byte of a new trace id is random, so the Level 2 random flag holds.
+            None => (
+                FLAG_RANDOM.with_sampled(sampled),
+                TraceState::NONE,
+                SpanId::INVALID,
+            ),
+        };
+        let now = if sampled {
+            SystemTime::now()
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
+        let record = SpanRecord {
+            span_context: SpanContext {
+                trace_id,
+                span_id: new_span_id(),
+                trace_flags,
+                is_remote: false,
+                trace_state,
+            },
+            parent_span_id,
+            parent_is_remote,
+            name,
+            kind,
+            start_time: now,
+            end_time: now,
+            attributes: seed.attributes,
+            dropped_attributes_count: 0,
+            events: Vec::new(),
+            dropped_events_count: 0,
+            links: seed.links,
+            status: Status::Unset,
+            service_name: seed
+                .service_name
+                .or(inherited_service)
+                .unwrap_or_else(|| self.config.service_name.clone()),
+            scope: InstrumentationScope::builder(metadata.target()).build(),
+        };
+        let baggage = seed.baggage.unwrap_or(inherited_baggage);
+        let mut data = SpanData::new(
+            record,
+            baggage,
+            sampled,
+            (self.config.max_attributes, self.config.max_events),
+        );
+        if sampled && !seed.skip_fields {
+            attrs.record(&mut SpanVisitor(&mut data));
+        }
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(data) = extensions.get_mut::<SpanData>() {
+            if data.sampled {
+                values.record(&mut SpanVisitor(data));
+            }
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let Some(follows) = ctx.span(follows) else {
+            return;
+        };
+        let Some(linked) = follows
+            .extensions()
+            .get::<SpanData>()
+            .map(|d| d.record.span_context.clone())
+        else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(data) = extensions.get_mut::<SpanData>() {
+            if data.sampled {
+                data.record.links.push(Link::new(linked));
+            }
+        }
+    }
+
+    fn on_event(&self, event: &TracingEvent<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(data) = extensions.get_mut::<SpanData>() else {
+            return;
+        };
+        if !data.sampled {
+            return;
+        }
+        let mut fields = EventVisitor::default();
+        event.record(&mut fields);
+        let metadata = event.metadata();
+        if *metadata.level() == Level::ERROR || fields.error.is_some() {
+            // An error: an `exception` event whose message is the error (or the log line),
+            // keeping the log line and other fields as attributes.
+            let message = match (fields.error, &fields.message) {
+                (Some(error), _) => error,
+                (None, Some(message)) => message.clone(),
+                (None, None) => metadata.name().to_owned(),
+            };
+            let mut extra = fields.attributes;
+            if let Some(line) = fields.message {
+                if line != message {
+                    extra.push(KeyValue::new(semconv::MESSAGE_FIELD, line));
+                }
+            }
+            extra.push(KeyValue::new("level", metadata.level().as_str()));
+            data.record_exception(None, message, extra);
+            return;
+        }
+        let name: Cow<'static, str> = match fields.message {
+            Some(message) => Cow::Owned(message),
+            None => Cow::Borrowed(metadata.name()),
+        };
+        let mut attributes = fields.attributes;
+        attributes.push(KeyValue::new("level", metadata.level().as_str()));
+        data.add_event(Event::new(name, SystemTime::now(), attributes, 0));
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
+            return;
+        };
+        if data.sampled {
+            let mut record = data.record;
+            record.end_time = SystemTime::now();
+            self.shared.send(record);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Returns a pointer to `self.with_data`, a field of this layer, only when asked for
+    /// `WithSpanData`'s own `TypeId`, so the caller's cast back to `&WithSpanData` has the
+    /// right type; the pointer borrows the layer, which lives as long as the `Dispatch`
+    /// the caller holds.
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        match id {
+            id if id == TypeId::of::<Self>() => Some(self as *const Self as *const ()),
+            id if id == TypeId::of::<WithSpanData>() => self
+                .with_data
+                .as_ref()
+                .map(|w| w as *const WithSpanData as *const ()),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `f` on the recorder's data for `span`, if a recorder tracks it.
+pub(crate) fn with_span_data<R>(
+    span: &tracing::Span,
+    f: impl FnOnce(&mut SpanData) -> R,
+) -> Option<R> {
+    let mut f = Some(f);
+    let mut out = None;
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(get) = dispatch.downcast_ref::<WithSpanData>() {
+            get.with(dispatch, id, &mut |data| {
+                if let Some(f) = f.take() {
+                    out = Some(f(data));
+                }
+            });
+        }
+    });
+    out
+}

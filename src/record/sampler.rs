@@ -1,0 +1,175 @@
+//! Head sampling: decides, when a span starts, whether its trace is recorded.
+//!
+//! The default is [`ParentBased`] over [`AlwaysOn`]: a span follows its parent's `sampled`
+//! flag (local or remote), and a new root is sampled. A sampled-out span still gets ids and
+//! propagates them, flagged not sampled, but records nothing.
+
+use std::fmt;
+
+use crate::context::{SpanContext, TraceId};
+use crate::record::data::SpanKind;
+
+/// Decides whether a new span is sampled.
+pub trait Sampler: Send + Sync + fmt::Debug + 'static {
+    /// `parent` is the local or remote parent (see [`SpanContext::is_remote`]), `None` for a
+    /// new root. `trace_id` is the span's trace, new or inherited.
+    fn should_sample(
+        &self,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+    ) -> bool;
+}
+
+impl<S: Sampler + ?Sized> Sampler for Box<S> {
+    fn should_sample(
+        &self,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+    ) -> bool {
+        (**self).should_sample(parent, trace_id, name, kind)
+    }
+}
+
+/// Samples every span.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysOn;
+
+impl Sampler for AlwaysOn {
+    fn should_sample(&self, _: Option<&SpanContext>, _: TraceId, _: &str, _: &SpanKind) -> bool {
+        true
+    }
+}
+
+/// Samples no span.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysOff;
+
+impl Sampler for AlwaysOff {
+    fn should_sample(&self, _: Option<&SpanContext>, _: TraceId, _: &str, _: &SpanKind) -> bool {
+        false
+    }
+}
+
+/// Samples a share of traces, decided by the trace id alone, so every service with the same
+/// ratio makes the same decision for a trace.
+///
+/// Follows the OpenTelemetry `TraceIdRatioBased` algorithm: the randomness `R` is the rightmost
+/// 56 bits of the trace id (random under W3C Level 2), the rejection threshold is
+/// `T = (1 - ratio) * 2^56`, and a trace is sampled when `R >= T`.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceIdRatio {
+    threshold: u64,
+    ratio: f64,
+}
+
+const RANDOMNESS_BITS: u32 = 56;
+const RANDOMNESS_MASK: u64 = (1 << RANDOMNESS_BITS) - 1;
+
+impl TraceIdRatio {
+    /// Samples `ratio` of traces; clamped to `0.0..=1.0` (NaN samples nothing).
+    pub fn new(ratio: f64) -> Self {
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        let max = (1u64 << RANDOMNESS_BITS) as f64;
+        // Rounded so that ratio 1.0 gives threshold 0 (always) and 0.0 gives 2^56 (never).
+        let threshold = ((1.0 - ratio) * max).round() as u64;
+        TraceIdRatio { threshold, ratio }
+    }
+
+    /// The configured ratio.
+    pub fn ratio(&self) -> f64 {
+        self.ratio
+    }
+}
+
+impl Sampler for TraceIdRatio {
+    fn should_sample(
+        &self,
+        _: Option<&SpanContext>,
+        trace_id: TraceId,
+        _: &str,
+        _: &SpanKind,
+    ) -> bool {
+        let bytes = trace_id.to_bytes();
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&bytes[8..]);
+        let randomness = u64::from_be_bytes(low) & RANDOMNESS_MASK;
+        randomness >= self.threshold
+    }
+}
+
+/// Follows the parent's `sampled` flag; asks `root` for new roots.
+#[derive(Clone, Debug)]
+pub struct ParentBased<S> {
+    root: S,
+}
+
+impl<S: Sampler> ParentBased<S> {
+    /// Parent-based, with `root` for spans without a parent.
+    pub fn new(root: S) -> Self {
+        ParentBased { root }
+    }
+}
+
+impl<S: Sampler> Sampler for ParentBased<S> {
+    fn should_sample(
+        &self,
+        parent: Option<&SpanContext>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+    ) -> bool {
+        match parent {
+            Some(parent) if parent.is_valid() => parent.is_sampled(),
+            _ => self.root.should_sample(None, trace_id, name, kind),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{SpanId, TraceFlags, TraceState};
+
+    fn parent(sampled: bool, remote: bool) -> SpanContext {
+        SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(9u64),
+            TraceFlags::default().with_sampled(sampled),
+            remote,
+            TraceState::NONE,
+        )
+    }
+
+    #[test]
+    fn parent_based_follows_local_and_remote_parents() {
+        let s = ParentBased::new(AlwaysOff);
+        let k = SpanKind::Internal;
+        assert!(s.should_sample(Some(&parent(true, true)), TraceId::from(1u128), "x", &k));
+        assert!(s.should_sample(Some(&parent(true, false)), TraceId::from(1u128), "x", &k));
+        let s = ParentBased::new(AlwaysOn);
+        assert!(!s.should_sample(Some(&parent(false, true)), TraceId::from(1u128), "x", &k));
+        assert!(s.should_sample(None, TraceId::from(1u128), "x", &k));
+    }
+
+    #[test]
+    fn ratio_edges() {
+        let k = SpanKind::Internal;
+        let max = TraceId::from(u128::MAX);
+        let min = TraceId::from(1u128);
+        assert!(TraceIdRatio::new(1.0).should_sample(None, min, "", &k));
+        assert!(!TraceIdRatio::new(0.0).should_sample(None, max, "", &k));
+        assert!(!TraceIdRatio::new(f64::NAN).should_sample(None, max, "", &k));
+        // Only the rightmost 56 bits count.
+        let high_only = TraceId::from(u128::MAX << 56);
+        assert!(!TraceIdRatio::new(0.5).should_sample(None, high_only, "", &k));
+        assert!(TraceIdRatio::new(0.5).should_sample(None, max, "", &k));
+    }
+}

@@ -1,0 +1,342 @@
+//! Per-span state kept in the registry's extensions, and the field visitors that fill it.
+
+use std::borrow::Cow;
+use std::error::Error;
+use std::fmt::{self, Write as _};
+use std::time::SystemTime;
+
+use tracing_core::field::{Field, Visit};
+
+use crate::baggage::Baggage;
+use crate::record::data::{Event, Key, KeyValue, SpanKind, SpanRecord, Status, Value};
+use crate::semconv;
+
+/// What the recorder knows of a live span. Sampled-out spans keep only the context, service
+/// and baggage (for propagation); the rest of `record` stays empty.
+pub(crate) struct SpanData {
+    pub(crate) record: SpanRecord,
+    pub(crate) baggage: Baggage,
+    pub(crate) sampled: bool,
+    /// Set by an explicit status (`otel.status_code`, [`SpanExt::set_status`]), which error
+    /// events must not override.
+    ///
+    /// [`SpanExt::set_status`]: crate::record::SpanExt::set_status
+    status_explicit: bool,
+    /// `otel.status_message` recorded before `otel.status_code`.
+    pending_status_message: Option<String>,
+    max_attributes: u32,
+    max_events: u32,
+}
+
+impl SpanData {
+    pub(crate) fn new(
+        record: SpanRecord,
+        baggage: Baggage,
+        sampled: bool,
+        limits: (u32, u32),
+    ) -> Self {
+        SpanData {
+            record,
+            baggage,
+            sampled,
+            status_explicit: false,
+            pending_status_message: None,
+            max_attributes: limits.0,
+            max_events: limits.1,
+        }
+    }
+
+    /// Sets an attribute, replacing one with the same key.
+    pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
+        if let Some(slot) = self.record.attributes.iter_mut().find(|a| a.key == kv.key) {
+            slot.value = kv.value;
+        } else if self.record.attributes.len() < self.max_attributes as usize {
+            self.record.attributes.push(kv);
+        } else {
+            self.record.dropped_attributes_count += 1;
+        }
+    }
+
+    pub(crate) fn add_event(&mut self, event: Event) {
+        if self.record.events.len() < self.max_events as usize {
+            self.record.events.push(event);
+        } else {
+            self.record.dropped_events_count += 1;
+        }
+    }
+
+    /// An explicit status: Ok is final, Error replaces Unset or Error, Unset is ignored.
+    pub(crate) fn set_status(&mut self, status: Status) {
+        if matches!(status, Status::Unset) || matches!(self.record.status, Status::Ok) {
+            return;
+        }
+        self.record.status = status;
+        self.status_explicit = true;
+    }
+
+    /// A status implied by an error event or field: only fills an unset status.
+    fn set_implied_error(&mut self, message: &str) {
+        if !self.status_explicit && matches!(self.record.status, Status::Unset) {
+            self.record.status = Status::error(message.to_owned());
+        }
+    }
+
+    /// Adds an `exception` event and marks the span as failed (unless a status was set
+    /// explicitly).
+    pub(crate) fn record_exception(
+        &mut self,
+        exception_type: Option<Cow<'static, str>>,
+        message: String,
+        mut extra: Vec<KeyValue>,
+    ) {
+        self.set_implied_error(&message);
+        let mut attributes = Vec::with_capacity(2 + extra.len());
+        if let Some(ty) = exception_type {
+            attributes.push(KeyValue::new(semconv::EXCEPTION_TYPE, ty));
+        }
+        attributes.push(KeyValue::new(semconv::EXCEPTION_MESSAGE, message));
+        attributes.append(&mut extra);
+        self.add_event(Event::new(
+            semconv::EXCEPTION_EVENT,
+            SystemTime::now(),
+            attributes,
+            0,
+        ));
+    }
+}
+
+/// The message of an error followed by its sources, as `top: cause: root cause`; a source
+/// whose text the previous message already contains is not repeated.
+pub(crate) fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn u64_value(value: u64) -> Value {
+    // Integers stay integers; only what does not fit an i64 becomes text.
+    match i64::try_from(value) {
+        Ok(v) => Value::I64(v),
+        Err(_) => Value::String(value.to_string().into()),
+    }
+}
+
+fn parse_kind(value: &str) -> Option<SpanKind> {
+    Some(match value.to_ascii_lowercase().as_str() {
+        "server" => SpanKind::Server,
+        "client" => SpanKind::Client,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        "internal" => SpanKind::Internal,
+        _ => return None,
+    })
+}
+
+/// Records a span's fields (at creation and on `Span::record`) as attributes, handling the
+/// `otel.*` and `error` fields.
+pub(crate) struct SpanVisitor<'a>(pub(crate) &'a mut SpanData);
+
+impl SpanVisitor<'_> {
+    fn text(&mut self, field: &Field, value: Cow<'_, str>) {
+        let data = &mut *self.0;
+        match field.name() {
+            semconv::OTEL_NAME => data.record.name = Cow::Owned(value.into_owned()),
+            semconv::OTEL_KIND => {
+                if let Some(kind) = parse_kind(&value) {
+                    data.record.kind = kind;
+                }
+            }
+            semconv::OTEL_STATUS_CODE => match value.to_ascii_lowercase().as_str() {
+                "ok" => data.set_status(Status::Ok),
+                "error" => {
+                    let message = data.pending_status_message.take().unwrap_or_default();
+                    data.set_status(Status::error(message));
+                }
+                _ => {}
+            },
+            semconv::OTEL_STATUS_MESSAGE => match &mut data.record.status {
+                Status::Error { description } => *description = Cow::Owned(value.into_owned()),
+                // Kept until an error status code arrives.
+                _ => data.pending_status_message = Some(value.into_owned()),
+            },
+            semconv::ERROR_FIELD => data.record_exception(None, value.into_owned(), Vec::new()),
+            name => data.set_attribute(KeyValue::new(
+                Key::from_static_str(name),
+                Value::String(value.into_owned().into()),
+            )),
+        }
+    }
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0
+            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0
+            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.set_attribute(KeyValue::new(
+            Key::from_static_str(field.name()),
+            u64_value(value),
+        ));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let value = match i64::try_from(value) {
+            Ok(v) => Value::I64(v),
+            Err(_) => Value::String(value.to_string().into()),
+        };
+        self.0
+            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let value = match i64::try_from(value) {
+            Ok(v) => Value::I64(v),
+            Err(_) => Value::String(value.to_string().into()),
+        };
+        self.0
+            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0
+            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, Cow::Borrowed(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        if field.name() == semconv::ERROR_FIELD {
+            self.0
+                .record_exception(None, error_chain(value), Vec::new());
+        } else {
+            self.text(field, Cow::Owned(value.to_string()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut text = String::new();
+        let _ = write!(text, "{value:?}");
+        self.text(field, Cow::Owned(text));
+    }
+}
+
+/// Collects an event's fields: `message` becomes its name, `error` its exception message.
+#[derive(Default)]
+pub(crate) struct EventVisitor {
+    pub(crate) message: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) attributes: Vec<KeyValue>,
+}
+
+impl EventVisitor {
+    fn text(&mut self, field: &Field, value: String) {
+        match field.name() {
+            semconv::MESSAGE_FIELD => self.message = Some(value),
+            semconv::ERROR_FIELD => self.error = Some(value),
+            name => self
+                .attributes
+                .push(KeyValue::new(Key::from_static_str(name), value)),
+        }
+    }
+}
+
+impl Visit for EventVisitor {
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.attributes
+            .push(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.attributes
+            .push(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.attributes.push(KeyValue::new(
+            Key::from_static_str(field.name()),
+            u64_value(value),
+        ));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.attributes
+            .push(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value.to_owned());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn Error + 'static)) {
+        self.text(field, error_chain(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut text = String::new();
+        let _ = write!(text, "{value:?}");
+        self.text(field, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Wrapped {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            self.1.as_deref().map(|e| e as &(dyn Error + 'static))
+        }
+    }
+
+    #[test]
+    fn error_chain_joins_sources_once() {
+        let err = Wrapped(
+            "charge failed",
+            Some(Box::new(Wrapped(
+                "gateway timeout",
+                Some(Box::new(Wrapped("connect", None))),
+            ))),
+        );
+        assert_eq!(error_chain(&err), "charge failed: gateway timeout: connect");
+        let repeats = Wrapped(
+            "charge failed: gateway timeout",
+            Some(Box::new(Wrapped("gateway timeout", None))),
+        );
+        assert_eq!(error_chain(&repeats), "charge failed: gateway timeout");
+    }
+
+    #[test]
+    fn big_u64_becomes_text_small_stays_integer() {
+        assert_eq!(u64_value(42), Value::I64(42));
+        assert_eq!(
+            u64_value(u64::MAX),
+            Value::String(u64::MAX.to_string().into())
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! The bounded queue between the recorder and the reporter worker thread.
+//!
+//! Producers (any thread closing a span) push into a lock-free `ArrayQueue` and never wait:
+//! a full or closed queue drops the span and counts it. The worker sleeps on a timer and is
+//! woken early only when the queue passes a fill threshold or someone flushes, so the request
+//! path pays no syscall per span.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::record::data::SpanRecord;
+use crate::report::Reporter;
+
+/// Pipeline settings.
+#[derive(Clone, Debug)]
+pub(crate) struct PipelineConfig {
+    pub(crate) queue_capacity: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) interval: Duration,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_capacity: 8192,
+            max_batch: 512,
+            interval: Duration::from_millis(50),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters of the reporter pipeline, read with [`RecorderHandle::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Spans handed to the reporters.
+    pub spans_reported: u64,
+    /// Spans dropped because the queue was full or the pipeline had shut down.
+    pub spans_dropped: u64,
+    /// Reporter calls that panicked (caught).
+    pub reporter_panics: u64,
+    /// Batches handed to the reporters.
+    pub batches: u64,
+    /// Spans waiting in the queue right now.
+    pub queued: usize,
+}
+
+/// Why a flush did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The worker did not finish in time: a reporter is slow or stalled.
+    Timeout,
+    /// The pipeline has shut down.
+    ShutDown,
+}
+
+impl fmt::Display for FlushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FlushError::Timeout => "reporters did not finish flushing in time",
+            FlushError::ShutDown => "the reporter pipeline has shut down",
+        })
+    }
+}
+
+impl std::error::Error for FlushError {}
+
+#[derive(Default)]
+struct SyncState {
+    flushed: u64,
+    stopped: bool,
+}
+
+pub(crate) struct Shared {
+    queue: ArrayQueue<SpanRecord>,
+    wake_at: usize,
+    worker: OnceLock<Thread>,
+    notified: AtomicBool,
+    closed: AtomicBool,
+    flush_requested: AtomicU64,
+    dropped: AtomicU64,
+    reported: AtomicU64,
+    panics: AtomicU64,
+    batches: AtomicU64,
+    sync: Mutex<SyncState>,
+    cond: Condvar,
+}
+
+impl Shared {
+    /// Queues a finished span; never blocks.
+    pub(crate) fn send(&self, span: SpanRecord) {
+        if self.closed.load(Ordering::Relaxed) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.queue.push(span) {
+            Ok(()) => {
+                if self.queue.len() >= self.wake_at {
+                    self.wake();
+                }
+            }
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.wake();
+            }
+        }
+    }
+
+    fn wake(&self) {
+        if !self.notified.swap(true, Ordering::SeqCst) {
+            if let Some(worker) = self.worker.get() {
+                worker.unpark();
+            }
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            spans_reported: self.reported.load(Ordering::Relaxed),
+            spans_dropped: self.dropped.load(Ordering::Relaxed),
+            reporter_panics: self.panics.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            queued: self.queue.len(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        // The state is two plain fields, consistent even if a holder panicked.
+        self.sync.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        if self.lock().stopped {
+            return Err(FlushError::ShutDown);
+        }
+        let target = self.flush_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake();
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.flushed >= target {
+                return Ok(());
+            }
+            if state.stopped {
+                return Err(FlushError::ShutDown);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(FlushError::Timeout);
+            }
+            state = self
+                .cond
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Starts the worker thread.
+pub(crate) fn start(
+    reporters: Vec<Box<dyn Reporter>>,
+    config: &PipelineConfig,
+) -> (Arc<Shared>, RecorderGuard) {
+    let capacity = config.queue_capacity.max(1);
+    let shared = Arc::new(Shared {
+        queue: ArrayQueue::new(capacity),
+        wake_at: (capacity / 4).clamp(1, config.max_batch.max(1)),
+        worker: OnceLock::new(),
+        notified: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        flush_requested: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        reported: AtomicU64::new(0),
+        panics: AtomicU64::new(0),
+        batches: AtomicU64::new(0),
+        sync: Mutex::new(SyncState::default()),
+        cond: Condvar::new(),
+    });
+    let worker = Worker {
+        shared: shared.clone(),
+        reporters,
+        max_batch: config.max_batch.max(1),
+        interval: config.interval,
+    };
+    let join = thread::Builder::new()
+        .name("tracewire-reporter".into())
+        .spawn(move || worker.run())
+        .ok();
+    match &join {
+        Some(join) => {
+            let _ = shared.worker.set(join.thread().clone());
+        }
+        None => {
+            // No thread: nothing will ever drain the queue, so refuse spans rather than
+            // hold them.
+            shared.closed.store(true, Ordering::SeqCst);
+            shared.lock().stopped = true;
+        }
+    }
+    let guard = RecorderGuard {
+        handle: RecorderHandle {
+            shared: shared.clone(),
+        },
+        join,
+        timeout: config.shutdown_timeout,
+    };
+    (shared, guard)
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    reporters: Vec<Box<dyn Reporter>>,
+    max_batch: usize,
+    interval: Duration,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut last_tick = Instant::now();
+        loop {
+            // Reset before reading the flags and the queue: a push or flush request that
+            // lands after this line sees `false` and unparks us.
+            self.shared.notified.store(false, Ordering::SeqCst);
+            let flush_target = self.shared.flush_requested.load(Ordering::SeqCst);
+            let closing = self.shared.closed.load(Ordering::SeqCst);
+
+            self.drain(&mut batch, &mut last_tick);
+            if last_tick.elapsed() >= self.interval {
+                self.each(|r| r.tick());
+                last_tick = Instant::now();
+            }
+            if closing {
+                self.drain(&mut batch, &mut last_tick);
+                self.each(|r| r.shutdown());
+                let mut state = self.shared.lock();
+                state.flushed = self.shared.flush_requested.load(Ordering::SeqCst);
+                state.stopped = true;
+                self.shared.cond.notify_all();
+                return;
+            }
+            if flush_target > self.shared.lock().flushed {
+                self.each(|r| r.flush());
+                self.shared.lock().flushed = flush_target;
+                self.shared.cond.notify_all();
+            }
+            if self.shared.queue.is_empty()
+                && self.shared.flush_requested.load(Ordering::SeqCst) == flush_target
+            {
+                thread::park_timeout(self.interval);
+            }
+        }
+    }
+
+    fn drain(&mut self, batch: &mut Vec<SpanRecord>, last_tick: &mut Instant) {
+        loop {
+            while batch.len() < self.max_batch {
+                match self.shared.queue.pop() {
+                    Some(span) => batch.push(span),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            let spans: &[SpanRecord] = batch;
+            self.each(|r| r.report(spans));
+            self.shared
+                .reported
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.shared.batches.fetch_add(1, Ordering::Relaxed);
+            batch.clear();
+            if last_tick.elapsed() >= self.interval {
+                self.each(|r| r.tick());
+                *last_tick = Instant::now();
+            }
+        }
+    }
+
+    /// Calls every reporter, catching and counting panics so one bad reporter neither stops
+    /// the others nor the worker.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Reporter)) {
+        for reporter in &mut self.reporters {
+            let reporter: &mut dyn Reporter = &mut **reporter;
+            if catch_unwind(AssertUnwindSafe(|| f(reporter))).is_err() {
+                self.shared.panics.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A cheap, cloneable handle on the reporter pipeline: flush it and read its counters.
+#[derive(Clone)]
+pub struct RecorderHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl RecorderHandle {
+    /// Waits until every span finished before this call has been handed to the reporters and
+    /// the reporters have flushed, or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.shared.flush(timeout)
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}
+
+impl fmt::Debug for RecorderHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecorderHandle")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Keeps the reporter worker alive; on drop (or [`shutdown`](RecorderGuard::shutdown)) it
+/// hands every queued span to the reporters, flushes them and stops the worker.
+///
+/// Hold it for the life of the program: `let _guard = ...;` (not `let _ = ...;`, which drops
+/// it at once).
+#[must_use = "dropping the guard shuts the reporters down"]
+pub struct RecorderGuard {
+    handle: RecorderHandle,
+    join: Option<JoinHandle<()>>,
+    timeout: Duration,
+}
+
+impl RecorderGuard {
+    /// A handle for flushing and counters, usable after the guard moved elsewhere.
+    pub fn handle(&self) -> RecorderHandle {
+        self.handle.clone()
+    }
+
+    /// Flushes with the guard's shutdown timeout (5 s by default).
+    pub fn flush(&self) -> Result<(), FlushError> {
+        self.handle.flush(self.timeout)
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// Drains the queue into the reporters, shuts them down and stops the worker. Spans
+    /// finished afterwards are dropped and counted.
+    pub fn shutdown(mut self) -> Result<(), FlushError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), FlushError> {
+        let Some(join) = self.join.take() else {
+            return Ok(());
+        };
+        let shared = &self.handle.shared;
+        shared.closed.store(true, Ordering::SeqCst);
+        shared.notified.store(true, Ordering::SeqCst);
+        join.thread().unpark();
+        let deadline = Instant::now() + self.timeout;
+        let mut state = shared.lock();
+        while !state.stopped {
+            let now = Instant::now();
+            if now >= deadline {
+                // A stalled reporter: leave the worker detached rather than hang the program.
+                return Err(FlushError::Timeout);
+            }
+            state = shared
+                .cond
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(state);
+        let _ = join.join();
+        Ok(())
+    }
+}
+
+impl Drop for RecorderGuard {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+impl fmt::Debug for RecorderGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecorderGuard")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
