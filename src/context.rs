@@ -105,7 +105,7 @@ impl From<&opentelemetry::trace::SpanContext> for SpanContext {
             span_id: cx.span_id(),
             trace_flags: cx.trace_flags(),
             is_remote: cx.is_remote(),
-            trace_state: TraceState::from_members(cx.trace_state().into_iter()).unwrap_or_default(),
+            trace_state: TraceState::from_members(cx.trace_state()).unwrap_or_default(),
         }
     }
 }
@@ -220,7 +220,7 @@ impl TraceState {
         TraceState::get_in(self.header(), key)
     }
 
-    fn get_in<'h>(header: &'h str, key: &str) -> Option<&'h str> {
+    pub(crate) fn get_in<'h>(header: &'h str, key: &str) -> Option<&'h str> {
         header
             .split(',')
             .filter_map(|m| m.split_once('='))
@@ -302,7 +302,9 @@ pub fn is_valid_key(key: &str) -> bool {
     }
     bytes.len() <= 256
         && bytes.iter().all(|&b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'*' | b'/' | b'@')
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || matches!(b, b'_' | b'-' | b'*' | b'/' | b'@')
         })
 }
 
