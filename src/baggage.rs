@@ -179,22 +179,14 @@ impl Baggage {
         if self.is_empty() {
             return other.clone();
         }
-        let mut members: Vec<BaggageMember> = self.iter().cloned().collect();
-        let mut bytes = self.encoded_len();
-        for member in other.iter() {
-            if members.len() == BAGGAGE_MAX_MEMBERS {
-                break;
-            }
-            if self.member(&member.key).is_some() {
-                continue;
-            }
-            let added = member.encoded_len() + 1;
-            if bytes + added <= BAGGAGE_MAX_BYTES {
-                bytes += added;
-                members.push(member.clone());
-            }
+        let mut merged = baggage_wire::BaggageBuilder::default();
+        for member in self
+            .iter()
+            .chain(other.iter().filter(|m| self.member(&m.key).is_none()))
+        {
+            merged.push(member.clone());
         }
-        Baggage::from_members(members)
+        merged.finish()
     }
 
     fn checked(members: Vec<BaggageMember>) -> Result<Baggage, BaggageError> {

@@ -1088,4 +1088,18 @@ fn baggage_mutators() {
         members(&merged),
         [("a", "3", ""), ("b", "2", ""), ("c", "4", "")]
     );
+
+    // Merging keeps the limits: a member that does not fit is left out whole.
+    let big_a = Baggage::new().with("a", &"x".repeat(5000)).unwrap();
+    let big_b = Baggage::new()
+        .with("b", &"y".repeat(5000))
+        .unwrap()
+        .with("c", "1")
+        .unwrap();
+    let merged = big_a.merge(&big_b);
+    assert_eq!(
+        merged.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
+        ["a", "c"]
+    );
+    assert!(merged.encoded_len() <= BAGGAGE_MAX_BYTES);
 }

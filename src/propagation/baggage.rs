@@ -151,7 +151,8 @@ impl BaggageBuilder {
             && self.push(member)
     }
 
-    fn push(&mut self, member: BaggageMember) -> bool {
+    /// Adds a valid member if it fits; `false` when it does not.
+    pub(crate) fn push(&mut self, member: BaggageMember) -> bool {
         let added = encoded_len(&member) + usize::from(!self.members.is_empty());
         if self.members.len() == BAGGAGE_MAX_MEMBERS || self.bytes + added > BAGGAGE_MAX_BYTES {
             return false;
