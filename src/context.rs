@@ -220,7 +220,7 @@ impl TraceState {
         TraceState::get_in(self.header(), key)
     }
 
-    fn get_in<'h>(header: &'h str, key: &str) -> Option<&'h str> {
+    pub(crate) fn get_in<'h>(header: &'h str, key: &str) -> Option<&'h str> {
         header
             .split(',')
             .filter_map(|m| m.split_once('='))

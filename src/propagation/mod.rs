@@ -1,10 +1,95 @@
 //! Carrying trace context across process boundaries: W3C Trace Context and W3C Baggage
 //! codecs, the carrier abstraction over `http::HeaderMap`, and the [`Propagator`] trait.
+//!
+//! # Overview
+//!
+//! A [`Propagator`] reads a caller's context from a carrier ([`Extractor`]) and writes ours
+//! into an outgoing one ([`Injector`]). `http::HeaderMap` is both (gRPC metadata travels as
+//! HTTP/2 headers, so the same carrier serves tonic). The propagators:
+//!
+//! - [`W3cPropagator`], the default: [`TraceContextPropagator`] (`traceparent` and
+//!   `tracestate`, W3C Trace Context Level 2) plus [`BaggagePropagator`] (`baggage`, W3C
+//!   Baggage), without the boxing of a composite;
+//! - [`CompositePropagator`]: any list of propagators; the first valid span context wins
+//!   and baggage is merged;
+//! - [`OtelPropagator`]: any `opentelemetry` `TextMapPropagator` (B3, Jaeger, X-Ray…);
+//! - [`NoopPropagator`]: reads and writes nothing.
+//!
+//! Malformed input never yields an error: an invalid `traceparent` means "no caller
+//! context, start a new trace" (`span_context: None`), an invalid `tracestate` is dropped
+//! while the `traceparent` is kept, and malformed baggage members are dropped one by one.
+//!
+//! The W3C codecs are also available as functions: [`parse_traceparent`],
+//! [`format_traceparent`], [`parse_tracestate`], [`parse_baggage`], [`format_baggage`], and
+//! the Level 2 response header through [`parse_traceresponse`] and
+//! [`format_traceresponse`].
+//!
+//! # Example
+//!
+//! ```
+//! use http::HeaderMap;
+//! use tracewire::baggage::Baggage;
+//! use tracewire::propagation::{Propagator, W3cPropagator, TRACEPARENT};
+//!
+//! let propagator = W3cPropagator;
+//!
+//! // Server side: read the caller's context from the request headers.
+//! let mut inbound = HeaderMap::new();
+//! inbound.insert(
+//!     TRACEPARENT,
+//!     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+//! );
+//! inbound.insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
+//! inbound.insert("baggage", "user=alice,region=eu%20west".parse().unwrap());
+//! let extracted = propagator.extract(&inbound);
+//! let parent = extracted.span_context.expect("a valid traceparent");
+//! assert!(parent.is_sampled() && parent.is_remote);
+//! assert_eq!(parent.trace_state.get("congo"), Some("t61rcWkgMzE"));
+//! assert_eq!(extracted.baggage.get("region"), Some("eu west"));
+//!
+//! // Client side: write a child's context into the outgoing request headers.
+//! let mut child = parent.clone();
+//! child.span_id = tracewire::context::SpanId::from_bytes([1, 2, 3, 4, 5, 6, 7, 8]);
+//! let baggage: Baggage = extracted.baggage.with("tenant", "acme").unwrap();
+//! let mut outbound = HeaderMap::new();
+//! propagator.inject(&child, &baggage, &mut outbound);
+//! assert_eq!(
+//!     outbound["traceparent"],
+//!     "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01"
+//! );
+//! assert_eq!(outbound["tracestate"], "congo=t61rcWkgMzE");
+//! assert_eq!(outbound["baggage"], "user=alice,region=eu%20west,tenant=acme");
+//! ```
 
 use http::{HeaderName, HeaderValue};
 
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
+
+pub(crate) mod baggage;
+mod carrier;
+mod composite;
+mod otel;
+mod trace_context;
+
+pub use self::baggage::{format_baggage, parse_baggage, BaggagePropagator};
+pub use self::carrier::NoOverwrite;
+pub use self::composite::{CompositePropagator, NoopPropagator, W3cPropagator};
+pub use self::otel::OtelPropagator;
+pub use self::trace_context::{
+    format_traceparent, format_traceresponse, parse_traceparent, parse_traceresponse,
+    parse_tracestate, traceparent_header_value, traceresponse_header_value, TraceContextPropagator,
+    TraceparentError,
+};
+
+/// The W3C Trace Context request header `traceparent`.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The W3C Trace Context request header `tracestate`.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// The W3C Baggage header `baggage`.
+pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+/// The W3C Trace Context Level 2 response header `traceresponse`.
+pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 
 /// Read access to a carrier's headers (HTTP headers or gRPC metadata).
 pub trait Extractor {
@@ -20,6 +105,14 @@ pub trait Injector {
     fn contains(&self, name: &str) -> bool;
     /// Sets header `name`, replacing any value.
     fn set(&mut self, name: HeaderName, value: HeaderValue);
+    /// Removes header `name` (lower-case), if the carrier allows it; the default does
+    /// nothing.
+    ///
+    /// Propagators use it to drop a stale header that must not travel with the one they
+    /// just wrote (a `tracestate` left from another trace next to a new `traceparent`).
+    fn remove(&mut self, name: &str) {
+        let _ = name;
+    }
 }
 
 /// What a propagator read from a carrier.
@@ -37,4 +130,28 @@ pub trait Propagator: Send + Sync + 'static {
     fn extract(&self, carrier: &dyn Extractor) -> Extracted;
     /// Writes `cx` and `baggage`.
     fn inject(&self, cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector);
+}
+
+/// Strips optional whitespace (spaces and horizontal tabs) from both ends.
+pub(crate) fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trim_ows;
+
+    #[test]
+    fn trim_ows_strips_spaces_and_tabs_only() {
+        assert_eq!(trim_ows(b" \t a b \t "), b"a b");
+        assert_eq!(trim_ows(b"\t\t"), b"");
+        assert_eq!(trim_ows(b""), b"");
+        assert_eq!(trim_ows(b"\r\nx\n"), b"\r\nx\n");
+    }
 }

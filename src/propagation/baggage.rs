@@ -1,0 +1,383 @@
+//! W3C Baggage codec: the `baggage` header.
+//!
+//! <https://www.w3.org/TR/baggage/>
+//!
+//! ```text
+//! baggage-string = list-member 0*179( OWS "," OWS list-member )
+//! list-member    = key OWS "=" OWS value *( OWS ";" OWS property )
+//! property       = key OWS "=" OWS value / key OWS
+//! key            = token
+//! value          = *baggage-octet   ; percent-encoded UTF-8
+//! ```
+//!
+//! Limits: [`BAGGAGE_MAX_MEMBERS`] members and [`BAGGAGE_MAX_BYTES`] bytes (encoded members
+//! and the commas between them). The spec makes these minimums: a platform MUST propagate
+//! 64 members and 8192 bytes, so a single member may take all 8192 bytes (the 4096-byte
+//! member limit of the 2020 drafts was removed). A member past a limit is dropped whole,
+//! never cut; a malformed member is dropped and the others kept, as the spec allows.
+
+use http::HeaderValue;
+use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use super::{trim_ows, Extracted, Extractor, Injector, Propagator, BAGGAGE};
+use crate::baggage::{Baggage, BaggageMember, BAGGAGE_MAX_BYTES, BAGGAGE_MAX_MEMBERS};
+use crate::context::SpanContext;
+
+/// Bytes percent-encoded in a value: every byte that is not a `baggage-octet` (controls,
+/// space, `"`, `,`, `;`, `\`, non-ASCII) and `%` itself.
+const VALUE_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
+
+/// Parses and combines `baggage` header values, in order, as one list.
+///
+/// Values are percent-decoded; a member that is malformed (bad key, a character that is not
+/// a `baggage-octet`, a value that does not decode to UTF-8, a bad property) is dropped and
+/// the others kept. Empty members are skipped. Members past [`BAGGAGE_MAX_MEMBERS`], or that
+/// would take the total past [`BAGGAGE_MAX_BYTES`], are dropped whole.
+pub fn parse_baggage<'a>(values: impl Iterator<Item = &'a [u8]>) -> Baggage {
+    let mut builder = BaggageBuilder::default();
+    for value in values {
+        builder.push_header(value);
+    }
+    builder.finish()
+}
+
+/// The `baggage` header value for `baggage`, or `None` when it has no member to send.
+///
+/// Values are percent-encoded; the result never exceeds the limits (a member that would
+/// is left out whole).
+pub fn format_baggage(baggage: &Baggage) -> Option<String> {
+    let estimate: usize = baggage
+        .iter()
+        .map(|m| m.key.len() + m.value.len() + m.properties.len() + 2)
+        .sum();
+    let mut out = String::with_capacity(estimate.min(BAGGAGE_MAX_BYTES));
+    let mut members = 0;
+    for member in baggage {
+        if members == BAGGAGE_MAX_MEMBERS {
+            break;
+        }
+        let added = encoded_len(member) + usize::from(members > 0);
+        if out.len() + added > BAGGAGE_MAX_BYTES {
+            continue;
+        }
+        if members > 0 {
+            out.push(',');
+        }
+        out.push_str(&member.key);
+        out.push('=');
+        out.extend(utf8_percent_encode(&member.value, VALUE_ENCODE));
+        if !member.properties.is_empty() {
+            out.push(';');
+            out.push_str(&member.properties);
+        }
+        members += 1;
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// W3C Baggage: the `baggage` header.
+///
+/// Extract combines every `baggage` header (see [`parse_baggage`]); inject writes one
+/// header, and none when there is nothing to send (see [`format_baggage`]). Span contexts
+/// are not this propagator's business.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BaggagePropagator;
+
+impl BaggagePropagator {
+    /// The propagator.
+    pub const fn new() -> Self {
+        BaggagePropagator
+    }
+
+    /// The caller's baggage; allocates nothing when there is none.
+    pub(crate) fn extract_baggage(carrier: &dyn Extractor) -> Baggage {
+        let mut builder = BaggageBuilder::default();
+        carrier.get_each(BAGGAGE.as_str(), &mut |value| builder.push_header(value));
+        builder.finish()
+    }
+
+    pub(crate) fn inject_baggage(baggage: &Baggage, carrier: &mut dyn Injector) {
+        if let Some(value) = format_baggage(baggage).and_then(|s| HeaderValue::try_from(s).ok()) {
+            carrier.set(BAGGAGE, value);
+        }
+    }
+}
+
+impl Propagator for BaggagePropagator {
+    fn extract(&self, carrier: &dyn Extractor) -> Extracted {
+        Extracted {
+            span_context: None,
+            baggage: BaggagePropagator::extract_baggage(carrier),
+        }
+    }
+
+    fn inject(&self, _cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector) {
+        BaggagePropagator::inject_baggage(baggage, carrier);
+    }
+}
+
+/// Gathers members, header value by header value, within the limits.
+#[derive(Debug, Default)]
+pub(crate) struct BaggageBuilder {
+    members: Vec<BaggageMember>,
+    bytes: usize,
+}
+
+impl BaggageBuilder {
+    /// Adds the members of one `baggage` header value.
+    pub(crate) fn push_header(&mut self, value: &[u8]) {
+        for member in value.split(|&b| b == b',') {
+            if self.members.len() == BAGGAGE_MAX_MEMBERS {
+                return;
+            }
+            let member = trim_ows(member);
+            if let Some(member) = parse_member(member) {
+                self.push(member);
+            }
+        }
+    }
+
+    /// Adds a member from elsewhere (another propagator), after checking its key and
+    /// properties; `false` when it was refused or did not fit.
+    pub(crate) fn push_checked(&mut self, member: BaggageMember) -> bool {
+        is_token(member.key.as_bytes())
+            && is_normalized_properties(member.properties.as_bytes())
+            && self.push(member)
+    }
+
+    /// Adds a valid member if it fits; `false` when it does not.
+    pub(crate) fn push(&mut self, member: BaggageMember) -> bool {
+        let added = encoded_len(&member) + usize::from(!self.members.is_empty());
+        if self.members.len() == BAGGAGE_MAX_MEMBERS || self.bytes + added > BAGGAGE_MAX_BYTES {
+            return false;
+        }
+        self.bytes += added;
+        self.members.push(member);
+        true
+    }
+
+    pub(crate) fn finish(self) -> Baggage {
+        Baggage::from_members(self.members)
+    }
+}
+
+/// One list member, OWS already trimmed from its ends; `None` when empty or malformed.
+fn parse_member(member: &[u8]) -> Option<BaggageMember> {
+    let (pair, properties) = match member.iter().position(|&b| b == b';') {
+        Some(semi) => (&member[..semi], Some(&member[semi + 1..])),
+        None => (member, None),
+    };
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let key = trim_ows(&pair[..eq]);
+    let raw_value = trim_ows(&pair[eq + 1..]);
+    if !is_token(key) || !raw_value.iter().all(|&b| is_baggage_octet(b)) {
+        return None;
+    }
+    let value = percent_decode(raw_value).decode_utf8().ok()?.into_owned();
+    let properties = match properties {
+        Some(properties) => normalize_properties(properties)?,
+        None => String::new(),
+    };
+    Some(BaggageMember {
+        key: std::str::from_utf8(key).ok()?.to_owned(),
+        value,
+        properties,
+    })
+}
+
+/// `p1 ; k = v` → `p1;k=v`; `None` when a property is malformed.
+fn normalize_properties(properties: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(properties.len());
+    for property in properties.split(|&b| b == b';') {
+        let property = trim_ows(property);
+        let (key, value) = match property.iter().position(|&b| b == b'=') {
+            Some(eq) => (
+                trim_ows(&property[..eq]),
+                Some(trim_ows(&property[eq + 1..])),
+            ),
+            None => (property, None),
+        };
+        if !is_token(key)
+            || !value
+                .unwrap_or_default()
+                .iter()
+                .all(|&b| is_baggage_octet(b))
+        {
+            return None;
+        }
+        if !out.is_empty() {
+            out.push(';');
+        }
+        out.push_str(std::str::from_utf8(key).ok()?);
+        if let Some(value) = value {
+            out.push('=');
+            out.push_str(std::str::from_utf8(value).ok()?);
+        }
+    }
+    Some(out)
+}
+
+/// Properties in the form [`normalize_properties`] produces (or none).
+pub(crate) fn is_normalized_properties(properties: &[u8]) -> bool {
+    properties.is_empty()
+        || properties.split(|&b| b == b';').all(|property| {
+            let (key, value) = match property.iter().position(|&b| b == b'=') {
+                Some(eq) => (&property[..eq], &property[eq + 1..]),
+                None => (property, &b""[..]),
+            };
+            is_token(key) && value.iter().all(|&b| is_baggage_octet(b))
+        })
+}
+
+/// Bytes `member` takes on the wire, value percent-encoded.
+pub(crate) fn encoded_len(member: &BaggageMember) -> usize {
+    let value: usize = utf8_percent_encode(&member.value, VALUE_ENCODE)
+        .map(str::len)
+        .sum();
+    let properties = if member.properties.is_empty() {
+        0
+    } else {
+        1 + member.properties.len()
+    };
+    member.key.len() + 1 + value + properties
+}
+
+/// An RFC 7230 `token`: one or more `tchar`.
+pub(crate) fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// `baggage-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E`.
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(s: &str) -> Option<BaggageMember> {
+        parse_member(trim_ows(s.as_bytes()))
+    }
+
+    #[test]
+    fn member_grammar() {
+        let m = member("k \t= \t v=w \t; \tp1 ; p2 = x=y").unwrap();
+        assert_eq!((m.key.as_str(), m.value.as_str()), ("k", "v=w"));
+        assert_eq!(m.properties, "p1;p2=x=y");
+        assert_eq!(member("k=").unwrap().value, "");
+        assert_eq!(member("k=%41%zz%").unwrap().value, "A%zz%");
+        for bad in [
+            "",
+            "k",
+            "=v",
+            "k v=1",
+            "k=a b",
+            "k=\"q\"",
+            "k=a\\b",
+            "k=%ff",
+            "k=v;",
+            "k=v;;p",
+            "k=v;p q",
+            "k=v;=x",
+            "k=v;p=a b",
+            "k\u{e9}=v",
+            "k=\u{e9}",
+            "(k)=v",
+            "k=v,",
+        ] {
+            assert_eq!(member(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_and_octets() {
+        assert!(is_token(b"!#$%&'*+-.^_`|~09AZaz"));
+        for bad in [
+            &b""[..],
+            b"a b",
+            b"a,b",
+            b"a;b",
+            b"a=b",
+            b"a\"",
+            b"a(",
+            b"a@",
+            b"a/",
+            b"\xc3\xa9",
+        ] {
+            assert!(!is_token(bad), "{bad:?}");
+        }
+        let octets: Vec<u8> = (0u8..=255).filter(|&b| is_baggage_octet(b)).collect();
+        assert_eq!(octets.len(), 0x7e - 0x21 + 1 - 4);
+        assert!(!octets.contains(&b'"') && !octets.contains(&b',') && !octets.contains(&b';'));
+        assert!(!octets.contains(&b'\\') && !octets.contains(&b' '));
+    }
+
+    #[test]
+    fn normalized_properties() {
+        assert!(is_normalized_properties(b""));
+        assert!(is_normalized_properties(b"a;b=c;d=e=f;g="));
+        for bad in [&b";"[..], b"a;", b"a b", b"a=b c", b" a", b"=b", b"a;;b"] {
+            assert!(!is_normalized_properties(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn encoding_escapes_what_is_not_a_baggage_octet_and_percent() {
+        let m = BaggageMember::new("k", "a b,c;d\\e\"f%g=h\u{e9}\t");
+        let baggage = Baggage::new().with_member(m.clone()).unwrap();
+        let header = format_baggage(&baggage).unwrap();
+        assert_eq!(header, "k=a%20b%2Cc%3Bd%5Ce%22f%25g=h%C3%A9%09");
+        assert_eq!(encoded_len(&m), header.len());
+        assert_eq!(parse_baggage([header.as_bytes()].into_iter()), baggage);
+    }
+
+    #[test]
+    fn builder_stops_at_the_member_limit_and_skips_what_does_not_fit() {
+        let mut builder = BaggageBuilder::default();
+        let big = format!("big={}", "x".repeat(BAGGAGE_MAX_BYTES - 4));
+        builder.push_header(b"a=1");
+        builder.push_header(big.as_bytes());
+        builder.push_header(b"b=2");
+        let baggage = builder.finish();
+        assert_eq!(baggage.get("big"), None);
+        assert_eq!(baggage.get("b"), Some("2"));
+
+        let mut builder = BaggageBuilder::default();
+        assert!(!builder.push_checked(BaggageMember::new("a b", "1")));
+        assert!(!builder.push_checked(BaggageMember::new("a", "1").with_properties(" p")));
+        assert!(builder.push_checked(BaggageMember::new("a", "1").with_properties("p")));
+        assert_eq!(builder.finish().len(), 1);
+    }
+
+    #[test]
+    fn nothing_to_send_is_no_header() {
+        assert_eq!(format_baggage(&Baggage::new()), None);
+    }
+}
