@@ -38,9 +38,19 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+mod attrs;
 pub mod baggage;
+mod body;
+pub mod classify;
+pub mod client;
+pub mod config;
 pub mod context;
+mod future;
 pub mod propagation;
 pub mod record;
 pub mod report;
 pub mod semconv;
+pub mod server;
+
+pub use client::ClientLayer;
+pub use server::ServerLayer;

@@ -21,4 +21,30 @@ pub const MESSAGE_FIELD: &str = "message";
 pub const EXCEPTION_EVENT: &str = "exception";
 
 #[doc(inline)]
-pub use opentelemetry_semantic_conventions::attribute::{EXCEPTION_MESSAGE, EXCEPTION_TYPE};
+pub use opentelemetry_semantic_conventions::attribute::{
+    CLIENT_ADDRESS, CLIENT_PORT, ERROR_TYPE, EXCEPTION_MESSAGE, EXCEPTION_TYPE,
+    HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_REQUEST_RESEND_COUNT,
+    HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
+    NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT, URL_FULL, URL_PATH, URL_QUERY,
+    URL_SCHEME, USER_AGENT_ORIGINAL,
+};
+
+// The RPC keys below are those of the RPC conventions that backends (Jaeger, Tempo, the
+// Collector's span metrics) key their gRPC views on. Semantic conventions 1.37 renamed some
+// of them (`rpc.system.name`, a string `rpc.response.status_code`, `rpc.service` folded into
+// `rpc.method`); tracewire keeps these until backends follow.
+
+/// `rpc.system`: `grpc`.
+pub const RPC_SYSTEM: &str = "rpc.system";
+/// `rpc.service`: the full service name, `package.Service`.
+pub const RPC_SERVICE: &str = "rpc.service";
+/// `rpc.method`: the method name, `Method`.
+pub const RPC_METHOD: &str = "rpc.method";
+/// `rpc.grpc.status_code`: the gRPC status code, an integer.
+pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
+/// Name of the optional per-message span events.
+pub const RPC_MESSAGE_EVENT: &str = "rpc.message";
+/// `rpc.message.type`: `SENT` or `RECEIVED`.
+pub const RPC_MESSAGE_TYPE: &str = "rpc.message.type";
+/// `rpc.message.id`: the message's sequence number in its direction, from 1.
+pub const RPC_MESSAGE_ID: &str = "rpc.message.id";

@@ -25,8 +25,30 @@ use crate::report::pipeline::Shared;
 use crate::report::RecorderHandle;
 use crate::semconv;
 
+/// Target prefixes of library internals the recorder leaves out unless asked.
+pub(crate) const INTERNAL_TARGETS: [&str; 10] = [
+    "hyper",
+    "hyper_util",
+    "h2",
+    "tower",
+    "tonic",
+    "reqwest",
+    "rustls",
+    "tokio",
+    "mio",
+    "want",
+];
+
+/// `target` is `prefix` or a module under it.
+fn under(target: &str, prefix: &str) -> bool {
+    target
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+}
+
 /// Settings shared by every span of one recorder.
 pub(crate) struct RecorderConfig {
+    pub(crate) record_internals: bool,
     pub(crate) service_name: Arc<str>,
     pub(crate) sampler: Box<dyn Sampler>,
     pub(crate) max_attributes: u32,
@@ -60,6 +82,14 @@ impl RecordLayer {
     /// The default service name of this recorder.
     pub fn service_name(&self) -> &str {
         &self.config.service_name
+    }
+}
+
+impl RecordLayer {
+    /// Spans and events of library internals are left out (unless configured otherwise);
+    /// their children attach to the nearest recorded ancestor.
+    fn skips(&self, target: &str) -> bool {
+        !self.config.record_internals && INTERNAL_TARGETS.iter().any(|p| under(target, p))
     }
 }
 
@@ -113,7 +143,12 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let seed = start::take().unwrap_or_default();
+        if self.skips(attrs.metadata().target()) {
+            return;
+        }
+        let seeded = start::take();
+        let report_back = seeded.is_some();
+        let mut seed = seeded.unwrap_or_default();
         let metadata = attrs.metadata();
 
         // The parent: a remote one handed in at creation, else the local one (explicit or
@@ -121,8 +156,9 @@ where
         let local = if seed.remote_parent.is_some() || seed.new_root {
             None
         } else {
-            span.parent().and_then(|parent| {
-                let extensions = parent.extensions();
+            // The nearest ancestor the recorder tracks (skipped internals have no data).
+            span.scope().skip(1).find_map(|ancestor| {
+                let extensions = ancestor.extensions();
                 extensions.get::<SpanData>().map(|p| {
                     (
                         p.record.span_context.clone(),
@@ -132,6 +168,16 @@ where
                 })
             })
         };
+        // A root span created while a request without a recorded span of its own is
+        // polled (filtered, say) continues that request's remote context.
+        if local.is_none() && seed.remote_parent.is_none() && !seed.new_root {
+            if let Some(ambient) = start::ambient() {
+                seed.remote_parent = ambient.context;
+                if seed.baggage.is_none() {
+                    seed.baggage = Some(ambient.baggage);
+                }
+            }
+        }
         let (parent, parent_is_remote, inherited_service, inherited_baggage) =
             match (seed.remote_parent, local) {
                 (Some(remote), _) => (Some(remote), true, None, Baggage::new()),
@@ -200,6 +246,13 @@ where
         if sampled && !seed.skip_fields {
             attrs.record(&mut SpanVisitor(&mut data));
         }
+        if report_back {
+            start::report_started(start::Started {
+                sampled,
+                context: data.record.span_context.clone(),
+                baggage: data.baggage.clone(),
+            });
+        }
         span.extensions_mut().insert(data);
     }
 
@@ -238,7 +291,17 @@ where
     }
 
     fn on_event(&self, event: &TracingEvent<'_>, ctx: Context<'_, S>) {
+        if self.skips(event.metadata().target()) {
+            return;
+        }
         let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        // The event belongs to the nearest span the recorder tracks.
+        let Some(span) = span
+            .scope()
+            .find(|s| s.extensions().get::<SpanData>().is_some())
+        else {
             return;
         };
         let mut extensions = span.extensions_mut();

@@ -64,7 +64,11 @@ mod start;
 pub use data::SpanRecord;
 pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
+
+pub(crate) use layer::with_span_data;
+pub(crate) use span_data::error_chain;
 pub use start::SpanStart;
+pub(crate) use start::{ambient, with_ambient, Ambient};
 
 use crate::report::pipeline::{self, PipelineConfig};
 use crate::report::{RecorderGuard, Reporter};
@@ -86,6 +90,7 @@ impl Recorder {
             pipeline: PipelineConfig::default(),
             max_attributes: 128,
             max_events: 128,
+            record_internals: false,
         }
     }
 }
@@ -99,6 +104,7 @@ pub struct RecorderBuilder {
     pipeline: PipelineConfig,
     max_attributes: u32,
     max_events: u32,
+    record_internals: bool,
 }
 
 impl RecorderBuilder {
@@ -164,6 +170,15 @@ impl RecorderBuilder {
         self
     }
 
+    /// Records the spans and events of library internals too: targets under `hyper`,
+    /// `hyper_util`, `h2`, `tower`, `tonic`, `reqwest`, `rustls`, `tokio`, `mio` and `want`.
+    /// Off by default, so a trace shows the application and tracewire's request spans; for
+    /// finer control, put a per-layer filter on the recorder.
+    pub fn record_internals(mut self, record: bool) -> Self {
+        self.record_internals = record;
+        self
+    }
+
     /// The layer, to compose with other layers, and the guard that flushes on drop.
     pub fn build(self) -> (RecordLayer, RecorderGuard) {
         let service_name = self.service_name.unwrap_or_else(default_service_name);
@@ -175,6 +190,7 @@ impl RecorderBuilder {
                 .unwrap_or_else(|| Box::new(ParentBased::new(AlwaysOn))),
             max_attributes: self.max_attributes,
             max_events: self.max_events,
+            record_internals: self.record_internals,
         };
         (RecordLayer::new(config, shared), guard)
     }

@@ -57,6 +57,22 @@ impl SpanData {
         }
     }
 
+    /// Sets several attributes; on a span with none yet, the vector is taken as it is.
+    pub(crate) fn extend_attributes(&mut self, mut attributes: Vec<KeyValue>) {
+        if self.record.attributes.is_empty() {
+            let max = self.max_attributes as usize;
+            if attributes.len() > max {
+                self.record.dropped_attributes_count += (attributes.len() - max) as u32;
+                attributes.truncate(max);
+            }
+            self.record.attributes = attributes;
+        } else {
+            for kv in attributes {
+                self.set_attribute(kv);
+            }
+        }
+    }
+
     pub(crate) fn add_event(&mut self, event: Event) {
         if self.record.events.len() < self.max_events as usize {
             self.record.events.push(event);
@@ -156,10 +172,14 @@ impl SpanVisitor<'_> {
             }
             semconv::OTEL_STATUS_CODE => match value.to_ascii_lowercase().as_str() {
                 "ok" => data.set_status(Status::Ok),
-                "error" => {
-                    let message = data.pending_status_message.take().unwrap_or_default();
-                    data.set_status(Status::error(message));
-                }
+                "error" => match data.pending_status_message.take() {
+                    Some(message) => data.set_status(Status::error(message)),
+                    // An error status already set keeps its message.
+                    None if matches!(data.record.status, Status::Error { .. }) => {
+                        data.status_explicit = true;
+                    }
+                    None => data.set_status(Status::error("")),
+                },
                 _ => {}
             },
             semconv::OTEL_STATUS_MESSAGE => match &mut data.record.status {

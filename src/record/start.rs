@@ -55,6 +55,26 @@ pub struct SpanStart {
 
 thread_local! {
     static PENDING: RefCell<Option<SpanStart>> = const { RefCell::new(None) };
+    /// What the recorder decided for the last span it seeded on this thread.
+    static STARTED: RefCell<Option<Started>> = const { RefCell::new(None) };
+    /// The remote context of a request that has no recorded span of its own (a filtered
+    /// request, or no recorder), set while its future is polled.
+    static AMBIENT: RefCell<Option<Ambient>> = const { RefCell::new(None) };
+}
+
+/// The recorder's decision for a seeded span, read back by the layer that created it.
+#[derive(Clone, Debug)]
+pub(crate) struct Started {
+    pub(crate) sampled: bool,
+    pub(crate) context: SpanContext,
+    pub(crate) baggage: Baggage,
+}
+
+/// A request's remote context, in effect while no recorded span carries it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ambient {
+    pub(crate) context: Option<SpanContext>,
+    pub(crate) baggage: Baggage,
 }
 
 impl SpanStart {
@@ -125,6 +145,19 @@ impl SpanStart {
     /// Runs `create`, which should create one span; that span gets these settings. Anything
     /// left unused (the span was disabled, or no recorder is installed) is discarded.
     pub fn create<R>(self, create: impl FnOnce() -> R) -> R {
+        self.create_inner(create)
+    }
+
+    /// Like [`create`](Self::create), and also returns what the recorder decided for the
+    /// span, or `None` when no recorder saw it.
+    pub(crate) fn create_traced<R>(self, create: impl FnOnce() -> R) -> (R, Option<Started>) {
+        let _ = STARTED.try_with(|s| s.borrow_mut().take());
+        let out = self.create_inner(create);
+        let started = STARTED.try_with(|s| s.borrow_mut().take()).ok().flatten();
+        (out, started)
+    }
+
+    fn create_inner<R>(self, create: impl FnOnce() -> R) -> R {
         struct Reset(Option<SpanStart>);
         impl Drop for Reset {
             fn drop(&mut self) {
@@ -136,6 +169,40 @@ impl SpanStart {
         let _reset = Reset(previous);
         create()
     }
+}
+
+/// Tells the layer that seeded the span being created what the recorder decided.
+pub(crate) fn report_started(started: Started) {
+    let _ = STARTED.try_with(|s| *s.borrow_mut() = Some(started));
+}
+
+/// Runs `f` with `ambient` in effect on this thread, then puts it back into the slot; moved,
+/// not cloned, so a poll costs two swaps.
+pub(crate) fn with_ambient<R>(slot: &mut Option<Ambient>, f: impl FnOnce() -> R) -> R {
+    struct Restore<'a>(&'a mut Option<Ambient>, Option<Ambient>);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let mine = AMBIENT
+                .try_with(|a| std::mem::replace(&mut *a.borrow_mut(), self.1.take()))
+                .ok()
+                .flatten();
+            *self.0 = mine;
+        }
+    }
+    let previous = AMBIENT
+        .try_with(|a| std::mem::replace(&mut *a.borrow_mut(), slot.take()))
+        .ok()
+        .flatten();
+    let _restore = Restore(slot, previous);
+    f()
+}
+
+/// The ambient remote context, if a request without a recorded span is being polled here.
+pub(crate) fn ambient() -> Option<Ambient> {
+    AMBIENT
+        .try_with(|a| a.try_borrow().ok().and_then(|a| a.clone()))
+        .ok()
+        .flatten()
 }
 
 /// Takes the settings for the span being created on this thread, if any.

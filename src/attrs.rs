@@ -1,0 +1,235 @@
+//! Request-side attribute values shared by the server and client layers: method, protocol
+//! version, host and port, and URLs with secrets redacted.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+use http::{HeaderMap, Method, Uri, Version};
+
+use crate::config::REDACTED;
+
+/// `http.request.method`: the method when it is one of the standard ones, else `_OTHER`
+/// (and `false`, so the caller records `http.request.method_original`).
+pub(crate) fn method(method: &Method) -> (&'static str, bool) {
+    let known = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return ("_OTHER", false),
+    };
+    (known, true)
+}
+
+/// The method as span names use it: `HTTP` for a method that is not standard.
+pub(crate) fn span_method(m: &Method) -> &'static str {
+    match method(m) {
+        (name, true) => name,
+        (_, false) => "HTTP",
+    }
+}
+
+/// `network.protocol.version`.
+pub(crate) fn version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "_OTHER",
+    }
+}
+
+/// `url.scheme`: the URI's when it has one (absolute form, HTTP/2), else `http`.
+pub(crate) fn scheme(uri: &Uri) -> &'static str {
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => "https",
+        Some(s) if s.eq_ignore_ascii_case("grpcs") => "https",
+        _ => "http",
+    }
+}
+
+/// The default port of a scheme.
+pub(crate) fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// Host and port of a server: the URI's authority (absolute form, HTTP/2 `:authority`), else
+/// the `Host` header. The port is `None` when not given.
+pub(crate) fn server_host_port<'a>(
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> Option<(&'a str, Option<u16>)> {
+    if let Some(authority) = uri.authority() {
+        return Some((trim_brackets(authority.host()), authority.port_u16()));
+    }
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    split_host_port(host)
+}
+
+/// Splits `host[:port]`, with IPv6 literals in brackets; `None` when malformed.
+pub(crate) fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if let Some(rest) = value.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..end];
+        let port = match &rest[end + 1..] {
+            "" => None,
+            p => Some(p.strip_prefix(':')?.parse().ok()?),
+        };
+        return Some((host, port));
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host, Some(port.parse().ok()?))),
+        Some(_) => Some((value, None)),
+        None => Some((value, None)),
+    }
+}
+
+fn trim_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// A query string with the values of `redacted` parameters replaced by `REDACTED`.
+pub(crate) fn redact_query<'q>(query: &'q str, redacted: &[Cow<'static, str>]) -> Cow<'q, str> {
+    let needs = query.split('&').any(|pair| {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        redacted.iter().any(|r| r == key)
+    });
+    if !needs {
+        return Cow::Borrowed(query);
+    }
+    let mut out = String::with_capacity(query.len());
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((key, _)) if redacted.iter().any(|r| r == key) => {
+                out.push_str(key);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `url.full` as the semantic conventions want it: credentials replaced by
+/// `REDACTED:REDACTED`, redacted query values replaced, no fragment.
+pub(crate) struct UrlFull<'a> {
+    pub(crate) uri: &'a Uri,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) redacted_query_params: &'a [Cow<'static, str>],
+}
+
+impl fmt::Display for UrlFull<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.uri.scheme_str().unwrap_or("http");
+        f.write_str(scheme)?;
+        f.write_str("://")?;
+        match self.uri.authority() {
+            Some(authority) => {
+                if authority.as_str().contains('@') {
+                    f.write_str("REDACTED:REDACTED@")?;
+                }
+                f.write_str(authority.host())?;
+                if let Some(port) = authority.port() {
+                    f.write_char(':')?;
+                    f.write_str(port.as_str())?;
+                }
+            }
+            None => {
+                if let Some(host) = self
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                {
+                    f.write_str(host)?;
+                }
+            }
+        }
+        f.write_str(self.uri.path())?;
+        if let Some(query) = self.uri.query() {
+            f.write_char('?')?;
+            f.write_str(&redact_query(query, self.redacted_query_params))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> Vec<Cow<'static, str>> {
+        vec!["sig".into(), "token".into()]
+    }
+
+    #[test]
+    fn methods_outside_the_standard_set_are_other() {
+        assert_eq!(method(&Method::GET), ("GET", true));
+        let custom = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(method(&custom), ("_OTHER", false));
+        assert_eq!(span_method(&custom), "HTTP");
+    }
+
+    #[test]
+    fn host_and_port_parse_ipv4_ipv6_and_names() {
+        assert_eq!(
+            split_host_port("example.com:8080"),
+            Some(("example.com", Some(8080)))
+        );
+        assert_eq!(split_host_port("example.com"), Some(("example.com", None)));
+        assert_eq!(split_host_port("[::1]:9000"), Some(("::1", Some(9000))));
+        assert_eq!(split_host_port("[::1]"), Some(("::1", None)));
+        assert_eq!(split_host_port("::1"), Some(("::1", None)));
+        assert_eq!(split_host_port("h:notaport"), None);
+        assert_eq!(split_host_port("[::1"), None);
+        assert_eq!(split_host_port(""), None);
+    }
+
+    #[test]
+    fn query_values_are_redacted_by_name() {
+        assert_eq!(redact_query("a=1&b=2", &params()), "a=1&b=2");
+        assert_eq!(
+            redact_query("a=1&sig=abc&token=x&sig", &params()),
+            "a=1&sig=REDACTED&token=REDACTED&sig"
+        );
+    }
+
+    #[test]
+    fn url_full_strips_credentials_and_secrets() {
+        let uri: Uri = "https://user:pw@example.com:8443/pay?token=s3cret&x=1"
+            .parse()
+            .unwrap();
+        let headers = HeaderMap::new();
+        let full = UrlFull {
+            uri: &uri,
+            headers: &headers,
+            redacted_query_params: &params(),
+        }
+        .to_string();
+        assert_eq!(
+            full,
+            "https://REDACTED:REDACTED@example.com:8443/pay?token=REDACTED&x=1"
+        );
+        assert!(!full.contains("pw") && !full.contains("s3cret"));
+    }
+}

@@ -1,0 +1,94 @@
+//! Outcome to span status: the one place for the rules.
+//!
+//! - HTTP server: 5xx is Error, 4xx and below leave the status Unset.
+//! - HTTP client: 4xx and 5xx are Error.
+//! - gRPC server: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and
+//!   DATA_LOSS are Error; other codes leave it Unset.
+//! - gRPC client: every code but OK is Error.
+//! - An `Err` from the inner service, a failed body or a cancelled request is Error.
+
+/// `error.type` of a request cancelled before its response, or its response body, was
+/// complete (the client went away, or the caller dropped the future).
+pub const CANCELLED: &str = "cancelled";
+
+/// Which side of a call a span describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Server,
+    Client,
+}
+
+/// An HTTP response status is an error for this role.
+pub(crate) fn http_status_is_error(role: Role, code: u16) -> bool {
+    match role {
+        Role::Server => code >= 500,
+        Role::Client => code >= 400,
+    }
+}
+
+/// A gRPC status code is an error for this role.
+pub(crate) fn grpc_code_is_error(role: Role, code: i32) -> bool {
+    match role {
+        // UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+        Role::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
+        Role::Client => code != 0,
+    }
+}
+
+/// The canonical name of a gRPC status code, `None` for codes outside 0..=16.
+pub fn grpc_code_name(code: i32) -> Option<&'static str> {
+    Some(match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_rules() {
+        for (code, server, client) in [
+            (200, false, false),
+            (302, false, false),
+            (404, false, true),
+            (499, false, true),
+            (500, true, true),
+            (503, true, true),
+        ] {
+            assert_eq!(http_status_is_error(Role::Server, code), server, "{code}");
+            assert_eq!(http_status_is_error(Role::Client, code), client, "{code}");
+        }
+    }
+
+    #[test]
+    fn grpc_rules() {
+        let server_errors: Vec<i32> = (0..=16)
+            .filter(|c| grpc_code_is_error(Role::Server, *c))
+            .collect();
+        assert_eq!(server_errors, [2, 4, 12, 13, 14, 15]);
+        let client_errors: Vec<i32> = (0..=16)
+            .filter(|c| grpc_code_is_error(Role::Client, *c))
+            .collect();
+        assert_eq!(client_errors, (1..=16).collect::<Vec<_>>());
+        assert_eq!(grpc_code_name(14), Some("UNAVAILABLE"));
+        assert_eq!(grpc_code_name(17), None);
+    }
+}

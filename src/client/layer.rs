@@ -1,0 +1,160 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower::Layer;
+
+use crate::client::ClientTrace;
+use crate::config::{common_builder_methods, Common};
+use crate::future::ResponseCapture;
+
+/// Settings of a [`ClientLayer`].
+#[derive(Clone, Default)]
+pub(crate) struct ClientConfig {
+    pub(crate) common: Common,
+    /// Hosts that receive context and baggage; `None` is every host.
+    pub(crate) propagate_to: Option<Vec<HostPattern>>,
+    pub(crate) overwrite: bool,
+    pub(crate) grpc_only: bool,
+    pub(crate) response_capture: Option<Arc<ResponseCapture>>,
+}
+
+impl ClientConfig {
+    fn refresh(&mut self) {
+        self.response_capture = (!self.common.response_headers.is_empty()).then(|| {
+            Arc::new(ResponseCapture {
+                headers: self.common.response_headers.clone(),
+                redacted: self.common.redacted_headers.clone(),
+            })
+        });
+    }
+
+    /// Context and baggage may be sent to `host`.
+    pub(crate) fn propagates_to(&self, host: Option<&str>) -> bool {
+        match (&self.propagate_to, host) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(patterns), Some(host)) => patterns.iter().any(|p| p.matches(host)),
+        }
+    }
+}
+
+/// A host name, or `*.` and a domain (any subdomain of it).
+#[derive(Clone, Debug)]
+pub(crate) enum HostPattern {
+    Exact(String),
+    Subdomains(String),
+}
+
+impl HostPattern {
+    fn parse(pattern: &str) -> Self {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(domain) => HostPattern::Subdomains(format!(".{domain}")),
+            None => HostPattern::Exact(pattern),
+        }
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostPattern::Subdomains(suffix) => {
+                host.len() > suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+}
+
+/// Traces outgoing requests: opens a `SpanKind::Client` span as a child of the current span
+/// and injects its context into the request headers.
+///
+/// Wraps a hyper-util `Client`, a tonic `Channel` or any
+/// `tower::Service<http::Request<B>>`. See the [module docs](crate::client).
+#[derive(Clone, Default)]
+pub struct ClientLayer {
+    config: Arc<ClientConfig>,
+}
+
+impl ClientLayer {
+    /// A layer with the defaults: W3C propagation to every host, headers the caller set
+    /// left alone.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A layer that treats every request as gRPC, whatever its `content-type`.
+    pub fn grpc() -> Self {
+        let mut layer = Self::default();
+        Arc::make_mut(&mut layer.config).grpc_only = true;
+        layer
+    }
+
+    fn common_mut(&mut self) -> &mut Common {
+        &mut Arc::make_mut(&mut self.config).common
+    }
+
+    common_builder_methods!();
+
+    /// Sends trace context and baggage only to these hosts: names (`api.example.com`) or
+    /// `*.` patterns (`*.internal.example.com`, any subdomain). Calls to other hosts are still
+    /// traced. By default context goes to every host.
+    pub fn propagate_to<I, H>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = H>,
+        H: AsRef<str>,
+    {
+        let patterns = hosts
+            .into_iter()
+            .map(|h| HostPattern::parse(h.as_ref()))
+            .collect();
+        Arc::make_mut(&mut self.config).propagate_to = Some(patterns);
+        self
+    }
+
+    /// Replaces `traceparent`, `tracestate` and `baggage` headers the caller already set.
+    /// Off by default: a header set on purpose is left alone.
+    pub fn overwrite_headers(mut self, overwrite: bool) -> Self {
+        Arc::make_mut(&mut self.config).overwrite = overwrite;
+        self
+    }
+}
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = ClientTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let mut config = self.config.clone();
+        Arc::make_mut(&mut config).refresh();
+        ClientTrace::new(inner, config)
+    }
+}
+
+impl fmt::Debug for ClientLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientLayer")
+            .field("common", &self.config.common)
+            .field("propagate_to", &self.config.propagate_to)
+            .field("overwrite", &self.config.overwrite)
+            .field("grpc_only", &self.config.grpc_only)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let exact = HostPattern::parse("API.example.com");
+        assert!(exact.matches("api.example.com"));
+        assert!(!exact.matches("x.api.example.com"));
+        let sub = HostPattern::parse("*.example.com");
+        assert!(sub.matches("a.example.com"));
+        assert!(sub.matches("a.b.EXAMPLE.com"));
+        assert!(!sub.matches("example.com"));
+        assert!(!sub.matches("badexample.com"));
+        assert!(!sub.matches("é"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Configuration shared by the server and client layers, and the request view their hooks
+//! receive.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri, Version};
+
+use crate::propagation::{Propagator, W3cPropagator};
+use crate::record::data::{Key, KeyValue, StringValue, Value};
+
+/// A borrowed view of a request's head, handed to the layers' hooks (filters, span names,
+/// trust policies).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The target URI (on a server, usually path and query only).
+    pub uri: &'a Uri,
+    /// The HTTP version.
+    pub version: Version,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The extensions (axum's `MatchedPath` and `ConnectInfo` live here).
+    pub extensions: &'a Extensions,
+}
+
+impl<'a, B> From<&'a Request<B>> for RequestHead<'a> {
+    fn from(req: &'a Request<B>) -> Self {
+        RequestHead {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+            extensions: req.extensions(),
+        }
+    }
+}
+
+pub(crate) type Predicate = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
+pub(crate) type NameFn = Arc<dyn Fn(&RequestHead<'_>) -> Cow<'static, str> + Send + Sync>;
+
+/// Headers whose values are never recorded, whatever the allow-list says.
+pub const ALWAYS_REDACTED_HEADERS: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::SET_COOKIE,
+    http::header::PROXY_AUTHORIZATION,
+];
+
+/// Query parameters whose values are redacted by default, per the OpenTelemetry semantic
+/// conventions for `url.query` and `url.full`.
+pub const DEFAULT_REDACTED_QUERY_PARAMS: [&str; 4] =
+    ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+
+/// What replaces a redacted value, as the semantic conventions spell it.
+pub(crate) const REDACTED: &str = "REDACTED";
+
+/// Request or response headers recorded as `http.{request,response}.header.<name>`.
+#[derive(Clone, Default)]
+pub(crate) struct HeaderCapture {
+    names: Vec<(HeaderName, Key)>,
+}
+
+impl HeaderCapture {
+    fn add(&mut self, prefix: &str, name: HeaderName) {
+        if self.names.iter().all(|(n, _)| *n != name) {
+            let key = Key::from(format!("{prefix}{}", name.as_str()));
+            self.names.push((name, key));
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Appends one string-array attribute per captured header present in `headers`.
+    pub(crate) fn capture(
+        &self,
+        headers: &HeaderMap,
+        redacted: &[HeaderName],
+        out: &mut Vec<KeyValue>,
+    ) {
+        for (name, key) in &self.names {
+            let mut values = headers.get_all(name).iter().peekable();
+            if values.peek().is_none() {
+                continue;
+            }
+            let secret = redacted.contains(name);
+            let values: Vec<StringValue> = values
+                .map(|v| {
+                    if secret {
+                        StringValue::from(REDACTED)
+                    } else {
+                        StringValue::from(String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    }
+                })
+                .collect();
+            out.push(KeyValue::new(key.clone(), Value::Array(values.into())));
+        }
+    }
+}
+
+/// Settings both layers share.
+#[derive(Clone)]
+pub(crate) struct Common {
+    pub(crate) service_name: Option<Arc<str>>,
+    pub(crate) propagator: Arc<dyn Propagator>,
+    pub(crate) filter: Option<Predicate>,
+    pub(crate) span_name: Option<NameFn>,
+    pub(crate) request_headers: HeaderCapture,
+    pub(crate) response_headers: HeaderCapture,
+    pub(crate) redacted_headers: Vec<HeaderName>,
+    pub(crate) record_query: bool,
+    pub(crate) redacted_query_params: Vec<Cow<'static, str>>,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            service_name: None,
+            propagator: Arc::new(W3cPropagator),
+            filter: None,
+            span_name: None,
+            request_headers: HeaderCapture::default(),
+            response_headers: HeaderCapture::default(),
+            redacted_headers: ALWAYS_REDACTED_HEADERS.to_vec(),
+            record_query: false,
+            redacted_query_params: DEFAULT_REDACTED_QUERY_PARAMS
+                .iter()
+                .map(|p| Cow::Borrowed(*p))
+                .collect(),
+        }
+    }
+}
+
+impl Common {
+    pub(crate) fn capture_request_headers(&mut self, names: impl IntoIterator<Item = HeaderName>) {
+        for name in names {
+            self.request_headers.add("http.request.header.", name);
+        }
+    }
+
+    pub(crate) fn capture_response_headers(&mut self, names: impl IntoIterator<Item = HeaderName>) {
+        for name in names {
+            self.response_headers.add("http.response.header.", name);
+        }
+    }
+
+    pub(crate) fn redact_headers(&mut self, names: impl IntoIterator<Item = HeaderName>) {
+        for name in names {
+            if !self.redacted_headers.contains(&name) {
+                self.redacted_headers.push(name);
+            }
+        }
+    }
+
+    /// The request is traced (the filter, if any, lets it through).
+    pub(crate) fn traces(&self, head: &RequestHead<'_>) -> bool {
+        self.filter.as_ref().is_none_or(|f| f(head))
+    }
+}
+
+impl fmt::Debug for Common {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Common")
+            .field("service_name", &self.service_name)
+            .field("filter", &self.filter.is_some())
+            .field("span_name", &self.span_name.is_some())
+            .field("redacted_headers", &self.redacted_headers)
+            .field("record_query", &self.record_query)
+            .finish()
+    }
+}
+
+/// The builder methods both layers share, so they read alike.
+macro_rules! common_builder_methods {
+    () => {
+        /// The service these spans belong to, and (unless they say otherwise) the spans
+        /// started under them. Defaults to the recorder's service name.
+        pub fn service_name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+            self.common_mut().service_name = Some(name.into());
+            self
+        }
+
+        /// The propagator reading and writing trace context (W3C Trace Context and Baggage by
+        /// default; any [`Propagator`](crate::propagation::Propagator), including an
+        /// `opentelemetry` one through [`OtelPropagator`](crate::propagation::OtelPropagator)).
+        pub fn propagator(mut self, propagator: impl crate::propagation::Propagator) -> Self {
+            self.common_mut().propagator = std::sync::Arc::new(propagator);
+            self
+        }
+
+        /// Traces only requests for which `filter` returns `true`. Others get no span, but
+        /// their trace context still propagates.
+        pub fn filter(
+            mut self,
+            filter: impl Fn(&crate::config::RequestHead<'_>) -> bool + Send + Sync + 'static,
+        ) -> Self {
+            self.common_mut().filter = Some(std::sync::Arc::new(filter));
+            self
+        }
+
+        /// Names spans with `name` instead of the default.
+        pub fn span_name(
+            mut self,
+            name: impl Fn(&crate::config::RequestHead<'_>) -> std::borrow::Cow<'static, str>
+                + Send
+                + Sync
+                + 'static,
+        ) -> Self {
+            self.common_mut().span_name = Some(std::sync::Arc::new(name));
+            self
+        }
+
+        /// Records these request headers as `http.request.header.<name>` (string arrays).
+        /// Values of redacted headers are replaced by `REDACTED`.
+        pub fn capture_request_headers(
+            mut self,
+            names: impl IntoIterator<Item = http::HeaderName>,
+        ) -> Self {
+            self.common_mut().capture_request_headers(names);
+            self
+        }
+
+        /// Records these response headers as `http.response.header.<name>` (string arrays).
+        /// Values of redacted headers are replaced by `REDACTED`.
+        pub fn capture_response_headers(
+            mut self,
+            names: impl IntoIterator<Item = http::HeaderName>,
+        ) -> Self {
+            self.common_mut().capture_response_headers(names);
+            self
+        }
+
+        /// Adds headers whose values are never recorded. `Authorization`, `Cookie`,
+        /// `Set-Cookie` and `Proxy-Authorization` always are.
+        pub fn redact_headers(mut self, names: impl IntoIterator<Item = http::HeaderName>) -> Self {
+            self.common_mut().redact_headers(names);
+            self
+        }
+
+        /// Adds query parameters whose values are recorded as `REDACTED` (in `url.query` and
+        /// `url.full`). The semantic conventions' list (`AWSAccessKeyId`, `Signature`, `sig`,
+        /// `X-Goog-Signature`) always is.
+        pub fn redact_query_params(
+            mut self,
+            names: impl IntoIterator<Item = impl Into<std::borrow::Cow<'static, str>>>,
+        ) -> Self {
+            let common = self.common_mut();
+            for name in names {
+                common.redacted_query_params.push(name.into());
+            }
+            self
+        }
+    };
+}
+
+pub(crate) use common_builder_methods;

@@ -1,0 +1,193 @@
+//! The response future both layers return: it polls the inner service inside the request's
+//! span, records the response head, and hands the span to the response body.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::error::Error;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{HeaderName, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use crate::attrs;
+use crate::body::{record_failure, ResponseBody, SpanEnd};
+use crate::classify::{http_status_is_error, Role};
+use crate::config::HeaderCapture;
+use crate::context::SpanContext;
+use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
+use crate::record::data::{Key, KeyValue, Status};
+use crate::record::{with_ambient, with_span_data, Ambient};
+use crate::semconv;
+
+/// Response headers to record, shared by every request of a layer.
+pub(crate) struct ResponseCapture {
+    pub(crate) headers: HeaderCapture,
+    pub(crate) redacted: Vec<HeaderName>,
+}
+
+/// What the future needs once the response head arrives.
+pub(crate) struct ResponseState {
+    pub(crate) end: SpanEnd,
+    /// The server span's context, when `traceresponse` is on.
+    pub(crate) traceresponse: Option<SpanContext>,
+    pub(crate) capture: Option<Arc<ResponseCapture>>,
+}
+
+impl ResponseState {
+    fn on_response<B>(&mut self, response: &mut Response<B>) {
+        let end = &mut self.end;
+        let code = response.status().as_u16();
+        let grpc_status = end.grpc && end.grpc_status(response.headers());
+        end.span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+        // A gRPC call that failed at the HTTP level (a proxy's 503, say) fails like HTTP.
+        let http_error =
+            (!end.grpc || code != 200) && !grpc_status && http_status_is_error(end.role, code);
+        let client_version = end.role == Role::Client;
+        if end.sampled && (http_error || self.capture.is_some() || client_version) {
+            let version = attrs::version(response.version());
+            let headers = response.headers();
+            let capture = self.capture.as_deref();
+            with_span_data(&end.span, |d| {
+                if http_error {
+                    d.set_attribute(KeyValue::new(
+                        Key::from_static_str(semconv::ERROR_TYPE),
+                        code.to_string(),
+                    ));
+                    let reason = response_reason(code);
+                    d.set_status(Status::error(reason));
+                }
+                if client_version {
+                    d.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+                }
+                if let Some(capture) = capture {
+                    let mut captured = Vec::new();
+                    capture
+                        .headers
+                        .capture(headers, &capture.redacted, &mut captured);
+                    for kv in captured {
+                        d.set_attribute(kv);
+                    }
+                }
+            });
+        }
+        if http_error {
+            end.span.record(semconv::OTEL_STATUS_CODE, "error");
+        }
+        if let Some(cx) = &self.traceresponse {
+            response
+                .headers_mut()
+                .insert(TRACERESPONSE, traceresponse_header_value(cx));
+        }
+    }
+}
+
+fn response_reason(code: u16) -> Cow<'static, str> {
+    match http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+    {
+        Some(reason) => Cow::Borrowed(reason),
+        None => Cow::Owned(format!("HTTP {code}")),
+    }
+}
+
+/// The message of an inner service's error: its `Display`, followed by its sources when it
+/// is a boxed `std::error::Error` (the usual error type of tower stacks).
+pub(crate) fn error_message<E: Display + 'static>(error: &E) -> String {
+    let any: &dyn Any = error;
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
+        let error: &(dyn Error + 'static) = &**boxed;
+        return crate::record::error_chain(error);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send>>() {
+        let error: &(dyn Error + 'static) = &**boxed;
+        return crate::record::error_chain(error);
+    }
+    error.to_string()
+}
+
+pin_project! {
+    /// Response future of the server and client layers.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        state: Option<ResponseState>,
+        // The request's remote context, in effect while `inner` is polled, for requests
+        // without a recorded span.
+        ambient: Option<Ambient>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(state) = this.project().state.take() {
+                state.end.cancel("response future dropped before completion");
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("traced", &self.state.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, state: Option<ResponseState>, ambient: Option<Ambient>) -> Self {
+        ResponseFuture {
+            inner,
+            state,
+            ambient,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+    E: Display + 'static,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.state.as_ref().map(|s| s.end.span.enter());
+            let inner = this.inner;
+            if this.ambient.is_some() {
+                ready!(with_ambient(this.ambient, || inner.poll(cx)))
+            } else {
+                ready!(inner.poll(cx))
+            }
+        };
+        let Some(mut state) = this.state.take() else {
+            return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None))));
+        };
+        Poll::Ready(match result {
+            Ok(mut response) => {
+                state.on_response(&mut response);
+                Ok(response.map(|body| ResponseBody::new(body, Some(state.end))))
+            }
+            Err(error) => {
+                if state.end.sampled {
+                    record_failure(
+                        &state.end.span,
+                        Cow::Borrowed(std::any::type_name::<E>()),
+                        std::any::type_name::<E>(),
+                        error_message(&error),
+                    );
+                }
+                state.end.span.record(semconv::OTEL_STATUS_CODE, "error");
+                Err(error)
+            }
+        })
+    }
+}

@@ -1,0 +1,112 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower::Layer;
+
+use crate::config::{common_builder_methods, Common, Predicate, RequestHead};
+use crate::future::ResponseCapture;
+use crate::server::ServerTrace;
+
+/// Settings of a [`ServerLayer`].
+#[derive(Clone, Default)]
+pub(crate) struct ServerConfig {
+    pub(crate) common: Common,
+    pub(crate) traceresponse: bool,
+    pub(crate) untrusted: Option<Predicate>,
+    pub(crate) grpc_only: bool,
+    pub(crate) response_capture: Option<Arc<ResponseCapture>>,
+}
+
+impl ServerConfig {
+    /// Derived state, rebuilt after each builder call.
+    fn refresh(&mut self) {
+        self.response_capture = (!self.common.response_headers.is_empty()).then(|| {
+            Arc::new(ResponseCapture {
+                headers: self.common.response_headers.clone(),
+                redacted: self.common.redacted_headers.clone(),
+            })
+        });
+    }
+}
+
+/// Traces incoming requests: extracts the caller's trace context and wraps each request in
+/// a `SpanKind::Server` span that lasts until the response body ends.
+///
+/// Serves HTTP and gRPC on one stack: a request whose `content-type` is
+/// `application/grpc*` gets an RPC span. See the [module docs](crate::server).
+#[derive(Clone, Default)]
+pub struct ServerLayer {
+    config: Arc<ServerConfig>,
+}
+
+impl ServerLayer {
+    /// A layer with the defaults: W3C propagation, no header capture, every request traced,
+    /// inbound context trusted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A layer that treats every request as gRPC, whatever its `content-type`.
+    pub fn grpc() -> Self {
+        let mut layer = Self::default();
+        Arc::make_mut(&mut layer.config).grpc_only = true;
+        layer
+    }
+
+    fn common_mut(&mut self) -> &mut Common {
+        &mut Arc::make_mut(&mut self.config).common
+    }
+
+    common_builder_methods!();
+
+    /// Adds the W3C Trace Context Level 2 `traceresponse` header to responses, so callers
+    /// learn the trace id and the server span. Off by default.
+    pub fn traceresponse(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.config).traceresponse = enabled;
+        self
+    }
+
+    /// Records `url.query` (with redacted parameters replaced). Off by default: queries
+    /// often carry personal data.
+    pub fn record_query(mut self, enabled: bool) -> Self {
+        self.common_mut().record_query = enabled;
+        self
+    }
+
+    /// Distrusts the inbound context of requests for which `untrusted` returns `true` (a
+    /// public edge): they start a new trace, keep the inbound context as a span link, and
+    /// drop the inbound baggage.
+    pub fn untrusted_if(
+        mut self,
+        untrusted: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.config).untrusted = Some(Arc::new(untrusted));
+        self
+    }
+
+    /// Distrusts every inbound context; see [`untrusted_if`](Self::untrusted_if).
+    pub fn untrusted(self) -> Self {
+        self.untrusted_if(|_| true)
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = ServerTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let mut config = self.config.clone();
+        Arc::make_mut(&mut config).refresh();
+        ServerTrace::new(inner, config)
+    }
+}
+
+impl fmt::Debug for ServerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerLayer")
+            .field("common", &self.config.common)
+            .field("traceresponse", &self.config.traceresponse)
+            .field("untrusted", &self.config.untrusted.is_some())
+            .field("grpc_only", &self.config.grpc_only)
+            .finish()
+    }
+}

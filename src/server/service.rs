@@ -1,0 +1,309 @@
+use std::borrow::Cow;
+use std::fmt::{self, Display};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Extensions, HeaderMap, Request, Response};
+use http_body::Body;
+use tower::Service;
+
+use crate::attrs;
+use crate::body::{ResponseBody, SpanEnd};
+use crate::classify::Role;
+use crate::config::RequestHead;
+use crate::future::{ResponseFuture, ResponseState};
+use crate::record::data::{Key, KeyValue, Link, SpanKind, StringValue};
+use crate::record::{with_span_data, Ambient, SpanStart};
+use crate::semconv;
+use crate::server::layer::ServerConfig;
+
+/// The service [`ServerLayer`](crate::server::ServerLayer) wraps around an inner service.
+#[derive(Clone)]
+pub struct ServerTrace<S> {
+    inner: S,
+    config: Arc<ServerConfig>,
+}
+
+impl<S> ServerTrace<S> {
+    pub(crate) fn new(inner: S, config: Arc<ServerConfig>) -> Self {
+        ServerTrace { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ServerTrace<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTrace")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// gRPC by `content-type: application/grpc`, `application/grpc+proto`, …
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The route template axum matched, when axum routed the request.
+fn matched_route(extensions: &Extensions) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+        return Some(path.as_str());
+    }
+    let _ = extensions;
+    None
+}
+
+/// The peer's socket address, from axum's `ConnectInfo` or a bare `SocketAddr` extension.
+fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0);
+    }
+    extensions.get::<SocketAddr>().copied()
+}
+
+/// `package.Service/Method` from a gRPC path `/package.Service/Method`.
+fn grpc_full_method(path: &str) -> &str {
+    path.strip_prefix('/').unwrap_or(path)
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Display + 'static,
+    ResBody: Body,
+    ResBody::Error: Display,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let head = RequestHead::from(&req);
+        let extracted = config.common.propagator.extract(req.headers());
+
+        if !config.common.traces(&head) {
+            let ambient = Ambient {
+                context: extracted.span_context,
+                baggage: extracted.baggage,
+            };
+            return ResponseFuture::new(self.inner.call(req), None, Some(ambient));
+        }
+
+        let grpc = config.grpc_only || is_grpc(req.headers());
+        let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
+        let route = if grpc {
+            None
+        } else {
+            matched_route(req.extensions())
+        };
+        let method = attrs::span_method(req.method());
+        let name: Cow<'static, str> = match &config.common.span_name {
+            Some(name) => name(&head),
+            None if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
+            None => match route {
+                Some(route) => Cow::Owned(format!("{method} {route}")),
+                None => Cow::Borrowed(method),
+            },
+        };
+
+        let mut start = SpanStart::new()
+            .kind(SpanKind::Server)
+            .name(name)
+            .skip_fields();
+        if let Some(service) = &config.common.service_name {
+            start = start.service_name(service.clone());
+        }
+        let ambient_context = if untrusted {
+            // A public edge: a new trace that only links to what the caller claimed.
+            start = start.new_root();
+            if let Some(claimed) = extracted.span_context {
+                start = start.link(Link::new(claimed));
+            }
+            None
+        } else {
+            if let Some(parent) = extracted.span_context.clone() {
+                start = start.remote_parent(parent);
+            }
+            start = start.baggage(extracted.baggage.clone());
+            Some(Ambient {
+                context: extracted.span_context,
+                baggage: extracted.baggage,
+            })
+        };
+
+        let path = req.uri().path();
+        let (span, started) = start.create_traced(|| {
+            if grpc {
+                tracing::info_span!(
+                    target: "tracewire::server",
+                    "gRPC request",
+                    rpc.method = grpc_full_method(path),
+                    rpc.grpc.status_code = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                )
+            } else if let Some(route) = route {
+                tracing::info_span!(
+                    target: "tracewire::server",
+                    "HTTP request",
+                    http.request.method = method,
+                    http.route = route,
+                    url.path = path,
+                    http.response.status_code = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                )
+            } else {
+                tracing::info_span!(
+                    target: "tracewire::server",
+                    "HTTP request",
+                    http.request.method = method,
+                    url.path = path,
+                    http.response.status_code = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                )
+            }
+        });
+
+        let Some(started) = started else {
+            // No recorder saw the span: the request's own context stays in effect while the
+            // handler runs, so its outgoing calls still propagate it.
+            let ambient = ambient_context.unwrap_or_default();
+            return ResponseFuture::new(self.inner.call(req), None, Some(ambient));
+        };
+        if started.sampled {
+            with_span_data(&span, |d| {
+                let mut attributes = Vec::with_capacity(16);
+                if grpc {
+                    grpc_request_attributes(&req, &mut attributes);
+                } else {
+                    http_request_attributes(&req, config, route, &mut attributes);
+                }
+                config.common.request_headers.capture(
+                    req.headers(),
+                    &config.common.redacted_headers,
+                    &mut attributes,
+                );
+                d.extend_attributes(attributes);
+            });
+        }
+
+        let state = ResponseState {
+            end: SpanEnd {
+                span,
+                role: Role::Server,
+                sampled: started.sampled,
+                grpc,
+                grpc_status_seen: false,
+            },
+            traceresponse: config.traceresponse.then_some(started.context),
+            capture: config.response_capture.clone(),
+        };
+        ResponseFuture::new(self.inner.call(req), Some(state), None)
+    }
+}
+
+/// Attributes of the HTTP server semantic conventions known from the request.
+fn http_request_attributes<B>(
+    req: &Request<B>,
+    config: &ServerConfig,
+    route: Option<&str>,
+    out: &mut Vec<KeyValue>,
+) {
+    let (method, known) = attrs::method(req.method());
+    out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+    if !known {
+        out.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+            req.method().as_str().to_owned(),
+        ));
+    }
+    let uri = req.uri();
+    out.push(KeyValue::new(semconv::URL_PATH, uri.path().to_owned()));
+    let scheme = attrs::scheme(uri);
+    out.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+    if config.common.record_query {
+        if let Some(query) = uri.query() {
+            let query = attrs::redact_query(query, &config.common.redacted_query_params);
+            out.push(KeyValue::new(semconv::URL_QUERY, query.into_owned()));
+        }
+    }
+    if let Some(route) = route {
+        out.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
+    }
+    out.push(KeyValue::new(
+        semconv::NETWORK_PROTOCOL_VERSION,
+        attrs::version(req.version()),
+    ));
+    server_address(req, scheme, out);
+    if let Some(peer) = peer_addr(req.extensions()) {
+        let ip = StringValue::from(peer.ip().to_string());
+        out.push(KeyValue::new(semconv::CLIENT_ADDRESS, ip.clone()));
+        out.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(peer.port())));
+        out.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, ip));
+        out.push(KeyValue::new(
+            semconv::NETWORK_PEER_PORT,
+            i64::from(peer.port()),
+        ));
+    }
+    if let Some(agent) = req.headers().get(http::header::USER_AGENT) {
+        out.push(KeyValue::new(
+            semconv::USER_AGENT_ORIGINAL,
+            String::from_utf8_lossy(agent.as_bytes()).into_owned(),
+        ));
+    }
+}
+
+/// Attributes of the RPC semantic conventions for a gRPC server call.
+fn grpc_request_attributes<B>(req: &Request<B>, out: &mut Vec<KeyValue>) {
+    out.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
+    let full = grpc_full_method(req.uri().path());
+    if let Some((service, method)) = full.rsplit_once('/') {
+        out.push(KeyValue::new(semconv::RPC_SERVICE, service.to_owned()));
+        out.push(KeyValue::new(semconv::RPC_METHOD, method.to_owned()));
+    }
+    server_address(req, attrs::scheme(req.uri()), out);
+    if let Some(peer) = peer_addr(req.extensions()) {
+        out.push(KeyValue::new(
+            semconv::NETWORK_PEER_ADDRESS,
+            peer.ip().to_string(),
+        ));
+        out.push(KeyValue::new(
+            semconv::NETWORK_PEER_PORT,
+            i64::from(peer.port()),
+        ));
+    }
+}
+
+fn server_address<B>(req: &Request<B>, scheme: &str, out: &mut Vec<KeyValue>) {
+    if let Some((host, port)) = attrs::server_host_port(req.uri(), req.headers()) {
+        out.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
+        let port = port.unwrap_or_else(|| attrs::default_port(scheme));
+        out.push(KeyValue::new(
+            Key::from_static_str(semconv::SERVER_PORT),
+            i64::from(port),
+        ));
+    }
+}
