@@ -7,7 +7,9 @@
 //! - [`record`]: the recorder, a `tracing_subscriber::Layer`, and ways to give a span a remote
 //!   parent ([`record::SpanStart`]) or read its context ([`record::SpanExt`]).
 //! - [`report`]: the [`Reporter`](report::Reporter) trait, the bounded pipeline to the
-//!   reporter thread, and [`InMemoryReporter`](report::InMemoryReporter) for tests.
+//!   reporter thread, [`InMemoryReporter`](report::InMemoryReporter) for tests, the
+//!   [`TailSampler`](report::TailSampler) combinator and (feature `otel`) the
+//!   `OtelReporter` bridge to any OpenTelemetry SDK `SpanExporter`.
 //! - [`propagation`]: W3C Trace Context and Baggage codecs and the
 //!   [`Propagator`](propagation::Propagator) abstraction.
 //! - [`context`]: ids, flags, trace state and the span context.
@@ -35,6 +37,7 @@
 //! let reserve = spans.find("reserve").unwrap();
 //! assert_eq!(spans.parent(&reserve).unwrap().name, "POST /checkout");
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 

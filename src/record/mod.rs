@@ -54,6 +54,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod data;
+pub mod env;
 mod ext;
 mod ids;
 mod layer;
@@ -202,6 +203,33 @@ impl RecorderBuilder {
         tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
             .map_err(|_| InstallError::AlreadyInstalled)?;
         Ok(guard)
+    }
+
+    /// Applies the OpenTelemetry environment variables (`OTEL_SERVICE_NAME`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`'s `service.name`, `OTEL_TRACES_SAMPLER`,
+    /// `OTEL_TRACES_SAMPLER_ARG`) of this process; see [`env`](mod@env). Invalid values keep the
+    /// current setting and are logged once through `tracing` at WARN, now (so only a
+    /// subscriber already installed sees them; read [`EnvConfig::from_env`] yourself to
+    /// handle them). Later builder calls override earlier ones, so call this first to let
+    /// code override the environment, or last to let the environment override code.
+    ///
+    /// [`EnvConfig::from_env`]: env::EnvConfig::from_env
+    pub fn with_env(self) -> Self {
+        let config = env::EnvConfig::from_env();
+        config.log_warnings();
+        self.with_env_config(&config)
+    }
+
+    /// Applies settings read with [`EnvConfig`](env::EnvConfig): its service name and
+    /// sampler, when set. Warnings are left to the caller.
+    pub fn with_env_config(mut self, config: &env::EnvConfig) -> Self {
+        if let Some(name) = &config.service_name {
+            self.service_name = Some(Arc::from(name.as_str()));
+        }
+        if let Some(sampler) = &config.sampler {
+            self.sampler = Some(sampler.to_sampler());
+        }
+        self
     }
 }
 

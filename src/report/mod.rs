@@ -26,10 +26,18 @@
 use crate::record::data::SpanRecord;
 
 mod memory;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 pub(crate) mod pipeline;
+pub mod tail;
 
 pub use memory::{InMemoryReporter, WaitTimeout};
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub use otel::{OtelCounters, OtelReporter, OtelReporterBuilder, OtelStats};
 pub use pipeline::{FlushError, RecorderGuard, RecorderHandle, Stats};
+pub use tail::{TailCounters, TailSampler, TailSamplerBuilder, TailStats};
 
 /// Receives finished spans in batches, on the reporter worker thread.
 ///

@@ -1,0 +1,603 @@
+//! The OpenTelemetry SDK environment variables, read only when asked.
+//!
+//! [`EnvConfig`] reads:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `OTEL_SERVICE_NAME` | the default service name |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,…` resource attributes (values percent-decoded); its `service.name` is used when `OTEL_SERVICE_NAME` is unset |
+//! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` |
+//! | `OTEL_TRACES_SAMPLER_ARG` | the ratio for the two ratio samplers, in `0.0..=1.0` (default `1.0`) |
+//! | `OTEL_PROPAGATORS` | parsed into [`EnvConfig::propagators`] and left to the propagation setup |
+//!
+//! As the specification asks, names are matched case-insensitively, surrounding whitespace is
+//! ignored, an empty variable counts as unset, and an invalid value falls back to the default
+//! (the setting is left as it was) with one typed [`EnvWarning`] in [`EnvConfig::warnings`].
+//!
+//! Nothing here touches the process environment unless you call [`EnvConfig::from_env`] (or
+//! [`RecorderBuilder::with_env`](crate::record::RecorderBuilder::with_env)); tests pass a
+//! lookup function to [`EnvConfig::from_lookup`]:
+//!
+//! ```
+//! use tracewire::record::env::{EnvConfig, EnvWarning, SamplerConfig};
+//!
+//! let env = EnvConfig::from_lookup(|name| match name {
+//!     "OTEL_RESOURCE_ATTRIBUTES" => Some("service.name=checkout,team=pay%20ments"),
+//!     "OTEL_TRACES_SAMPLER" => Some("parentbased_traceidratio"),
+//!     "OTEL_TRACES_SAMPLER_ARG" => Some("2.5"),
+//!     _ => None,
+//! });
+//! assert_eq!(env.service_name.as_deref(), Some("checkout"));
+//! assert_eq!(env.sampler, Some(SamplerConfig::ParentBasedTraceIdRatio(1.0)));
+//! assert_eq!(
+//!     env.warnings,
+//!     vec![EnvWarning::InvalidSamplerArg { value: "2.5".into() }]
+//! );
+//! ```
+
+use std::ffi::OsStr;
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+
+use crate::record::data::KeyValue;
+use crate::record::sampler::{AlwaysOff, AlwaysOn, ParentBased, Sampler, TraceIdRatio};
+
+/// `OTEL_SERVICE_NAME`.
+pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+/// `OTEL_RESOURCE_ATTRIBUTES`.
+pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// `OTEL_TRACES_SAMPLER`.
+pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+/// `OTEL_TRACES_SAMPLER_ARG`.
+pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// `OTEL_PROPAGATORS`.
+pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+
+/// The resource attribute naming the service.
+const SERVICE_NAME_KEY: &str = "service.name";
+
+/// Settings read from the OpenTelemetry environment variables. A field is `None` (or empty)
+/// when its variable is unset, empty or invalid.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct EnvConfig {
+    /// `OTEL_SERVICE_NAME`, else the `service.name` of `OTEL_RESOURCE_ATTRIBUTES`.
+    pub service_name: Option<String>,
+    /// Every attribute of `OTEL_RESOURCE_ATTRIBUTES`, in order, values percent-decoded.
+    pub resource_attributes: Vec<KeyValue>,
+    /// `OTEL_TRACES_SAMPLER` with its argument.
+    pub sampler: Option<SamplerConfig>,
+    /// `OTEL_PROPAGATORS`, deduplicated, in order. The recorder does not act on it: the
+    /// propagation setup reads it from here.
+    pub propagators: Option<Vec<PropagatorName>>,
+    /// What was wrong with the variables, one entry per problem.
+    pub warnings: Vec<EnvWarning>,
+}
+
+/// A sampler named by `OTEL_TRACES_SAMPLER`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerConfig {
+    /// `always_on`.
+    AlwaysOn,
+    /// `always_off`.
+    AlwaysOff,
+    /// `traceidratio`, with its ratio.
+    TraceIdRatio(f64),
+    /// `parentbased_always_on` (the default).
+    ParentBasedAlwaysOn,
+    /// `parentbased_always_off`.
+    ParentBasedAlwaysOff,
+    /// `parentbased_traceidratio`, with its ratio.
+    ParentBasedTraceIdRatio(f64),
+}
+
+impl SamplerConfig {
+    /// The sampler this names.
+    pub fn to_sampler(&self) -> Box<dyn Sampler> {
+        match *self {
+            SamplerConfig::AlwaysOn => Box::new(AlwaysOn),
+            SamplerConfig::AlwaysOff => Box::new(AlwaysOff),
+            SamplerConfig::TraceIdRatio(ratio) => Box::new(TraceIdRatio::new(ratio)),
+            SamplerConfig::ParentBasedAlwaysOn => Box::new(ParentBased::new(AlwaysOn)),
+            SamplerConfig::ParentBasedAlwaysOff => Box::new(ParentBased::new(AlwaysOff)),
+            SamplerConfig::ParentBasedTraceIdRatio(ratio) => {
+                Box::new(ParentBased::new(TraceIdRatio::new(ratio)))
+            }
+        }
+    }
+}
+
+/// A propagator named by `OTEL_PROPAGATORS`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PropagatorName {
+    /// `tracecontext`: W3C Trace Context.
+    TraceContext,
+    /// `baggage`: W3C Baggage.
+    Baggage,
+    /// `b3`: B3 single header.
+    B3,
+    /// `b3multi`: B3 multiple headers.
+    B3Multi,
+    /// `jaeger`.
+    Jaeger,
+    /// `xray`: AWS X-Ray.
+    XRay,
+    /// `ottrace`: OpenTracing.
+    OtTrace,
+    /// `none`: no propagation.
+    None,
+    /// Any other name, lower-cased, for a propagator registered elsewhere.
+    Other(String),
+}
+
+impl PropagatorName {
+    fn parse(name: &str) -> Self {
+        match name {
+            "tracecontext" => PropagatorName::TraceContext,
+            "baggage" => PropagatorName::Baggage,
+            "b3" => PropagatorName::B3,
+            "b3multi" => PropagatorName::B3Multi,
+            "jaeger" => PropagatorName::Jaeger,
+            "xray" => PropagatorName::XRay,
+            "ottrace" => PropagatorName::OtTrace,
+            "none" => PropagatorName::None,
+            other => PropagatorName::Other(other.to_owned()),
+        }
+    }
+}
+
+/// Something wrong with an environment variable; the setting kept its default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EnvWarning {
+    /// A variable is set but is not valid Unicode.
+    NotUnicode {
+        /// The variable.
+        variable: &'static str,
+    },
+    /// `OTEL_TRACES_SAMPLER` names no known sampler.
+    UnknownSampler {
+        /// The value, as given.
+        value: String,
+    },
+    /// `OTEL_TRACES_SAMPLER` names a sampler tracewire does not implement (`jaeger_remote`,
+    /// `parentbased_jaeger_remote`, `xray`).
+    UnsupportedSampler {
+        /// The value, as given.
+        value: String,
+    },
+    /// `OTEL_TRACES_SAMPLER_ARG` is not a number in `0.0..=1.0`; the ratio is `1.0`.
+    InvalidSamplerArg {
+        /// The value, as given.
+        value: String,
+    },
+    /// An entry of `OTEL_RESOURCE_ATTRIBUTES` is not `key=value` with a non-empty key and a
+    /// percent-encoded UTF-8 value; the whole variable is ignored, as the specification asks.
+    InvalidResourceAttribute {
+        /// The entry at fault.
+        entry: String,
+    },
+}
+
+impl fmt::Display for EnvWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvWarning::NotUnicode { variable } => {
+                write!(f, "{variable} is not valid Unicode; ignored")
+            }
+            EnvWarning::UnknownSampler { value } => write!(
+                f,
+                "{OTEL_TRACES_SAMPLER}={value:?} names no known sampler; keeping the default"
+            ),
+            EnvWarning::UnsupportedSampler { value } => write!(
+                f,
+                "{OTEL_TRACES_SAMPLER}={value:?} is not supported; keeping the default"
+            ),
+            EnvWarning::InvalidSamplerArg { value } => write!(
+                f,
+                "{OTEL_TRACES_SAMPLER_ARG}={value:?} is not a ratio in 0.0..=1.0; using 1.0"
+            ),
+            EnvWarning::InvalidResourceAttribute { entry } => write!(
+                f,
+                "{OTEL_RESOURCE_ATTRIBUTES} entry {entry:?} is not key=value; variable ignored"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EnvWarning {}
+
+impl EnvConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        EnvConfig::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Reads variables through `lookup`, which returns a variable's value or `None` when it
+    /// is unset.
+    pub fn from_lookup<F, V>(lookup: F) -> Self
+    where
+        F: Fn(&str) -> Option<V>,
+        V: AsRef<OsStr>,
+    {
+        let mut config = EnvConfig::default();
+        let mut get = |name: &'static str| -> Option<String> {
+            let value = lookup(name)?;
+            match value.as_ref().to_str() {
+                Some(s) => {
+                    let s = s.trim();
+                    (!s.is_empty()).then(|| s.to_owned())
+                }
+                None => {
+                    config
+                        .warnings
+                        .push(EnvWarning::NotUnicode { variable: name });
+                    None
+                }
+            }
+        };
+        let service = get(OTEL_SERVICE_NAME);
+        let resource = get(OTEL_RESOURCE_ATTRIBUTES);
+        let sampler = get(OTEL_TRACES_SAMPLER);
+        let sampler_arg = get(OTEL_TRACES_SAMPLER_ARG);
+        let propagators = get(OTEL_PROPAGATORS);
+
+        if let Some(resource) = resource {
+            match parse_resource_attributes(&resource) {
+                Ok(attributes) => config.resource_attributes = attributes,
+                Err(warning) => config.warnings.push(warning),
+            }
+        }
+        config.service_name = service.or_else(|| {
+            config
+                .resource_attributes
+                .iter()
+                .rev()
+                .find(|kv| kv.key.as_str() == SERVICE_NAME_KEY)
+                .map(|kv| kv.value.as_str().into_owned())
+                .filter(|name| !name.is_empty())
+        });
+        if let Some(sampler) = sampler {
+            config.sampler = parse_sampler(&sampler, sampler_arg.as_deref(), &mut config.warnings);
+        }
+        config.propagators = propagators.map(|list| parse_propagators(&list));
+        config
+    }
+
+    /// Logs each warning once through `tracing`, at WARN level.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!(target: "tracewire::env", %warning, "ignoring an OpenTelemetry environment variable");
+        }
+    }
+}
+
+fn parse_sampler(
+    name: &str,
+    arg: Option<&str>,
+    warnings: &mut Vec<EnvWarning>,
+) -> Option<SamplerConfig> {
+    let mut ratio = || match arg {
+        None => 1.0,
+        Some(arg) => match arg.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => r,
+            _ => {
+                warnings.push(EnvWarning::InvalidSamplerArg {
+                    value: arg.to_owned(),
+                });
+                1.0
+            }
+        },
+    };
+    let config = match name.to_ascii_lowercase().as_str() {
+        "always_on" => SamplerConfig::AlwaysOn,
+        "always_off" => SamplerConfig::AlwaysOff,
+        "traceidratio" => SamplerConfig::TraceIdRatio(ratio()),
+        "parentbased_always_on" => SamplerConfig::ParentBasedAlwaysOn,
+        "parentbased_always_off" => SamplerConfig::ParentBasedAlwaysOff,
+        "parentbased_traceidratio" => SamplerConfig::ParentBasedTraceIdRatio(ratio()),
+        "jaeger_remote" | "parentbased_jaeger_remote" | "xray" => {
+            warnings.push(EnvWarning::UnsupportedSampler {
+                value: name.to_owned(),
+            });
+            return None;
+        }
+        _ => {
+            warnings.push(EnvWarning::UnknownSampler {
+                value: name.to_owned(),
+            });
+            return None;
+        }
+    };
+    Some(config)
+}
+
+fn parse_propagators(list: &str) -> Vec<PropagatorName> {
+    let mut out: Vec<PropagatorName> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let name = PropagatorName::parse(&name.to_ascii_lowercase());
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Parses `key1=value1,key2=value2` with percent-encoded values. Any bad entry discards the
+/// whole value.
+pub(crate) fn parse_resource_attributes(value: &str) -> Result<Vec<KeyValue>, EnvWarning> {
+    let mut attributes = Vec::new();
+    for entry in value.split(',') {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let invalid = || EnvWarning::InvalidResourceAttribute {
+            entry: entry.trim().to_owned(),
+        };
+        let (key, raw) = entry.split_once('=').ok_or_else(invalid)?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(invalid());
+        }
+        let decoded = percent_decode_str(raw.trim())
+            .decode_utf8()
+            .map_err(|_| invalid())?;
+        attributes.push(KeyValue::new(key.to_owned(), decoded.into_owned()));
+    }
+    Ok(attributes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    fn read(vars: &[(&str, &str)]) -> EnvConfig {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        EnvConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn nothing_set_is_all_defaults() {
+        assert_eq!(read(&[]), EnvConfig::default());
+        assert_eq!(
+            read(&[(OTEL_TRACES_SAMPLER, "  "), (OTEL_SERVICE_NAME, "")]),
+            EnvConfig::default()
+        );
+    }
+
+    #[test]
+    fn samplers() {
+        use SamplerConfig::*;
+        /// Sampler, argument, expected sampler, expected warnings.
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<SamplerConfig>,
+            Vec<EnvWarning>,
+        );
+        let table: &[Case] = &[
+            ("always_on", None, Some(AlwaysOn), vec![]),
+            ("ALWAYS_OFF", None, Some(AlwaysOff), vec![]),
+            (" always_off ", Some("0.3"), Some(AlwaysOff), vec![]),
+            ("traceidratio", None, Some(TraceIdRatio(1.0)), vec![]),
+            (
+                "traceidratio",
+                Some("0.25"),
+                Some(TraceIdRatio(0.25)),
+                vec![],
+            ),
+            ("traceidratio", Some(" 0 "), Some(TraceIdRatio(0.0)), vec![]),
+            ("traceidratio", Some("1"), Some(TraceIdRatio(1.0)), vec![]),
+            (
+                "traceidratio",
+                Some("-0.1"),
+                Some(TraceIdRatio(1.0)),
+                vec![EnvWarning::InvalidSamplerArg {
+                    value: "-0.1".into(),
+                }],
+            ),
+            (
+                "traceidratio",
+                Some("NaN"),
+                Some(TraceIdRatio(1.0)),
+                vec![EnvWarning::InvalidSamplerArg {
+                    value: "NaN".into(),
+                }],
+            ),
+            (
+                "traceidratio",
+                Some("half"),
+                Some(TraceIdRatio(1.0)),
+                vec![EnvWarning::InvalidSamplerArg {
+                    value: "half".into(),
+                }],
+            ),
+            (
+                "parentbased_always_on",
+                None,
+                Some(ParentBasedAlwaysOn),
+                vec![],
+            ),
+            (
+                "parentbased_always_off",
+                None,
+                Some(ParentBasedAlwaysOff),
+                vec![],
+            ),
+            (
+                "ParentBased_TraceIdRatio",
+                Some("0.5"),
+                Some(ParentBasedTraceIdRatio(0.5)),
+                vec![],
+            ),
+            (
+                "parentbased_traceidratio",
+                Some("1.5"),
+                Some(ParentBasedTraceIdRatio(1.0)),
+                vec![EnvWarning::InvalidSamplerArg {
+                    value: "1.5".into(),
+                }],
+            ),
+            (
+                "sometimes",
+                Some("0.5"),
+                None,
+                vec![EnvWarning::UnknownSampler {
+                    value: "sometimes".into(),
+                }],
+            ),
+            (
+                "jaeger_remote",
+                None,
+                None,
+                vec![EnvWarning::UnsupportedSampler {
+                    value: "jaeger_remote".into(),
+                }],
+            ),
+            (
+                "xray",
+                None,
+                None,
+                vec![EnvWarning::UnsupportedSampler {
+                    value: "xray".into(),
+                }],
+            ),
+        ];
+        for (name, arg, sampler, warnings) in table {
+            let mut vars = vec![(OTEL_TRACES_SAMPLER, *name)];
+            if let Some(arg) = arg {
+                vars.push((OTEL_TRACES_SAMPLER_ARG, *arg));
+            }
+            let env = read(&vars);
+            assert_eq!(&env.sampler, sampler, "{name} {arg:?}");
+            assert_eq!(&env.warnings, warnings, "{name} {arg:?}");
+        }
+    }
+
+    #[test]
+    fn sampler_arg_alone_is_ignored() {
+        let env = read(&[(OTEL_TRACES_SAMPLER_ARG, "0.1")]);
+        assert_eq!(env.sampler, None);
+        assert!(env.warnings.is_empty());
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        /// Variables, expected service name.
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let table: &[Case] = &[
+            (&[(OTEL_SERVICE_NAME, "a")], Some("a")),
+            (&[(OTEL_RESOURCE_ATTRIBUTES, "service.name=b")], Some("b")),
+            (
+                &[
+                    (OTEL_SERVICE_NAME, "a"),
+                    (OTEL_RESOURCE_ATTRIBUTES, "service.name=b"),
+                ],
+                Some("a"),
+            ),
+            (
+                &[
+                    (OTEL_SERVICE_NAME, " "),
+                    (OTEL_RESOURCE_ATTRIBUTES, "service.name=b"),
+                ],
+                Some("b"),
+            ),
+            (&[(OTEL_RESOURCE_ATTRIBUTES, "service.name=")], None),
+            (
+                &[(OTEL_RESOURCE_ATTRIBUTES, "service.name=x,service.name=y")],
+                Some("y"),
+            ),
+            (
+                &[(OTEL_RESOURCE_ATTRIBUTES, "service.name=my%20svc")],
+                Some("my svc"),
+            ),
+            (&[(OTEL_RESOURCE_ATTRIBUTES, "team=pay")], None),
+        ];
+        for (vars, want) in table {
+            assert_eq!(read(vars).service_name.as_deref(), *want, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn resource_attributes() {
+        let env = read(&[(
+            OTEL_RESOURCE_ATTRIBUTES,
+            " deployment.environment = prod , team=pay%2Cments,,empty=,k=a=b ",
+        )]);
+        assert_eq!(
+            env.resource_attributes,
+            vec![
+                KeyValue::new("deployment.environment", "prod"),
+                KeyValue::new("team", "pay,ments"),
+                KeyValue::new("empty", ""),
+                KeyValue::new("k", "a=b"),
+            ]
+        );
+        assert!(env.warnings.is_empty());
+
+        for (bad, entry) in [
+            ("a=1,novalue", "novalue"),
+            ("a=1, =2", "=2"),
+            ("a=%FF%FE", "a=%FF%FE"),
+        ] {
+            let env = read(&[(OTEL_RESOURCE_ATTRIBUTES, bad)]);
+            assert!(env.resource_attributes.is_empty(), "{bad}");
+            assert_eq!(
+                env.warnings,
+                vec![EnvWarning::InvalidResourceAttribute {
+                    entry: entry.into()
+                }],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn propagators() {
+        use PropagatorName::*;
+        let table: &[(&str, Vec<PropagatorName>)] = &[
+            ("tracecontext,baggage", vec![TraceContext, Baggage]),
+            (
+                " B3 , b3multi,jaeger,xray,ottrace,none ",
+                vec![B3, B3Multi, Jaeger, XRay, OtTrace, None],
+            ),
+            ("baggage,tracecontext,baggage", vec![Baggage, TraceContext]),
+            ("tracecontext,,", vec![TraceContext]),
+            ("Custom", vec![Other("custom".into())]),
+        ];
+        for (value, want) in table {
+            let env = read(&[(OTEL_PROPAGATORS, value)]);
+            assert_eq!(env.propagators.as_ref(), Some(want), "{value}");
+        }
+        assert_eq!(read(&[]).propagators, Option::None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_unicode_values_are_warned_about() {
+        use std::os::unix::ffi::OsStringExt;
+        let env = EnvConfig::from_lookup(|name| {
+            (name == OTEL_SERVICE_NAME).then(|| OsString::from_vec(vec![0x66, 0xff]))
+        });
+        assert_eq!(env.service_name, None);
+        assert_eq!(
+            env.warnings,
+            vec![EnvWarning::NotUnicode {
+                variable: OTEL_SERVICE_NAME
+            }]
+        );
+    }
+
+    #[test]
+    fn warnings_display() {
+        let w = EnvWarning::UnknownSampler { value: "x".into() };
+        assert!(w.to_string().contains("OTEL_TRACES_SAMPLER"));
+    }
+}

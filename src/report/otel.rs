@@ -1,0 +1,870 @@
+//! Export through any OpenTelemetry SDK [`SpanExporter`]: OTLP to a Collector, Jaeger,
+//! Tempo, stdout…
+//!
+//! [`OtelReporter`] converts each [`SpanRecord`] to the SDK's [`SpanData`] (see the
+//! [`From`] impl) and hands batches to the exporter on the reporter worker thread:
+//!
+//! - **Resource.** Each span is exported with a [`Resource`] whose `service.name` is the
+//!   span's own [`service_name`](SpanRecord::service_name), so several services recorded in
+//!   one process each keep their identity: a batch is split by service, and the exporter's
+//!   resource is set ([`SpanExporter::set_resource`]) before each service's part is exported.
+//!   Every resource also carries `telemetry.sdk.*`, the attributes read from
+//!   `OTEL_RESOURCE_ATTRIBUTES` ([`with_env`](OtelReporterBuilder::with_env), only when asked)
+//!   and the attributes given in code, each overriding the one before.
+//! - **Batching.** Spans accumulate until [`max_export_batch_size`] of them are waiting or the
+//!   oldest has waited [`export_interval`]; then everything waiting is exported, one call per
+//!   service and per `max_export_batch_size` spans. Flushing the recorder exports at once.
+//! - **Timeouts.** Each export call is driven by a small executor on the worker thread and
+//!   abandoned after [`export_timeout`] (10 s by default). After a timeout the rest of that
+//!   round is dropped without waiting again, so a stalled exporter holds the worker for one
+//!   timeout per round; the recorder's bounded queue drops (and counts) what cannot wait,
+//!   and the application's threads never wait.
+//! - **Failures.** Errors and timeouts are counted ([`OtelCounters`]) and logged through
+//!   `tracing` at WARN at most once per [`error_log_interval`] (10 s by default), with the
+//!   number of failures since the last report, under the target `tracewire::report::otel`.
+//!   The exporter runs with no `tracing` subscriber on the worker thread, so its own
+//!   internal logs and spans are not recorded (they would loop back into the exporter). The
+//!   worker thread has no current span, so the WARN event attaches to no span either.
+//! - **Shutdown.** When the recorder shuts down, waiting spans are exported, then the
+//!   exporter's `force_flush` and `shutdown` run.
+//! - **Trace state.** `tracestate` is converted with [`TraceState::to_otel`]: members whose
+//!   key `opentelemetry`'s older grammar refuses (such as `a@b@c`) are left out of the export.
+//!
+//! ```
+//! use opentelemetry_sdk::error::OTelSdkResult;
+//! use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+//! use std::sync::{Arc, Mutex};
+//! use tracewire::record::Recorder;
+//! use tracewire::report::OtelReporter;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! /// Keeps span names: stands in for a real exporter here.
+//! #[derive(Debug, Default)]
+//! struct Names(Arc<Mutex<Vec<String>>>);
+//!
+//! impl SpanExporter for Names {
+//!     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+//!         let mut names = self.0.lock().unwrap();
+//!         names.extend(batch.into_iter().map(|span| span.name.into_owned()));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let names = Arc::new(Mutex::new(Vec::new()));
+//! let otel = OtelReporter::builder(Names(names.clone()))
+//!     .resource_attribute(opentelemetry::KeyValue::new("deployment.environment", "test"))
+//!     .build();
+//! let counters = otel.counters();
+//! let (layer, guard) = Recorder::builder()
+//!     .service_name("checkout")
+//!     .reporter(otel)
+//!     .build();
+//! tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+//!     tracing::info_span!("POST /checkout").in_scope(|| {});
+//! });
+//! guard.flush().unwrap();
+//! assert_eq!(*names.lock().unwrap(), ["POST /checkout"]);
+//! assert_eq!(counters.stats().spans_exported, 1);
+//! ```
+//!
+//! # OTLP over gRPC (tonic) and the tokio runtime
+//!
+//! `opentelemetry-otlp`'s tonic exporter must be **built inside a tokio runtime** (building
+//! its channel spawns a task), and that runtime must outlive the exporter: the connection
+//! runs on it. Its exports should also run **inside the runtime's context**, or its retry
+//! back-off sleeps block the worker thread where the export timeout cannot cut them short.
+//! Give the reporter a way to enter the runtime with
+//! [`export_context`](OtelReporterBuilder::export_context):
+//!
+//! ```no_run
+//! use opentelemetry_otlp::WithExportConfig;
+//! use tracewire::record::Recorder;
+//! use tracewire::report::OtelReporter;
+//! use tracing_subscriber::{filter::filter_fn, layer::SubscriberExt, Layer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! let exporter = {
+//!     let _entered = runtime.enter();
+//!     opentelemetry_otlp::SpanExporter::builder()
+//!         .with_tonic()
+//!         .with_endpoint("http://127.0.0.1:4317")
+//!         .build()?
+//! };
+//! let handle = runtime.handle().clone();
+//! let otel = OtelReporter::builder(exporter)
+//!     .with_env()
+//!     .export_context(move |export| {
+//!         let _entered = handle.enter();
+//!         export()
+//!     })
+//!     .build();
+//! let (recorder, guard) = Recorder::builder().with_env().reporter(otel).build();
+//! // The exporter's own stack stays out of the recorder (see below).
+//! let own_stack = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
+//! let recorder = recorder.with_filter(filter_fn(move |meta| {
+//!     !own_stack.iter().any(|prefix| meta.target().starts_with(prefix))
+//! }));
+//! tracing::subscriber::set_global_default(tracing_subscriber::registry().with(recorder))?;
+//! // … run the application on `runtime` …
+//! drop(guard); // exports what is left, while the runtime still runs
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The runtime's threads must be free to run the connection while the worker exports: a
+//! multi-thread runtime always is; a current-thread runtime only while its thread is inside
+//! `block_on` (drop the recorder's guard inside it, not after it returns).
+//!
+//! Give the recorder a filter that leaves out the exporter's own stack (`h2`, `hyper`,
+//! `tonic`, `tower`, `opentelemetry*`), as above: their spans, created on the runtime's
+//! threads while exporting, would otherwise be exported in turn, and export more of their own.
+//! ([`RecorderBuilder::install`](crate::record::RecorderBuilder::install) installs the
+//! recorder unfiltered.)
+//!
+//! [`max_export_batch_size`]: OtelReporterBuilder::max_export_batch_size
+//! [`export_interval`]: OtelReporterBuilder::export_interval
+//! [`export_timeout`]: OtelReporterBuilder::export_timeout
+//! [`error_log_interval`]: OtelReporterBuilder::error_log_interval
+//! [`TraceState::to_otel`]: crate::context::TraceState::to_otel
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::Link as OtelLink;
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
+use opentelemetry_sdk::Resource;
+use tracing::Dispatch;
+
+use crate::record::data::SpanRecord;
+use crate::record::env::{EnvConfig, OTEL_RESOURCE_ATTRIBUTES};
+use crate::report::Reporter;
+
+/// Target of the failure reports logged through `tracing`.
+pub const LOG_TARGET: &str = "tracewire::report::otel";
+
+/// Most per-service resources kept built; past it the cache starts over.
+const MAX_CACHED_RESOURCES: usize = 256;
+
+impl From<&SpanRecord> for SpanData {
+    /// A faithful copy; `tracestate` members that `opentelemetry`'s `TraceState` refuses are
+    /// left out (see [`TraceState::to_otel`](crate::context::TraceState::to_otel)).
+    fn from(record: &SpanRecord) -> Self {
+        let mut events = SpanEvents::default();
+        events.events = record.events.clone();
+        events.dropped_count = record.dropped_events_count;
+        let mut links = SpanLinks::default();
+        links.links = record
+            .links
+            .iter()
+            .map(|link| OtelLink::new((&link.span_context).into(), link.attributes.clone(), 0))
+            .collect();
+        SpanData {
+            span_context: (&record.span_context).into(),
+            parent_span_id: record.parent_span_id,
+            parent_span_is_remote: record.parent_is_remote,
+            span_kind: record.kind.clone(),
+            name: record.name.clone(),
+            start_time: record.start_time,
+            end_time: record.end_time,
+            attributes: record.attributes.clone(),
+            dropped_attributes_count: record.dropped_attributes_count,
+            events,
+            links,
+            status: record.status.clone(),
+            instrumentation_scope: record.scope.clone(),
+        }
+    }
+}
+
+/// The object-safe part of [`SpanExporter`] that the reporter uses (the SDK trait returns
+/// `impl Future` and so cannot be a trait object).
+trait DynExporter: Send {
+    fn export(&self, batch: Vec<SpanData>) -> Pin<Box<dyn Future<Output = OTelSdkResult> + '_>>;
+    fn set_resource(&mut self, resource: &Resource);
+    fn force_flush(&self) -> OTelSdkResult;
+    fn shutdown(&self) -> OTelSdkResult;
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl<E: SpanExporter + 'static> DynExporter for E {
+    fn export(&self, batch: Vec<SpanData>) -> Pin<Box<dyn Future<Output = OTelSdkResult> + '_>> {
+        Box::pin(SpanExporter::export(self, batch))
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        SpanExporter::set_resource(self, resource)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        SpanExporter::force_flush(self)
+    }
+    fn shutdown(&self) -> OTelSdkResult {
+        SpanExporter::shutdown(self)
+    }
+    fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+type ExportContext = Box<dyn Fn(&mut dyn FnMut()) + Send>;
+
+/// A [`Reporter`] exporting through an OpenTelemetry SDK [`SpanExporter`]. See the
+/// [module docs](crate::report::otel).
+pub struct OtelReporter {
+    exporter: Box<dyn DynExporter>,
+    context: Option<ExportContext>,
+    base_attributes: Vec<KeyValue>,
+    resources: HashMap<Arc<str>, Resource>,
+    current_service: Option<Arc<str>>,
+    buffer: Vec<Bucket>,
+    buffered: usize,
+    oldest: Option<Instant>,
+    max_batch: usize,
+    export_interval: Duration,
+    export_timeout: Duration,
+    failures: FailureLog,
+    counters: OtelCounters,
+    shut_down: bool,
+}
+
+/// Waiting spans of one service.
+struct Bucket {
+    service: Arc<str>,
+    spans: Vec<SpanData>,
+}
+
+/// Configures an [`OtelReporter`]; see [`OtelReporter::builder`].
+#[must_use = "a builder does nothing until `build`"]
+pub struct OtelReporterBuilder {
+    exporter: Box<dyn DynExporter>,
+    context: Option<ExportContext>,
+    env_attributes: Vec<KeyValue>,
+    attributes: Vec<KeyValue>,
+    max_batch: usize,
+    export_interval: Duration,
+    export_timeout: Duration,
+    error_log_interval: Duration,
+}
+
+impl OtelReporter {
+    /// A reporter with the defaults: batches of up to 512 spans, exported at least every
+    /// second, each export given 10 s, failures logged at most every 10 s, no resource
+    /// attributes beyond `service.name` and `telemetry.sdk.*`, nothing read from the
+    /// environment.
+    pub fn new<E: SpanExporter + 'static>(exporter: E) -> Self {
+        OtelReporter::builder(exporter).build()
+    }
+
+    /// A builder starting from the defaults of [`new`](Self::new).
+    pub fn builder<E: SpanExporter + 'static>(exporter: E) -> OtelReporterBuilder {
+        OtelReporterBuilder {
+            exporter: Box::new(exporter),
+            context: None,
+            env_attributes: Vec::new(),
+            attributes: Vec::new(),
+            max_batch: 512,
+            export_interval: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(10),
+            error_log_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// A handle on the counters, readable after the reporter moved into the recorder.
+    pub fn counters(&self) -> OtelCounters {
+        self.counters.clone()
+    }
+
+    fn push(&mut self, record: &SpanRecord) {
+        let data = SpanData::from(record);
+        match self
+            .buffer
+            .iter_mut()
+            .find(|b| b.service == record.service_name)
+        {
+            Some(bucket) => bucket.spans.push(data),
+            None => self.buffer.push(Bucket {
+                service: record.service_name.clone(),
+                spans: vec![data],
+            }),
+        }
+        self.buffered += 1;
+    }
+
+    /// Exports everything waiting, one call per service and per `max_batch` spans.
+    fn export_all(&mut self) {
+        let buckets = std::mem::take(&mut self.buffer);
+        self.buffered = 0;
+        self.oldest = None;
+        let mut timed_out = false;
+        for Bucket { service, mut spans } in buckets {
+            while !spans.is_empty() {
+                let rest = if spans.len() > self.max_batch {
+                    spans.split_off(self.max_batch)
+                } else {
+                    Vec::new()
+                };
+                let chunk = std::mem::replace(&mut spans, rest);
+                if timed_out {
+                    // The exporter just stalled for a whole timeout: do not wait again in
+                    // this round.
+                    self.counters
+                        .inner
+                        .spans_failed
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    self.failures.spans += chunk.len() as u64;
+                    continue;
+                }
+                timed_out = self.export_chunk(&service, chunk);
+            }
+        }
+        self.log_failures_if_due(Instant::now());
+    }
+
+    /// Exports one chunk of one service's spans, counting the outcome. True when the export
+    /// timed out.
+    fn export_chunk(&mut self, service: &Arc<str>, chunk: Vec<SpanData>) -> bool {
+        if self.current_service.as_ref() != Some(service) {
+            let resource = self.resource_for(service);
+            self.exporter.set_resource(&resource);
+            self.current_service = Some(service.clone());
+        }
+        let count = chunk.len() as u64;
+        let timeout = self.export_timeout;
+        let exporter = &self.exporter;
+        let outcome = run_in(&self.context, || {
+            block_on_timeout(exporter.export(chunk), timeout)
+        });
+        let c = &self.counters.inner;
+        let failure = match outcome {
+            Some(Some(Ok(()))) => {
+                c.exports.fetch_add(1, Ordering::Relaxed);
+                c.spans_exported.fetch_add(count, Ordering::Relaxed);
+                return false;
+            }
+            Some(Some(Err(error))) => ExportFailure::Exporter(error),
+            Some(None) => ExportFailure::Timeout(timeout),
+            None => ExportFailure::ContextSkipped,
+        };
+        let timed_out = matches!(failure, ExportFailure::Timeout(_));
+        if timed_out {
+            c.export_timeouts.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.export_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        c.spans_failed.fetch_add(count, Ordering::Relaxed);
+        self.failures.record(failure, count);
+        timed_out
+    }
+
+    fn resource_for(&mut self, service: &Arc<str>) -> Resource {
+        if let Some(resource) = self.resources.get(service) {
+            return resource.clone();
+        }
+        if self.resources.len() >= MAX_CACHED_RESOURCES {
+            self.resources.clear();
+        }
+        let resource = Resource::builder_empty()
+            .with_attributes(self.base_attributes.iter().cloned())
+            .with_service_name(Value::from(service.clone()))
+            .build();
+        self.resources.insert(service.clone(), resource.clone());
+        resource
+    }
+
+    /// Runs `force_flush` or `shutdown`, counting and logging a failure.
+    fn call(&mut self, f: fn(&dyn DynExporter) -> OTelSdkResult) {
+        let exporter = &*self.exporter;
+        let failure = match run_in(&self.context, || f(exporter)) {
+            Some(Ok(())) | Some(Err(OTelSdkError::AlreadyShutdown)) => None,
+            Some(Err(error)) => Some(ExportFailure::Exporter(error)),
+            None => Some(ExportFailure::ContextSkipped),
+        };
+        if let Some(failure) = failure {
+            self.counters
+                .inner
+                .export_errors
+                .fetch_add(1, Ordering::Relaxed);
+            self.failures.record(failure, 0);
+        }
+    }
+
+    fn log_failures_if_due(&mut self, now: Instant) {
+        if let Some(report) = self.failures.take_due(now) {
+            self.counters
+                .inner
+                .failure_logs
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                target: LOG_TARGET,
+                failures = report.failures,
+                timeouts = report.timeouts,
+                spans_lost = report.spans,
+                last_error = %report.last,
+                "exporting spans failed {} times since the last report; spans were lost",
+                report.failures
+            );
+        }
+    }
+}
+
+impl Reporter for OtelReporter {
+    fn report(&mut self, batch: &[SpanRecord]) {
+        if self.shut_down || batch.is_empty() {
+            return;
+        }
+        for record in batch {
+            self.push(record);
+        }
+        if self.oldest.is_none() {
+            self.oldest = Some(Instant::now());
+        }
+        if self.buffered >= self.max_batch {
+            self.export_all();
+        }
+    }
+
+    fn tick(&mut self) {
+        if let Some(oldest) = self.oldest {
+            if oldest.elapsed() >= self.export_interval {
+                self.export_all();
+            }
+        }
+        self.log_failures_if_due(Instant::now());
+    }
+
+    fn flush(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        self.export_all();
+        self.call(|e| e.force_flush());
+        self.log_failures_if_due(Instant::now());
+    }
+
+    fn shutdown(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        self.export_all();
+        self.call(|e| e.force_flush());
+        self.call(|e| e.shutdown());
+        self.shut_down = true;
+        self.log_failures_if_due(Instant::now());
+    }
+}
+
+impl fmt::Debug for OtelReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtelReporter")
+            .field("exporter", &DebugExporter(&*self.exporter))
+            .field("buffered", &self.buffered)
+            .field("max_export_batch_size", &self.max_batch)
+            .field("export_interval", &self.export_interval)
+            .field("export_timeout", &self.export_timeout)
+            .field("stats", &self.counters.stats())
+            .finish()
+    }
+}
+
+struct DebugExporter<'a>(&'a dyn DynExporter);
+
+impl fmt::Debug for DebugExporter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.debug(f)
+    }
+}
+
+impl OtelReporterBuilder {
+    /// Adds a resource attribute to every exported span's resource. `service.name` is always
+    /// the span's own service and cannot be set here.
+    pub fn resource_attribute(mut self, attribute: KeyValue) -> Self {
+        self.attributes.push(attribute);
+        self
+    }
+
+    /// Adds resource attributes; see [`resource_attribute`](Self::resource_attribute).
+    pub fn resource_attributes(mut self, attributes: impl IntoIterator<Item = KeyValue>) -> Self {
+        self.attributes.extend(attributes);
+        self
+    }
+
+    /// Reads resource attributes from `OTEL_RESOURCE_ATTRIBUTES` (attributes given in code
+    /// override them). An invalid value is ignored and logged once through `tracing` at WARN.
+    pub fn with_env(self) -> Self {
+        let config = EnvConfig::from_lookup(|name| {
+            if name == OTEL_RESOURCE_ATTRIBUTES {
+                std::env::var_os(name)
+            } else {
+                None
+            }
+        });
+        config.log_warnings();
+        self.with_env_config(&config)
+    }
+
+    /// Uses the resource attributes of an [`EnvConfig`] already read.
+    pub fn with_env_config(mut self, config: &EnvConfig) -> Self {
+        self.env_attributes = config.resource_attributes.clone();
+        self
+    }
+
+    /// Most spans per export call, and how many waiting spans trigger an export. Default 512.
+    pub fn max_export_batch_size(mut self, size: usize) -> Self {
+        self.max_batch = size.max(1);
+        self
+    }
+
+    /// Longest a span waits before being exported when fewer than
+    /// [`max_export_batch_size`](Self::max_export_batch_size) are waiting. Checked on every
+    /// [`Reporter::tick`], so never shorter than the recorder's flush interval. Default 1 s.
+    pub fn export_interval(mut self, interval: Duration) -> Self {
+        self.export_interval = interval;
+        self
+    }
+
+    /// How long one export call may take before it is abandoned and counted as a timeout.
+    /// Default 10 s.
+    pub fn export_timeout(mut self, timeout: Duration) -> Self {
+        self.export_timeout = timeout;
+        self
+    }
+
+    /// Shortest time between two failure reports logged through `tracing`. Default 10 s.
+    pub fn error_log_interval(mut self, interval: Duration) -> Self {
+        self.error_log_interval = interval;
+        self
+    }
+
+    /// Runs every exporter call inside `context`, which must call the function it is given
+    /// exactly once, typically after entering an async runtime:
+    ///
+    /// ```no_run
+    /// # fn otlp() -> opentelemetry_otlp::SpanExporter { unimplemented!() }
+    /// let handle = tokio::runtime::Handle::current();
+    /// let otel = tracewire::report::OtelReporter::builder(otlp())
+    ///     .export_context(move |export| {
+    ///         let _entered = handle.enter();
+    ///         export()
+    ///     })
+    ///     .build();
+    /// ```
+    ///
+    /// An export whose function was not called counts as an error.
+    pub fn export_context<F>(mut self, context: F) -> Self
+    where
+        F: Fn(&mut dyn FnMut()) + Send + 'static,
+    {
+        self.context = Some(Box::new(context));
+        self
+    }
+
+    /// The reporter.
+    pub fn build(self) -> OtelReporter {
+        let mut base_attributes = vec![
+            KeyValue::new("telemetry.sdk.name", "tracewire"),
+            KeyValue::new("telemetry.sdk.language", "rust"),
+            KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+        ];
+        base_attributes.extend(self.env_attributes);
+        base_attributes.extend(self.attributes);
+        base_attributes.retain(|kv| kv.key.as_str() != "service.name");
+        OtelReporter {
+            exporter: self.exporter,
+            context: self.context,
+            base_attributes,
+            resources: HashMap::new(),
+            current_service: None,
+            buffer: Vec::new(),
+            buffered: 0,
+            oldest: None,
+            max_batch: self.max_batch,
+            export_interval: self.export_interval,
+            export_timeout: self.export_timeout,
+            failures: FailureLog::new(self.error_log_interval),
+            counters: OtelCounters::default(),
+            shut_down: false,
+        }
+    }
+}
+
+impl fmt::Debug for OtelReporterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtelReporterBuilder")
+            .field("exporter", &DebugExporter(&*self.exporter))
+            .field("env_attributes", &self.env_attributes)
+            .field("attributes", &self.attributes)
+            .field("max_export_batch_size", &self.max_batch)
+            .field("export_interval", &self.export_interval)
+            .field("export_timeout", &self.export_timeout)
+            .field("error_log_interval", &self.error_log_interval)
+            .finish()
+    }
+}
+
+/// Runs `f` inside the user's context (if any) with no `tracing` subscriber on this thread,
+/// so that nothing the exporter records comes back to the recorder. `None` when the context
+/// did not call it.
+fn run_in<R>(context: &Option<ExportContext>, f: impl FnOnce() -> R) -> Option<R> {
+    let mut f = Some(f);
+    let mut out = None;
+    let mut call = || {
+        if let Some(f) = f.take() {
+            out = Some(tracing::dispatcher::with_default(&Dispatch::none(), f));
+        }
+    };
+    match context {
+        Some(context) => context(&mut call),
+        None => call(),
+    }
+    out
+}
+
+/// Wakes the blocked worker thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `future` on this thread until it completes or `timeout` passes (`None`). A stray
+/// unpark only causes an extra poll.
+fn block_on_timeout<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return Some(out);
+        }
+        match deadline {
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                thread::park_timeout(deadline - now);
+            }
+            None => thread::park(),
+        }
+    }
+}
+
+/// Why an export failed.
+#[derive(Debug)]
+enum ExportFailure {
+    /// The exporter returned an error.
+    Exporter(OTelSdkError),
+    /// The export did not finish in time.
+    Timeout(Duration),
+    /// The export context did not run the export.
+    ContextSkipped,
+}
+
+impl fmt::Display for ExportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportFailure::Exporter(e) => write!(f, "exporter error: {e}"),
+            ExportFailure::Timeout(d) => write!(f, "export timed out after {d:?}"),
+            ExportFailure::ContextSkipped => {
+                f.write_str("the export context did not run the export")
+            }
+        }
+    }
+}
+
+/// Failures since the last report, and when that was.
+struct FailureLog {
+    interval: Duration,
+    last_logged: Option<Instant>,
+    failures: u64,
+    timeouts: u64,
+    spans: u64,
+    last: Option<ExportFailure>,
+}
+
+struct FailureReport {
+    failures: u64,
+    timeouts: u64,
+    spans: u64,
+    last: ExportFailure,
+}
+
+impl FailureLog {
+    fn new(interval: Duration) -> Self {
+        FailureLog {
+            interval,
+            last_logged: None,
+            failures: 0,
+            timeouts: 0,
+            spans: 0,
+            last: None,
+        }
+    }
+
+    fn record(&mut self, failure: ExportFailure, spans: u64) {
+        self.failures += 1;
+        if matches!(failure, ExportFailure::Timeout(_)) {
+            self.timeouts += 1;
+        }
+        self.spans += spans;
+        self.last = Some(failure);
+    }
+
+    /// The failures to report now, if any and the interval has passed since the last report.
+    fn take_due(&mut self, now: Instant) -> Option<FailureReport> {
+        if let Some(last) = self.last_logged {
+            if now.saturating_duration_since(last) < self.interval {
+                return None;
+            }
+        }
+        let last = self.last.take()?;
+        self.last_logged = Some(now);
+        let report = FailureReport {
+            failures: self.failures,
+            timeouts: self.timeouts,
+            spans: self.spans,
+            last,
+        };
+        self.failures = 0;
+        self.timeouts = 0;
+        self.spans = 0;
+        Some(report)
+    }
+}
+
+/// A cloneable handle on an [`OtelReporter`]'s counters.
+#[derive(Clone, Default)]
+pub struct OtelCounters {
+    inner: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    exports: AtomicU64,
+    spans_exported: AtomicU64,
+    export_errors: AtomicU64,
+    export_timeouts: AtomicU64,
+    spans_failed: AtomicU64,
+    failure_logs: AtomicU64,
+}
+
+impl OtelCounters {
+    /// The counters now.
+    pub fn stats(&self) -> OtelStats {
+        let c = &self.inner;
+        OtelStats {
+            exports: c.exports.load(Ordering::Relaxed),
+            spans_exported: c.spans_exported.load(Ordering::Relaxed),
+            export_errors: c.export_errors.load(Ordering::Relaxed),
+            export_timeouts: c.export_timeouts.load(Ordering::Relaxed),
+            spans_failed: c.spans_failed.load(Ordering::Relaxed),
+            failure_logs: c.failure_logs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for OtelCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.stats().fmt(f)
+    }
+}
+
+/// What an [`OtelReporter`] did, read with [`OtelCounters::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtelStats {
+    /// Export calls that succeeded.
+    pub exports: u64,
+    /// Spans in those calls.
+    pub spans_exported: u64,
+    /// Export (and flush or shutdown) calls that returned an error.
+    pub export_errors: u64,
+    /// Export calls abandoned after the export timeout.
+    pub export_timeouts: u64,
+    /// Spans lost to errors and timeouts.
+    pub spans_failed: u64,
+    /// Failure reports logged through `tracing`.
+    pub failure_logs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_reported_at_most_once_per_interval() {
+        let mut log = FailureLog::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert!(log.take_due(t0).is_none(), "nothing to report");
+        log.record(ExportFailure::Timeout(Duration::from_secs(1)), 5);
+        let first = log
+            .take_due(t0)
+            .expect("the first failure is reported at once");
+        assert_eq!((first.failures, first.timeouts, first.spans), (1, 1, 5));
+        for _ in 0..100 {
+            log.record(
+                ExportFailure::Exporter(OTelSdkError::InternalFailure("down".into())),
+                2,
+            );
+            assert!(log.take_due(t0 + Duration::from_secs(9)).is_none());
+        }
+        let second = log.take_due(t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (second.failures, second.timeouts, second.spans),
+            (100, 0, 200)
+        );
+        assert!(second.last.to_string().contains("down"));
+        assert!(log.take_due(t0 + Duration::from_secs(30)).is_none());
+    }
+
+    #[test]
+    fn block_on_timeout_gives_up() {
+        assert_eq!(block_on_timeout(async { 7 }, Duration::ZERO), Some(7));
+        assert_eq!(
+            block_on_timeout(std::future::pending::<()>(), Duration::from_millis(10)),
+            None
+        );
+        // A future woken from another thread completes.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = flag.clone();
+        let fut = std::future::poll_fn(move |cx| {
+            if seen.load(Ordering::SeqCst) {
+                return Poll::Ready(1);
+            }
+            let waker = cx.waker().clone();
+            let tx = tx.clone();
+            let seen = seen.clone();
+            thread::spawn(move || {
+                seen.store(true, Ordering::SeqCst);
+                waker.wake();
+                let _ = tx.send(());
+            });
+            Poll::Pending
+        });
+        assert_eq!(block_on_timeout(fut, Duration::from_secs(60)), Some(1));
+        let _ = rx.recv();
+        assert!(flag.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_context_that_skips_the_call_is_seen() {
+        let skip: Option<ExportContext> = Some(Box::new(|_f: &mut dyn FnMut()| {}));
+        assert_eq!(run_in(&skip, || 1), None);
+        assert_eq!(run_in(&None, || 1), Some(1));
+    }
+}
