@@ -2,7 +2,9 @@
 //! version, host and port, and URLs with secrets redacted.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
+use std::sync::{OnceLock, RwLock};
 
 use http::{HeaderMap, Method, Uri, Version};
 
@@ -32,6 +34,66 @@ pub(crate) fn span_method(m: &Method) -> &'static str {
         (name, true) => name,
         (_, false) => "HTTP",
     }
+}
+
+/// Span names (`{method} {route}`) and `http.route` values, built once per route template
+/// instead of once per request. Route templates come from the application (axum's
+/// `MatchedPath`), so they are few; the table still stops growing at `MAX_ROUTES`, after which
+/// names are built per request. Entries live for the rest of the process.
+const MAX_ROUTES: usize = 4096;
+
+/// The methods span names use, in a fixed order.
+const SPAN_METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "HTTP",
+];
+
+struct RouteNames {
+    route: &'static str,
+    names: [OnceLock<&'static str>; SPAN_METHODS.len()],
+}
+
+fn routes() -> &'static RwLock<HashMap<&'static str, &'static RouteNames>> {
+    static ROUTES: OnceLock<RwLock<HashMap<&'static str, &'static RouteNames>>> = OnceLock::new();
+    ROUTES.get_or_init(|| RwLock::new(HashMap::new()))
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// The span name `{method} {route}` and the route, as `'static` strings when the table
+/// holds (or has room for) the route.
+pub(crate) fn route_name(
+    method: &'static str,
+    route: &str,
+) -> Option<(&'static str, &'static str)> {
+    let index = SPAN_METHODS.iter().position(|m| *m == method)?;
+    let found = routes()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(route)
+        .copied();
+    let names = match found {
+        Some(names) => names,
+        None => {
+            let mut table = routes().write().unwrap_or_else(|e| e.into_inner());
+            match table.get(route) {
+                Some(names) => *names,
+                None if table.len() >= MAX_ROUTES => return None,
+                None => {
+                    let route: &'static str = leak(route.to_owned());
+                    let names: &'static RouteNames = Box::leak(Box::new(RouteNames {
+                        route,
+                        names: Default::default(),
+                    }));
+                    table.insert(route, names);
+                    names
+                }
+            }
+        }
+    };
+    let name = names.names[index].get_or_init(|| leak(format!("{method} {}", names.route)));
+    Some((name, names.route))
 }
 
 /// `network.protocol.version`.
@@ -180,6 +242,22 @@ mod tests {
 
     fn params() -> Vec<Cow<'static, str>> {
         vec!["sig".into(), "token".into()]
+    }
+
+    #[test]
+    fn route_names_are_built_once() {
+        let (name, route) = route_name("GET", "/interned/{id}").unwrap();
+        assert_eq!((name, route), ("GET /interned/{id}", "/interned/{id}"));
+        let (again, _) = route_name("GET", "/interned/{id}").unwrap();
+        assert!(std::ptr::eq(name, again));
+        assert_eq!(
+            route_name("POST", "/interned/{id}").unwrap().0,
+            "POST /interned/{id}"
+        );
+        assert_eq!(
+            route_name("HTTP", "/interned/{id}").unwrap().0,
+            "HTTP /interned/{id}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri, Version};
 
+use crate::future::ResponseCapture;
 use crate::propagation::{Propagator, W3cPropagator};
 use crate::record::data::{Key, KeyValue, StringValue, Value};
 
@@ -114,6 +115,8 @@ pub(crate) struct Common {
     pub(crate) redacted_headers: Vec<HeaderName>,
     pub(crate) record_query: bool,
     pub(crate) redacted_query_params: Vec<Cow<'static, str>>,
+    /// Derived from `response_headers` and `redacted_headers`; shared by every response.
+    pub(crate) response_capture: Option<Arc<ResponseCapture>>,
 }
 
 impl Default for Common {
@@ -131,6 +134,7 @@ impl Default for Common {
                 .iter()
                 .map(|p| Cow::Borrowed(*p))
                 .collect(),
+            response_capture: None,
         }
     }
 }
@@ -146,6 +150,7 @@ impl Common {
         for name in names {
             self.response_headers.add("http.response.header.", name);
         }
+        self.refresh_response_capture();
     }
 
     pub(crate) fn redact_headers(&mut self, names: impl IntoIterator<Item = HeaderName>) {
@@ -154,6 +159,16 @@ impl Common {
                 self.redacted_headers.push(name);
             }
         }
+        self.refresh_response_capture();
+    }
+
+    fn refresh_response_capture(&mut self) {
+        self.response_capture = (!self.response_headers.is_empty()).then(|| {
+            Arc::new(ResponseCapture {
+                headers: self.response_headers.clone(),
+                redacted: self.redacted_headers.clone(),
+            })
+        });
     }
 
     /// The request is traced (the filter, if any, lets it through).

@@ -5,7 +5,6 @@ use tower::Layer;
 
 use crate::client::ClientTrace;
 use crate::config::{common_builder_methods, Common};
-use crate::future::ResponseCapture;
 
 /// Settings of a [`ClientLayer`].
 #[derive(Clone, Default)]
@@ -15,19 +14,9 @@ pub(crate) struct ClientConfig {
     pub(crate) propagate_to: Option<Vec<HostPattern>>,
     pub(crate) overwrite: bool,
     pub(crate) grpc_only: bool,
-    pub(crate) response_capture: Option<Arc<ResponseCapture>>,
 }
 
 impl ClientConfig {
-    fn refresh(&mut self) {
-        self.response_capture = (!self.common.response_headers.is_empty()).then(|| {
-            Arc::new(ResponseCapture {
-                headers: self.common.response_headers.clone(),
-                redacted: self.common.redacted_headers.clone(),
-            })
-        });
-    }
-
     /// Context and baggage may be sent to `host`.
     pub(crate) fn propagates_to(&self, host: Option<&str>) -> bool {
         match (&self.propagate_to, host) {
@@ -124,9 +113,7 @@ impl<S> Layer<S> for ClientLayer {
     type Service = ClientTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let mut config = self.config.clone();
-        Arc::make_mut(&mut config).refresh();
-        ClientTrace::new(inner, config)
+        ClientTrace::new(inner, self.config.clone())
     }
 }
 

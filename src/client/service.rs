@@ -192,7 +192,7 @@ where
                 grpc_status_seen: false,
             },
             traceresponse: None,
-            capture: config.response_capture.clone(),
+            capture: config.common.response_capture.clone(),
         };
         ResponseFuture::new(self.inner.call(req), Some(state), None)
     }

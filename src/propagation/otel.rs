@@ -321,7 +321,7 @@ mod tests {
         assert!(out.contains_key("x-test-trace"));
     }
 
-    #[cfg(feature = "opentelemetry_sdk")]
+    #[cfg(feature = "otel")]
     #[test]
     fn opentelemetry_sdk_propagators_work_through_the_adapter() {
         use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use tower::Layer;
 
 use crate::config::{common_builder_methods, Common, Predicate, RequestHead};
-use crate::future::ResponseCapture;
 use crate::server::ServerTrace;
 
 /// Settings of a [`ServerLayer`].
@@ -14,19 +13,6 @@ pub(crate) struct ServerConfig {
     pub(crate) traceresponse: bool,
     pub(crate) untrusted: Option<Predicate>,
     pub(crate) grpc_only: bool,
-    pub(crate) response_capture: Option<Arc<ResponseCapture>>,
-}
-
-impl ServerConfig {
-    /// Derived state, rebuilt after each builder call.
-    fn refresh(&mut self) {
-        self.response_capture = (!self.common.response_headers.is_empty()).then(|| {
-            Arc::new(ResponseCapture {
-                headers: self.common.response_headers.clone(),
-                redacted: self.common.redacted_headers.clone(),
-            })
-        });
-    }
 }
 
 /// Traces incoming requests: extracts the caller's trace context and wraps each request in
@@ -94,9 +80,7 @@ impl<S> Layer<S> for ServerLayer {
     type Service = ServerTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let mut config = self.config.clone();
-        Arc::make_mut(&mut config).refresh();
-        ServerTrace::new(inner, config)
+        ServerTrace::new(inner, self.config.clone())
     }
 }
 

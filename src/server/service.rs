@@ -121,13 +121,20 @@ where
             matched_route(req.extensions())
         };
         let method = attrs::span_method(req.method());
-        let name: Cow<'static, str> = match &config.common.span_name {
-            Some(name) => name(&head),
-            None if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
-            None => match route {
+        let interned = route.and_then(|route| attrs::route_name(method, route));
+        let name: Cow<'static, str> = match (&config.common.span_name, interned) {
+            (Some(name), _) => name(&head),
+            (None, _) if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
+            (None, Some((name, _))) => Cow::Borrowed(name),
+            (None, None) => match route {
                 Some(route) => Cow::Owned(format!("{method} {route}")),
                 None => Cow::Borrowed(method),
             },
+        };
+        let route_value: Option<StringValue> = match (interned, route) {
+            (Some((_, route)), _) => Some(StringValue::from(route)),
+            (None, Some(route)) => Some(StringValue::from(route.to_owned())),
+            (None, None) => None,
         };
 
         let mut start = SpanStart::new()
@@ -199,7 +206,7 @@ where
                 if grpc {
                     grpc_request_attributes(&req, &mut attributes);
                 } else {
-                    http_request_attributes(&req, config, route, &mut attributes);
+                    http_request_attributes(&req, config, route_value, &mut attributes);
                 }
                 config.common.request_headers.capture(
                     req.headers(),
@@ -219,7 +226,7 @@ where
                 grpc_status_seen: false,
             },
             traceresponse: config.traceresponse.then_some(started.context),
-            capture: config.response_capture.clone(),
+            capture: config.common.response_capture.clone(),
         };
         ResponseFuture::new(self.inner.call(req), Some(state), None)
     }
@@ -229,7 +236,7 @@ where
 fn http_request_attributes<B>(
     req: &Request<B>,
     config: &ServerConfig,
-    route: Option<&str>,
+    route: Option<StringValue>,
     out: &mut Vec<KeyValue>,
 ) {
     let (method, known) = attrs::method(req.method());
@@ -251,7 +258,7 @@ fn http_request_attributes<B>(
         }
     }
     if let Some(route) = route {
-        out.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
+        out.push(KeyValue::new(semconv::HTTP_ROUTE, route));
     }
     out.push(KeyValue::new(
         semconv::NETWORK_PROTOCOL_VERSION,
