@@ -26,7 +26,7 @@ use crate::report::RecorderHandle;
 use crate::semconv;
 
 /// Target prefixes of library internals the recorder leaves out unless asked.
-pub(crate) const INTERNAL_TARGETS: [&str; 10] = [
+pub(crate) const INTERNAL_TARGETS: [&str; 13] = [
     "hyper",
     "hyper_util",
     "h2",
@@ -37,6 +37,9 @@ pub(crate) const INTERNAL_TARGETS: [&str; 10] = [
     "tokio",
     "mio",
     "want",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
 ];
 
 /// `target` is `prefix` or a module under it.
@@ -53,6 +56,48 @@ pub(crate) struct RecorderConfig {
     pub(crate) sampler: Box<dyn Sampler>,
     pub(crate) max_attributes: u32,
     pub(crate) max_events: u32,
+}
+
+impl RecorderConfig {
+    /// The context of a new span under `parent` (local or remote), or of a new root: ids,
+    /// flags with the sampler's decision, and the parent's trace state.
+    pub(crate) fn new_context(
+        &self,
+        parent: Option<&SpanContext>,
+        name: &str,
+        kind: &SpanKind,
+    ) -> SpanContext {
+        let trace_id = parent.map_or_else(new_trace_id, |p| p.trace_id);
+        let sampled = self.sampler.should_sample(parent, trace_id, name, kind);
+        let (trace_flags, trace_state) = match parent {
+            Some(p) => (p.trace_flags.with_sampled(sampled), p.trace_state.clone()),
+            // Every byte of a new trace id is random, so the Level 2 random flag holds.
+            None => (FLAG_RANDOM.with_sampled(sampled), TraceState::NONE),
+        };
+        SpanContext {
+            trace_id,
+            span_id: new_span_id(),
+            trace_flags,
+            is_remote: false,
+            trace_state,
+        }
+    }
+}
+
+/// Decides, with the sampler of the recorder installed in the current dispatcher, the
+/// context of a span about to start under `parent` (a remote parent) or as a new root;
+/// `None` when no recorder is installed. Layers use it to skip creating a `tracing` span for
+/// a request that will not be sampled.
+pub(crate) fn decide(
+    parent: Option<&SpanContext>,
+    name: &str,
+    kind: &SpanKind,
+) -> Option<SpanContext> {
+    tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .downcast_ref::<RecorderConfig>()
+            .map(|config| config.new_context(parent, name, kind))
+    })
 }
 
 /// The recorder: a [`Layer`] giving every `tracing` span W3C ids and sending finished,
@@ -153,7 +198,7 @@ where
 
         // The parent: a remote one handed in at creation, else the local one (explicit or
         // contextual, as the registry resolved it), else none.
-        let local = if seed.remote_parent.is_some() || seed.new_root {
+        let local = if seed.remote_parent.is_some() || seed.new_root || seed.decided.is_some() {
             None
         } else {
             // The nearest ancestor the recorder tracks (skipped internals have no data).
@@ -170,7 +215,11 @@ where
         };
         // A root span created while a request without a recorded span of its own is
         // polled (filtered, say) continues that request's remote context.
-        if local.is_none() && seed.remote_parent.is_none() && !seed.new_root {
+        if local.is_none()
+            && seed.remote_parent.is_none()
+            && !seed.new_root
+            && seed.decided.is_none()
+        {
             if let Some(ambient) = start::ambient() {
                 seed.remote_parent = ambient.context;
                 if seed.baggage.is_none() {
@@ -187,37 +236,20 @@ where
 
         let kind = seed.kind.unwrap_or(SpanKind::Internal);
         let name: Cow<'static, str> = seed.name.unwrap_or(Cow::Borrowed(metadata.name()));
-        let trace_id = parent.as_ref().map_or_else(new_trace_id, |p| p.trace_id);
-        let sampled = self
-            .config
-            .sampler
-            .should_sample(parent.as_ref(), trace_id, &name, &kind);
-        let (trace_flags, trace_state, parent_span_id) = match &parent {
-            Some(p) => (
-                p.trace_flags.with_sampled(sampled),
-                p.trace_state.clone(),
-                p.span_id,
-            ),
-            // Every byte of a new trace id is random, so the Level 2 random flag holds.
-            None => (
-                FLAG_RANDOM.with_sampled(sampled),
-                TraceState::NONE,
-                SpanId::INVALID,
-            ),
+        let span_context = match seed.decided {
+            // The layer that seeded the span already decided, with this recorder's sampler.
+            Some(decided) => decided,
+            None => self.config.new_context(parent.as_ref(), &name, &kind),
         };
+        let sampled = span_context.is_sampled();
+        let parent_span_id = parent.as_ref().map_or(SpanId::INVALID, |p| p.span_id);
         let now = if sampled {
             SystemTime::now()
         } else {
             SystemTime::UNIX_EPOCH
         };
         let record = SpanRecord {
-            span_context: SpanContext {
-                trace_id,
-                span_id: new_span_id(),
-                trace_flags,
-                is_remote: false,
-                trace_state,
-            },
+            span_context,
             parent_span_id,
             parent_is_remote,
             name,
@@ -357,13 +389,16 @@ where
 
     /// # Safety
     ///
-    /// Returns a pointer to `self.with_data`, a field of this layer, only when asked for
-    /// `WithSpanData`'s own `TypeId`, so the caller's cast back to `&WithSpanData` has the
-    /// right type; the pointer borrows the layer, which lives as long as the `Dispatch`
-    /// the caller holds.
+    /// Returns a pointer to `self.with_data` or to the `RecorderConfig` this layer owns
+    /// (through its `Arc`), each only when asked for that type's own `TypeId`, so the
+    /// caller's cast back has the right type; the pointers borrow the layer, which lives as
+    /// long as the `Dispatch` the caller holds.
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         match id {
             id if id == TypeId::of::<Self>() => Some(self as *const Self as *const ()),
+            id if id == TypeId::of::<RecorderConfig>() => {
+                Some(&*self.config as *const RecorderConfig as *const ())
+            }
             id if id == TypeId::of::<WithSpanData>() => self
                 .with_data
                 .as_ref()

@@ -66,7 +66,8 @@ pub use data::SpanRecord;
 pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
-pub(crate) use layer::with_span_data;
+#[allow(unused_imports)] // `decide` is used by the layers
+pub(crate) use layer::{decide, with_span_data};
 pub(crate) use span_data::error_chain;
 pub use start::SpanStart;
 pub(crate) use start::{ambient, with_ambient, Ambient};
@@ -172,7 +173,8 @@ impl RecorderBuilder {
     }
 
     /// Records the spans and events of library internals too: targets under `hyper`,
-    /// `hyper_util`, `h2`, `tower`, `tonic`, `reqwest`, `rustls`, `tokio`, `mio` and `want`.
+    /// `hyper_util`, `h2`, `tower`, `tonic`, `reqwest`, `rustls`, `tokio`, `mio`, `want`,
+    /// `opentelemetry`, `opentelemetry_sdk` and `opentelemetry_otlp`.
     /// Off by default, so a trace shows the application and tracewire's request spans; for
     /// finer control, put a per-layer filter on the recorder.
     pub fn record_internals(mut self, record: bool) -> Self {

@@ -48,6 +48,9 @@ pub struct SpanStart {
     pub(crate) name: Option<Cow<'static, str>>,
     pub(crate) attributes: Vec<KeyValue>,
     pub(crate) new_root: bool,
+    /// The span's context, already decided by the layer (see `layer::decide`); its parent is
+    /// then `remote_parent` or none.
+    pub(crate) decided: Option<SpanContext>,
     /// The span's `tracing` fields are for humans (fmt output); its attributes come from
     /// `attributes` instead.
     pub(crate) skip_fields: bool,
@@ -131,6 +134,12 @@ impl SpanStart {
     /// Starts a new trace even when there is a current span.
     pub fn new_root(mut self) -> Self {
         self.new_root = true;
+        self
+    }
+
+    /// Uses `context` (from `layer::decide`) as the span's own: ids and sampling decision.
+    pub(crate) fn decided(mut self, context: SpanContext) -> Self {
+        self.decided = Some(context);
         self
     }
 

@@ -80,7 +80,7 @@
 //! use opentelemetry_otlp::WithExportConfig;
 //! use tracewire::record::Recorder;
 //! use tracewire::report::OtelReporter;
-//! use tracing_subscriber::{filter::filter_fn, layer::SubscriberExt, Layer};
+//! use tracing_subscriber::layer::SubscriberExt;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Runtime::new()?;
@@ -100,11 +100,6 @@
 //!     })
 //!     .build();
 //! let (recorder, guard) = Recorder::builder().with_env().reporter(otel).build();
-//! // The exporter's own stack stays out of the recorder (see below).
-//! let own_stack = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
-//! let recorder = recorder.with_filter(filter_fn(move |meta| {
-//!     !own_stack.iter().any(|prefix| meta.target().starts_with(prefix))
-//! }));
 //! tracing::subscriber::set_global_default(tracing_subscriber::registry().with(recorder))?;
 //! // … run the application on `runtime` …
 //! drop(guard); // exports what is left, while the runtime still runs
@@ -116,11 +111,10 @@
 //! multi-thread runtime always is; a current-thread runtime only while its thread is inside
 //! `block_on` (drop the recorder's guard inside it, not after it returns).
 //!
-//! Give the recorder a filter that leaves out the exporter's own stack (`h2`, `hyper`,
-//! `tonic`, `tower`, `opentelemetry*`), as above: their spans, created on the runtime's
-//! threads while exporting, would otherwise be exported in turn, and export more of their own.
-//! ([`RecorderBuilder::install`](crate::record::RecorderBuilder::install) installs the
-//! recorder unfiltered.)
+//! The recorder leaves the exporter's own stack (`h2`, `hyper`, `tonic`, `tower`,
+//! `opentelemetry*`) out by default: their spans, created on the runtime's threads while
+//! exporting, would otherwise be exported in turn, and export more of their own. Keep it so
+//! if you turn on [`record_internals`](crate::record::RecorderBuilder::record_internals).
 //!
 //! [`max_export_batch_size`]: OtelReporterBuilder::max_export_batch_size
 //! [`export_interval`]: OtelReporterBuilder::export_interval
