@@ -7,7 +7,10 @@
 //! - [`record`]: the recorder, a `tracing_subscriber::Layer`, and ways to give a span a remote
 //!   parent ([`record::SpanStart`]) or read its context ([`record::SpanExt`]).
 //! - [`report`]: the [`Reporter`](report::Reporter) trait, the bounded pipeline to the
-//!   reporter thread, and [`InMemoryReporter`](report::InMemoryReporter) for tests.
+//!   reporter thread, [`InMemoryReporter`](report::InMemoryReporter) for tests and (feature
+//!   `console`) `ConsoleReporter`, which prints each trace as a tree.
+//! - `dev` (feature `console`): `dev::init("service")` installs the recorder, the console
+//!   reporter and a `fmt` log layer filtered by `RUST_LOG` in one call.
 //! - [`propagation`]: W3C Trace Context and Baggage codecs and the
 //!   [`Propagator`](propagation::Propagator) abstraction.
 //! - [`context`]: ids, flags, trace state and the span context.
@@ -37,9 +40,13 @@
 //! ```
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod baggage;
 pub mod context;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod dev;
 pub mod propagation;
 pub mod record;
 pub mod report;

@@ -25,9 +25,16 @@
 
 use crate::record::data::SpanRecord;
 
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod console;
 mod memory;
 pub(crate) mod pipeline;
 
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+#[doc(no_inline)]
+pub use console::{ConsoleBuilder, ConsoleHandle, ConsoleReporter, ConsoleStats, TraceFilter};
 pub use memory::{InMemoryReporter, WaitTimeout};
 pub use pipeline::{FlushError, RecorderGuard, RecorderHandle, Stats};
 
