@@ -8,8 +8,11 @@
 //!   parent ([`record::SpanStart`]) or read its context ([`record::SpanExt`]).
 //! - [`report`]: the [`Reporter`](report::Reporter) trait, the bounded pipeline to the
 //!   reporter thread, [`InMemoryReporter`](report::InMemoryReporter) for tests, the
-//!   [`TailSampler`](report::TailSampler) combinator and (feature `otel`) the
-//!   `OtelReporter` bridge to any OpenTelemetry SDK `SpanExporter`.
+//!   [`TailSampler`](report::TailSampler) combinator, (feature `console`) `ConsoleReporter`,
+//!   which prints each trace as a tree, and (feature `otel`) the `OtelReporter` bridge to any
+//!   OpenTelemetry SDK `SpanExporter`.
+//! - `dev` (feature `console`): `dev::init("service")` installs the recorder, the console
+//!   reporter and a `fmt` log layer filtered by `RUST_LOG` in one call.
 //! - [`propagation`]: W3C Trace Context and Baggage codecs and the
 //!   [`Propagator`](propagation::Propagator) abstraction.
 //! - [`context`]: ids, flags, trace state and the span context.
@@ -49,6 +52,9 @@ pub mod client;
 pub mod config;
 pub mod context;
 mod future;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod dev;
 pub mod propagation;
 pub mod record;
 pub mod report;

@@ -25,6 +25,9 @@
 
 use crate::record::data::SpanRecord;
 
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod console;
 mod memory;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
@@ -32,6 +35,10 @@ pub mod otel;
 pub(crate) mod pipeline;
 pub mod tail;
 
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+#[doc(no_inline)]
+pub use console::{ConsoleBuilder, ConsoleHandle, ConsoleReporter, ConsoleStats, TraceFilter};
 pub use memory::{InMemoryReporter, WaitTimeout};
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]

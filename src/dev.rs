@@ -1,0 +1,196 @@
+//! One call for development: trace trees on the console and logs filtered by `RUST_LOG`.
+//!
+//! ```no_run
+//! let _guard = tracewire::dev::init("checkout");
+//! // ... run the service: every finished trace prints as a tree on stderr ...
+//! // at the end of `main` the guard prints what is left, then the per-operation summary
+//! ```
+//!
+//! [`init`] installs one global subscriber made of:
+//! - the [recorder](crate::record) for `service_name`, reporting to a
+//!   [`ConsoleReporter`] on stderr with the [summary](crate::report::console#summary) on;
+//! - a `tracing_subscriber::fmt` layer writing log lines to stderr, filtered by `RUST_LOG`
+//!   (default `info`);
+//! - a filter of the recorder's own: the same `RUST_LOG` directives, with the spans of
+//!   `hyper`, `h2`, `tower` and `tonic` left out unless `RUST_LOG` names one of those targets
+//!   itself (`RUST_LOG=info,hyper=debug` records hyper's debug spans).
+//!
+//! Both layers write to stderr, so log lines and trees keep their order. Colour follows
+//! stderr and `NO_COLOR`.
+//!
+//! Keep the returned [`DevGuard`] alive for the life of the program: dropping it flushes the
+//! reporter, prints the traces still held, then the summary.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
+
+use crate::record::{InstallError, Recorder};
+use crate::report::{ConsoleHandle, ConsoleReporter, FlushError, RecorderGuard, RecorderHandle};
+
+/// Library internals kept out of the recorder unless `RUST_LOG` asks for them.
+const QUIET_TARGETS: [&str; 4] = ["hyper", "h2", "tower", "tonic"];
+
+/// Keeps the development setup running; on drop it flushes the console and prints the
+/// summary. See the [module docs](self).
+#[must_use = "dropping the guard shuts the console reporter down"]
+pub struct DevGuard {
+    recorder: Option<RecorderGuard>,
+    console: Option<ConsoleHandle>,
+}
+
+impl DevGuard {
+    /// Prints every trace held now, complete or not, waiting for the reporter thread up to
+    /// the recorder's shutdown timeout. Does nothing on the guard of a failed [`init`].
+    pub fn flush(&self) -> Result<(), FlushError> {
+        match &self.recorder {
+            Some(recorder) => recorder.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// The recorder's pipeline (flush, counters); `None` after a failed [`init`].
+    pub fn recorder(&self) -> Option<RecorderHandle> {
+        self.recorder.as_ref().map(RecorderGuard::handle)
+    }
+
+    /// The console reporter's counters and summary; `None` after a failed [`init`].
+    pub fn console(&self) -> Option<ConsoleHandle> {
+        self.console.clone()
+    }
+}
+
+impl fmt::Debug for DevGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevGuard")
+            .field("installed", &self.recorder.is_some())
+            .field("console", &self.console.as_ref().map(ConsoleHandle::stats))
+            .finish()
+    }
+}
+
+/// Installs the development setup for `service_name`; see the [module docs](self).
+///
+/// When a global subscriber is already set, prints a warning to stderr and returns a guard
+/// that does nothing; use [`try_init`] to handle that case.
+pub fn init(service_name: impl Into<Arc<str>>) -> DevGuard {
+    match try_init(service_name) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("tracewire::dev::init: {error}; the development setup is not installed");
+            DevGuard {
+                recorder: None,
+                console: None,
+            }
+        }
+    }
+}
+
+/// Installs the development setup for `service_name`, or fails with
+/// [`InstallError::AlreadyInstalled`] when a global subscriber is already set.
+pub fn try_init(service_name: impl Into<Arc<str>>) -> Result<DevGuard, InstallError> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let console = ConsoleReporter::builder().summary(true).build();
+    let handle = console.handle();
+    let (recorder, guard) = Recorder::builder()
+        .service_name(service_name)
+        .reporter(console)
+        .build();
+    let ansi = ConsoleReporter::auto_color(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let subscriber = tracing_subscriber::registry()
+        .with(recorder.with_filter(recorder_filter(rust_log.as_deref())))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_filter(log_filter(rust_log.as_deref())),
+        );
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|_| InstallError::AlreadyInstalled)?;
+    Ok(DevGuard {
+        recorder: Some(guard),
+        console: Some(handle),
+    })
+}
+
+/// `RUST_LOG`'s directives, or `info` when it is unset or blank.
+fn directives(rust_log: Option<&str>) -> &str {
+    match rust_log {
+        Some(directives) if !directives.trim().is_empty() => directives,
+        _ => "info",
+    }
+}
+
+/// The fmt layer's filter: `RUST_LOG`, default `info`. Invalid directives are skipped.
+pub(crate) fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    EnvFilter::builder().parse_lossy(directives(rust_log))
+}
+
+/// The recorder's filter: `RUST_LOG` (default `info`) after `hyper=off,h2=off,tower=off,
+/// tonic=off`. A later directive for the same target replaces an earlier one, so
+/// `RUST_LOG=hyper=debug` brings hyper back; more specific targets (`hyper::proto=trace`)
+/// win anyway.
+pub(crate) fn recorder_filter(rust_log: Option<&str>) -> EnvFilter {
+    let mut all = String::new();
+    for target in QUIET_TARGETS {
+        all.push_str(target);
+        all.push_str("=off,");
+    }
+    all.push_str(directives(rust_log));
+    EnvFilter::builder().parse_lossy(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::InMemoryReporter;
+
+    /// Names of the spans the recorder keeps under `recorder_filter(rust_log)`.
+    fn recorded(rust_log: Option<&str>) -> Vec<String> {
+        let spans = InMemoryReporter::new();
+        let (recorder, guard) = Recorder::builder().reporter(spans.clone()).build();
+        let subscriber =
+            tracing_subscriber::registry().with(recorder.with_filter(recorder_filter(rust_log)));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("app").in_scope(|| {
+                tracing::info_span!(target: "hyper::proto::h1", "hyper_read").in_scope(|| {});
+                tracing::info_span!(target: "h2::codec", "h2_frame").in_scope(|| {});
+                tracing::info_span!(target: "tower::buffer", "tower_buffer").in_scope(|| {});
+                tracing::info_span!(target: "tonic::transport", "tonic_conn").in_scope(|| {});
+                tracing::debug_span!("app_debug").in_scope(|| {});
+            });
+        });
+        guard.flush().unwrap();
+        let mut names: Vec<_> = spans.spans().iter().map(|s| s.name.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn library_internals_stay_out_of_the_recorder_by_default() {
+        assert_eq!(recorded(None), ["app"]);
+        assert_eq!(recorded(Some("  ")), ["app"]);
+        assert_eq!(recorded(Some("debug")), ["app", "app_debug"]);
+    }
+
+    #[test]
+    fn rust_log_can_ask_for_them() {
+        assert_eq!(recorded(Some("info,hyper=info")), ["app", "hyper_read"]);
+        assert_eq!(
+            recorded(Some("info,hyper::proto=trace,tonic=debug")),
+            ["app", "hyper_read", "tonic_conn"]
+        );
+    }
+
+    #[test]
+    fn invalid_directives_are_skipped() {
+        assert_eq!(recorded(Some("info,=[bad")), ["app"]);
+    }
+}

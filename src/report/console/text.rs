@@ -1,0 +1,255 @@
+//! Text helpers: human durations, gRPC code names, short stack strings and writing text into
+//! a fixed number of terminal columns.
+//!
+//! Widths are counted in `char`s: box-drawing characters, `…`, `µ` and the bar blocks are
+//! one column each. East Asian wide characters are not measured as two columns.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A short string kept on the stack: a duration, a status code. It knows its width and
+/// holds no control characters, so it can be copied into the output as it is.
+#[derive(Clone, Copy)]
+pub(crate) struct Short {
+    buf: [u8; 32],
+    len: u8,
+    width: u8,
+}
+
+impl Short {
+    pub(crate) const EMPTY: Short = Short {
+        buf: [0; 32],
+        len: 0,
+        width: 0,
+    };
+
+    /// `s` with control characters as spaces, cut to the buffer on a character boundary.
+    pub(crate) fn new(s: &str) -> Short {
+        let mut short = Short::EMPTY;
+        for c in s.chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            if fmt::Write::write_char(&mut short, c).is_err() {
+                break;
+            }
+        }
+        short
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so the bytes are valid UTF-8.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// Columns taken.
+    pub(crate) fn width(&self) -> usize {
+        usize::from(self.width)
+    }
+}
+
+impl fmt::Write for Short {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = usize::from(self.len);
+        let end = start + s.len();
+        if end > self.buf.len() {
+            return Err(fmt::Error);
+        }
+        self.buf[start..end].copy_from_slice(s.as_bytes());
+        // `end <= 32`, so both fit a `u8`. Callers write text without control characters
+        // (numbers, units, `Short::new`'s cleaned characters).
+        self.len = end as u8;
+        self.width += s.chars().count() as u8;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A duration in human units with one decimal: `850ns`, `12.3µs`, `98.1ms`, `2.5s`.
+///
+/// Rounds to the nearest tenth and moves to the next unit when the rounding reaches 1000
+/// (999.96 ms prints `1.0s`, not `1000.0ms`).
+pub(crate) fn duration(d: Duration) -> Short {
+    use fmt::Write as _;
+    let ns = d.as_nanos();
+    let mut out = Short::EMPTY;
+    if ns < 1_000 {
+        let _ = write!(out, "{ns}ns");
+        return out;
+    }
+    // Tenths of µs, ms and s, rounded half up.
+    for (divisor, unit) in [(100u128, "µs"), (100_000, "ms")] {
+        let tenths = (ns + divisor / 2) / divisor;
+        if tenths < 10_000 {
+            // Small enough for u32 formatting, much cheaper than u128's.
+            let tenths = tenths as u32;
+            let _ = write!(out, "{}.{}{unit}", tenths / 10, tenths % 10);
+            return out;
+        }
+    }
+    let tenths = (ns + 50_000_000) / 100_000_000;
+    let _ = write!(out, "{}.{}s", tenths / 10, tenths % 10);
+    out
+}
+
+/// The name of a gRPC status code, as in the gRPC spec.
+pub(crate) fn grpc_code_name(code: i64) -> Option<&'static str> {
+    Some(match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => return None,
+    })
+}
+
+/// Printable ASCII only: one byte is one column and nothing needs replacing.
+fn is_plain(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// Columns `s` takes once written by [`write_fit`].
+pub(crate) fn width(s: &str) -> usize {
+    if is_plain(s) {
+        s.len()
+    } else {
+        s.chars().count()
+    }
+}
+
+/// Writes `s` into at most `max` columns and returns the columns written.
+///
+/// A longer string is cut and ends in `…`. Control characters (newlines, tabs, escape
+/// sequences from untrusted names) are written as spaces, so a name can neither break a
+/// line nor inject terminal codes.
+pub(crate) fn write_fit(out: &mut Vec<u8>, s: &str, max: usize) -> usize {
+    if max == 0 {
+        return 0;
+    }
+    if is_plain(s) {
+        if s.len() <= max {
+            out.extend_from_slice(s.as_bytes());
+            return s.len();
+        }
+        out.extend_from_slice(&s.as_bytes()[..max - 1]);
+        out.extend_from_slice("…".as_bytes());
+        return max;
+    }
+    let fits = s.chars().nth(max).is_none();
+    let keep = if fits { max } else { max - 1 };
+    let mut written = 0;
+    let mut utf8 = [0u8; 4];
+    for c in s.chars().take(keep) {
+        let c = if c.is_control() { ' ' } else { c };
+        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        written += 1;
+    }
+    if !fits {
+        out.extend_from_slice("…".as_bytes());
+        written += 1;
+    }
+    written
+}
+
+/// Writes `n` spaces.
+pub(crate) fn pad(out: &mut Vec<u8>, n: usize) {
+    out.resize(out.len() + n, b' ');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fit(s: &str, max: usize) -> (String, usize) {
+        let mut out = Vec::new();
+        let n = write_fit(&mut out, s, max);
+        (String::from_utf8(out).unwrap(), n)
+    }
+
+    #[test]
+    fn durations_use_one_decimal_and_roll_over_to_the_next_unit() {
+        let d = |ns: u64| duration(Duration::from_nanos(ns)).as_str().to_owned();
+        assert_eq!(d(0), "0ns");
+        assert_eq!(d(999), "999ns");
+        assert_eq!(d(1_000), "1.0µs");
+        assert_eq!(d(12_345), "12.3µs");
+        assert_eq!(d(12_350), "12.4µs");
+        assert_eq!(d(999_949), "999.9µs");
+        assert_eq!(d(999_950), "1.0ms");
+        assert_eq!(d(98_100_000), "98.1ms");
+        assert_eq!(d(999_960_000), "1.0s");
+        assert_eq!(d(2_500_000_000), "2.5s");
+        assert_eq!(d(3_600_000_000_000), "3600.0s");
+        assert_eq!(
+            duration(Duration::MAX).as_str(),
+            "18446744073709551616.0s",
+            "rounds up the largest duration without overflow"
+        );
+    }
+
+    #[test]
+    fn duration_widths_count_mu_as_one_column() {
+        assert_eq!(duration(Duration::from_micros(5)).width(), 5);
+        assert_eq!(duration(Duration::from_micros(5)).as_str(), "5.0µs");
+    }
+
+    #[test]
+    fn grpc_codes_have_names() {
+        assert_eq!(grpc_code_name(14), Some("UNAVAILABLE"));
+        assert_eq!(grpc_code_name(4), Some("DEADLINE_EXCEEDED"));
+        assert_eq!(grpc_code_name(17), None);
+        assert_eq!(grpc_code_name(-1), None);
+    }
+
+    #[test]
+    fn fitting_text_cuts_with_an_ellipsis() {
+        assert_eq!(fit("checkout", 10), ("checkout".into(), 8));
+        assert_eq!(fit("checkout", 8), ("checkout".into(), 8));
+        assert_eq!(fit("checkout", 7), ("checko…".into(), 7));
+        assert_eq!(fit("checkout", 1), ("…".into(), 1));
+        assert_eq!(fit("checkout", 0), ("".into(), 0));
+        assert_eq!(fit("", 3), ("".into(), 0));
+    }
+
+    #[test]
+    fn fitting_counts_characters_not_bytes() {
+        assert_eq!(fit("żółw żółw", 9), ("żółw żółw".into(), 9));
+        assert_eq!(fit("żółw żółw", 6), ("żółw …".into(), 6));
+        assert_eq!(fit("├─ └─", 3), ("├─…".into(), 3));
+        assert_eq!(width("├─ └─"), 5);
+    }
+
+    #[test]
+    fn control_characters_become_spaces() {
+        assert_eq!(fit("a\nb\tc\u{1b}[31m", 20), ("a b c [31m".into(), 10));
+        assert_eq!(fit("a\u{85}b", 5), ("a b".into(), 3));
+    }
+
+    #[test]
+    fn short_strings_cut_at_a_char_boundary() {
+        let s = Short::new(&"µ".repeat(40));
+        assert_eq!(s.as_str(), "µ".repeat(16));
+        assert_eq!(s.width(), 16);
+        assert_eq!(Short::EMPTY.as_str(), "");
+    }
+}
