@@ -99,6 +99,8 @@ pub fn try_init(service_name: impl Into<Arc<str>>) -> Result<DevGuard, InstallEr
     let (recorder, guard) = Recorder::builder()
         .service_name(service_name)
         .reporter(console)
+        // The filter below keeps internals out unless RUST_LOG asks for them.
+        .record_internals(true)
         .build();
     let ansi = ConsoleReporter::auto_color(
         std::io::stderr().is_terminal(),
@@ -155,7 +157,10 @@ mod tests {
     /// Names of the spans the recorder keeps under `recorder_filter(rust_log)`.
     fn recorded(rust_log: Option<&str>) -> Vec<String> {
         let spans = InMemoryReporter::new();
-        let (recorder, guard) = Recorder::builder().reporter(spans.clone()).build();
+        let (recorder, guard) = Recorder::builder()
+            .reporter(spans.clone())
+            .record_internals(true)
+            .build();
         let subscriber =
             tracing_subscriber::registry().with(recorder.with_filter(recorder_filter(rust_log)));
         tracing::subscriber::with_default(subscriber, || {

@@ -51,10 +51,10 @@ pub mod classify;
 pub mod client;
 pub mod config;
 pub mod context;
-mod future;
 #[cfg(feature = "console")]
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod dev;
+mod future;
 pub mod propagation;
 pub mod record;
 pub mod report;
