@@ -11,9 +11,12 @@
 //!   [`ConsoleReporter`] on stderr with the [summary](crate::report::console#summary) on;
 //! - a `tracing_subscriber::fmt` layer writing log lines to stderr, filtered by `RUST_LOG`
 //!   (default `info`);
-//! - a filter of the recorder's own: the same `RUST_LOG` directives, with the spans of
-//!   `hyper`, `h2`, `tower` and `tonic` left out unless `RUST_LOG` names one of those targets
-//!   itself (`RUST_LOG=info,hyper=debug` records hyper's debug spans).
+//! - a filter of the recorder's own: the same `RUST_LOG` directives, with library internals
+//!   (`hyper`, `h2`, `tower`, `tonic`, … as in
+//!   [`record_internals`](crate::record::RecorderBuilder::record_internals)) left out unless a
+//!   `RUST_LOG` directive names one of those crates (`RUST_LOG=info,hyper=debug` records
+//!   hyper's debug spans). The crates are matched at module boundaries, so an application
+//!   target such as `hyper_client` is not taken for `hyper`.
 //!
 //! Both layers write to stderr, so log lines and trees keep their order. Colour follows
 //! stderr and `NO_COLOR`.
@@ -31,9 +34,6 @@ use tracing_subscriber::Layer;
 
 use crate::record::{InstallError, Recorder};
 use crate::report::{ConsoleHandle, ConsoleReporter, FlushError, RecorderGuard, RecorderHandle};
-
-/// Library internals kept out of the recorder unless `RUST_LOG` asks for them.
-const QUIET_TARGETS: [&str; 4] = ["hyper", "h2", "tower", "tonic"];
 
 /// Keeps the development setup running; on drop it flushes the console and prints the
 /// summary. See the [module docs](self).
@@ -99,8 +99,7 @@ pub fn try_init(service_name: impl Into<Arc<str>>) -> Result<DevGuard, InstallEr
     let (recorder, guard) = Recorder::builder()
         .service_name(service_name)
         .reporter(console)
-        // The filter below keeps internals out unless RUST_LOG asks for them.
-        .record_internals(true)
+        .record_internals(asks_for_internals(rust_log.as_deref()))
         .build();
     let ansi = ConsoleReporter::auto_color(
         std::io::stderr().is_terminal(),
@@ -135,18 +134,18 @@ pub(crate) fn log_filter(rust_log: Option<&str>) -> EnvFilter {
     EnvFilter::builder().parse_lossy(directives(rust_log))
 }
 
-/// The recorder's filter: `RUST_LOG` (default `info`) after `hyper=off,h2=off,tower=off,
-/// tonic=off`. A later directive for the same target replaces an earlier one, so
-/// `RUST_LOG=hyper=debug` brings hyper back; more specific targets (`hyper::proto=trace`)
-/// win anyway.
+/// The recorder's filter: `RUST_LOG`, default `info`. Internals are kept out by the recorder
+/// itself (see [`asks_for_internals`]).
 pub(crate) fn recorder_filter(rust_log: Option<&str>) -> EnvFilter {
-    let mut all = String::new();
-    for target in QUIET_TARGETS {
-        all.push_str(target);
-        all.push_str("=off,");
-    }
-    all.push_str(directives(rust_log));
-    EnvFilter::builder().parse_lossy(all)
+    EnvFilter::builder().parse_lossy(directives(rust_log))
+}
+
+/// A `RUST_LOG` directive names a library the recorder leaves out by default.
+pub(crate) fn asks_for_internals(rust_log: Option<&str>) -> bool {
+    directives(rust_log).split(',').any(|directive| {
+        let target = directive.split(['=', '[']).next().unwrap_or("").trim();
+        crate::record::is_internal_target(target)
+    })
 }
 
 #[cfg(test)]
@@ -159,7 +158,7 @@ mod tests {
         let spans = InMemoryReporter::new();
         let (recorder, guard) = Recorder::builder()
             .reporter(spans.clone())
-            .record_internals(true)
+            .record_internals(asks_for_internals(rust_log))
             .build();
         let subscriber =
             tracing_subscriber::registry().with(recorder.with_filter(recorder_filter(rust_log)));
@@ -170,6 +169,7 @@ mod tests {
                 tracing::info_span!(target: "tower::buffer", "tower_buffer").in_scope(|| {});
                 tracing::info_span!(target: "tonic::transport", "tonic_conn").in_scope(|| {});
                 tracing::debug_span!("app_debug").in_scope(|| {});
+                tracing::info_span!(target: "hyper_client", "app_named_like_hyper").in_scope(|| {});
             });
         });
         guard.flush().unwrap();
@@ -180,22 +180,38 @@ mod tests {
 
     #[test]
     fn library_internals_stay_out_of_the_recorder_by_default() {
-        assert_eq!(recorded(None), ["app"]);
-        assert_eq!(recorded(Some("  ")), ["app"]);
-        assert_eq!(recorded(Some("debug")), ["app", "app_debug"]);
-    }
-
-    #[test]
-    fn rust_log_can_ask_for_them() {
-        assert_eq!(recorded(Some("info,hyper=info")), ["app", "hyper_read"]);
+        assert_eq!(recorded(None), ["app", "app_named_like_hyper"]);
+        assert_eq!(recorded(Some("  ")), ["app", "app_named_like_hyper"]);
         assert_eq!(
-            recorded(Some("info,hyper::proto=trace,tonic=debug")),
-            ["app", "hyper_read", "tonic_conn"]
+            recorded(Some("debug")),
+            ["app", "app_debug", "app_named_like_hyper"]
         );
     }
 
     #[test]
+    fn rust_log_can_ask_for_them() {
+        assert_eq!(
+            recorded(Some("info,hyper=info")),
+            [
+                "app",
+                "app_named_like_hyper",
+                "h2_frame",
+                "hyper_read",
+                "tonic_conn",
+                "tower_buffer"
+            ]
+        );
+        assert!(asks_for_internals(Some("info,hyper::proto=trace")));
+        assert!(asks_for_internals(Some("tonic[conn]=debug")));
+        assert!(!asks_for_internals(Some("info,hyper_client=debug")));
+        assert!(!asks_for_internals(None));
+    }
+
+    #[test]
     fn invalid_directives_are_skipped() {
-        assert_eq!(recorded(Some("info,=[bad")), ["app"]);
+        assert_eq!(
+            recorded(Some("info,=[bad")),
+            ["app", "app_named_like_hyper"]
+        );
     }
 }

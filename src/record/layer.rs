@@ -42,6 +42,11 @@ pub(crate) const INTERNAL_TARGETS: [&str; 13] = [
     "opentelemetry_otlp",
 ];
 
+/// `target` belongs to a library the recorder leaves out unless asked.
+pub(crate) fn is_internal_target(target: &str) -> bool {
+    INTERNAL_TARGETS.iter().any(|p| under(target, p))
+}
+
 /// `target` is `prefix` or a module under it.
 fn under(target: &str, prefix: &str) -> bool {
     target
@@ -134,7 +139,7 @@ impl RecordLayer {
     /// Spans and events of library internals are left out (unless configured otherwise);
     /// their children attach to the nearest recorded ancestor.
     fn skips(&self, target: &str) -> bool {
-        !self.config.record_internals && INTERNAL_TARGETS.iter().any(|p| under(target, p))
+        !self.config.record_internals && is_internal_target(target)
     }
 }
 

@@ -67,7 +67,7 @@ pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
 #[allow(unused_imports)] // `decide` is used by the layers
-pub(crate) use layer::{decide, with_span_data};
+pub(crate) use layer::{decide, is_internal_target, with_span_data};
 pub(crate) use span_data::error_chain;
 pub use start::SpanStart;
 pub(crate) use start::{ambient, with_ambient, Ambient};
