@@ -1,14 +1,29 @@
-//! Per-request overhead of tracewire's server layer and recorder over the bare service, on an
-//! in-memory `GET /users/{id}` axum request carrying a `traceparent`.
+//! Per-request overhead of tracing stacks over the bare service, in one run: an in-memory
+//! `GET /users/{id}` axum request carrying a sampled `traceparent`, through
+//!
+//! - `bare`: the router alone;
+//! - `tower_http`: tower-http's `TraceLayer` over a registry whose only layer counts spans
+//!   (no propagation, no export);
+//! - `otel_stack`: axum-tracing-opentelemetry's `OtelAxumLayer`, tracing-opentelemetry and
+//!   the opentelemetry SDK's batch processor, with an exporter that counts and drops;
+//! - `fastrace`: fastrace-axum's `FastraceLayer` and fastrace, with a reporter that counts
+//!   and drops;
+//! - `tracewire_sampled`, `tracewire_unsampled`: tracewire's `ServerLayer` and recorder,
+//!   with a reporter that counts and drops;
+//! - `tracewire_client`: the same plus the `ClientLayer` around an inner (in-memory) call
+//!   the handler makes; compare it with `bare_client`, the same handler and call untraced.
 //!
 //! ```sh
-//! cargo bench --bench overhead
+//! cargo bench --bench overhead            # allocations per request, then timings
+//! TRACEWIRE_BENCH_CASE=tracewire_sampled TRACEWIRE_BENCH_REQUESTS=20000 \
+//!     valgrind --tool=callgrind target/release/deps/overhead-*   # instructions
 //! ```
 //!
-//! Prints allocations per request (counted by a global allocator, background threads
-//! included) before the timings; compare each case with `bare` from the same run.
+//! Before measuring, every case is checked: it must record, and every span it makes must
+//! reach its exporter or reporter, so that no case wins by doing nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,15 +31,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use axum::body::Body;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use http_body_util::{BodyExt, Full};
+use tower::util::BoxCloneSyncService;
+use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tracewire::record::{Recorder, SpanRecord};
 use tracewire::report::{RecorderGuard, Reporter};
-use tracewire::ServerLayer;
+use tracewire::{ClientLayer, ServerLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
 struct Counting;
@@ -56,13 +73,36 @@ async fn user(Path(id): Path<u64>) -> String {
     format!("user {id}")
 }
 
-fn router() -> Router {
-    Router::new().route("/users/{id}", get(user))
+/// The inner dependency a handler calls: in memory, so only the layers' cost shows.
+type Inner = BoxCloneSyncService<http::Request<Full<Bytes>>, http::Response<Body>, Infallible>;
+
+fn inner_service(traced: bool) -> Inner {
+    let profile = service_fn(|_req: http::Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(http::Response::new(Body::from("profile")))
+    });
+    if traced {
+        let traced = ServiceBuilder::new()
+            .layer(ClientLayer::new())
+            .service(profile)
+            .map_response(|r: http::Response<_>| r.map(Body::new));
+        BoxCloneSyncService::new(traced)
+    } else {
+        BoxCloneSyncService::new(profile)
+    }
 }
 
-/// The router as `axum::serve` runs it: state applied once, routes finalized.
-fn finalize(router: Router) -> Router {
-    router.with_state(())
+async fn user_with_call(State(inner): State<Inner>, Path(id): Path<u64>) -> String {
+    let request = http::Request::get(format!("http://profiles.internal/profiles/{id}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = inner.oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    format!("user {id}, {} bytes of profile", body.len())
+}
+
+/// The router as `axum::serve` runs it: routes finalized once.
+fn router(layer: impl FnOnce(Router) -> Router) -> Router {
+    layer(Router::new().route("/users/{id}", get(user))).with_state(())
 }
 
 /// Drives a future that never waits on I/O (an in-memory request) to completion.
@@ -76,7 +116,7 @@ fn run<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// One request through `app`, body read to the end (which is what ends the server span).
+/// One request, its body read to the end (which is what ends a server span).
 fn request(app: &Router, traceparent: &str) {
     let request = http::Request::get("/users/42")
         .header("traceparent", traceparent)
@@ -84,18 +124,62 @@ fn request(app: &Router, traceparent: &str) {
         .unwrap();
     run(async {
         let response = app.clone().oneshot(request).await.unwrap();
+        assert!(response.status().is_success());
         let body = response.into_body().collect().await.unwrap();
         std::hint::black_box(body);
     });
 }
 
-/// Drops spans, counting them so the bench can check every span arrived.
+/// Counts what reaches it and drops it.
 #[derive(Clone, Default)]
-struct CountSpans(Arc<AtomicU64>);
+struct Count(Arc<AtomicU64>);
 
-impl Reporter for CountSpans {
+impl Count {
+    fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::SeqCst)
+    }
+}
+
+impl Reporter for Count {
     fn report(&mut self, batch: &[SpanRecord]) {
         self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl fastrace::collector::Reporter for Count {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        self.0.fetch_add(spans.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Count").finish()
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Count {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A layer that only counts spans: a registry "with no output".
+#[derive(Clone, Default)]
+struct CountNewSpans(Count);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountNewSpans {
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        (self.0).0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -103,99 +187,189 @@ struct Case {
     name: &'static str,
     app: Router,
     traceparent: &'static str,
-    subscriber: Option<tracing::Dispatch>,
-    /// Spans each request must produce, and where they are counted.
-    check: Option<(u64, CountSpans, RecorderGuard)>,
+    dispatch: Option<tracing::Dispatch>,
+    /// Spans each request must produce, and where they arrive.
+    spans_per_request: u64,
+    count: Option<Count>,
+    /// Hands everything recorded so far to the exporter or reporter.
+    flush: Box<dyn Fn()>,
+    /// Keeps the case's pipeline alive.
+    _guard: Option<RecorderGuard>,
 }
 
-fn tracewire_case(name: &'static str, traceparent: &'static str, spans_per_request: u64) -> Case {
-    let spans = CountSpans::default();
+impl Case {
+    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.dispatch {
+            Some(dispatch) => tracing::dispatcher::with_default(dispatch, f),
+            None => f(),
+        }
+    }
+}
+
+fn bare(name: &'static str, app: Router) -> Case {
+    Case {
+        name,
+        app,
+        traceparent: SAMPLED,
+        dispatch: None,
+        spans_per_request: 0,
+        count: None,
+        flush: Box::new(|| {}),
+        _guard: None,
+    }
+}
+
+fn tower_http_case() -> Case {
+    let count = CountNewSpans::default();
+    Case {
+        name: "tower_http",
+        app: router(|r| r.layer(tower_http::trace::TraceLayer::new_for_http())),
+        traceparent: SAMPLED,
+        dispatch: Some(tracing::Dispatch::new(
+            tracing_subscriber::registry().with(count.clone()),
+        )),
+        spans_per_request: 1,
+        count: Some(count.0),
+        flush: Box::new(|| {}),
+        _guard: None,
+    }
+}
+
+fn otel_case() -> Case {
+    use opentelemetry::trace::TracerProvider as _;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let count = Count::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(count.clone())
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+    Case {
+        name: "otel_stack",
+        app: router(|r| r.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())),
+        traceparent: SAMPLED,
+        dispatch: Some(tracing::Dispatch::new(tracing_subscriber::registry().with(layer))),
+        spans_per_request: 1,
+        count: Some(count),
+        flush: Box::new(move || {
+            provider.force_flush().expect("otel flush");
+        }),
+        _guard: None,
+    }
+}
+
+fn fastrace_case() -> Case {
+    let count = Count::default();
+    fastrace::set_reporter(count.clone(), fastrace::collector::Config::default());
+    Case {
+        name: "fastrace",
+        app: router(|r| r.layer(fastrace_axum::FastraceLayer::default())),
+        traceparent: SAMPLED,
+        dispatch: None,
+        spans_per_request: 1,
+        count: Some(count),
+        flush: Box::new(fastrace::flush),
+        _guard: None,
+    }
+}
+
+fn tracewire_case(name: &'static str, traceparent: &'static str, app: Router, spans_per_request: u64) -> Case {
+    let count = Count::default();
     let (recorder, guard) = Recorder::builder()
         .service_name("bench")
         .queue_capacity(1 << 16)
-        .reporter(spans.clone())
+        .reporter(count.clone())
         .build();
+    let handle = guard.handle();
     Case {
         name,
-        app: finalize(router().layer(ServerLayer::new())),
+        app,
         traceparent,
-        subscriber: Some(tracing::Dispatch::new(
-            tracing_subscriber::registry().with(recorder),
-        )),
-        check: Some((spans_per_request, spans, guard)),
+        dispatch: Some(tracing::Dispatch::new(tracing_subscriber::registry().with(recorder))),
+        spans_per_request,
+        count: Some(count),
+        flush: Box::new(move || handle.flush(std::time::Duration::from_secs(10)).expect("flush")),
+        _guard: Some(guard),
     }
+}
+
+fn with_call(traced: bool) -> Router {
+    let app = Router::new().route("/users/{id}", get(user_with_call));
+    let app = if traced { app.layer(ServerLayer::new()) } else { app };
+    app.with_state(inner_service(traced))
 }
 
 fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "bare",
-            app: finalize(router()),
-            traceparent: SAMPLED,
-            subscriber: None,
-            check: None,
-        },
-        tracewire_case("tracewire_sampled", SAMPLED, 1),
-        tracewire_case("tracewire_unsampled", UNSAMPLED, 0),
+        bare("bare", router(|r| r)),
+        tower_http_case(),
+        otel_case(),
+        fastrace_case(),
+        tracewire_case("tracewire_sampled", SAMPLED, router(|r| r.layer(ServerLayer::new())), 1),
+        tracewire_case("tracewire_unsampled", UNSAMPLED, router(|r| r.layer(ServerLayer::new())), 0),
+        bare("bare_client", with_call(false)),
+        tracewire_case("tracewire_client", SAMPLED, with_call(true), 2),
     ]
 }
 
-fn with_case<R>(case: &Case, f: impl FnOnce() -> R) -> R {
-    match &case.subscriber {
-        Some(dispatch) => tracing::dispatcher::with_default(dispatch, f),
-        None => f(),
-    }
-}
-
-/// Checks the case really records, then prints its allocations per request.
-fn verify_and_count(case: &Case) {
-    const N: u64 = 1000;
-    with_case(case, || {
-        for _ in 0..N {
-            request(&case.app, case.traceparent);
-        }
-    });
-    if let Some((per_request, spans, guard)) = &case.check {
-        guard.flush().unwrap();
-        let got = spans.0.swap(0, Ordering::SeqCst);
+/// Checks the case records every span it should, then returns its allocations per request
+/// (background threads included: the exporter or reporter is flushed before counting).
+fn verify_and_count(case: &Case) -> f64 {
+    const N: u64 = 2000;
+    case.run(|| (0..N).for_each(|_| request(&case.app, case.traceparent)));
+    (case.flush)();
+    if let Some(count) = &case.count {
+        let got = count.take();
         assert_eq!(
             got,
-            per_request * N,
-            "{}: every span must reach the reporter",
+            case.spans_per_request * N,
+            "{}: every span must reach its exporter or reporter",
             case.name
         );
-        assert_eq!(guard.stats().spans_dropped, 0, "{}", case.name);
     }
     let before = ALLOCATIONS.load(Ordering::SeqCst);
-    with_case(case, || {
-        for _ in 0..N {
-            request(&case.app, case.traceparent);
-        }
-    });
-    if let Some((_, _, guard)) = &case.check {
-        // The worker's share of the work counts too.
-        guard.flush().unwrap();
+    case.run(|| (0..N).for_each(|_| request(&case.app, case.traceparent)));
+    (case.flush)();
+    let per_request = (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / N as f64;
+    if let Some(count) = &case.count {
+        count.take();
     }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
-    println!(
-        "allocations/request {:<24} {:>6.1}",
-        case.name,
-        (after - before) as f64 / N as f64
-    );
+    per_request
 }
 
 fn overhead(c: &mut Criterion) {
     let cases = cases();
-    for case in &cases {
-        verify_and_count(case);
+    // Instruction counting under callgrind: run one case and nothing else.
+    if let Ok(name) = std::env::var("TRACEWIRE_BENCH_CASE") {
+        let n: u64 = std::env::var("TRACEWIRE_BENCH_REQUESTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        let case = cases.iter().find(|c| c.name == name).expect("known case");
+        case.run(|| (0..n).for_each(|_| request(&case.app, case.traceparent)));
+        (case.flush)();
+        return;
     }
-    let mut group = c.benchmark_group("server_request");
+    let bare = verify_and_count(&cases[0]);
+    let bare_client = verify_and_count(&cases[6]);
+    println!("allocations per request, and over the bare router (same run):");
     for case in &cases {
-        with_case(case, || {
-            group.bench_function(case.name, |b| {
-                b.iter(|| request(&case.app, case.traceparent))
-            });
+        let per_request = verify_and_count(case);
+        let baseline = if case.name.ends_with("client") { bare_client } else { bare };
+        println!(
+            "  {:<22} {:>6.1}   {:>+6.1}",
+            case.name,
+            per_request,
+            per_request - baseline
+        );
+    }
+    let mut group = c.benchmark_group("request");
+    for case in &cases {
+        case.run(|| {
+            group.bench_function(case.name, |b| b.iter(|| request(&case.app, case.traceparent)));
         });
+        (case.flush)();
     }
     group.finish();
 }

@@ -98,7 +98,7 @@ impl BaggagePropagator {
     /// The caller's baggage; allocates nothing when there is none.
     pub(crate) fn extract_baggage(carrier: &dyn Extractor) -> Baggage {
         let mut builder = BaggageBuilder::default();
-        carrier.get_each(BAGGAGE.as_str(), &mut |value| builder.push_header(value));
+        carrier.get_each_header(&BAGGAGE, &mut |value| builder.push_header(value));
         builder.finish()
     }
 

@@ -11,6 +11,12 @@ impl Extractor for HeaderMap {
         }
     }
 
+    fn get_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8])) {
+        for value in self.get_all(name) {
+            f(value.as_bytes());
+        }
+    }
+
     fn keys(&self) -> Vec<&str> {
         HeaderMap::keys(self).map(HeaderName::as_str).collect()
     }

@@ -95,6 +95,11 @@ pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
 pub trait Extractor {
     /// Calls `f` with every value of header `name` (lower-case), in order.
     fn get_each(&self, name: &str, f: &mut dyn FnMut(&[u8]));
+    /// [`get_each`](Self::get_each) with a ready-made header name, which carriers keyed by
+    /// [`HeaderName`] look up without parsing the name again.
+    fn get_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8])) {
+        self.get_each(name.as_str(), f)
+    }
     /// The names of every header.
     fn keys(&self) -> Vec<&str>;
 }

@@ -251,7 +251,7 @@ impl TraceContextPropagator {
     pub(crate) fn extract_span_context(carrier: &dyn Extractor) -> Option<SpanContext> {
         let mut count = 0usize;
         let mut parsed = None;
-        carrier.get_each(TRACEPARENT.as_str(), &mut |value| {
+        carrier.get_each_header(&TRACEPARENT, &mut |value| {
             count += 1;
             if count == 1 {
                 parsed = parse_traceparent(value).ok();
@@ -262,7 +262,7 @@ impl TraceContextPropagator {
         }
         let mut cx = parsed?;
         let mut trace_state = TraceStateBuilder::default();
-        carrier.get_each(TRACESTATE.as_str(), &mut |value| trace_state.push(value));
+        carrier.get_each_header(&TRACESTATE, &mut |value| trace_state.push(value));
         cx.trace_state = trace_state.finish();
         Some(cx)
     }
@@ -301,19 +301,31 @@ fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
         return None;
     }
     let mut out = [0u8; N];
+    // Branch-free: any byte that is not lower-case hex sets a high bit in `bad`.
+    let mut bad = 0u8;
     for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+        let (high, low) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        bad |= high | low;
+        *byte = (high << 4) | low;
     }
-    Some(out)
+    (bad & 0xf0 == 0).then_some(out)
 }
 
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// Lower-case hex digit values; every other byte maps to `0xff`.
+const HEX: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// Writes `bytes` as lower-case hex into `out` (`2 * bytes.len()` long).
 fn encode_hex(bytes: &[u8], out: &mut [u8]) {
