@@ -52,6 +52,7 @@ mod future;
 pub mod propagation;
 pub mod record;
 pub mod report;
+mod rpc;
 pub mod semconv;
 pub mod server;
 
