@@ -49,6 +49,9 @@ pub mod client;
 pub mod config;
 pub mod context;
 mod future;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 pub mod propagation;
 pub mod record;
 pub mod report;

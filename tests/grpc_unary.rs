@@ -235,3 +235,71 @@ fn an_unknown_service_is_unimplemented_on_both_sides() {
         assert_eq!(string(span, "rpc.service").as_deref(), Some("pkg.Missing"));
     }
 }
+
+#[test]
+fn a_unary_call_given_up_by_the_client_is_cancelled_on_both_sides() {
+    let (recorded, ()) = recorded(|spans| async move {
+        let (server, client_layer) = layers();
+        let addr = serve_grpc(server, TestHealth::default()).await;
+        let mut client = client(addr, client_layer).await;
+        let call = client
+            .check(check_req("hang"))
+            .instrument(tracing::info_span!("outer"));
+        // The caller stops waiting (no deadline was sent: this is a cancellation).
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), call).await;
+        assert!(gave_up.is_err());
+        assert!(
+            until(|| spans.find_all(CHECK).len() == 2).await,
+            "{:#?}",
+            spans.spans()
+        );
+    });
+    let (_, client, server) = one_trace(&recorded, CHECK);
+    assert_eq!(
+        client.status,
+        Status::error("response future dropped before completion")
+    );
+    assert_eq!(
+        server.status,
+        Status::error("response future dropped before completion")
+    );
+    for span in [&client, &server] {
+        assert_eq!(
+            span.attribute("error.type"),
+            Some(&Value::from("cancelled"))
+        );
+        assert_eq!(int(span, "rpc.grpc.status_code"), Some(1));
+    }
+    assert!(
+        client.duration() >= Duration::from_millis(20),
+        "{:?}",
+        client.duration()
+    );
+}
+
+#[test]
+fn without_a_recorder_calls_pass_through() {
+    let status = runtime().block_on(async {
+        let (server, client_layer) = layers();
+        let addr = serve_grpc(server, TestHealth::default()).await;
+        let mut client = client(addr, client_layer).await;
+        assert_eq!(
+            client
+                .check(check_req("ok"))
+                .await
+                .unwrap()
+                .into_inner()
+                .status,
+            1
+        );
+        let mut stream = client
+            .watch(check_req("stream-ok"))
+            .await
+            .unwrap()
+            .into_inner();
+        while stream.message().await.unwrap().is_some() {}
+        client.check(check_req("UNAVAILABLE")).await.unwrap_err()
+    });
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "UNAVAILABLE on purpose");
+}

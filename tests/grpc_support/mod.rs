@@ -61,11 +61,14 @@ fn code_by_name(name: &str) -> Option<Code> {
 
 /// A health service that does what the request's `service` field says:
 ///
-/// - `Check`: `""` or `ok` answers SERVING; `slow` answers after 100 ms; a code name
-///   (`UNAVAILABLE`) fails with that code and the message `{NAME} on purpose`;
+/// - `Check`: `""` or `ok` answers SERVING; `slow` answers after 100 ms, `hang` after a
+///   minute; `metadata` answers with response metadata `x-served-by` and `x-secret`; a code
+///   name (`UNAVAILABLE`) fails with that code and the message `{NAME} on purpose`;
 /// - `Watch`: `stream-ok` sends 3 messages 30 ms apart and ends OK; `stream-error:{NAME}`
 ///   sends 2 messages 30 ms apart and ends with that code in the trailers; `endless` sends a
-///   message every 10 ms for a minute; a code name fails before any message.
+///   message every 10 ms for a minute; `stream-error-metadata` sends one message and ends
+///   ABORTED with trailing metadata `x-retry-after` and `x-secret`; a code name fails
+///   before any message.
 ///
 /// It keeps the metadata of every request it receives.
 #[derive(Clone, Default)]
@@ -112,6 +115,17 @@ impl Health for TestHealth {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 Ok(Response::new(serving()))
             }
+            "hang" => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(Response::new(serving()))
+            }
+            "metadata" => {
+                let mut response = Response::new(serving());
+                let metadata = response.metadata_mut();
+                metadata.insert("x-served-by", "health-1".parse().unwrap());
+                metadata.insert("x-secret", "s3cret".parse().unwrap());
+                Ok(response)
+            }
             name => match code_by_name(name) {
                 Some(code) => Err(Status::new(code, format!("{name} on purpose"))),
                 None => Err(Status::invalid_argument("no such behaviour")),
@@ -131,6 +145,13 @@ impl Health for TestHealth {
         let stream = match service.as_str() {
             "stream-ok" => messages(3, every, None),
             "endless" => messages(6000, Duration::from_millis(10), None),
+            "stream-error-metadata" => {
+                let mut metadata = MetadataMap::new();
+                metadata.insert("x-retry-after", "5".parse().unwrap());
+                metadata.insert("x-secret", "trailer-s3cret".parse().unwrap());
+                let status = Status::with_metadata(Code::Aborted, "try again", metadata);
+                messages(1, every, Some(status))
+            }
             other => {
                 if let Some(name) = other.strip_prefix("stream-error:") {
                     let code = code_by_name(name).expect("a code name");
