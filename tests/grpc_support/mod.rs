@@ -261,12 +261,28 @@ where
     T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
     <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
 {
+    raw_call(service, origin, path, Request::new(Bytes::new())).await
+}
+
+/// Calls `path` with `request` through `service`, returning the status.
+pub async fn raw_call<T>(
+    service: T,
+    origin: http::Uri,
+    path: &'static str,
+    request: Request<Bytes>,
+) -> Result<Bytes, Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let mut grpc = tonic::client::Grpc::with_origin(service, origin);
     grpc.ready()
         .await
         .map_err(|e| Status::unknown(e.into().to_string()))?;
     grpc.unary(
-        Request::new(Bytes::new()),
+        request,
         http::uri::PathAndQuery::from_static(path),
         RawCodec,
     )
