@@ -2,8 +2,10 @@
 //!
 //! The span ends at end of stream (reading gRPC status from the trailers), on a body error
 //! (status Error), or when the body is dropped before its end (status Error, `error.type`
-//! `cancelled`; a gRPC call past its `grpc-timeout` is DEADLINE_EXCEEDED instead). A body that says it has ended (`is_end_stream`) ends the span at once, since
-//! the server or client may drop it without polling it again.
+//! `cancelled`; a gRPC call past its `grpc-timeout` is DEADLINE_EXCEEDED instead, and a
+//! gRPC call whose status came in the response headers has ended already). A body that says
+//! it has ended (`is_end_stream`) ends the span at once, since the server or client may drop
+//! it without polling it again.
 
 use std::borrow::Cow;
 use std::fmt::Display;

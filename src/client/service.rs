@@ -18,7 +18,7 @@ use crate::future::{ResponseFuture, ResponseState};
 use crate::propagation::NoOverwrite;
 use crate::record::data::{KeyValue, SpanKind};
 use crate::record::{ambient, with_span_data, SpanStart};
-use crate::rpc::{self, Direction, MessageCounter};
+use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::is_grpc;
 
@@ -200,8 +200,6 @@ where
         ResponseFuture::new(self.inner.call(req), Some(state), None)
     }
 }
-
-use crate::rpc::full_method as grpc_full_method;
 
 fn http_request_attributes<B>(req: &Request<B>, config: &ClientConfig, out: &mut Vec<KeyValue>) {
     let (method, known) = attrs::method(req.method());

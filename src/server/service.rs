@@ -15,7 +15,7 @@ use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::record::data::{Key, KeyValue, Link, SpanKind, StringValue};
 use crate::record::{with_span_data, Ambient, SpanStart};
-use crate::rpc::{self, Direction, MessageCounter};
+use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
 
@@ -83,8 +83,6 @@ fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     }
     extensions.get::<SocketAddr>().copied()
 }
-
-use crate::rpc::full_method as grpc_full_method;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S>
 where
