@@ -2,23 +2,34 @@
 //!
 //! The span ends at end of stream (reading gRPC status from the trailers), on a body error
 //! (status Error), or when the body is dropped before its end (status Error, `error.type`
-//! `cancelled`). A body that says it has ended (`is_end_stream`) ends the span at once, since
-//! the server or client may drop it without polling it again.
+//! `cancelled`; a gRPC call past its `grpc-timeout` is DEADLINE_EXCEEDED instead, and a
+//! gRPC call whose status came in the response headers has ended already). A body that says
+//! it has ended (`is_end_stream`) ends the span at once, since the server or client may drop
+//! it without polling it again.
 
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Instant;
 
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use crate::classify::{grpc_code_is_error, Role, CANCELLED};
-use crate::record::data::{Key, KeyValue, Status};
+use crate::classify::{grpc_code_is_error, grpc_code_name, Role, CANCELLED};
+use crate::future::ResponseCapture;
+use crate::record::data::{Key, KeyValue, Status, Value};
 use crate::record::with_span_data;
+use crate::rpc::{self, MessageCounter};
 use crate::semconv;
+
+/// gRPC status codes the layers produce themselves.
+const CANCELLED_CODE: i32 = 1;
+const UNKNOWN_CODE: i32 = 2;
+const DEADLINE_EXCEEDED_CODE: i32 = 4;
 
 /// How a span ends, carried from the response future into the body.
 pub(crate) struct SpanEnd {
@@ -30,17 +41,34 @@ pub(crate) struct SpanEnd {
     pub(crate) grpc: bool,
     /// `grpc-status` was already read (from a Trailers-Only response's headers).
     pub(crate) grpc_status_seen: bool,
+    /// gRPC: when the call's `grpc-timeout` runs out. A call abandoned after it exceeded
+    /// its deadline rather than being cancelled.
+    pub(crate) deadline: Option<Instant>,
+    /// gRPC: response metadata to capture from the trailers too.
+    pub(crate) trailer_capture: Option<Arc<ResponseCapture>>,
+    /// gRPC: counts response messages into `rpc.message` events.
+    pub(crate) messages: Option<MessageCounter>,
 }
 
 impl SpanEnd {
+    /// The end of `span`; gRPC details are set by the layer afterwards.
+    pub(crate) fn new(span: Span, role: Role, sampled: bool, grpc: bool) -> Self {
+        SpanEnd {
+            span,
+            role,
+            sampled,
+            grpc,
+            grpc_status_seen: false,
+            deadline: None,
+            trailer_capture: None,
+            messages: None,
+        }
+    }
+
     /// Reads `grpc-status` and `grpc-message` from `headers` (response headers of a
     /// Trailers-Only response, or trailers) and records them; `false` if absent.
     pub(crate) fn grpc_status(&mut self, headers: &HeaderMap) -> bool {
-        let Some(code) = headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i32>().ok())
-        else {
+        let Some(code) = rpc::parse_status(headers) else {
             return false;
         };
         let message = headers
@@ -50,48 +78,106 @@ impl SpanEnd {
         true
     }
 
+    /// A gRPC response head whose HTTP status is not 200 and that carries no
+    /// `grpc-status`: the call failed with the status gRPC maps `code` to.
+    pub(crate) fn grpc_http_failure(&mut self, code: u16) {
+        let description = match http::StatusCode::from_u16(code)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+        {
+            Some(reason) => format!("HTTP {code} {reason}"),
+            None => format!("HTTP {code}"),
+        };
+        self.record_grpc(rpc::status_from_http(code), Some(Cow::Owned(description)));
+    }
+
     fn record_grpc(&mut self, code: i32, message: Option<Cow<'_, str>>) {
         self.grpc_status_seen = true;
         self.span.record(semconv::RPC_GRPC_STATUS_CODE, code);
-        if !grpc_code_is_error(self.role, code) || !self.sampled {
+        if !grpc_code_is_error(self.role, code) {
             return;
         }
-        let description = match message {
-            Some(m) if !m.is_empty() => m.into_owned(),
-            _ => crate::classify::grpc_code_name(code)
-                .unwrap_or("unknown gRPC status")
-                .to_owned(),
-        };
-        let error_type = crate::classify::grpc_code_name(code)
-            .map_or_else(|| Cow::Owned(code.to_string()), Cow::Borrowed);
-        with_span_data(&self.span, |d| {
-            d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
-            d.set_status(Status::error(description));
-        });
+        if self.sampled {
+            let description = match message {
+                Some(m) if !m.is_empty() => m.into_owned(),
+                _ => grpc_code_name(code)
+                    .unwrap_or("unknown gRPC status")
+                    .to_owned(),
+            };
+            let error_type =
+                grpc_code_name(code).map_or_else(|| Cow::Owned(code.to_string()), Cow::Borrowed);
+            with_span_data(&self.span, |d| {
+                d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+                d.set_status(Status::error(description));
+            });
+        }
+        self.span.record(semconv::OTEL_STATUS_CODE, "error");
+    }
+
+    /// The call's deadline had passed when it was abandoned or failed.
+    fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// A chunk of the response body went by.
+    fn on_data<D: bytes::Buf>(&mut self, data: &D) {
+        if let Some(counter) = &mut self.messages {
+            counter.on_data(data, &self.span);
+        }
     }
 
     /// The body ended normally, with `trailers` if it sent any.
     pub(crate) fn finish(mut self, trailers: Option<&HeaderMap>) {
-        if self.grpc && !self.grpc_status_seen && !trailers.is_some_and(|t| self.grpc_status(t)) {
+        if !self.grpc {
+            return;
+        }
+        if let (Some(trailers), Some(capture), true) =
+            (trailers, &self.trailer_capture, self.sampled)
+        {
+            capture_trailers(&self.span, capture, trailers);
+        }
+        if !self.grpc_status_seen && !trailers.is_some_and(|t| self.grpc_status(t)) {
             // A gRPC response that ends without any status is UNKNOWN.
-            self.record_grpc(2, Some(Cow::Borrowed("response ended without grpc-status")));
+            self.record_grpc(
+                UNKNOWN_CODE,
+                Some(Cow::Borrowed("response ended without grpc-status")),
+            );
         }
     }
 
-    /// The call failed with `error`: an `exception` event typed `E`, status Error.
-    pub(crate) fn fail<E: Display + ?Sized>(self, exception_type: &'static str, error: &E) {
+    /// The call failed with an error: an `exception` event, status Error.
+    pub(crate) fn fail(mut self, exception_type: &'static str, message: String) {
         if self.sampled {
             record_failure(
                 &self.span,
                 Cow::Borrowed(exception_type),
                 exception_type,
-                error.to_string(),
+                message,
             );
+        }
+        self.span.record(semconv::OTEL_STATUS_CODE, "error");
+        if self.grpc && !self.grpc_status_seen && self.deadline_passed() {
+            self.record_grpc(DEADLINE_EXCEEDED_CODE, None);
         }
     }
 
     /// The call was abandoned before it completed: `what` says which part was dropped.
-    pub(crate) fn cancel(self, what: &'static str) {
+    pub(crate) fn cancel(mut self, what: &'static str) {
+        if self.grpc {
+            if self.grpc_status_seen {
+                // A Trailers-Only response: the call ended with its status already.
+                return;
+            }
+            if self.deadline_passed() {
+                self.record_grpc(
+                    DEADLINE_EXCEEDED_CODE,
+                    Some(Cow::Borrowed("deadline exceeded")),
+                );
+                return;
+            }
+            self.span
+                .record(semconv::RPC_GRPC_STATUS_CODE, CANCELLED_CODE);
+        }
         if self.sampled {
             with_span_data(&self.span, |d| {
                 d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
@@ -100,6 +186,36 @@ impl SpanEnd {
         }
         self.span.record(semconv::OTEL_STATUS_CODE, "error");
     }
+}
+
+/// Records captured metadata from the trailers, adding to what the response headers gave.
+fn capture_trailers(span: &Span, capture: &ResponseCapture, trailers: &HeaderMap) {
+    let mut captured = Vec::new();
+    capture
+        .headers
+        .capture_as(trailers, &capture.redacted, true, &mut captured);
+    if captured.is_empty() {
+        return;
+    }
+    with_span_data(span, |d| {
+        for kv in captured {
+            let existing = d
+                .record
+                .attributes
+                .iter_mut()
+                .find(|a| a.key == kv.key)
+                .map(|a| &mut a.value);
+            match (existing, kv.value) {
+                (
+                    Some(Value::Array(opentelemetry::Array::String(old))),
+                    Value::Array(opentelemetry::Array::String(new)),
+                ) => {
+                    old.extend(new);
+                }
+                (_, value) => d.set_attribute(KeyValue::new(kv.key, value)),
+            }
+        }
+    });
 }
 
 /// Records `error.type`, an `exception` event and status Error in one visit to the span.
@@ -129,7 +245,7 @@ pin_project! {
     impl<B> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             // Ends already seen (last frame, trailers, error, or an empty body) took `end`;
-            // anything left was abandoned.
+            // anything left was abandoned (unless a Trailers-Only response had ended it).
             if let Some(end) = this.project().end.take() {
                 end.cancel("response body dropped before its end");
             }
@@ -178,6 +294,9 @@ where
         };
         match &result {
             Some(Ok(frame)) => {
+                if let (Some(data), Some(end)) = (frame.data_ref(), this.end.as_mut()) {
+                    end.on_data(data);
+                }
                 if let Some(trailers) = frame.trailers_ref() {
                     if let Some(end) = this.end.take() {
                         end.finish(Some(trailers));
@@ -190,7 +309,7 @@ where
             }
             Some(Err(error)) => {
                 if let Some(end) = this.end.take() {
-                    end.fail(std::any::type_name::<B::Error>(), error);
+                    end.fail(std::any::type_name::<B::Error>(), error.to_string());
                 }
             }
             None => {

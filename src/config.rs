@@ -58,17 +58,21 @@ pub const DEFAULT_REDACTED_QUERY_PARAMS: [&str; 4] =
 /// What replaces a redacted value, as the semantic conventions spell it.
 pub(crate) const REDACTED: &str = "REDACTED";
 
-/// Request or response headers recorded as `http.{request,response}.header.<name>`.
+/// Request or response headers recorded as `http.{request,response}.header.<name>`, or on
+/// gRPC spans as `rpc.grpc.{request,response}.metadata.<name>` (metadata are HTTP/2
+/// headers).
 #[derive(Clone, Default)]
 pub(crate) struct HeaderCapture {
-    names: Vec<(HeaderName, Key)>,
+    /// Each header with its HTTP key and its gRPC key.
+    names: Vec<(HeaderName, Key, Key)>,
 }
 
 impl HeaderCapture {
-    fn add(&mut self, prefix: &str, name: HeaderName) {
-        if self.names.iter().all(|(n, _)| *n != name) {
-            let key = Key::from(format!("{prefix}{}", name.as_str()));
-            self.names.push((name, key));
+    fn add(&mut self, prefixes: (&str, &str), name: HeaderName) {
+        if self.names.iter().all(|(n, _, _)| *n != name) {
+            let http = Key::from(format!("{}{}", prefixes.0, name.as_str()));
+            let rpc = Key::from(format!("{}{}", prefixes.1, name.as_str()));
+            self.names.push((name, http, rpc));
         }
     }
 
@@ -76,14 +80,16 @@ impl HeaderCapture {
         self.names.is_empty()
     }
 
-    /// Appends one string-array attribute per captured header present in `headers`.
-    pub(crate) fn capture(
+    /// Appends one string-array attribute per captured header present in `headers`, under
+    /// its HTTP key or (`rpc`) its gRPC metadata key.
+    pub(crate) fn capture_as(
         &self,
         headers: &HeaderMap,
         redacted: &[HeaderName],
+        rpc: bool,
         out: &mut Vec<KeyValue>,
     ) {
-        for (name, key) in &self.names {
+        for (name, http_key, rpc_key) in &self.names {
             let mut values = headers.get_all(name).iter().peekable();
             if values.peek().is_none() {
                 continue;
@@ -98,6 +104,7 @@ impl HeaderCapture {
                     }
                 })
                 .collect();
+            let key = if rpc { rpc_key } else { http_key };
             out.push(KeyValue::new(key.clone(), Value::Array(values.into())));
         }
     }
@@ -142,13 +149,25 @@ impl Default for Common {
 impl Common {
     pub(crate) fn capture_request_headers(&mut self, names: impl IntoIterator<Item = HeaderName>) {
         for name in names {
-            self.request_headers.add("http.request.header.", name);
+            self.request_headers.add(
+                (
+                    "http.request.header.",
+                    crate::semconv::RPC_GRPC_REQUEST_METADATA_PREFIX,
+                ),
+                name,
+            );
         }
     }
 
     pub(crate) fn capture_response_headers(&mut self, names: impl IntoIterator<Item = HeaderName>) {
         for name in names {
-            self.response_headers.add("http.response.header.", name);
+            self.response_headers.add(
+                (
+                    "http.response.header.",
+                    crate::semconv::RPC_GRPC_RESPONSE_METADATA_PREFIX,
+                ),
+                name,
+            );
         }
         self.refresh_response_capture();
     }
@@ -229,8 +248,9 @@ macro_rules! common_builder_methods {
             self
         }
 
-        /// Records these request headers as `http.request.header.<name>` (string arrays).
-        /// Values of redacted headers are replaced by `REDACTED`.
+        /// Records these request headers as `http.request.header.<name>` (string arrays;
+        /// gRPC metadata as `rpc.grpc.request.metadata.<name>`). Values of redacted headers
+        /// are replaced by `REDACTED`.
         pub fn capture_request_headers(
             mut self,
             names: impl IntoIterator<Item = http::HeaderName>,
@@ -239,8 +259,10 @@ macro_rules! common_builder_methods {
             self
         }
 
-        /// Records these response headers as `http.response.header.<name>` (string arrays).
-        /// Values of redacted headers are replaced by `REDACTED`.
+        /// Records these response headers as `http.response.header.<name>` (string arrays;
+        /// gRPC metadata, from the response headers and trailers, as
+        /// `rpc.grpc.response.metadata.<name>`). Values of redacted headers are replaced by
+        /// `REDACTED`.
         pub fn capture_response_headers(
             mut self,
             names: impl IntoIterator<Item = http::HeaderName>,

@@ -15,7 +15,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use crate::attrs;
-use crate::body::{record_failure, ResponseBody, SpanEnd};
+use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::{http_status_is_error, Role};
 use crate::config::HeaderCapture;
 use crate::context::SpanContext;
@@ -42,13 +42,25 @@ impl ResponseState {
     fn on_response<B>(&mut self, response: &mut Response<B>) {
         let end = &mut self.end;
         let code = response.status().as_u16();
-        let grpc_status = end.grpc && end.grpc_status(response.headers());
-        end.span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
-        // A gRPC call that failed at the HTTP level (a proxy's 503, say) fails like HTTP.
-        let http_error =
-            (!end.grpc || code != 200) && !grpc_status && http_status_is_error(end.role, code);
+        let grpc = end.grpc;
+        if grpc {
+            // Trailers-Only responses carry the status in the headers. Without one, a
+            // response that is not 200 (a proxy's 503, a router's 404) failed with the
+            // status gRPC maps its HTTP status to.
+            if !end.grpc_status(response.headers()) && code != 200 {
+                end.grpc_http_failure(code);
+            }
+            end.trailer_capture.clone_from(&self.capture);
+        } else {
+            end.span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+        }
+        let http_error = !grpc && http_status_is_error(end.role, code);
+        // gRPC spans carry the HTTP status only when it says something (not 200).
+        let grpc_http_status = grpc && code != 200;
         let client_version = end.role == Role::Client;
-        if end.sampled && (http_error || self.capture.is_some() || client_version) {
+        if end.sampled
+            && (http_error || grpc_http_status || self.capture.is_some() || client_version)
+        {
             let version = attrs::version(response.version());
             let headers = response.headers();
             let capture = self.capture.as_deref();
@@ -61,6 +73,12 @@ impl ResponseState {
                     let reason = response_reason(code);
                     d.set_status(Status::error(reason));
                 }
+                if grpc_http_status {
+                    d.set_attribute(KeyValue::new(
+                        semconv::HTTP_RESPONSE_STATUS_CODE,
+                        i64::from(code),
+                    ));
+                }
                 if client_version {
                     d.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
                 }
@@ -68,7 +86,7 @@ impl ResponseState {
                     let mut captured = Vec::new();
                     capture
                         .headers
-                        .capture(headers, &capture.redacted, &mut captured);
+                        .capture_as(headers, &capture.redacted, grpc, &mut captured);
                     for kv in captured {
                         d.set_attribute(kv);
                     }
@@ -177,15 +195,12 @@ where
                 Ok(response.map(|body| ResponseBody::new(body, Some(state.end))))
             }
             Err(error) => {
-                if state.end.sampled {
-                    record_failure(
-                        &state.end.span,
-                        Cow::Borrowed(std::any::type_name::<E>()),
-                        std::any::type_name::<E>(),
-                        error_message(&error),
-                    );
-                }
-                state.end.span.record(semconv::OTEL_STATUS_CODE, "error");
+                let message = if state.end.sampled {
+                    error_message(&error)
+                } else {
+                    String::new()
+                };
+                state.end.fail(std::any::type_name::<E>(), message);
                 Err(error)
             }
         })

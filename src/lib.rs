@@ -55,9 +55,13 @@ pub mod context;
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod dev;
 mod future;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 pub mod propagation;
 pub mod record;
 pub mod report;
+mod rpc;
 pub mod semconv;
 pub mod server;
 

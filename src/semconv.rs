@@ -48,3 +48,12 @@ pub const RPC_MESSAGE_EVENT: &str = "rpc.message";
 pub const RPC_MESSAGE_TYPE: &str = "rpc.message.type";
 /// `rpc.message.id`: the message's sequence number in its direction, from 1.
 pub const RPC_MESSAGE_ID: &str = "rpc.message.id";
+/// `rpc.message.compressed_size`: a compressed message's size, in bytes, as framed.
+pub const RPC_MESSAGE_COMPRESSED_SIZE: &str = "rpc.message.compressed_size";
+/// `rpc.message.uncompressed_size`: an uncompressed message's size, in bytes.
+pub const RPC_MESSAGE_UNCOMPRESSED_SIZE: &str = "rpc.message.uncompressed_size";
+/// Prefix of captured gRPC request metadata: `rpc.grpc.request.metadata.<key>`.
+pub const RPC_GRPC_REQUEST_METADATA_PREFIX: &str = "rpc.grpc.request.metadata.";
+/// Prefix of captured gRPC response metadata (headers and trailers):
+/// `rpc.grpc.response.metadata.<key>`.
+pub const RPC_GRPC_RESPONSE_METADATA_PREFIX: &str = "rpc.grpc.response.metadata.";

@@ -14,6 +14,7 @@ pub(crate) struct ClientConfig {
     pub(crate) propagate_to: Option<Vec<HostPattern>>,
     pub(crate) overwrite: bool,
     pub(crate) grpc_only: bool,
+    pub(crate) message_events: bool,
 }
 
 impl ClientConfig {
@@ -101,6 +102,14 @@ impl ClientLayer {
         self
     }
 
+    /// Adds an `rpc.message` event (`rpc.message.type = RECEIVED`, `rpc.message.id`, size)
+    /// to gRPC client spans for each response message. Off by default. Request messages are
+    /// not counted.
+    pub fn message_events(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.config).message_events = enabled;
+        self
+    }
+
     /// Replaces `traceparent`, `tracestate` and `baggage` headers the caller already set.
     /// Off by default: a header set on purpose is left alone.
     pub fn overwrite_headers(mut self, overwrite: bool) -> Self {
@@ -124,6 +133,7 @@ impl fmt::Debug for ClientLayer {
             .field("propagate_to", &self.config.propagate_to)
             .field("overwrite", &self.config.overwrite)
             .field("grpc_only", &self.config.grpc_only)
+            .field("message_events", &self.config.message_events)
             .finish()
     }
 }

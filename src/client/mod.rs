@@ -34,6 +34,48 @@
 //!
 //! With no recorder installed there is no span, but the client still passes on the context
 //! of the request being served (from the server layer), so traces stay connected.
+//!
+//! # gRPC
+//!
+//! Wrapping a tonic `Channel` traces each call as an RPC span (gRPC is told apart by
+//! `content-type`; [`ClientLayer::grpc`] treats every request as gRPC; no cargo feature is
+//! needed): named `package.Service/Method`, with `rpc.system`, `rpc.service`, `rpc.method`,
+//! `server.address`, `server.port` and `rpc.grpc.status_code`. The context travels as the
+//! standard `traceparent`, `tracestate` and `baggage` metadata.
+//!
+//! Every code but OK is Error. The status is read from the response headers (Trailers-Only)
+//! or the trailers at the end of the stream; a response without `grpc-status` is UNKNOWN,
+//! and a non-200 response without one gets the code gRPC maps its HTTP status to. A
+//! streaming call's span ends when the stream ends; dropping the stream (or the response
+//! future) ends it as Error with `error.type = "cancelled"` and code CANCELLED, or
+//! DEADLINE_EXCEEDED past the request's `grpc-timeout`. Metadata capture and
+//! [`message_events`](ClientLayer::message_events) (`RECEIVED`, response messages only)
+//! work as on the [server](crate::server#grpc).
+//!
+//! A client built on a `Channel` sends paths without the server's address; give the
+//! generated client the origin (`with_origin`) so that the span has `server.address`.
+//!
+//! ```no_run
+//! use tonic::transport::Endpoint;
+//! use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+//! use tower::ServiceBuilder;
+//! use tracewire::client::ClientLayer;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let origin: http::Uri = "http://127.0.0.1:50051".parse()?;
+//! let channel = Endpoint::from(origin.clone()).connect().await?;
+//! let channel = ServiceBuilder::new()
+//!     .layer(ClientLayer::grpc().service_name("checkout"))
+//!     .service(channel);
+//! let mut health = HealthClient::with_origin(channel, origin);
+//! let request = HealthCheckRequest { service: String::new() };
+//! let status = health.check(request).await?.into_inner().status();
+//! # drop(status);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Interceptors instead of a layer: see the `grpc` module (feature `grpc`).
 
 mod layer;
 mod service;

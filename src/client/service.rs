@@ -18,6 +18,7 @@ use crate::future::{ResponseFuture, ResponseState};
 use crate::propagation::NoOverwrite;
 use crate::record::data::{KeyValue, SpanKind};
 use crate::record::{ambient, with_span_data, SpanStart};
+use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::is_grpc;
 
@@ -172,9 +173,10 @@ where
                 } else {
                     http_request_attributes(&req, config, &mut attributes);
                 }
-                config.common.request_headers.capture(
+                config.common.request_headers.capture_as(
                     req.headers(),
                     &config.common.redacted_headers,
+                    grpc,
                     &mut attributes,
                 );
                 d.extend_attributes(attributes);
@@ -183,23 +185,20 @@ where
         if propagate {
             inject(config, &mut req, &started.context, &started.baggage);
         }
+        let mut end = SpanEnd::new(span, Role::Client, started.sampled, grpc);
+        if grpc {
+            end.deadline = rpc::deadline(req.headers());
+            if config.message_events && started.sampled {
+                end.messages = Some(MessageCounter::new(Direction::Received));
+            }
+        }
         let state = ResponseState {
-            end: SpanEnd {
-                span,
-                role: Role::Client,
-                sampled: started.sampled,
-                grpc,
-                grpc_status_seen: false,
-            },
+            end,
             traceresponse: None,
             capture: config.common.response_capture.clone(),
         };
         ResponseFuture::new(self.inner.call(req), Some(state), None)
     }
-}
-
-fn grpc_full_method(path: &str) -> &str {
-    path.strip_prefix('/').unwrap_or(path)
 }
 
 fn http_request_attributes<B>(req: &Request<B>, config: &ClientConfig, out: &mut Vec<KeyValue>) {

@@ -13,6 +13,7 @@ pub(crate) struct ServerConfig {
     pub(crate) traceresponse: bool,
     pub(crate) untrusted: Option<Predicate>,
     pub(crate) grpc_only: bool,
+    pub(crate) message_events: bool,
 }
 
 /// Traces incoming requests: extracts the caller's trace context and wraps each request in
@@ -70,6 +71,14 @@ impl ServerLayer {
         self
     }
 
+    /// Adds an `rpc.message` event (`rpc.message.type = SENT`, `rpc.message.id`, size) to
+    /// gRPC server spans for each response message. Off by default. Request messages are
+    /// not counted.
+    pub fn message_events(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.config).message_events = enabled;
+        self
+    }
+
     /// Distrusts every inbound context; see [`untrusted_if`](Self::untrusted_if).
     pub fn untrusted(self) -> Self {
         self.untrusted_if(|_| true)
@@ -91,6 +100,7 @@ impl fmt::Debug for ServerLayer {
             .field("traceresponse", &self.config.traceresponse)
             .field("untrusted", &self.config.untrusted.is_some())
             .field("grpc_only", &self.config.grpc_only)
+            .field("message_events", &self.config.message_events)
             .finish()
     }
 }

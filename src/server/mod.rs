@@ -37,6 +37,59 @@
 //! With no recorder installed (or for a filtered request) there is no span, but the
 //! request's context stays in effect while the handler runs, so the client layer still
 //! propagates it.
+//!
+//! # gRPC
+//!
+//! A request whose `content-type` is `application/grpc` (`+proto`, `+json`, …) is a gRPC
+//! call, so one layer serves a router that mixes axum routes and tonic services
+//! ([`ServerLayer::grpc`] treats every request as gRPC). gRPC tracing needs no cargo feature.
+//! The span follows the OpenTelemetry RPC conventions:
+//!
+//! - named `package.Service/Method`, with `rpc.system = "grpc"`, `rpc.service`,
+//!   `rpc.method`, `server.address`, `server.port`, `network.protocol.version` and, when the
+//!   server makes the peer known (axum's `ConnectInfo`, or tonic's `TcpConnectInfo` with
+//!   feature `grpc`), `network.peer.address` and `network.peer.port`;
+//! - `rpc.grpc.status_code` (an integer) from the response headers of a Trailers-Only
+//!   response, else from the trailers at the end of the body, with `grpc-message` as the
+//!   status description; a response with no `grpc-status` is UNKNOWN, and one whose HTTP
+//!   status is not 200 gets the code gRPC maps that status to (404 is UNIMPLEMENTED, 503
+//!   UNAVAILABLE, …);
+//! - UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS are
+//!   Error (with `error.type` the code's name); the other codes leave the status Unset;
+//! - a streaming call's span ends when the stream ends; a call the client cancels ends as
+//!   Error with `error.type = "cancelled"` and code CANCELLED, or DEADLINE_EXCEEDED when its
+//!   `grpc-timeout` had run out (tonic drops the handler then);
+//! - captured metadata ([`capture_request_headers`](ServerLayer::capture_request_headers),
+//!   [`capture_response_headers`](ServerLayer::capture_response_headers), redacted as for
+//!   HTTP) is recorded as `rpc.grpc.request.metadata.<key>` and
+//!   `rpc.grpc.response.metadata.<key>`, the latter from response headers and trailers;
+//! - [`message_events`](ServerLayer::message_events) adds an `rpc.message` event
+//!   (`SENT`) per response message; off by default, and request messages are not counted.
+//!
+//! gRPC-Web (`application/grpc-web*`) carries its status in the body and is traced as HTTP;
+//! put the layer inside the gRPC-Web translation to trace it as gRPC.
+//!
+//! ```no_run
+//! use tracewire::server::ServerLayer;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (_reporter, health) = tonic_health::server::health_reporter();
+//! tonic::transport::Server::builder()
+//!     .layer(ServerLayer::grpc().service_name("health"))
+//!     .add_service(health)
+//!     .serve("127.0.0.1:50051".parse()?)
+//!     .await?;
+//!
+//! // Or axum routes and tonic services on one port, behind one layer:
+//! let (_reporter, health) = tonic_health::server::health_reporter();
+//! let app = tonic::service::Routes::new(health)
+//!     .into_axum_router()
+//!     .route("/hello", axum::routing::get(|| async { "hello" }))
+//!     .layer(ServerLayer::new().service_name("mixed"));
+//! # drop(app);
+//! # Ok(())
+//! # }
+//! ```
 
 mod layer;
 mod service;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Extensions, HeaderMap, Request, Response};
+use http::{Extensions, Request, Response};
 use http_body::Body;
 use tower::Service;
 
@@ -15,6 +15,7 @@ use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::record::data::{Key, KeyValue, Link, SpanKind, StringValue};
 use crate::record::{with_span_data, Ambient, SpanStart};
+use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
 
@@ -54,12 +55,7 @@ impl<S: fmt::Debug> fmt::Debug for ServerTrace<S> {
     }
 }
 
-/// gRPC by `content-type: application/grpc`, `application/grpc+proto`, …
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
-}
+pub(crate) use crate::rpc::is_grpc;
 
 /// The route template axum matched, when axum routed the request.
 fn matched_route(extensions: &Extensions) -> Option<&str> {
@@ -71,18 +67,21 @@ fn matched_route(extensions: &Extensions) -> Option<&str> {
     None
 }
 
-/// The peer's socket address, from axum's `ConnectInfo` or a bare `SocketAddr` extension.
+/// The peer's socket address, from axum's `ConnectInfo`, tonic's `TcpConnectInfo` (feature
+/// `grpc`) or a bare `SocketAddr` extension.
 fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     #[cfg(feature = "axum")]
     if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
         return Some(info.0);
     }
+    #[cfg(feature = "grpc")]
+    if let Some(addr) = extensions
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+    {
+        return Some(addr);
+    }
     extensions.get::<SocketAddr>().copied()
-}
-
-/// `package.Service/Method` from a gRPC path `/package.Service/Method`.
-fn grpc_full_method(path: &str) -> &str {
-    path.strip_prefix('/').unwrap_or(path)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S>
@@ -208,23 +207,25 @@ where
                 } else {
                     http_request_attributes(&req, config, route_value, &mut attributes);
                 }
-                config.common.request_headers.capture(
+                config.common.request_headers.capture_as(
                     req.headers(),
                     &config.common.redacted_headers,
+                    grpc,
                     &mut attributes,
                 );
                 d.extend_attributes(attributes);
             });
         }
 
+        let mut end = SpanEnd::new(span, Role::Server, started.sampled, grpc);
+        if grpc {
+            end.deadline = rpc::deadline(req.headers());
+            if config.message_events && started.sampled {
+                end.messages = Some(MessageCounter::new(Direction::Sent));
+            }
+        }
         let state = ResponseState {
-            end: SpanEnd {
-                span,
-                role: Role::Server,
-                sampled: started.sampled,
-                grpc,
-                grpc_status_seen: false,
-            },
+            end,
             traceresponse: config.traceresponse.then_some(started.context),
             capture: config.common.response_capture.clone(),
         };
@@ -291,6 +292,10 @@ fn grpc_request_attributes<B>(req: &Request<B>, out: &mut Vec<KeyValue>) {
         out.push(KeyValue::new(semconv::RPC_SERVICE, service.to_owned()));
         out.push(KeyValue::new(semconv::RPC_METHOD, method.to_owned()));
     }
+    out.push(KeyValue::new(
+        semconv::NETWORK_PROTOCOL_VERSION,
+        attrs::version(req.version()),
+    ));
     server_address(req, attrs::scheme(req.uri()), out);
     if let Some(peer) = peer_addr(req.extensions()) {
         out.push(KeyValue::new(
