@@ -2,8 +2,9 @@
 //!
 //! The span ends at end of stream (reading gRPC status from the trailers), on a body error
 //! (status Error), or when the body is dropped before its end (status Error, `error.type`
-//! `cancelled`). A body that says it has ended (`is_end_stream`) ends the span at once, since
-//! the server or client may drop it without polling it again.
+//! `cancelled`, unless the response head already made it an error). A body that says it has
+//! ended (`is_end_stream`) ends the span at once, since the server or client may drop it
+//! without polling it again.
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -90,10 +91,21 @@ impl SpanEnd {
         }
     }
 
-    /// The call was abandoned before it completed: `what` says which part was dropped.
+    /// The call was abandoned before it completed: `what` says which part was dropped. An
+    /// error already read from the response head (a 503, a gRPC status) is kept: a client
+    /// that gives up on the body of an error response (a retry middleware does) did not
+    /// cancel a successful call.
     pub(crate) fn cancel(self, what: &'static str) {
         if self.sampled {
             with_span_data(&self.span, |d| {
+                let failed = d
+                    .record
+                    .attributes
+                    .iter()
+                    .any(|kv| kv.key.as_str() == semconv::ERROR_TYPE);
+                if failed {
+                    return;
+                }
                 d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
                 d.set_status(Status::error(what));
             });
