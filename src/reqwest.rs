@@ -1,14 +1,13 @@
 //! Client spans for reqwest, through reqwest-middleware.
 //!
-//! [`TracingMiddleware`] is the reqwest counterpart of the Tower
-//! [`ClientLayer`], with the same span, attributes, status rules,
-//! injection and settings: each request sent gets a `SpanKind::Client` span named
-//! `{method}`, a child of the current span, with `http.request.method`, `server.address`,
-//! `server.port`, `url.full` (credentials and configured query values redacted),
-//! `http.response.status_code`, `network.protocol.version` and `error.type`; its context
-//! goes out in the request headers (only towards the hosts of
-//! [`propagate_to`](TracingMiddleware::propagate_to), when set). 4xx and 5xx responses are
-//! Error; a failed send is Error with an `exception` event.
+//! [`TracingMiddleware`] is the reqwest counterpart of the Tower [`ClientLayer`], with the
+//! same span, attributes, status rules, injection and settings: each request sent gets a
+//! `SpanKind::Client` span named `{method}`, a child of the current span, with
+//! `http.request.method`, `server.address`, `server.port`, `url.full` (credentials and
+//! configured query values redacted), `http.response.status_code`,
+//! `network.protocol.version` and `error.type`; its context goes out in the request headers
+//! (only towards the hosts of [`propagate_to`](TracingMiddleware::propagate_to), when set).
+//! 4xx and 5xx responses are Error; a failed send is Error with an `exception` event.
 //!
 //! The span ends when the response body ends (read to its end, failed, or dropped before
 //! its end): the middleware hands back a `reqwest::Response` whose body is wrapped, built
