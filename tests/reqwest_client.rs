@@ -69,6 +69,7 @@ fn app(calls: Arc<AtomicUsize>) -> Router {
         .route("/users/{id}", get(|Path(id): Path<u32>| load_user(id)))
         .route("/echo", get(echo_traceparent))
         .route("/flaky/{failures}", get(flaky))
+        .route("/never", get(std::future::pending::<()>))
         .route(
             "/unavailable",
             get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "try later") }),
@@ -122,6 +123,7 @@ fn without_retries_client_server_and_handler_spans_form_one_trace() {
                 "the final URL survives the body wrapper"
             );
             assert!(response.remote_addr().is_some(), "so do the extensions");
+            assert_eq!(response.content_length(), Some(6), "and the size hint");
             response.text().await.unwrap()
         }
         .instrument(tracing::info_span!("page"))
@@ -277,6 +279,15 @@ fn dropped_bodies_failures_and_client_errors() {
     let (recorded, ()) = recorded(|_| async {
         let addr = serve(app(Arc::default())).await;
         let http = client(TracingMiddleware::new());
+        // A request abandoned before its response: cancelled.
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(50),
+            http.get(format!("http://{addr}/never"))
+                .send()
+                .instrument(tracing::info_span!("call", case = "abandoned")),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the server never answers");
         // A body dropped before its end: cancelled.
         let response = http
             .get(format!("http://{addr}/users/1"))
@@ -323,7 +334,18 @@ fn dropped_bodies_failures_and_client_errors() {
             .unwrap();
         recorded.spans.children(&call).remove(0)
     };
-    recorded.spans.wait_for(12, WAIT).unwrap();
+    // 5 call spans, 5 client spans, 4 server spans, the handler of /users/1.
+    recorded.spans.wait_for(15, WAIT).unwrap();
+
+    let abandoned = client_of("abandoned");
+    assert_eq!(
+        string(&abandoned, "error.type").as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(
+        abandoned.status,
+        Status::error("request dropped before the response arrived")
+    );
 
     let dropped = client_of("dropped");
     assert_eq!(string(&dropped, "error.type").as_deref(), Some("cancelled"));
