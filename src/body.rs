@@ -2,10 +2,10 @@
 //!
 //! The span ends at end of stream (reading gRPC status from the trailers), on a body error
 //! (status Error), or when the body is dropped before its end (status Error, `error.type`
-//! `cancelled`; a gRPC call past its `grpc-timeout` is DEADLINE_EXCEEDED instead, and a
-//! gRPC call whose status came in the response headers has ended already). A body that says
-//! it has ended (`is_end_stream`) ends the span at once, since the server or client may drop
-//! it without polling it again.
+//! `cancelled`, unless the response head already made it an error; a gRPC call past its
+//! `grpc-timeout` is DEADLINE_EXCEEDED instead, and a gRPC call whose status came in the
+//! response headers has ended already). A body that says it has ended (`is_end_stream`) ends
+//! the span at once, since the server or client may drop it without polling it again.
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -161,6 +161,10 @@ impl SpanEnd {
         }
     }
 
+    /// The call was abandoned before it completed: `what` says which part was dropped. An
+    /// error already read from the response head (a 503, a gRPC status) is kept: a client
+    /// that gives up on the body of an error response (a retry middleware does) did not
+    /// cancel a successful call.
     /// The call was abandoned before it completed: `what` says which part was dropped.
     pub(crate) fn cancel(mut self, what: &'static str) {
         if self.grpc {
@@ -180,6 +184,14 @@ impl SpanEnd {
         }
         if self.sampled {
             with_span_data(&self.span, |d| {
+                let failed = d
+                    .record
+                    .attributes
+                    .iter()
+                    .any(|kv| kv.key.as_str() == semconv::ERROR_TYPE);
+                if failed {
+                    return;
+                }
                 d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
                 d.set_status(Status::error(what));
             });

@@ -39,7 +39,8 @@ pub(crate) struct ResponseState {
 }
 
 impl ResponseState {
-    fn on_response<B>(&mut self, response: &mut Response<B>) {
+    /// Records the response head: status code, status, protocol version, captured headers.
+    pub(crate) fn on_response<B>(&mut self, response: &mut Response<B>) {
         let end = &mut self.end;
         let code = response.status().as_u16();
         let grpc = end.grpc;

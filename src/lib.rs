@@ -16,6 +16,8 @@
 //! - [`propagation`]: W3C Trace Context and Baggage codecs and the
 //!   [`Propagator`](propagation::Propagator) abstraction.
 //! - [`context`]: ids, flags, trace state and the span context.
+//! - [`server`] and [`client`]: the Tower layers; `reqwest` (feature `reqwest`): the
+//!   reqwest-middleware `TracingMiddleware`.
 //!
 //! # Quick start
 //!
@@ -62,6 +64,9 @@ pub mod propagation;
 pub mod record;
 pub mod report;
 mod rpc;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod semconv;
 pub mod server;
 

@@ -1,5 +1,7 @@
 //! Tail sampling keeps every error trace, every slow trace and about the configured ratio of
-//! the rest, always whole traces.
+//! the rest, always whole traces; through the HTTP layers too.
+
+mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -172,4 +174,99 @@ fn unfinished_traces_are_decided_after_the_wait() {
     assert_eq!(out.len(), 3);
     let stats = tail.counters().stats();
     assert_eq!((stats.traces_timed_out, stats.late_spans), (1, 1));
+}
+
+/// Through the HTTP layers: requests that fail at the server (500), deep in a handler (an
+/// exception in an inner span of a 200 response) or in the client (nothing listens) keep
+/// their whole trace; with a ratio of 0, every other trace is dropped.
+///
+/// (An error only the client sees in a response, a 404, is not among them here: with both
+/// services in one process, the server span is a local root that finishes first and decides
+/// the trace, as the module docs say. Across processes, the caller keeps its own part.)
+#[cfg(all(feature = "reqwest", feature = "axum"))]
+#[test]
+fn every_error_trace_of_http_requests_is_kept_whole() {
+    use axum::routing::get;
+    use axum::Router;
+    use http::StatusCode;
+    use tracewire::record::Recorder;
+    use tracewire::record::SpanExt;
+    use tracewire::reqwest::TracingMiddleware;
+    use tracewire::ServerLayer;
+    use tracing::Instrument;
+
+    #[tracing::instrument(err)]
+    async fn audit() -> Result<(), std::io::Error> {
+        Err(std::io::Error::other("audit log unavailable"))
+    }
+
+    const ROUNDS: usize = 10;
+    let out = InMemoryReporter::new();
+    let tail = TailSampler::builder(out.clone())
+        .no_latency_rule()
+        .ratio(0.0)
+        .build();
+    let counters = tail.counters();
+    let mut expected: HashMap<TraceId, (&'static str, usize)> = HashMap::new();
+    let (_recorded, ()) = support::with_recorder(Recorder::builder().reporter(tail), |_| async {
+        let app = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/boom",
+                get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+            )
+            .route(
+                "/deep",
+                get(|| async {
+                    let _ = audit().await;
+                    "done, unaudited"
+                }),
+            )
+            .layer(ServerLayer::new().service_name("api"));
+        let addr = support::serve(app).await;
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = closed.local_addr().unwrap();
+        drop(closed);
+        let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(TracingMiddleware::new().service_name("caller"))
+            .build();
+        for _ in 0..ROUNDS {
+            // Path, and the spans of its trace: job, client, server (and the handler's).
+            for (path, spans) in [("/ok", 3), ("/boom", 3), ("/deep", 4), ("refused", 2)] {
+                let job = tracing::info_span!("job", path);
+                let trace_id = job.span_context().unwrap().trace_id;
+                expected.insert(trace_id, (path, spans));
+                let url = match path {
+                    "refused" => format!("http://{refused}/"),
+                    _ => format!("http://{addr}{path}"),
+                };
+                async {
+                    match http.get(url).send().await {
+                        Ok(response) => drop(response.bytes().await.unwrap()),
+                        Err(error) => assert!(path == "refused", "{error}"),
+                    }
+                }
+                .instrument(job)
+                .await;
+            }
+        }
+    });
+
+    let mut kept: HashMap<TraceId, usize> = HashMap::new();
+    for span in out.spans() {
+        *kept.entry(span.trace_id()).or_default() += 1;
+    }
+    for (trace_id, (path, spans)) in &expected {
+        match *path {
+            "/ok" => assert!(!kept.contains_key(trace_id), "{path} {trace_id} kept"),
+            _ => assert_eq!(
+                kept.get(trace_id),
+                Some(spans),
+                "{path} {trace_id}: the whole error trace"
+            ),
+        }
+    }
+    let stats = counters.stats();
+    assert_eq!(stats.traces_evicted, 0, "{stats:?}");
+    assert_eq!(kept.len(), 3 * ROUNDS);
 }

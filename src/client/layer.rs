@@ -28,6 +28,37 @@ impl ClientConfig {
     }
 }
 
+/// The builder methods of the client layers (Tower and reqwest), beyond the shared ones.
+macro_rules! client_builder_methods {
+    () => {
+        /// Sends trace context and baggage only to these hosts: names (`api.example.com`) or
+        /// `*.` patterns (`*.internal.example.com`, any subdomain). Calls to other hosts are
+        /// still traced. By default context goes to every host.
+        pub fn propagate_to<I, H>(mut self, hosts: I) -> Self
+        where
+            I: IntoIterator<Item = H>,
+            H: AsRef<str>,
+        {
+            let patterns = hosts
+                .into_iter()
+                .map(|h| crate::client::HostPattern::parse(h.as_ref()))
+                .collect();
+            self.client_config_mut().propagate_to = Some(patterns);
+            self
+        }
+
+        /// Replaces `traceparent`, `tracestate` and `baggage` headers the caller already set.
+        /// Off by default: a header set on purpose is left alone.
+        pub fn overwrite_headers(mut self, overwrite: bool) -> Self {
+            self.client_config_mut().overwrite = overwrite;
+            self
+        }
+    };
+}
+
+#[cfg(feature = "reqwest")]
+pub(crate) use client_builder_methods;
+
 /// A host name, or `*.` and a domain (any subdomain of it).
 #[derive(Clone, Debug)]
 pub(crate) enum HostPattern {
@@ -36,7 +67,7 @@ pub(crate) enum HostPattern {
 }
 
 impl HostPattern {
-    fn parse(pattern: &str) -> Self {
+    pub(crate) fn parse(pattern: &str) -> Self {
         let pattern = pattern.trim().to_ascii_lowercase();
         match pattern.strip_prefix("*.") {
             Some(domain) => HostPattern::Subdomains(format!(".{domain}")),
@@ -84,36 +115,24 @@ impl ClientLayer {
         &mut Arc::make_mut(&mut self.config).common
     }
 
+    fn client_config_mut(&mut self) -> &mut ClientConfig {
+        Arc::make_mut(&mut self.config)
+    }
+
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn config(&self) -> &Arc<ClientConfig> {
+        &self.config
+    }
+
     common_builder_methods!();
 
-    /// Sends trace context and baggage only to these hosts: names (`api.example.com`) or
-    /// `*.` patterns (`*.internal.example.com`, any subdomain). Calls to other hosts are still
-    /// traced. By default context goes to every host.
-    pub fn propagate_to<I, H>(mut self, hosts: I) -> Self
-    where
-        I: IntoIterator<Item = H>,
-        H: AsRef<str>,
-    {
-        let patterns = hosts
-            .into_iter()
-            .map(|h| HostPattern::parse(h.as_ref()))
-            .collect();
-        Arc::make_mut(&mut self.config).propagate_to = Some(patterns);
-        self
-    }
+    client_builder_methods!();
 
     /// Adds an `rpc.message` event (`rpc.message.type = RECEIVED`, `rpc.message.id`, size)
     /// to gRPC client spans for each response message. Off by default. Request messages are
     /// not counted.
     pub fn message_events(mut self, enabled: bool) -> Self {
         Arc::make_mut(&mut self.config).message_events = enabled;
-        self
-    }
-
-    /// Replaces `traceparent`, `tracestate` and `baggage` headers the caller already set.
-    /// Off by default: a header set on purpose is left alone.
-    pub fn overwrite_headers(mut self, overwrite: bool) -> Self {
-        Arc::make_mut(&mut self.config).overwrite = overwrite;
         self
     }
 }

@@ -85,5 +85,10 @@ pub use crate::future::ResponseFuture;
 pub use layer::ClientLayer;
 pub use service::ClientTrace;
 
-#[allow(unused_imports)] // used by the reqwest middleware
-pub(crate) use service::{current_propagation, inject};
+pub(crate) use layer::HostPattern;
+#[cfg(feature = "reqwest")]
+pub(crate) use layer::{client_builder_methods, ClientConfig};
+#[cfg(feature = "reqwest")]
+pub(crate) use service::start_call;
+#[cfg(feature = "grpc")]
+pub(crate) use service::current_propagation;

@@ -3,7 +3,7 @@ use std::fmt::{self, Display};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use tower::Service;
 
@@ -18,9 +18,8 @@ use crate::future::{ResponseFuture, ResponseState};
 use crate::propagation::NoOverwrite;
 use crate::record::data::{KeyValue, SpanKind};
 use crate::record::{ambient, with_span_data, SpanStart};
-use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
-use crate::server::is_grpc;
+use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
 
 /// The service [`ClientLayer`](crate::client::ClientLayer) wraps around an inner client.
 #[derive(Clone)]
@@ -59,8 +58,8 @@ impl<S: fmt::Debug> fmt::Debug for ClientTrace<S> {
 }
 
 /// The host a request goes to: the URI's, else the `Host` header's.
-fn target_host<B>(req: &Request<B>) -> Option<&str> {
-    attrs::server_host_port(req.uri(), req.headers()).map(|(host, _)| host)
+pub(crate) fn target_host<'a>(head: &RequestHead<'a>) -> Option<&'a str> {
+    attrs::server_host_port(head.uri, head.headers).map(|(host, _)| host)
 }
 
 /// The context to propagate from the current span (or, without one, the request being
@@ -73,13 +72,14 @@ pub(crate) fn current_propagation() -> Option<(SpanContext, Baggage)> {
     .or_else(|| ambient().and_then(|a| Some((a.context?, a.baggage))))
 }
 
-pub(crate) fn inject<B>(
+/// Writes `cx` and `baggage` into `headers` with the configured propagator, leaving
+/// headers the caller set alone unless the layer overwrites them.
+pub(crate) fn inject(
     config: &ClientConfig,
-    req: &mut Request<B>,
+    headers: &mut HeaderMap,
     cx: &SpanContext,
     baggage: &Baggage,
 ) {
-    let headers = req.headers_mut();
     if config.overwrite {
         config.common.propagator.inject(cx, baggage, headers);
     } else {
@@ -87,6 +87,119 @@ pub(crate) fn inject<B>(
             .common
             .propagator
             .inject(cx, baggage, &mut NoOverwrite::new(headers));
+    }
+}
+
+/// An outgoing call, as the client layers start it.
+pub(crate) struct ClientCall {
+    /// The span's end, when a recorder tracks the call.
+    pub(crate) state: Option<ResponseState>,
+    /// The context to send, when the call goes to a host that may receive it: the span's,
+    /// or (untraced) the current one.
+    pub(crate) propagate: Option<(SpanContext, Baggage)>,
+}
+
+impl ClientCall {
+    /// Injects the context to send, if any, into `headers`.
+    pub(crate) fn inject(&mut self, config: &ClientConfig, headers: &mut HeaderMap) {
+        if let Some((cx, baggage)) = self.propagate.take() {
+            inject(config, headers, &cx, &baggage);
+        }
+    }
+}
+
+/// Starts the client span of the request `head` (unless the filter skips it or no recorder
+/// sees it) and says what to inject: the one place both client layers (Tower and reqwest)
+/// create their spans.
+pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> ClientCall {
+    let propagate = config.propagates_to(target_host(head));
+    let untraced = || ClientCall {
+        state: None,
+        propagate: if propagate {
+            current_propagation()
+        } else {
+            None
+        },
+    };
+    if !config.common.traces(head) {
+        return untraced();
+    }
+
+    let grpc = config.grpc_only || is_grpc(head.headers);
+    let name: Cow<'static, str> = match &config.common.span_name {
+        Some(name) => name(head),
+        None if grpc => Cow::Owned(grpc_full_method(head.uri.path()).to_owned()),
+        None => Cow::Borrowed(attrs::span_method(head.method)),
+    };
+    let mut start = SpanStart::new()
+        .kind(SpanKind::Client)
+        .name(name)
+        .skip_fields();
+    if let Some(service) = &config.common.service_name {
+        start = start.service_name(service.clone());
+    }
+    let method = attrs::span_method(head.method);
+    let host = target_host(head).unwrap_or("");
+    let path = head.uri.path();
+    let (span, started) = start.create_traced(|| {
+        if grpc {
+            tracing::info_span!(
+                target: "tracewire::client",
+                "gRPC call",
+                rpc.method = grpc_full_method(path),
+                server.address = host,
+                rpc.grpc.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::info_span!(
+                target: "tracewire::client",
+                "HTTP call",
+                http.request.method = method,
+                server.address = host,
+                url.path = path,
+                http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            )
+        }
+    });
+
+    // No recorder: pass on what the request being served carried, if anything.
+    let Some(started) = started else {
+        return untraced();
+    };
+    if started.sampled {
+        with_span_data(&span, |d| {
+            let mut attributes = Vec::with_capacity(12);
+            if grpc {
+                grpc_request_attributes(head, &mut attributes);
+            } else {
+                http_request_attributes(head, config, &mut attributes);
+            }
+            config.common.request_headers.capture_as(
+                head.headers,
+                &config.common.redacted_headers,
+                grpc,
+                &mut attributes,
+            );
+            d.extend_attributes(attributes);
+        });
+    }
+    let mut end = SpanEnd::new(span, Role::Client, started.sampled, grpc);
+    if grpc {
+        end.deadline = rpc::deadline(head.headers);
+        if config.message_events && started.sampled {
+            end.messages = Some(MessageCounter::new(Direction::Received));
+        }
+    }
+    let state = ResponseState {
+        end,
+        traceresponse: None,
+        capture: config.common.response_capture.clone(),
+    };
+    ClientCall {
+        state: Some(state),
+        propagate: propagate.then_some((started.context, started.baggage)),
     }
 }
 
@@ -107,132 +220,44 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let propagate = config.propagates_to(target_host(&req));
-        if !config.common.traces(&RequestHead::from(&req)) {
-            if propagate {
-                if let Some((cx, baggage)) = current_propagation() {
-                    inject(config, &mut req, &cx, &baggage);
-                }
-            }
-            return ResponseFuture::new(self.inner.call(req), None, None);
-        }
-
-        let grpc = config.grpc_only || is_grpc(req.headers());
-        let name: Cow<'static, str> = match &config.common.span_name {
-            Some(name) => name(&RequestHead::from(&req)),
-            None if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
-            None => Cow::Borrowed(attrs::span_method(req.method())),
-        };
-        let mut start = SpanStart::new()
-            .kind(SpanKind::Client)
-            .name(name)
-            .skip_fields();
-        if let Some(service) = &config.common.service_name {
-            start = start.service_name(service.clone());
-        }
-        let method = attrs::span_method(req.method());
-        let host = target_host(&req).unwrap_or("");
-        let path = req.uri().path();
-        let (span, started) = start.create_traced(|| {
-            if grpc {
-                tracing::info_span!(
-                    target: "tracewire::client",
-                    "gRPC call",
-                    rpc.method = grpc_full_method(path),
-                    server.address = host,
-                    rpc.grpc.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                )
-            } else {
-                tracing::info_span!(
-                    target: "tracewire::client",
-                    "HTTP call",
-                    http.request.method = method,
-                    server.address = host,
-                    url.path = path,
-                    http.response.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                )
-            }
-        });
-
-        let Some(started) = started else {
-            // No recorder: pass on what the request being served carried, if anything.
-            if propagate {
-                if let Some((cx, baggage)) = current_propagation() {
-                    inject(config, &mut req, &cx, &baggage);
-                }
-            }
-            return ResponseFuture::new(self.inner.call(req), None, None);
-        };
-        if started.sampled {
-            with_span_data(&span, |d| {
-                let mut attributes = Vec::with_capacity(12);
-                if grpc {
-                    grpc_request_attributes(&req, &mut attributes);
-                } else {
-                    http_request_attributes(&req, config, &mut attributes);
-                }
-                config.common.request_headers.capture_as(
-                    req.headers(),
-                    &config.common.redacted_headers,
-                    grpc,
-                    &mut attributes,
-                );
-                d.extend_attributes(attributes);
-            });
-        }
-        if propagate {
-            inject(config, &mut req, &started.context, &started.baggage);
-        }
-        let mut end = SpanEnd::new(span, Role::Client, started.sampled, grpc);
-        if grpc {
-            end.deadline = rpc::deadline(req.headers());
-            if config.message_events && started.sampled {
-                end.messages = Some(MessageCounter::new(Direction::Received));
-            }
-        }
-        let state = ResponseState {
-            end,
-            traceresponse: None,
-            capture: config.common.response_capture.clone(),
-        };
-        ResponseFuture::new(self.inner.call(req), Some(state), None)
+        let mut call = start_call(config, &RequestHead::from(&req));
+        call.inject(config, req.headers_mut());
+        ResponseFuture::new(self.inner.call(req), call.state, None)
     }
 }
 
-fn http_request_attributes<B>(req: &Request<B>, config: &ClientConfig, out: &mut Vec<KeyValue>) {
-    let (method, known) = attrs::method(req.method());
+fn http_request_attributes(head: &RequestHead<'_>, config: &ClientConfig, out: &mut Vec<KeyValue>) {
+    let (method, known) = attrs::method(head.method);
     out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
     if !known {
         out.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-            req.method().as_str().to_owned(),
+            head.method.as_str().to_owned(),
         ));
     }
-    server_address(req, out);
+    server_address(head, out);
     let full = UrlFull {
-        uri: req.uri(),
-        headers: req.headers(),
+        uri: head.uri,
+        headers: head.headers,
         redacted_query_params: &config.common.redacted_query_params,
     };
     out.push(KeyValue::new(semconv::URL_FULL, full.to_string()));
 }
 
-fn grpc_request_attributes<B>(req: &Request<B>, out: &mut Vec<KeyValue>) {
+fn grpc_request_attributes(head: &RequestHead<'_>, out: &mut Vec<KeyValue>) {
     out.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
-    let full = grpc_full_method(req.uri().path());
+    let full = grpc_full_method(head.uri.path());
     if let Some((service, method)) = full.rsplit_once('/') {
         out.push(KeyValue::new(semconv::RPC_SERVICE, service.to_owned()));
         out.push(KeyValue::new(semconv::RPC_METHOD, method.to_owned()));
     }
-    server_address(req, out);
+    server_address(head, out);
 }
 
-fn server_address<B>(req: &Request<B>, out: &mut Vec<KeyValue>) {
-    if let Some((host, port)) = attrs::server_host_port(req.uri(), req.headers()) {
+fn server_address(head: &RequestHead<'_>, out: &mut Vec<KeyValue>) {
+    if let Some((host, port)) = attrs::server_host_port(head.uri, head.headers) {
         out.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
-        let port = port.unwrap_or_else(|| attrs::default_port(attrs::scheme(req.uri())));
+        let port = port.unwrap_or_else(|| attrs::default_port(attrs::scheme(head.uri)));
         out.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
     }
 }

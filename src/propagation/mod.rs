@@ -13,7 +13,14 @@
 //! - [`CompositePropagator`]: any list of propagators; the first valid span context wins
 //!   and baggage is merged;
 //! - [`OtelPropagator`]: any `opentelemetry` `TextMapPropagator` (B3, Jaeger, X-Ray…);
+//! - `JaegerPropagator` (feature `jaeger`): Jaeger's `uber-trace-id` and `uberctx-*`;
 //! - [`NoopPropagator`]: reads and writes nothing.
+//!
+//! [`from_env`] (or [`EnvConfig::propagator`](crate::record::env::EnvConfig::propagator) with
+//! a lookup function) builds the propagator that `OTEL_PROPAGATORS` names: `tracecontext`,
+//! `baggage`, `b3` and `b3multi` (feature `b3`, through `opentelemetry-propagator-b3`),
+//! `jaeger` (feature `jaeger`) or `none`. A `Box<dyn Propagator>` and an `Arc<dyn Propagator>` are
+//! propagators too, so the layers take it as it is.
 //!
 //! Malformed input never yields an error: an invalid `traceparent` means "no caller
 //! context, start a new trace" (`span_context: None`), an invalid `tracestate` is dropped
@@ -69,12 +76,19 @@ use crate::context::SpanContext;
 pub(crate) mod baggage;
 mod carrier;
 mod composite;
+pub(crate) mod env;
+#[cfg(feature = "jaeger")]
+mod jaeger;
 mod otel;
 mod trace_context;
 
 pub use self::baggage::{format_baggage, parse_baggage, BaggagePropagator};
 pub use self::carrier::NoOverwrite;
 pub use self::composite::{CompositePropagator, NoopPropagator, W3cPropagator};
+pub use self::env::from_env;
+#[cfg(feature = "jaeger")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jaeger")))]
+pub use self::jaeger::{JaegerPropagator, UBERCTX_PREFIX, UBER_TRACE_ID};
 pub use self::otel::OtelPropagator;
 pub use self::trace_context::{
     format_traceparent, format_traceresponse, parse_traceparent, parse_traceresponse,
@@ -135,6 +149,26 @@ pub trait Propagator: Send + Sync + 'static {
     fn extract(&self, carrier: &dyn Extractor) -> Extracted;
     /// Writes `cx` and `baggage`.
     fn inject(&self, cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector);
+}
+
+impl<P: Propagator + ?Sized> Propagator for Box<P> {
+    fn extract(&self, carrier: &dyn Extractor) -> Extracted {
+        (**self).extract(carrier)
+    }
+
+    fn inject(&self, cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector) {
+        (**self).inject(cx, baggage, carrier)
+    }
+}
+
+impl<P: Propagator + ?Sized> Propagator for std::sync::Arc<P> {
+    fn extract(&self, carrier: &dyn Extractor) -> Extracted {
+        (**self).extract(carrier)
+    }
+
+    fn inject(&self, cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector) {
+        (**self).inject(cx, baggage, carrier)
+    }
 }
 
 /// Strips optional whitespace (spaces and horizontal tabs) from both ends.

@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use http::{HeaderName, HeaderValue};
 use opentelemetry::baggage::{BaggageExt, KeyValueMetadata};
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{TraceContextExt, TraceFlags};
 
 use super::baggage::BaggageBuilder;
 use super::{Extracted, Extractor, Injector, Propagator};
@@ -22,7 +22,9 @@ use crate::context::SpanContext;
 ///
 /// Inject builds an `opentelemetry` context holding our span context as a remote parent and
 /// our baggage, and lets the propagator write it; header names or values that `http`
-/// refuses are skipped. `opentelemetry`'s types are stricter than ours: its trace state
+/// refuses are skipped. Only the sampled bit of the trace flags crosses the adapter, either
+/// way: `opentelemetry` propagators give the other bits meanings of their own (B3 reads the
+/// Level 2 `random` flag as "deferred"). `opentelemetry`'s types are stricter than ours: its trace state
 /// drops members its older key grammar refuses, and its baggage keeps at most 64 members.
 #[derive(Clone, Debug, Default)]
 pub struct OtelPropagator<P> {
@@ -53,6 +55,7 @@ where
         let span_context = cx.span().span_context().is_valid().then(|| {
             let mut span_context = SpanContext::from(cx.span().span_context());
             span_context.is_remote = true;
+            span_context.trace_flags = sampled_only(span_context.trace_flags);
             span_context
         });
         let mut baggage = BaggageBuilder::default();
@@ -70,7 +73,13 @@ where
     fn inject(&self, cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector) {
         let mut otel_cx = opentelemetry::Context::new();
         if cx.is_valid() {
-            otel_cx = otel_cx.with_remote_span_context(cx.into());
+            otel_cx = otel_cx.with_remote_span_context(opentelemetry::trace::SpanContext::new(
+                cx.trace_id,
+                cx.span_id,
+                sampled_only(cx.trace_flags),
+                cx.is_remote,
+                cx.trace_state.to_otel(),
+            ));
         }
         if !baggage.is_empty() {
             let members = baggage.iter().map(|m| {
@@ -81,6 +90,13 @@ where
         self.inner
             .inject_context(&otel_cx, &mut OtelInjector(carrier));
     }
+}
+
+/// The sampled bit alone. `opentelemetry` propagators predate W3C Trace Context Level 2's
+/// `random` flag (0x02) and use the other bits for their own ends: B3's reads 0x02 as
+/// "deferred" (and then sends no sampling decision) and sets 0x04 for "debug".
+fn sampled_only(flags: TraceFlags) -> TraceFlags {
+    flags & TraceFlags::SAMPLED
 }
 
 /// `opentelemetry`'s extractor over ours. Values are copied to strings on first read, one

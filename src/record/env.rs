@@ -8,7 +8,7 @@
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,…` resource attributes (values percent-decoded); its `service.name` is used when `OTEL_SERVICE_NAME` is unset |
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` |
 //! | `OTEL_TRACES_SAMPLER_ARG` | the ratio for the two ratio samplers, in `0.0..=1.0` (default `1.0`) |
-//! | `OTEL_PROPAGATORS` | parsed into [`EnvConfig::propagators`] and left to the propagation setup |
+//! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `b3`, `b3multi`, `jaeger`, `none`, comma-separated: [`EnvConfig::propagator`] builds the propagator for the layers |
 //!
 //! As the specification asks, names are matched case-insensitively, surrounding whitespace is
 //! ignored, an empty variable counts as unset, and an invalid value falls back to the default
@@ -68,8 +68,9 @@ pub struct EnvConfig {
     pub resource_attributes: Vec<KeyValue>,
     /// `OTEL_TRACES_SAMPLER` with its argument.
     pub sampler: Option<SamplerConfig>,
-    /// `OTEL_PROPAGATORS`, deduplicated, in order. The recorder does not act on it: the
-    /// propagation setup reads it from here.
+    /// `OTEL_PROPAGATORS`, deduplicated, in order, every name as given (also those that
+    /// [`propagator`](Self::propagator) leaves out). The recorder does not act on it: the
+    /// layers take [`propagator`](Self::propagator).
     pub propagators: Option<Vec<PropagatorName>>,
     /// What was wrong with the variables, one entry per problem.
     pub warnings: Vec<EnvWarning>,
@@ -133,6 +134,21 @@ pub enum PropagatorName {
 }
 
 impl PropagatorName {
+    /// The name as `OTEL_PROPAGATORS` spells it (lower case).
+    pub fn as_str(&self) -> &str {
+        match self {
+            PropagatorName::TraceContext => "tracecontext",
+            PropagatorName::Baggage => "baggage",
+            PropagatorName::B3 => "b3",
+            PropagatorName::B3Multi => "b3multi",
+            PropagatorName::Jaeger => "jaeger",
+            PropagatorName::XRay => "xray",
+            PropagatorName::OtTrace => "ottrace",
+            PropagatorName::None => "none",
+            PropagatorName::Other(name) => name,
+        }
+    }
+
     fn parse(name: &str) -> Self {
         match name {
             "tracecontext" => PropagatorName::TraceContext,
@@ -179,6 +195,20 @@ pub enum EnvWarning {
         /// The entry at fault.
         entry: String,
     },
+    /// `OTEL_PROPAGATORS` names no known propagator; the name is left out.
+    UnknownPropagator {
+        /// The name, lower-cased.
+        name: String,
+    },
+    /// `OTEL_PROPAGATORS` names a propagator this build lacks: `b3`, `b3multi` or `jaeger`
+    /// without their cargo feature, or `xray` and `ottrace`, which tracewire does not
+    /// implement; the name is left out.
+    UnavailablePropagator {
+        /// The name.
+        name: String,
+        /// The cargo feature that provides it, if one does.
+        feature: Option<&'static str>,
+    },
 }
 
 impl fmt::Display for EnvWarning {
@@ -202,6 +232,25 @@ impl fmt::Display for EnvWarning {
             EnvWarning::InvalidResourceAttribute { entry } => write!(
                 f,
                 "{OTEL_RESOURCE_ATTRIBUTES} entry {entry:?} is not key=value; variable ignored"
+            ),
+            EnvWarning::UnknownPropagator { name } => write!(
+                f,
+                "{OTEL_PROPAGATORS} names {name:?}, which is no known propagator; left out"
+            ),
+            EnvWarning::UnavailablePropagator {
+                name,
+                feature: Some(feature),
+            } => write!(
+                f,
+                "{OTEL_PROPAGATORS} names {name:?}, which needs tracewire's cargo feature \
+                 {feature:?}; left out"
+            ),
+            EnvWarning::UnavailablePropagator {
+                name,
+                feature: None,
+            } => write!(
+                f,
+                "{OTEL_PROPAGATORS} names {name:?}, which tracewire does not implement; left out"
             ),
         }
     }
@@ -263,7 +312,58 @@ impl EnvConfig {
             config.sampler = parse_sampler(&sampler, sampler_arg.as_deref(), &mut config.warnings);
         }
         config.propagators = propagators.map(|list| parse_propagators(&list));
+        for name in config.propagators.iter().flatten() {
+            config
+                .warnings
+                .extend(crate::propagation::env::unavailable(name));
+        }
         config
+    }
+
+    /// The propagator [`propagators`](Self::propagators) names, for the layers'
+    /// [`propagator`](crate::ServerLayer::propagator) setting:
+    ///
+    /// - unset: W3C Trace Context and Baggage (the default);
+    /// - `tracecontext`, `baggage`: W3C Trace Context, W3C Baggage;
+    /// - `b3`, `b3multi` (feature `b3`): B3 single header and multiple headers, through
+    ///   `opentelemetry-propagator-b3`;
+    /// - `jaeger` (feature `jaeger`): [`JaegerPropagator`](crate::propagation::JaegerPropagator);
+    /// - `none`: no propagation at all, whatever else is listed;
+    /// - several: a [`CompositePropagator`](crate::propagation::CompositePropagator) in the
+    ///   order given (the first valid span context wins, baggage is merged).
+    ///
+    /// Unknown names (and `xray`, `ottrace`, or a name whose feature is off) are left out,
+    /// each with a warning in [`warnings`](Self::warnings); if nothing usable is left, the
+    /// default applies.
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    /// use tracewire::record::env::{EnvConfig, EnvWarning};
+    ///
+    /// let env = EnvConfig::from_lookup(|name| {
+    ///     (name == "OTEL_PROPAGATORS").then_some("tracecontext,xray")
+    /// });
+    /// assert_eq!(
+    ///     env.warnings,
+    ///     vec![EnvWarning::UnavailablePropagator { name: "xray".into(), feature: None }]
+    /// );
+    /// let propagator = env.propagator();
+    /// let cx = SpanContext::new(
+    ///     TraceId::from(1u128),
+    ///     SpanId::from(2u64),
+    ///     TraceFlags::SAMPLED,
+    ///     false,
+    ///     TraceState::NONE,
+    /// );
+    /// let mut headers = HeaderMap::new();
+    /// propagator.inject(&cx, &Default::default(), &mut headers);
+    /// assert!(headers.contains_key("traceparent"));
+    /// let layer = tracewire::ServerLayer::new().propagator(propagator);
+    /// # drop(layer);
+    /// ```
+    pub fn propagator(&self) -> Box<dyn crate::propagation::Propagator> {
+        crate::propagation::env::from_names(self.propagators.as_deref())
     }
 
     /// Logs each warning once through `tracing`, at WARN level.

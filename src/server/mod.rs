@@ -99,4 +99,4 @@ pub use crate::future::ResponseFuture;
 pub use layer::ServerLayer;
 pub use service::ServerTrace;
 
-pub(crate) use service::is_grpc;
+

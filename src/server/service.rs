@@ -55,7 +55,7 @@ impl<S: fmt::Debug> fmt::Debug for ServerTrace<S> {
     }
 }
 
-pub(crate) use crate::rpc::is_grpc;
+use crate::rpc::is_grpc;
 
 /// The route template axum matched, when axum routed the request.
 fn matched_route(extensions: &Extensions) -> Option<&str> {

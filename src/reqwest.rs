@@ -1,0 +1,265 @@
+//! Client spans for reqwest, through reqwest-middleware.
+//!
+//! [`TracingMiddleware`] is the reqwest counterpart of the Tower [`ClientLayer`], with the
+//! same span, attributes, status rules, injection and settings: each request sent gets a
+//! `SpanKind::Client` span named `{method}`, a child of the current span, with
+//! `http.request.method`, `server.address`, `server.port`, `url.full` (credentials and
+//! configured query values redacted), `http.response.status_code`,
+//! `network.protocol.version` and `error.type`; its context goes out in the request headers
+//! (only towards the hosts of [`propagate_to`](TracingMiddleware::propagate_to), when set).
+//! 4xx and 5xx responses are Error; a failed send is Error with an `exception` event.
+//!
+//! The span ends when the response body ends (read to its end, failed, or dropped before
+//! its end): the middleware hands back a `reqwest::Response` whose body is wrapped, built
+//! again from the `http::Response` with the same status, headers, extensions and final URL.
+//!
+//! # Retries
+//!
+//! Put the tracing middleware **after** a retry middleware (inside it) to get one span per
+//! attempt, each with its own context sent to the server, so the server's span is a child of
+//! the attempt that reached it. From the second attempt on, the span carries
+//! `http.request.resend_count` (1 on the second attempt, 2 on the third, …). The middleware
+//! counts the attempts itself, in a [`SendCount`] it keeps in the request's `Extensions`:
+//! reqwest-middleware gives each logical request one `Extensions` that a retry middleware
+//! passes to every attempt, and exposes no attempt number of its own.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
+//! use tracewire::reqwest::TracingMiddleware;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let retries = ExponentialBackoff::builder()
+//!     .retry_bounds(Duration::from_millis(10), Duration::from_secs(1))
+//!     .build_with_max_retries(3);
+//! let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(RetryTransientMiddleware::new_with_policy(retries))
+//!     .with(TracingMiddleware::new().service_name("checkout"))
+//!     .build();
+//! let stock = http
+//!     .get("http://inventory.internal/items/42")
+//!     .send()
+//!     .await?
+//!     .text()
+//!     .await?;
+//! # drop(stock);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With no recorder installed there is no span, but the middleware still passes on the
+//! context of the request being served, so traces stay connected.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::{Extensions, Uri};
+use reqwest::{Request, Response, ResponseBuilderExt};
+use reqwest_middleware::{Middleware, Next};
+use tracing::Instrument;
+
+use crate::body::{record_failure, ResponseBody};
+use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLayer};
+use crate::config::{common_builder_methods, Common, RequestHead};
+use crate::future::ResponseState;
+use crate::record::data::KeyValue;
+use crate::record::{error_chain, with_span_data};
+use crate::semconv;
+
+/// Traces requests sent through a `reqwest_middleware::ClientWithMiddleware`: one
+/// `SpanKind::Client` span per attempt, its context injected into the request headers.
+///
+/// Settings are those of [`ClientLayer`] (which converts into this middleware). See the
+/// [module docs](crate::reqwest).
+#[derive(Clone, Default)]
+pub struct TracingMiddleware {
+    config: Arc<ClientConfig>,
+}
+
+impl TracingMiddleware {
+    /// A middleware with the defaults: W3C propagation to every host, headers the caller
+    /// set left alone.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn common_mut(&mut self) -> &mut Common {
+        &mut Arc::make_mut(&mut self.config).common
+    }
+
+    fn client_config_mut(&mut self) -> &mut ClientConfig {
+        Arc::make_mut(&mut self.config)
+    }
+
+    common_builder_methods!();
+
+    client_builder_methods!();
+}
+
+impl From<ClientLayer> for TracingMiddleware {
+    /// The middleware with the layer's settings.
+    fn from(layer: ClientLayer) -> Self {
+        TracingMiddleware {
+            config: layer.config().clone(),
+        }
+    }
+}
+
+impl fmt::Debug for TracingMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracingMiddleware")
+            .field("common", &self.config.common)
+            .field("propagate_to", &self.config.propagate_to)
+            .field("overwrite", &self.config.overwrite)
+            .finish()
+    }
+}
+
+/// How many times [`TracingMiddleware`] has sent a logical request, kept in the request's
+/// `Extensions` to number the attempts of a retry middleware.
+///
+/// Each request sent through `RequestBuilder::send` has `Extensions` of its own. Callers that
+/// reuse one `Extensions` for several requests (`execute_with_extensions`) should remove it
+/// between requests, or the later ones count as resends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendCount(u32);
+
+impl SendCount {
+    /// Attempts sent so far.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Middleware for TracingMiddleware {
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        req: Request,
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<Response>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.send(req, extensions, next))
+    }
+}
+
+impl TracingMiddleware {
+    async fn send<'a>(
+        &self,
+        mut req: Request,
+        extensions: &'a mut Extensions,
+        next: Next<'a>,
+    ) -> reqwest_middleware::Result<Response> {
+        let sent = extensions.get::<SendCount>().map_or(0, |c| c.0);
+        extensions.insert(SendCount(sent.saturating_add(1)));
+
+        let config = &*self.config;
+        let Some(uri) = request_uri(&req) else {
+            // A URL `http` cannot represent: sent untraced, as reqwest would send it.
+            return next.run(req, extensions).await;
+        };
+        let mut call = start_call(
+            config,
+            &RequestHead {
+                method: req.method(),
+                uri: &uri,
+                version: req.version(),
+                headers: req.headers(),
+                extensions: &*extensions,
+            },
+        );
+        call.inject(config, req.headers_mut());
+        let Some(state) = call.state else {
+            return next.run(req, extensions).await;
+        };
+        if sent > 0 && state.end.sampled {
+            with_span_data(&state.end.span, |d| {
+                d.set_attribute(KeyValue::new(
+                    semconv::HTTP_REQUEST_RESEND_COUNT,
+                    i64::from(sent),
+                ));
+            });
+        }
+
+        let span = state.end.span.clone();
+        let mut pending = Pending(Some(state));
+        let result = next.run(req, extensions).instrument(span).await;
+        let Some(state) = pending.0.take() else {
+            return result;
+        };
+        match result {
+            Ok(response) => Ok(traced_response(state, response)),
+            Err(error) => {
+                failed(state, &error);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The request's URL as a `Uri` for the hooks and attributes: the whole URL, else its
+/// origin alone (`http` refuses a few URLs that `url` accepts, such as very long ones).
+fn request_uri(req: &Request) -> Option<Uri> {
+    let url = req.url();
+    Uri::try_from(url.as_str())
+        .ok()
+        .or_else(|| Uri::try_from(url.origin().ascii_serialization()).ok())
+}
+
+/// The span of a request in flight; ended as cancelled if the request is dropped.
+struct Pending(Option<ResponseState>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state
+                .end
+                .cancel("request dropped before the response arrived");
+        }
+    }
+}
+
+/// Records the response head and hands the span to the response body.
+fn traced_response(mut state: ResponseState, response: Response) -> Response {
+    let url = response.url().clone();
+    let mut response = http::Response::<reqwest::Body>::from(response);
+    state.on_response(&mut response);
+    let end = state.end;
+    let mut response = response.map(|body| reqwest::Body::wrap(ResponseBody::new(body, Some(end))));
+    // `reqwest::Response::from` reads the final URL from an extension that only
+    // `ResponseBuilderExt::url` can set.
+    if let Ok(marker) = http::Response::builder().url(url).body(()) {
+        response
+            .extensions_mut()
+            .extend(marker.into_parts().0.extensions);
+    }
+    Response::from(response)
+}
+
+/// The request failed: `error.type`, an `exception` event and status Error.
+fn failed(state: ResponseState, error: &reqwest_middleware::Error) {
+    let end = state.end;
+    if end.sampled {
+        let exception_type = match error {
+            reqwest_middleware::Error::Reqwest(_) => std::any::type_name::<reqwest::Error>(),
+            reqwest_middleware::Error::Middleware(_) => {
+                std::any::type_name::<reqwest_middleware::Error>()
+            }
+        };
+        record_failure(
+            &end.span,
+            Cow::Borrowed(exception_type),
+            exception_type,
+            error_chain(error),
+        );
+    }
+    end.span.record(semconv::OTEL_STATUS_CODE, "error");
+}
