@@ -249,7 +249,9 @@ fn otel_case() -> Case {
         name: "otel_stack",
         app: router(|r| r.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())),
         traceparent: SAMPLED,
-        dispatch: Some(tracing::Dispatch::new(tracing_subscriber::registry().with(layer))),
+        dispatch: Some(tracing::Dispatch::new(
+            tracing_subscriber::registry().with(layer),
+        )),
         spans_per_request: 1,
         count: Some(count),
         flush: Box::new(move || {
@@ -274,7 +276,12 @@ fn fastrace_case() -> Case {
     }
 }
 
-fn tracewire_case(name: &'static str, traceparent: &'static str, app: Router, spans_per_request: u64) -> Case {
+fn tracewire_case(
+    name: &'static str,
+    traceparent: &'static str,
+    app: Router,
+    spans_per_request: u64,
+) -> Case {
     let count = Count::default();
     let (recorder, guard) = Recorder::builder()
         .service_name("bench")
@@ -286,17 +293,27 @@ fn tracewire_case(name: &'static str, traceparent: &'static str, app: Router, sp
         name,
         app,
         traceparent,
-        dispatch: Some(tracing::Dispatch::new(tracing_subscriber::registry().with(recorder))),
+        dispatch: Some(tracing::Dispatch::new(
+            tracing_subscriber::registry().with(recorder),
+        )),
         spans_per_request,
         count: Some(count),
-        flush: Box::new(move || handle.flush(std::time::Duration::from_secs(10)).expect("flush")),
+        flush: Box::new(move || {
+            handle
+                .flush(std::time::Duration::from_secs(10))
+                .expect("flush")
+        }),
         _guard: Some(guard),
     }
 }
 
 fn with_call(traced: bool) -> Router {
     let app = Router::new().route("/users/{id}", get(user_with_call));
-    let app = if traced { app.layer(ServerLayer::new()) } else { app };
+    let app = if traced {
+        app.layer(ServerLayer::new())
+    } else {
+        app
+    };
     app.with_state(inner_service(traced))
 }
 
@@ -306,8 +323,18 @@ fn cases() -> Vec<Case> {
         tower_http_case(),
         otel_case(),
         fastrace_case(),
-        tracewire_case("tracewire_sampled", SAMPLED, router(|r| r.layer(ServerLayer::new())), 1),
-        tracewire_case("tracewire_unsampled", UNSAMPLED, router(|r| r.layer(ServerLayer::new())), 0),
+        tracewire_case(
+            "tracewire_sampled",
+            SAMPLED,
+            router(|r| r.layer(ServerLayer::new())),
+            1,
+        ),
+        tracewire_case(
+            "tracewire_unsampled",
+            UNSAMPLED,
+            router(|r| r.layer(ServerLayer::new())),
+            0,
+        ),
         bare("bare_client", with_call(false)),
         tracewire_case("tracewire_client", SAMPLED, with_call(true), 2),
     ]
@@ -356,7 +383,11 @@ fn overhead(c: &mut Criterion) {
     println!("allocations per request, and over the bare router (same run):");
     for case in &cases {
         let per_request = verify_and_count(case);
-        let baseline = if case.name.ends_with("client") { bare_client } else { bare };
+        let baseline = if case.name.ends_with("client") {
+            bare_client
+        } else {
+            bare
+        };
         println!(
             "  {:<22} {:>6.1}   {:>+6.1}",
             case.name,
@@ -367,7 +398,9 @@ fn overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("request");
     for case in &cases {
         case.run(|| {
-            group.bench_function(case.name, |b| b.iter(|| request(&case.app, case.traceparent)));
+            group.bench_function(case.name, |b| {
+                b.iter(|| request(&case.app, case.traceparent))
+            });
         });
         (case.flush)();
     }

@@ -201,6 +201,18 @@ pub(crate) struct UrlFull<'a> {
     pub(crate) redacted_query_params: &'a [Cow<'static, str>],
 }
 
+impl UrlFull<'_> {
+    /// The URL as a string, sized up front so it is built with one allocation.
+    pub(crate) fn render(&self) -> String {
+        let estimate = 16
+            + self.uri.authority().map_or(0, |a| a.as_str().len())
+            + self.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        let mut out = String::with_capacity(estimate);
+        let _ = write!(out, "{self}");
+        out
+    }
+}
+
 impl fmt::Display for UrlFull<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = self.uri.scheme_str().unwrap_or("http");

@@ -93,11 +93,10 @@ impl SpanEnd {
 
     fn record_grpc(&mut self, code: i32, message: Option<Cow<'_, str>>) {
         self.grpc_status_seen = true;
-        self.span.record(semconv::RPC_GRPC_STATUS_CODE, code);
-        if !grpc_code_is_error(self.role, code) {
+        if !self.sampled {
             return;
         }
-        if self.sampled {
+        let failure = grpc_code_is_error(self.role, code).then(|| {
             let description = match message {
                 Some(m) if !m.is_empty() => m.into_owned(),
                 _ => grpc_code_name(code)
@@ -106,12 +105,18 @@ impl SpanEnd {
             };
             let error_type =
                 grpc_code_name(code).map_or_else(|| Cow::Owned(code.to_string()), Cow::Borrowed);
-            with_span_data(&self.span, |d| {
+            (description, error_type)
+        });
+        with_span_data(&self.span, |d| {
+            d.set_attribute(KeyValue::new(
+                semconv::RPC_GRPC_STATUS_CODE,
+                i64::from(code),
+            ));
+            if let Some((description, error_type)) = failure {
                 d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
                 d.set_status(Status::error(description));
-            });
-        }
-        self.span.record(semconv::OTEL_STATUS_CODE, "error");
+            }
+        });
     }
 
     /// The call's deadline had passed when it was abandoned or failed.
@@ -155,7 +160,6 @@ impl SpanEnd {
                 message,
             );
         }
-        self.span.record(semconv::OTEL_STATUS_CODE, "error");
         if self.grpc && !self.grpc_status_seen && self.deadline_passed() {
             self.record_grpc(DEADLINE_EXCEEDED_CODE, None);
         }
@@ -179,11 +183,16 @@ impl SpanEnd {
                 );
                 return;
             }
-            self.span
-                .record(semconv::RPC_GRPC_STATUS_CODE, CANCELLED_CODE);
         }
+        let grpc = self.grpc;
         if self.sampled {
             with_span_data(&self.span, |d| {
+                if grpc {
+                    d.set_attribute(KeyValue::new(
+                        semconv::RPC_GRPC_STATUS_CODE,
+                        i64::from(CANCELLED_CODE),
+                    ));
+                }
                 let failed = d
                     .record
                     .attributes
@@ -196,7 +205,6 @@ impl SpanEnd {
                 d.set_status(Status::error(what));
             });
         }
-        self.span.record(semconv::OTEL_STATUS_CODE, "error");
     }
 }
 

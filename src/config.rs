@@ -124,6 +124,8 @@ pub(crate) struct Common {
     pub(crate) redacted_query_params: Vec<Cow<'static, str>>,
     /// Derived from `response_headers` and `redacted_headers`; shared by every response.
     pub(crate) response_capture: Option<Arc<ResponseCapture>>,
+    /// Create the `tracing` span of requests no recorder records, for log layers.
+    pub(crate) log_spans: bool,
 }
 
 impl Default for Common {
@@ -142,6 +144,7 @@ impl Default for Common {
                 .map(|p| Cow::Borrowed(*p))
                 .collect(),
             response_capture: None,
+            log_spans: false,
         }
     }
 }
@@ -233,6 +236,15 @@ macro_rules! common_builder_methods {
             filter: impl Fn(&crate::config::RequestHead<'_>) -> bool + Send + Sync + 'static,
         ) -> Self {
             self.common_mut().filter = Some(std::sync::Arc::new(filter));
+            self
+        }
+
+        /// Creates the `tracing` span of requests that are not recorded (not sampled, or no
+        /// recorder installed) too, so that log layers show it around the handler's logs.
+        /// Off by default: such a request then costs no span at all, and its trace context
+        /// still travels on.
+        pub fn log_spans(mut self, enabled: bool) -> Self {
+            self.common_mut().log_spans = enabled;
             self
         }
 

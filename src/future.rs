@@ -33,8 +33,6 @@ pub(crate) struct ResponseCapture {
 /// What the future needs once the response head arrives.
 pub(crate) struct ResponseState {
     pub(crate) end: SpanEnd,
-    /// The server span's context, when `traceresponse` is on.
-    pub(crate) traceresponse: Option<SpanContext>,
     pub(crate) capture: Option<Arc<ResponseCapture>>,
 }
 
@@ -52,56 +50,44 @@ impl ResponseState {
                 end.grpc_http_failure(code);
             }
             end.trailer_capture.clone_from(&self.capture);
-        } else {
-            end.span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+        }
+        if !end.sampled {
+            return;
         }
         let http_error = !grpc && http_status_is_error(end.role, code);
-        // gRPC spans carry the HTTP status only when it says something (not 200).
-        let grpc_http_status = grpc && code != 200;
-        let client_version = end.role == Role::Client;
-        if end.sampled
-            && (http_error || grpc_http_status || self.capture.is_some() || client_version)
-        {
-            let version = attrs::version(response.version());
-            let headers = response.headers();
-            let capture = self.capture.as_deref();
-            with_span_data(&end.span, |d| {
-                if http_error {
-                    d.set_attribute(KeyValue::new(
-                        Key::from_static_str(semconv::ERROR_TYPE),
-                        code.to_string(),
-                    ));
-                    let reason = response_reason(code);
-                    d.set_status(Status::error(reason));
+        let client = end.role == Role::Client;
+        let headers = response.headers();
+        let capture = self.capture.as_deref();
+        // One visit to the span's data for everything the response head says.
+        with_span_data(&end.span, |d| {
+            // gRPC spans carry the HTTP status only when it says something (not 200).
+            if !grpc || code != 200 {
+                d.set_attribute(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(code),
+                ));
+            }
+            if http_error {
+                d.set_attribute(KeyValue::new(
+                    Key::from_static_str(semconv::ERROR_TYPE),
+                    code.to_string(),
+                ));
+                d.set_status(Status::error(response_reason(code)));
+            }
+            if client {
+                let version = attrs::version(response.version());
+                d.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+            }
+            if let Some(capture) = capture {
+                let mut captured = Vec::new();
+                capture
+                    .headers
+                    .capture_as(headers, &capture.redacted, grpc, &mut captured);
+                for kv in captured {
+                    d.set_attribute(kv);
                 }
-                if grpc_http_status {
-                    d.set_attribute(KeyValue::new(
-                        semconv::HTTP_RESPONSE_STATUS_CODE,
-                        i64::from(code),
-                    ));
-                }
-                if client_version {
-                    d.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
-                }
-                if let Some(capture) = capture {
-                    let mut captured = Vec::new();
-                    capture
-                        .headers
-                        .capture_as(headers, &capture.redacted, grpc, &mut captured);
-                    for kv in captured {
-                        d.set_attribute(kv);
-                    }
-                }
-            });
-        }
-        if http_error {
-            end.span.record(semconv::OTEL_STATUS_CODE, "error");
-        }
-        if let Some(cx) = &self.traceresponse {
-            response
-                .headers_mut()
-                .insert(TRACERESPONSE, traceresponse_header_value(cx));
-        }
+            }
+        });
     }
 }
 
@@ -139,6 +125,10 @@ pin_project! {
         // The request's remote context, in effect while `inner` is polled, for requests
         // without a recorded span.
         ambient: Option<Ambient>,
+        // The server span's context, for the `traceresponse` header.
+        traceresponse: Option<SpanContext>,
+        // A span no recorder records, entered while polling for log layers' sake.
+        log_span: Option<tracing::Span>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -164,7 +154,21 @@ impl<F> ResponseFuture<F> {
             inner,
             state,
             ambient,
+            traceresponse: None,
+            log_span: None,
         }
+    }
+
+    /// Adds a `traceresponse` header naming `context` to the response.
+    pub(crate) fn traceresponse(mut self, context: Option<SpanContext>) -> Self {
+        self.traceresponse = context;
+        self
+    }
+
+    /// Enters `span` while polling (a span kept for log layers only).
+    pub(crate) fn log_span(mut self, span: Option<tracing::Span>) -> Self {
+        self.log_span = span;
+        self
     }
 }
 
@@ -179,7 +183,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {
-            let _entered = this.state.as_ref().map(|s| s.end.span.enter());
+            let span = match this.state.as_ref() {
+                Some(state) => Some(&state.end.span),
+                None => this.log_span.as_ref(),
+            };
+            let _entered = span.map(tracing::Span::enter);
             let inner = this.inner;
             if this.ambient.is_some() {
                 ready!(with_ambient(this.ambient, || inner.poll(cx)))
@@ -187,6 +195,15 @@ where
                 ready!(inner.poll(cx))
             }
         };
+        let result = result.map(|mut response| {
+            if let Some(cx) = this.traceresponse.take() {
+                response
+                    .headers_mut()
+                    .insert(TRACERESPONSE, traceresponse_header_value(&cx));
+            }
+            response
+        });
+        this.log_span.take();
         let Some(mut state) = this.state.take() else {
             return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None))));
         };

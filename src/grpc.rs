@@ -91,7 +91,7 @@ pub fn inject_current(metadata: &mut MetadataMap) -> bool {
 
 /// Like [`inject_current`], with `propagator`.
 pub fn inject_current_with(propagator: &dyn Propagator, metadata: &mut MetadataMap) -> bool {
-    match crate::client::current_propagation() {
+    match crate::record::current_parent() {
         Some((cx, baggage)) => {
             inject(propagator, &cx, &baggage, metadata);
             true

@@ -63,10 +63,10 @@ pub mod grpc;
 pub mod propagation;
 pub mod record;
 pub mod report;
-mod rpc;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+mod rpc;
 pub mod semconv;
 pub mod server;
 

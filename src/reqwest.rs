@@ -261,5 +261,4 @@ fn failed(state: ResponseState, error: &reqwest_middleware::Error) {
             error_chain(error),
         );
     }
-    end.span.record(semconv::OTEL_STATUS_CODE, "error");
 }

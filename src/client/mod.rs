@@ -90,5 +90,3 @@ pub(crate) use layer::HostPattern;
 pub(crate) use layer::{client_builder_methods, ClientConfig};
 #[cfg(feature = "reqwest")]
 pub(crate) use service::start_call;
-#[cfg(feature = "grpc")]
-pub(crate) use service::current_propagation;

@@ -17,9 +17,9 @@ use crate::context::SpanContext;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::propagation::NoOverwrite;
 use crate::record::data::{KeyValue, SpanKind};
-use crate::record::{ambient, with_span_data, SpanStart};
-use crate::semconv;
+use crate::record::{current_parent, decide, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
+use crate::semconv;
 
 /// The service [`ClientLayer`](crate::client::ClientLayer) wraps around an inner client.
 #[derive(Clone)]
@@ -62,16 +62,6 @@ pub(crate) fn target_host<'a>(head: &RequestHead<'a>) -> Option<&'a str> {
     attrs::server_host_port(head.uri, head.headers).map(|(host, _)| host)
 }
 
-/// The context to propagate from the current span (or, without one, the request being
-/// served without a recorded span).
-pub(crate) fn current_propagation() -> Option<(SpanContext, Baggage)> {
-    let current = tracing::Span::current();
-    with_span_data(&current, |d| {
-        (d.record.span_context.clone(), d.baggage.clone())
-    })
-    .or_else(|| ambient().and_then(|a| Some((a.context?, a.baggage))))
-}
-
 /// Writes `cx` and `baggage` into `headers` with the configured propagator, leaving
 /// headers the caller set alone unless the layer overwrites them.
 pub(crate) fn inject(
@@ -108,21 +98,19 @@ impl ClientCall {
     }
 }
 
-/// Starts the client span of the request `head` (unless the filter skips it or no recorder
-/// sees it) and says what to inject: the one place both client layers (Tower and reqwest)
-/// create their spans.
+/// Starts the client span of the request `head` (unless the filter skips it, the sampler
+/// leaves it out, or no recorder sees it) and says what to inject: the one place both client
+/// layers (Tower and reqwest) create their spans.
 pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> ClientCall {
     let propagate = config.propagates_to(target_host(head));
-    let untraced = || ClientCall {
+    // The span the call would hang under: the current one, or the request being served.
+    let parent = current_parent();
+    let untraced = |parent: Option<(SpanContext, Baggage)>| ClientCall {
         state: None,
-        propagate: if propagate {
-            current_propagation()
-        } else {
-            None
-        },
+        propagate: if propagate { parent } else { None },
     };
     if !config.common.traces(head) {
-        return untraced();
+        return untraced(parent);
     }
 
     let grpc = config.grpc_only || is_grpc(head.headers);
@@ -131,75 +119,90 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
         None if grpc => Cow::Owned(grpc_full_method(head.uri.path()).to_owned()),
         None => Cow::Borrowed(attrs::span_method(head.method)),
     };
-    let mut start = SpanStart::new()
-        .kind(SpanKind::Client)
-        .name(name)
-        .skip_fields();
-    if let Some(service) = &config.common.service_name {
-        start = start.service_name(service.clone());
-    }
-    let method = attrs::span_method(head.method);
-    let host = target_host(head).unwrap_or("");
-    let path = head.uri.path();
-    let (span, started) = start.create_traced(|| {
-        if grpc {
-            tracing::info_span!(
-                target: "tracewire::client",
-                "gRPC call",
-                rpc.method = grpc_full_method(path),
-                server.address = host,
-                rpc.grpc.status_code = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
-            )
-        } else {
-            tracing::info_span!(
-                target: "tracewire::client",
-                "HTTP call",
-                http.request.method = method,
-                server.address = host,
-                url.path = path,
-                http.response.status_code = tracing::field::Empty,
-                otel.status_code = tracing::field::Empty,
-            )
-        }
-    });
-
-    // No recorder: pass on what the request being served carried, if anything.
-    let Some(started) = started else {
-        return untraced();
+    let (parent_cx, baggage) = match parent {
+        Some((cx, baggage)) => (Some(cx), baggage),
+        None => (None, Baggage::new()),
     };
-    if started.sampled {
-        with_span_data(&span, |d| {
-            let mut attributes = Vec::with_capacity(12);
-            if grpc {
-                grpc_request_attributes(head, &mut attributes);
-            } else {
-                http_request_attributes(head, config, &mut attributes);
-            }
-            config.common.request_headers.capture_as(
-                head.headers,
-                &config.common.redacted_headers,
-                grpc,
-                &mut attributes,
-            );
-            d.extend_attributes(attributes);
-        });
+    // The recorder's sampler decides now, so an unsampled call can skip the span.
+    let Some(context) = decide(parent_cx.as_ref(), &name, &SpanKind::Client) else {
+        // No recorder: pass on what the request being served carried, if anything.
+        return untraced(parent_cx.map(|cx| (cx, baggage)));
+    };
+    let sampled = context.is_sampled();
+    if !sampled && !config.common.log_spans {
+        // Not recorded, so no span; the callee still learns the trace and the decision.
+        return ClientCall {
+            state: None,
+            propagate: propagate.then_some((context, baggage)),
+        };
     }
-    let mut end = SpanEnd::new(span, Role::Client, started.sampled, grpc);
+
+    let mut attributes = Vec::new();
+    if sampled {
+        attributes.reserve_exact(12);
+        if grpc {
+            grpc_request_attributes(head, &mut attributes);
+        } else {
+            http_request_attributes(head, config, &mut attributes);
+        }
+        config.common.request_headers.capture_as(
+            head.headers,
+            &config.common.redacted_headers,
+            grpc,
+            &mut attributes,
+        );
+    }
+    let start = SpanStart {
+        kind: Some(SpanKind::Client),
+        name: Some(name),
+        attributes,
+        service_name: config.common.service_name.clone(),
+        decided: Some(context.clone()),
+        skip_fields: true,
+        ..SpanStart::default()
+    };
+    let (span, left) = start.create_traced(|| client_span(grpc, head));
+    if left.is_some() {
+        // The recorder filtered the span out: as without a recorder.
+        return untraced(parent_cx.map(|cx| (cx, baggage)));
+    }
+    let mut end = SpanEnd::new(span, Role::Client, sampled, grpc);
     if grpc {
         end.deadline = rpc::deadline(head.headers);
-        if config.message_events && started.sampled {
+        if config.message_events && sampled {
             end.messages = Some(MessageCounter::new(Direction::Received));
         }
     }
     let state = ResponseState {
         end,
-        traceresponse: None,
         capture: config.common.response_capture.clone(),
     };
     ClientCall {
         state: Some(state),
-        propagate: propagate.then_some((started.context, started.baggage)),
+        propagate: propagate.then_some((context, baggage)),
+    }
+}
+
+/// The call's `tracing` span. Its fields are for log layers; the recorder takes its
+/// attributes from the seed.
+fn client_span(grpc: bool, head: &RequestHead<'_>) -> tracing::Span {
+    let host = target_host(head).unwrap_or("");
+    let path = head.uri.path();
+    if grpc {
+        tracing::info_span!(
+            target: "tracewire::client",
+            "gRPC call",
+            rpc.method = %grpc_full_method(path),
+            server.address = %host,
+        )
+    } else {
+        tracing::info_span!(
+            target: "tracewire::client",
+            "HTTP call",
+            http.request.method = %attrs::span_method(head.method),
+            server.address = %host,
+            url.path = %path,
+        )
     }
 }
 
@@ -241,7 +244,7 @@ fn http_request_attributes(head: &RequestHead<'_>, config: &ClientConfig, out: &
         headers: head.headers,
         redacted_query_params: &config.common.redacted_query_params,
     };
-    out.push(KeyValue::new(semconv::URL_FULL, full.to_string()));
+    out.push(KeyValue::new(semconv::URL_FULL, full.render()));
 }
 
 fn grpc_request_attributes(head: &RequestHead<'_>, out: &mut Vec<KeyValue>) {

@@ -81,12 +81,17 @@ impl SpanExt for tracing::Span {
     }
 }
 
-/// The context of the current `tracing` span, if a recorder tracks it.
+/// The context the current code runs in: the current `tracing` span's (or, when the
+/// recorder skipped that span, its nearest recorded ancestor's), else the context of the
+/// request being served without a recorded span (one not sampled, say). `None` outside any
+/// trace.
 pub fn current_context() -> Option<SpanContext> {
-    tracing::Span::current().span_context()
+    crate::record::current_parent().map(|(cx, _)| cx)
 }
 
-/// The baggage of the current `tracing` span, empty if none.
+/// The baggage the current code runs with (see [`current_context`]), empty if none.
 pub fn current_baggage() -> Baggage {
-    tracing::Span::current().baggage().unwrap_or_default()
+    crate::record::current_parent()
+        .map(|(_, baggage)| baggage)
+        .unwrap_or_default()
 }

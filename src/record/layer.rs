@@ -155,13 +155,23 @@ impl fmt::Debug for RecordLayer {
 /// Finds a span's [`SpanData`] from a `Dispatch`, for code that holds a `tracing::Span` but
 /// not the subscriber type. The layer hands this out through `downcast_raw`.
 #[derive(Clone, Copy)]
-pub(crate) struct WithSpanData(SpanDataFn);
+pub(crate) struct WithSpanData {
+    exact: SpanDataFn,
+    nearest: SpanDataFn,
+}
 
 type SpanDataFn = fn(&Dispatch, &Id, &mut dyn FnMut(&mut SpanData));
 
 impl WithSpanData {
+    /// `f` on the data of span `id`.
     pub(crate) fn with(&self, dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData)) {
-        (self.0)(dispatch, id, f)
+        (self.exact)(dispatch, id, f)
+    }
+
+    /// `f` on the data of span `id` or, when the recorder skipped it, of its nearest recorded
+    /// ancestor: the span a child of `id` would hang under.
+    pub(crate) fn nearest(&self, dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData)) {
+        (self.nearest)(dispatch, id, f)
     }
 }
 
@@ -181,12 +191,34 @@ where
     }
 }
 
+fn nearest_span_data_of<S>(dispatch: &Dispatch, id: &Id, f: &mut dyn FnMut(&mut SpanData))
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(subscriber) = dispatch.downcast_ref::<S>() else {
+        return;
+    };
+    let Some(span) = subscriber.span(id) else {
+        return;
+    };
+    for span in span.scope() {
+        let mut extensions = span.extensions_mut();
+        if let Some(data) = extensions.get_mut::<SpanData>() {
+            f(data);
+            return;
+        }
+    }
+}
+
 impl<S> Layer<S> for RecordLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_layer(&mut self, _subscriber: &mut S) {
-        self.with_data = Some(WithSpanData(span_data_of::<S>));
+        self.with_data = Some(WithSpanData {
+            exact: span_data_of::<S>,
+            nearest: nearest_span_data_of::<S>,
+        });
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -197,13 +229,12 @@ where
             return;
         }
         let seeded = start::take();
-        let report_back = seeded.is_some();
         let mut seed = seeded.unwrap_or_default();
         let metadata = attrs.metadata();
 
         // The parent: a remote one handed in at creation, else the local one (explicit or
         // contextual, as the registry resolved it), else none.
-        let local = if seed.remote_parent.is_some() || seed.new_root || seed.decided.is_some() {
+        let local = if seed.remote_parent.is_some() || seed.new_root {
             None
         } else {
             // The nearest ancestor the recorder tracks (skipped internals have no data).
@@ -220,11 +251,7 @@ where
         };
         // A root span created while a request without a recorded span of its own is
         // polled (filtered, say) continues that request's remote context.
-        if local.is_none()
-            && seed.remote_parent.is_none()
-            && !seed.new_root
-            && seed.decided.is_none()
-        {
+        if local.is_none() && seed.remote_parent.is_none() && !seed.new_root {
             if let Some(ambient) = start::ambient() {
                 seed.remote_parent = ambient.context;
                 if seed.baggage.is_none() {
@@ -280,15 +307,9 @@ where
             sampled,
             (self.config.max_attributes, self.config.max_events),
         );
+        data.enforce_attribute_limit();
         if sampled && !seed.skip_fields {
             attrs.record(&mut SpanVisitor(&mut data));
-        }
-        if report_back {
-            start::report_started(start::Started {
-                sampled,
-                context: data.record.span_context.clone(),
-                baggage: data.baggage.clone(),
-            });
         }
         span.extensions_mut().insert(data);
     }
@@ -430,4 +451,21 @@ pub(crate) fn with_span_data<R>(
         }
     });
     out
+}
+
+/// The context and baggage a span started here would inherit: the current span's or, when
+/// the recorder skipped it, its nearest recorded ancestor's; else the ambient context of a
+/// request without a recorded span.
+pub(crate) fn current_parent() -> Option<(SpanContext, Baggage)> {
+    let local = tracing::dispatcher::get_default(|dispatch| {
+        let current = dispatch.current_span();
+        let id = current.id()?;
+        let with = dispatch.downcast_ref::<WithSpanData>()?;
+        let mut found = None;
+        with.nearest(dispatch, id, &mut |d| {
+            found = Some((d.record.span_context.clone(), d.baggage.clone()));
+        });
+        found
+    });
+    local.or_else(|| start::ambient().and_then(|a| Some((a.context?, a.baggage))))
 }

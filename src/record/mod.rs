@@ -66,11 +66,10 @@ pub use data::SpanRecord;
 pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
-#[allow(unused_imports)] // `decide` is used by the layers
-pub(crate) use layer::{decide, is_internal_target, with_span_data};
+pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data};
 pub(crate) use span_data::error_chain;
 pub use start::SpanStart;
-pub(crate) use start::{ambient, with_ambient, Ambient};
+pub(crate) use start::{with_ambient, Ambient};
 
 use crate::report::pipeline::{self, PipelineConfig};
 use crate::report::{RecorderGuard, Reporter};

@@ -57,19 +57,13 @@ impl SpanData {
         }
     }
 
-    /// Sets several attributes; on a span with none yet, the vector is taken as it is.
-    pub(crate) fn extend_attributes(&mut self, mut attributes: Vec<KeyValue>) {
-        if self.record.attributes.is_empty() {
-            let max = self.max_attributes as usize;
-            if attributes.len() > max {
-                self.record.dropped_attributes_count += (attributes.len() - max) as u32;
-                attributes.truncate(max);
-            }
-            self.record.attributes = attributes;
-        } else {
-            for kv in attributes {
-                self.set_attribute(kv);
-            }
+    /// Drops attributes beyond the limit (from a seed that brought more), counting them.
+    pub(crate) fn enforce_attribute_limit(&mut self) {
+        let max = self.max_attributes as usize;
+        let attributes = &mut self.record.attributes;
+        if attributes.len() > max {
+            self.record.dropped_attributes_count += (attributes.len() - max) as u32;
+            attributes.truncate(max);
         }
     }
 

@@ -48,8 +48,9 @@ pub struct SpanStart {
     pub(crate) name: Option<Cow<'static, str>>,
     pub(crate) attributes: Vec<KeyValue>,
     pub(crate) new_root: bool,
-    /// The span's context, already decided by the layer (see `layer::decide`); its parent is
-    /// then `remote_parent` or none.
+    /// The span's own context (ids, flags, trace state), already decided by the layer with
+    /// the recorder's sampler (see `layer::decide`) for the same parent the recorder will
+    /// find: `remote_parent`, else the local or ambient parent, else none (`new_root`).
     pub(crate) decided: Option<SpanContext>,
     /// The span's `tracing` fields are for humans (fmt output); its attributes come from
     /// `attributes` instead.
@@ -58,19 +59,9 @@ pub struct SpanStart {
 
 thread_local! {
     static PENDING: RefCell<Option<SpanStart>> = const { RefCell::new(None) };
-    /// What the recorder decided for the last span it seeded on this thread.
-    static STARTED: RefCell<Option<Started>> = const { RefCell::new(None) };
     /// The remote context of a request that has no recorded span of its own (a filtered
     /// request, or no recorder), set while its future is polled.
     static AMBIENT: RefCell<Option<Ambient>> = const { RefCell::new(None) };
-}
-
-/// The recorder's decision for a seeded span, read back by the layer that created it.
-#[derive(Clone, Debug)]
-pub(crate) struct Started {
-    pub(crate) sampled: bool,
-    pub(crate) context: SpanContext,
-    pub(crate) baggage: Baggage,
 }
 
 /// A request's remote context, in effect while no recorded span carries it.
@@ -137,12 +128,6 @@ impl SpanStart {
         self
     }
 
-    /// Uses `context` (from `layer::decide`) as the span's own: ids and sampling decision.
-    pub(crate) fn decided(mut self, context: SpanContext) -> Self {
-        self.decided = Some(context);
-        self
-    }
-
     /// Records attributes only from [`attributes`](Self::attributes), not from the span's
     /// `tracing` fields (which are then for log output only).
     #[allow(dead_code)] // used by the Tower layers
@@ -157,32 +142,42 @@ impl SpanStart {
         self.create_inner(create)
     }
 
-    /// Like [`create`](Self::create), and also returns what the recorder decided for the
-    /// span, or `None` when no recorder saw it.
-    pub(crate) fn create_traced<R>(self, create: impl FnOnce() -> R) -> (R, Option<Started>) {
-        let _ = STARTED.try_with(|s| s.borrow_mut().take());
-        let out = self.create_inner(create);
-        let started = STARTED.try_with(|s| s.borrow_mut().take()).ok().flatten();
-        (out, started)
+    /// Like [`create`](Self::create), and also hands back the settings when no recorder
+    /// took them (the span was disabled, or no recorder saw it).
+    pub(crate) fn create_traced<R>(self, create: impl FnOnce() -> R) -> (R, Option<SpanStart>) {
+        let mut reset = Reset {
+            previous: PENDING.with(|p| p.replace(Some(self))),
+            armed: true,
+        };
+        let out = create();
+        reset.armed = false;
+        let left = PENDING.with(|p| std::mem::replace(&mut *p.borrow_mut(), reset.previous.take()));
+        (out, left)
     }
 
     fn create_inner<R>(self, create: impl FnOnce() -> R) -> R {
-        struct Reset(Option<SpanStart>);
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                let previous = self.0.take();
-                let _ = PENDING.try_with(|p| *p.borrow_mut() = previous);
-            }
-        }
-        let previous = PENDING.with(|p| p.replace(Some(self)));
-        let _reset = Reset(previous);
+        let _reset = Reset {
+            previous: PENDING.with(|p| p.replace(Some(self))),
+            armed: true,
+        };
         create()
     }
 }
 
-/// Tells the layer that seeded the span being created what the recorder decided.
-pub(crate) fn report_started(started: Started) {
-    let _ = STARTED.try_with(|s| *s.borrow_mut() = Some(started));
+/// Puts back the settings that were pending before, discarding ours (also if creating the
+/// span panics).
+struct Reset {
+    previous: Option<SpanStart>,
+    armed: bool,
+}
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        if self.armed {
+            let previous = self.previous.take();
+            let _ = PENDING.try_with(|p| *p.borrow_mut() = previous);
+        }
+    }
 }
 
 /// Runs `f` with `ambient` in effect on this thread, then puts it back into the slot; moved,

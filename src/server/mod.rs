@@ -98,5 +98,3 @@ pub use crate::body::ResponseBody;
 pub use crate::future::ResponseFuture;
 pub use layer::ServerLayer;
 pub use service::ServerTrace;
-
-

@@ -9,12 +9,13 @@ use http_body::Body;
 use tower::Service;
 
 use crate::attrs;
+use crate::baggage::Baggage;
 use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::record::data::{Key, KeyValue, Link, SpanKind, StringValue};
-use crate::record::{with_span_data, Ambient, SpanStart};
+use crate::record::{decide, Ambient, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
@@ -136,101 +137,131 @@ where
             (None, None) => None,
         };
 
-        let mut start = SpanStart::new()
-            .kind(SpanKind::Server)
-            .name(name)
-            .skip_fields();
-        if let Some(service) = &config.common.service_name {
-            start = start.service_name(service.clone());
-        }
-        let ambient_context = if untrusted {
-            // A public edge: a new trace that only links to what the caller claimed.
-            start = start.new_root();
-            if let Some(claimed) = extracted.span_context {
-                start = start.link(Link::new(claimed));
-            }
-            None
+        // A public edge: a new trace that only links to what the caller claimed.
+        let (parent, baggage, claimed) = if untrusted {
+            (None, Baggage::new(), extracted.span_context)
         } else {
-            if let Some(parent) = extracted.span_context.clone() {
-                start = start.remote_parent(parent);
-            }
-            start = start.baggage(extracted.baggage.clone());
-            Some(Ambient {
-                context: extracted.span_context,
-                baggage: extracted.baggage,
-            })
+            (extracted.span_context, extracted.baggage, None)
         };
 
-        let path = req.uri().path();
-        let (span, started) = start.create_traced(|| {
-            if grpc {
-                tracing::info_span!(
-                    target: "tracewire::server",
-                    "gRPC request",
-                    rpc.method = grpc_full_method(path),
-                    rpc.grpc.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                )
-            } else if let Some(route) = route {
-                tracing::info_span!(
-                    target: "tracewire::server",
-                    "HTTP request",
-                    http.request.method = method,
-                    http.route = route,
-                    url.path = path,
-                    http.response.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                )
-            } else {
-                tracing::info_span!(
-                    target: "tracewire::server",
-                    "HTTP request",
-                    http.request.method = method,
-                    url.path = path,
-                    http.response.status_code = tracing::field::Empty,
-                    otel.status_code = tracing::field::Empty,
-                )
-            }
-        });
-
-        let Some(started) = started else {
-            // No recorder saw the span: the request's own context stays in effect while the
-            // handler runs, so its outgoing calls still propagate it.
-            let ambient = ambient_context.unwrap_or_default();
-            return ResponseFuture::new(self.inner.call(req), None, Some(ambient));
+        // The recorder's sampler decides now, so an unsampled request can skip the span.
+        let Some(context) = decide(parent.as_ref(), &name, &SpanKind::Server) else {
+            // No recorder: the request's context stays in effect while the handler runs,
+            // so its outgoing calls still propagate it.
+            let ambient = Ambient {
+                context: parent,
+                baggage,
+            };
+            let span = log_span(config, grpc, &req, route);
+            return ResponseFuture::new(self.inner.call(req), None, Some(ambient)).log_span(span);
         };
-        if started.sampled {
-            with_span_data(&span, |d| {
-                let mut attributes = Vec::with_capacity(16);
-                if grpc {
-                    grpc_request_attributes(&req, &mut attributes);
-                } else {
-                    http_request_attributes(&req, config, route_value, &mut attributes);
-                }
-                config.common.request_headers.capture_as(
-                    req.headers(),
-                    &config.common.redacted_headers,
-                    grpc,
-                    &mut attributes,
-                );
-                d.extend_attributes(attributes);
-            });
+        let traceresponse = config.traceresponse.then(|| context.clone());
+        let sampled = context.is_sampled();
+        if !sampled && !config.common.log_spans {
+            // Not recorded, so no span: the decided context stands in for it. The
+            // recorder's descendants of the handler continue it, unsampled.
+            let ambient = Ambient {
+                context: Some(context),
+                baggage,
+            };
+            return ResponseFuture::new(self.inner.call(req), None, Some(ambient))
+                .traceresponse(traceresponse);
         }
 
-        let mut end = SpanEnd::new(span, Role::Server, started.sampled, grpc);
+        let mut attributes = Vec::new();
+        if sampled {
+            attributes.reserve_exact(16);
+            if grpc {
+                grpc_request_attributes(&req, &mut attributes);
+            } else {
+                http_request_attributes(&req, config, route_value, &mut attributes);
+            }
+            config.common.request_headers.capture_as(
+                req.headers(),
+                &config.common.redacted_headers,
+                grpc,
+                &mut attributes,
+            );
+        }
+        let start = SpanStart {
+            new_root: parent.is_none(),
+            remote_parent: parent,
+            baggage: Some(baggage),
+            links: claimed.map(Link::new).into_iter().collect(),
+            service_name: config.common.service_name.clone(),
+            kind: Some(SpanKind::Server),
+            name: Some(name),
+            attributes,
+            decided: Some(context),
+            skip_fields: true,
+        };
+        let (span, left) = start.create_traced(|| server_span(grpc, &req, route));
+        if let Some(seed) = left {
+            // The recorder filtered the span out: as without a recorder.
+            let ambient = Ambient {
+                context: seed.decided,
+                baggage: seed.baggage.unwrap_or_default(),
+            };
+            return ResponseFuture::new(self.inner.call(req), None, Some(ambient))
+                .traceresponse(traceresponse)
+                .log_span(Some(span));
+        }
+        let mut end = SpanEnd::new(span, Role::Server, sampled, grpc);
         if grpc {
             end.deadline = rpc::deadline(req.headers());
-            if config.message_events && started.sampled {
+            if config.message_events && end.sampled {
                 end.messages = Some(MessageCounter::new(Direction::Sent));
             }
         }
         let state = ResponseState {
             end,
-            traceresponse: config.traceresponse.then_some(started.context),
             capture: config.common.response_capture.clone(),
         };
-        ResponseFuture::new(self.inner.call(req), Some(state), None)
+        ResponseFuture::new(self.inner.call(req), Some(state), None).traceresponse(traceresponse)
     }
+}
+
+/// The request's `tracing` span. Its fields are for log layers; the recorder takes its
+/// attributes from the seed.
+fn server_span<B>(grpc: bool, req: &Request<B>, route: Option<&str>) -> tracing::Span {
+    let path = req.uri().path();
+    if grpc {
+        return tracing::info_span!(
+            target: "tracewire::server",
+            "gRPC request",
+            rpc.method = %grpc_full_method(path),
+        );
+    }
+    let method = attrs::span_method(req.method());
+    match route {
+        Some(route) => tracing::info_span!(
+            target: "tracewire::server",
+            "HTTP request",
+            http.request.method = %method,
+            http.route = %route,
+            url.path = %path,
+        ),
+        None => tracing::info_span!(
+            target: "tracewire::server",
+            "HTTP request",
+            http.request.method = %method,
+            url.path = %path,
+        ),
+    }
+}
+
+/// With [`log_spans`](crate::ServerLayer::log_spans), the span log layers see for a request
+/// no recorder records.
+fn log_span<B>(
+    config: &ServerConfig,
+    grpc: bool,
+    req: &Request<B>,
+    route: Option<&str>,
+) -> Option<tracing::Span> {
+    config
+        .common
+        .log_spans
+        .then(|| server_span(grpc, req, route))
 }
 
 /// Attributes of the HTTP server semantic conventions known from the request.
