@@ -317,27 +317,44 @@ fn with_call(traced: bool) -> Router {
     app.with_state(inner_service(traced))
 }
 
-fn cases() -> Vec<Case> {
-    vec![
-        bare("bare", router(|r| r)),
-        tower_http_case(),
-        otel_case(),
-        fastrace_case(),
-        tracewire_case(
-            "tracewire_sampled",
+const CASES: [&str; 8] = [
+    "bare",
+    "tower_http",
+    "otel_stack",
+    "fastrace",
+    "tracewire_sampled",
+    "tracewire_unsampled",
+    "bare_client",
+    "tracewire_client",
+];
+
+/// Builds one case; only what it needs is started (no other stack's background threads).
+fn case(name: &str) -> Case {
+    match name {
+        "bare" => bare("bare", router(|r| r)),
+        "tower_http" => tower_http_case(),
+        "otel_stack" => otel_case(),
+        "fastrace" => fastrace_case(),
+        "tracewire_sampled" => tracewire_case(
+            name_of(name),
             SAMPLED,
             router(|r| r.layer(ServerLayer::new())),
             1,
         ),
-        tracewire_case(
-            "tracewire_unsampled",
+        "tracewire_unsampled" => tracewire_case(
+            name_of(name),
             UNSAMPLED,
             router(|r| r.layer(ServerLayer::new())),
             0,
         ),
-        bare("bare_client", with_call(false)),
-        tracewire_case("tracewire_client", SAMPLED, with_call(true), 2),
-    ]
+        "bare_client" => bare("bare_client", with_call(false)),
+        "tracewire_client" => tracewire_case(name_of(name), SAMPLED, with_call(true), 2),
+        other => panic!("unknown case {other}; cases: {CASES:?}"),
+    }
+}
+
+fn name_of(name: &str) -> &'static str {
+    CASES.iter().find(|c| **c == name).expect("known case")
 }
 
 /// Checks the case records every span it should, then returns its allocations per request
@@ -366,18 +383,18 @@ fn verify_and_count(case: &Case) -> f64 {
 }
 
 fn overhead(c: &mut Criterion) {
-    let cases = cases();
-    // Instruction counting under callgrind: run one case and nothing else.
+    // Instruction counting under callgrind: build and run one case, nothing else.
     if let Ok(name) = std::env::var("TRACEWIRE_BENCH_CASE") {
         let n: u64 = std::env::var("TRACEWIRE_BENCH_REQUESTS")
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(10_000);
-        let case = cases.iter().find(|c| c.name == name).expect("known case");
+        let case = case(&name);
         case.run(|| (0..n).for_each(|_| request(&case.app, case.traceparent)));
         (case.flush)();
         return;
     }
+    let cases: Vec<Case> = CASES.iter().map(|name| case(name)).collect();
     let bare = verify_and_count(&cases[0]);
     let bare_client = verify_and_count(&cases[6]);
     println!("allocations per request, and over the bare router (same run):");

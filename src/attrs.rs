@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{OnceLock, RwLock};
 
 use http::{HeaderMap, Method, Uri, Version};
@@ -52,9 +53,35 @@ struct RouteNames {
     names: [OnceLock<&'static str>; SPAN_METHODS.len()],
 }
 
-fn routes() -> &'static RwLock<HashMap<&'static str, &'static RouteNames>> {
-    static ROUTES: OnceLock<RwLock<HashMap<&'static str, &'static RouteNames>>> = OnceLock::new();
-    ROUTES.get_or_init(|| RwLock::new(HashMap::new()))
+/// FNV-1a: route templates are short, chosen by the application (no untrusted keys), and
+/// hashed on every request, where SipHash's cost shows.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type RouteTable = HashMap<&'static str, &'static RouteNames, BuildHasherDefault<Fnv>>;
+
+fn routes() -> &'static RwLock<RouteTable> {
+    static ROUTES: OnceLock<RwLock<RouteTable>> = OnceLock::new();
+    ROUTES.get_or_init(|| RwLock::new(HashMap::default()))
 }
 
 fn leak(s: String) -> &'static str {

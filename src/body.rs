@@ -19,10 +19,11 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use crate::classify::{grpc_code_is_error, grpc_code_name, Role, CANCELLED};
+use crate::attrs;
+use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
 use crate::future::ResponseCapture;
 use crate::record::data::{Key, KeyValue, Status, Value};
-use crate::record::with_span_data;
+use crate::record::{with_span_data, SpanData};
 use crate::rpc::{self, MessageCounter};
 use crate::semconv;
 
@@ -32,6 +33,9 @@ const UNKNOWN_CODE: i32 = 2;
 const DEADLINE_EXCEEDED_CODE: i32 = 4;
 
 /// How a span ends, carried from the response future into the body.
+///
+/// What the response head and the trailers say is kept here and written to the span in
+/// one visit when the call ends, together with the end time.
 pub(crate) struct SpanEnd {
     pub(crate) span: Span,
     pub(crate) role: Role,
@@ -48,6 +52,28 @@ pub(crate) struct SpanEnd {
     pub(crate) trailer_capture: Option<Arc<ResponseCapture>>,
     /// gRPC: counts response messages into `rpc.message` events.
     pub(crate) messages: Option<MessageCounter>,
+    /// The response head, once it arrived (sampled spans only).
+    pub(crate) head: Option<ResponseHead>,
+    /// The gRPC status to record: code and message.
+    grpc_status: Option<(i32, Option<String>)>,
+}
+
+/// What a response head says about the call.
+pub(crate) struct ResponseHead {
+    pub(crate) code: u16,
+    pub(crate) version: http::Version,
+    /// Captured headers (metadata).
+    pub(crate) captured: Vec<KeyValue>,
+}
+
+/// How the call ended, beyond what the response said.
+enum Ending<'a> {
+    /// The body ended, with these trailers.
+    Finished(Option<&'a HeaderMap>),
+    /// The call failed: an exception of this type with this message.
+    Failed(&'static str, String),
+    /// The call was abandoned: which part was dropped.
+    Cancelled(&'static str),
 }
 
 impl SpanEnd {
@@ -62,19 +88,23 @@ impl SpanEnd {
             deadline: None,
             trailer_capture: None,
             messages: None,
+            head: None,
+            grpc_status: None,
         }
     }
 
     /// Reads `grpc-status` and `grpc-message` from `headers` (response headers of a
-    /// Trailers-Only response, or trailers) and records them; `false` if absent.
+    /// Trailers-Only response, or trailers) and keeps them; `false` if absent.
     pub(crate) fn grpc_status(&mut self, headers: &HeaderMap) -> bool {
         let Some(code) = rpc::parse_status(headers) else {
             return false;
         };
-        let message = headers
-            .get("grpc-message")
-            .map(|m| percent_encoding::percent_decode(m.as_bytes()).decode_utf8_lossy());
-        self.record_grpc(code, message);
+        let message = headers.get("grpc-message").map(|m| {
+            percent_encoding::percent_decode(m.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        self.set_grpc_status(code, message);
         true
     }
 
@@ -88,35 +118,14 @@ impl SpanEnd {
             Some(reason) => format!("HTTP {code} {reason}"),
             None => format!("HTTP {code}"),
         };
-        self.record_grpc(rpc::status_from_http(code), Some(Cow::Owned(description)));
+        self.set_grpc_status(rpc::status_from_http(code), Some(description));
     }
 
-    fn record_grpc(&mut self, code: i32, message: Option<Cow<'_, str>>) {
+    fn set_grpc_status(&mut self, code: i32, message: Option<String>) {
         self.grpc_status_seen = true;
-        if !self.sampled {
-            return;
+        if self.sampled {
+            self.grpc_status = Some((code, message));
         }
-        let failure = grpc_code_is_error(self.role, code).then(|| {
-            let description = match message {
-                Some(m) if !m.is_empty() => m.into_owned(),
-                _ => grpc_code_name(code)
-                    .unwrap_or("unknown gRPC status")
-                    .to_owned(),
-            };
-            let error_type =
-                grpc_code_name(code).map_or_else(|| Cow::Owned(code.to_string()), Cow::Borrowed);
-            (description, error_type)
-        });
-        with_span_data(&self.span, |d| {
-            d.set_attribute(KeyValue::new(
-                semconv::RPC_GRPC_STATUS_CODE,
-                i64::from(code),
-            ));
-            if let Some((description, error_type)) = failure {
-                d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
-                d.set_status(Status::error(description));
-            }
-        });
     }
 
     /// The call's deadline had passed when it was abandoned or failed.
@@ -133,125 +142,177 @@ impl SpanEnd {
 
     /// The body ended normally, with `trailers` if it sent any.
     pub(crate) fn finish(mut self, trailers: Option<&HeaderMap>) {
-        if !self.grpc {
-            return;
-        }
-        if let (Some(trailers), Some(capture), true) =
-            (trailers, &self.trailer_capture, self.sampled)
-        {
-            capture_trailers(&self.span, capture, trailers);
-        }
-        if !self.grpc_status_seen && !trailers.is_some_and(|t| self.grpc_status(t)) {
+        if self.grpc && !self.grpc_status_seen && !trailers.is_some_and(|t| self.grpc_status(t)) {
             // A gRPC response that ends without any status is UNKNOWN.
-            self.record_grpc(
+            self.set_grpc_status(
                 UNKNOWN_CODE,
-                Some(Cow::Borrowed("response ended without grpc-status")),
+                Some("response ended without grpc-status".to_owned()),
             );
         }
+        self.close(Ending::Finished(trailers));
     }
 
     /// The call failed with an error: an `exception` event, status Error.
     pub(crate) fn fail(mut self, exception_type: &'static str, message: String) {
-        if self.sampled {
-            record_failure(
-                &self.span,
-                Cow::Borrowed(exception_type),
-                exception_type,
-                message,
-            );
-        }
         if self.grpc && !self.grpc_status_seen && self.deadline_passed() {
-            self.record_grpc(DEADLINE_EXCEEDED_CODE, None);
+            self.set_grpc_status(DEADLINE_EXCEEDED_CODE, None);
         }
+        self.close(Ending::Failed(exception_type, message));
     }
 
     /// The call was abandoned before it completed: `what` says which part was dropped. An
     /// error already read from the response head (a 503, a gRPC status) is kept: a client
     /// that gives up on the body of an error response (a retry middleware does) did not
     /// cancel a successful call.
-    /// The call was abandoned before it completed: `what` says which part was dropped.
     pub(crate) fn cancel(mut self, what: &'static str) {
-        if self.grpc {
-            if self.grpc_status_seen {
-                // A Trailers-Only response: the call ended with its status already.
-                return;
-            }
-            if self.deadline_passed() {
-                self.record_grpc(
-                    DEADLINE_EXCEEDED_CODE,
-                    Some(Cow::Borrowed("deadline exceeded")),
-                );
-                return;
-            }
+        if self.grpc && !self.grpc_status_seen && self.deadline_passed() {
+            self.set_grpc_status(DEADLINE_EXCEEDED_CODE, Some("deadline exceeded".to_owned()));
         }
-        let grpc = self.grpc;
-        if self.sampled {
-            with_span_data(&self.span, |d| {
-                if grpc {
+        self.close(Ending::Cancelled(what));
+    }
+
+    /// Writes everything known about the call to the span, in one visit, and marks its end.
+    fn close(mut self, ending: Ending<'_>) {
+        if !self.sampled {
+            return;
+        }
+        let head = self.head.take();
+        let grpc_status = self.grpc_status.take();
+        let (role, grpc) = (self.role, self.grpc);
+        let trailer_capture = self.trailer_capture.take();
+        with_span_data(&self.span, |d| {
+            if let Some(head) = head {
+                record_head(d, role, grpc, head);
+            }
+            let ending = match ending {
+                Ending::Failed(exception_type, message) => {
                     d.set_attribute(KeyValue::new(
-                        semconv::RPC_GRPC_STATUS_CODE,
-                        i64::from(CANCELLED_CODE),
+                        Key::from_static_str(semconv::ERROR_TYPE),
+                        exception_type,
                     ));
+                    d.record_exception(Some(Cow::Borrowed(exception_type)), message, Vec::new());
+                    Ending::Failed(exception_type, String::new())
                 }
-                let failed = d
-                    .record
-                    .attributes
-                    .iter()
-                    .any(|kv| kv.key.as_str() == semconv::ERROR_TYPE);
-                if failed {
-                    return;
+                other => other,
+            };
+            // A gRPC status, known or concluded (a deadline), names the error more precisely.
+            let status_known = grpc_status.is_some();
+            if let Some((code, message)) = grpc_status {
+                record_grpc_status(d, role, code, message);
+            }
+            match ending {
+                Ending::Finished(trailers) => {
+                    if let (Some(trailers), Some(capture)) = (trailers, trailer_capture) {
+                        capture_trailers(d, &capture, trailers);
+                    }
                 }
-                d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
-                d.set_status(Status::error(what));
-            });
-        }
+                Ending::Failed(..) => {}
+                // A Trailers-Only response ended the call with its status already.
+                Ending::Cancelled(_) if grpc && status_known => {}
+                Ending::Cancelled(what) => {
+                    if grpc {
+                        d.set_attribute(KeyValue::new(
+                            semconv::RPC_GRPC_STATUS_CODE,
+                            i64::from(CANCELLED_CODE),
+                        ));
+                    }
+                    let failed = d
+                        .record
+                        .attributes
+                        .iter()
+                        .any(|kv| kv.key.as_str() == semconv::ERROR_TYPE);
+                    if !failed {
+                        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
+                        d.set_status(Status::error(what));
+                    }
+                }
+            }
+            d.end_now();
+        });
+    }
+}
+
+/// The response head's attributes and, by the HTTP rules for `role`, its status.
+fn record_head(d: &mut SpanData, role: Role, grpc: bool, head: ResponseHead) {
+    let code = head.code;
+    // gRPC spans carry the HTTP status only when it says something (not 200).
+    if !grpc || code != 200 {
+        d.set_attribute(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(code),
+        ));
+    }
+    if !grpc && http_status_is_error(role, code) {
+        d.set_attribute(KeyValue::new(
+            Key::from_static_str(semconv::ERROR_TYPE),
+            code.to_string(),
+        ));
+        d.set_status(Status::error(response_reason(code)));
+    }
+    if role == Role::Client {
+        d.set_attribute(KeyValue::new(
+            semconv::NETWORK_PROTOCOL_VERSION,
+            attrs::version(head.version),
+        ));
+    }
+    for kv in head.captured {
+        d.set_attribute(kv);
+    }
+}
+
+fn record_grpc_status(d: &mut SpanData, role: Role, code: i32, message: Option<String>) {
+    d.set_attribute(KeyValue::new(
+        semconv::RPC_GRPC_STATUS_CODE,
+        i64::from(code),
+    ));
+    if grpc_code_is_error(role, code) {
+        let description = match message {
+            Some(m) if !m.is_empty() => m,
+            _ => grpc_code_name(code)
+                .unwrap_or("unknown gRPC status")
+                .to_owned(),
+        };
+        let error_type =
+            grpc_code_name(code).map_or_else(|| Cow::Owned(code.to_string()), Cow::Borrowed);
+        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+        d.set_status(Status::error(description));
+    }
+}
+
+/// The reason phrase of an HTTP status, as an error status's message.
+fn response_reason(code: u16) -> Cow<'static, str> {
+    match http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|c| c.canonical_reason())
+    {
+        Some(reason) => Cow::Borrowed(reason),
+        None => Cow::Owned(format!("HTTP {code}")),
     }
 }
 
 /// Records captured metadata from the trailers, adding to what the response headers gave.
-fn capture_trailers(span: &Span, capture: &ResponseCapture, trailers: &HeaderMap) {
+fn capture_trailers(d: &mut SpanData, capture: &ResponseCapture, trailers: &HeaderMap) {
     let mut captured = Vec::new();
     capture
         .headers
         .capture_as(trailers, &capture.redacted, true, &mut captured);
-    if captured.is_empty() {
-        return;
-    }
-    with_span_data(span, |d| {
-        for kv in captured {
-            let existing = d
-                .record
-                .attributes
-                .iter_mut()
-                .find(|a| a.key == kv.key)
-                .map(|a| &mut a.value);
-            match (existing, kv.value) {
-                (
-                    Some(Value::Array(opentelemetry::Array::String(old))),
-                    Value::Array(opentelemetry::Array::String(new)),
-                ) => {
-                    old.extend(new);
-                }
-                (_, value) => d.set_attribute(KeyValue::new(kv.key, value)),
+    for kv in captured {
+        let existing = d
+            .record
+            .attributes
+            .iter_mut()
+            .find(|a| a.key == kv.key)
+            .map(|a| &mut a.value);
+        match (existing, kv.value) {
+            (
+                Some(Value::Array(opentelemetry::Array::String(old))),
+                Value::Array(opentelemetry::Array::String(new)),
+            ) => {
+                old.extend(new);
             }
+            (_, value) => d.set_attribute(KeyValue::new(kv.key, value)),
         }
-    });
-}
-
-/// Records `error.type`, an `exception` event and status Error in one visit to the span.
-pub(crate) fn record_failure(
-    span: &Span,
-    error_type: Cow<'static, str>,
-    exception_type: &'static str,
-    message: String,
-) {
-    with_span_data(span, |d| {
-        d.set_attribute(KeyValue::new(
-            Key::from_static_str(semconv::ERROR_TYPE),
-            error_type,
-        ));
-        d.record_exception(Some(Cow::Borrowed(exception_type)), message, Vec::new());
-    });
+    }
 }
 
 pin_project! {

@@ -2,7 +2,6 @@
 //! span, records the response head, and hands the span to the response body.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::error::Error;
 use std::fmt::Display;
 use std::future::Future;
@@ -14,15 +13,11 @@ use http::{HeaderName, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::attrs;
-use crate::body::{ResponseBody, SpanEnd};
-use crate::classify::{http_status_is_error, Role};
+use crate::body::{ResponseBody, ResponseHead, SpanEnd};
 use crate::config::HeaderCapture;
 use crate::context::SpanContext;
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
-use crate::record::data::{Key, KeyValue, Status};
-use crate::record::{with_ambient, with_span_data, Ambient};
-use crate::semconv;
+use crate::record::{with_ambient, Ambient};
 
 /// Response headers to record, shared by every request of a layer.
 pub(crate) struct ResponseCapture {
@@ -38,7 +33,7 @@ pub(crate) struct ResponseState {
 
 impl ResponseState {
     /// Records the response head: status code, status, protocol version, captured headers.
-    pub(crate) fn on_response<B>(&mut self, response: &mut Response<B>) {
+    pub(crate) fn on_response<B>(&mut self, response: &Response<B>) {
         let end = &mut self.end;
         let code = response.status().as_u16();
         let grpc = end.grpc;
@@ -54,50 +49,18 @@ impl ResponseState {
         if !end.sampled {
             return;
         }
-        let http_error = !grpc && http_status_is_error(end.role, code);
-        let client = end.role == Role::Client;
-        let headers = response.headers();
-        let capture = self.capture.as_deref();
-        // One visit to the span's data for everything the response head says.
-        with_span_data(&end.span, |d| {
-            // gRPC spans carry the HTTP status only when it says something (not 200).
-            if !grpc || code != 200 {
-                d.set_attribute(KeyValue::new(
-                    semconv::HTTP_RESPONSE_STATUS_CODE,
-                    i64::from(code),
-                ));
-            }
-            if http_error {
-                d.set_attribute(KeyValue::new(
-                    Key::from_static_str(semconv::ERROR_TYPE),
-                    code.to_string(),
-                ));
-                d.set_status(Status::error(response_reason(code)));
-            }
-            if client {
-                let version = attrs::version(response.version());
-                d.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
-            }
-            if let Some(capture) = capture {
-                let mut captured = Vec::new();
-                capture
-                    .headers
-                    .capture_as(headers, &capture.redacted, grpc, &mut captured);
-                for kv in captured {
-                    d.set_attribute(kv);
-                }
-            }
+        let mut captured = Vec::new();
+        if let Some(capture) = self.capture.as_deref() {
+            capture
+                .headers
+                .capture_as(response.headers(), &capture.redacted, grpc, &mut captured);
+        }
+        // Recorded with the span's end, in one visit.
+        end.head = Some(ResponseHead {
+            code,
+            version: response.version(),
+            captured,
         });
-    }
-}
-
-fn response_reason(code: u16) -> Cow<'static, str> {
-    match http::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|c| c.canonical_reason())
-    {
-        Some(reason) => Cow::Borrowed(reason),
-        None => Cow::Owned(format!("HTTP {code}")),
     }
 }
 
@@ -208,8 +171,8 @@ where
             return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None))));
         };
         Poll::Ready(match result {
-            Ok(mut response) => {
-                state.on_response(&mut response);
+            Ok(response) => {
+                state.on_response(&response);
                 Ok(response.map(|body| ResponseBody::new(body, Some(state.end))))
             }
             Err(error) => {

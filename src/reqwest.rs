@@ -50,7 +50,6 @@
 //! With no recorder installed there is no span, but the middleware still passes on the
 //! context of the request being served, so traces stay connected.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -61,7 +60,7 @@ use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument;
 
-use crate::body::{record_failure, ResponseBody};
+use crate::body::ResponseBody;
 use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLayer};
 use crate::config::{common_builder_methods, Common, RequestHead};
 use crate::future::ResponseState;
@@ -247,18 +246,16 @@ fn traced_response(mut state: ResponseState, response: Response) -> Response {
 /// The request failed: `error.type`, an `exception` event and status Error.
 fn failed(state: ResponseState, error: &reqwest_middleware::Error) {
     let end = state.end;
-    if end.sampled {
-        let exception_type = match error {
-            reqwest_middleware::Error::Reqwest(_) => std::any::type_name::<reqwest::Error>(),
-            reqwest_middleware::Error::Middleware(_) => {
-                std::any::type_name::<reqwest_middleware::Error>()
-            }
-        };
-        record_failure(
-            &end.span,
-            Cow::Borrowed(exception_type),
-            exception_type,
-            error_chain(error),
-        );
-    }
+    let exception_type = match error {
+        reqwest_middleware::Error::Reqwest(_) => std::any::type_name::<reqwest::Error>(),
+        reqwest_middleware::Error::Middleware(_) => {
+            std::any::type_name::<reqwest_middleware::Error>()
+        }
+    };
+    let message = if end.sampled {
+        error_chain(error)
+    } else {
+        String::new()
+    };
+    end.fail(exception_type, message);
 }

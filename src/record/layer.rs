@@ -25,33 +25,28 @@ use crate::report::pipeline::Shared;
 use crate::report::RecorderHandle;
 use crate::semconv;
 
-/// Target prefixes of library internals the recorder leaves out unless asked.
-pub(crate) const INTERNAL_TARGETS: [&str; 13] = [
-    "hyper",
-    "hyper_util",
-    "h2",
-    "tower",
-    "tonic",
-    "reqwest",
-    "rustls",
-    "tokio",
-    "mio",
-    "want",
-    "opentelemetry",
-    "opentelemetry_sdk",
-    "opentelemetry_otlp",
-];
-
-/// `target` belongs to a library the recorder leaves out unless asked.
+/// `target` belongs to a library the recorder leaves out unless asked: its crate (the part
+/// before the first `::`) is one of those [`record_internals`] lists.
+///
+/// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    INTERNAL_TARGETS.iter().any(|p| under(target, p))
-}
-
-/// `target` is `prefix` or a module under it.
-fn under(target: &str, prefix: &str) -> bool {
-    target
-        .strip_prefix(prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    let krate = target.split_once("::").map_or(target, |(krate, _)| krate);
+    matches!(
+        krate,
+        "hyper"
+            | "hyper_util"
+            | "h2"
+            | "tower"
+            | "tonic"
+            | "reqwest"
+            | "rustls"
+            | "tokio"
+            | "mio"
+            | "want"
+            | "opentelemetry"
+            | "opentelemetry_sdk"
+            | "opentelemetry_otlp"
+    )
 }
 
 /// Settings shared by every span of one recorder.
@@ -408,7 +403,9 @@ where
         };
         if data.sampled {
             let mut record = data.record;
-            record.end_time = SystemTime::now();
+            if !data.ended {
+                record.end_time = SystemTime::now();
+            }
             self.shared.send(record);
         }
     }

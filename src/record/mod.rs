@@ -67,7 +67,7 @@ pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
 pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data};
-pub(crate) use span_data::error_chain;
+pub(crate) use span_data::{error_chain, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, Ambient};
 

@@ -26,6 +26,8 @@ pub(crate) struct SpanData {
     pending_status_message: Option<String>,
     max_attributes: u32,
     max_events: u32,
+    /// The end time is set (the call ended before the `tracing` span closed).
+    pub(crate) ended: bool,
 }
 
 impl SpanData {
@@ -43,6 +45,7 @@ impl SpanData {
             pending_status_message: None,
             max_attributes: limits.0,
             max_events: limits.1,
+            ended: false,
         }
     }
 
@@ -55,6 +58,12 @@ impl SpanData {
         } else {
             self.record.dropped_attributes_count += 1;
         }
+    }
+
+    /// Marks the span's end now; closing it later keeps this time.
+    pub(crate) fn end_now(&mut self) {
+        self.record.end_time = SystemTime::now();
+        self.ended = true;
     }
 
     /// Drops attributes beyond the limit (from a seed that brought more), counting them.
