@@ -88,39 +88,76 @@ fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
 }
 
-/// The span name `{method} {route}` and the route, as `'static` strings when the table
-/// holds (or has room for) the route.
-pub(crate) fn route_name(
-    method: &'static str,
-    route: &str,
-) -> Option<(&'static str, &'static str)> {
-    let index = SPAN_METHODS.iter().position(|m| *m == method)?;
+/// The names of `route`, from the table (added when there is room).
+fn route_names(route: &str) -> Option<&'static RouteNames> {
     let found = routes()
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(route)
         .copied();
-    let names = match found {
-        Some(names) => names,
-        None => {
-            let mut table = routes().write().unwrap_or_else(|e| e.into_inner());
-            match table.get(route) {
-                Some(names) => *names,
-                None if table.len() >= MAX_ROUTES => return None,
-                None => {
-                    let route: &'static str = leak(route.to_owned());
-                    let names: &'static RouteNames = Box::leak(Box::new(RouteNames {
-                        route,
-                        names: Default::default(),
-                    }));
-                    table.insert(route, names);
-                    names
-                }
+    if found.is_some() {
+        return found;
+    }
+    let mut table = routes().write().unwrap_or_else(|e| e.into_inner());
+    if let Some(names) = table.get(route) {
+        return Some(*names);
+    }
+    if table.len() >= MAX_ROUTES {
+        return None;
+    }
+    let route: &'static str = leak(route.to_owned());
+    let names: &'static RouteNames = Box::leak(Box::new(RouteNames {
+        route,
+        names: Default::default(),
+    }));
+    table.insert(route, names);
+    Some(names)
+}
+
+impl RouteNames {
+    /// The span name for the method at `index` of [`SPAN_METHODS`], and the route.
+    fn name(&'static self, index: usize) -> (&'static str, &'static str) {
+        let name = self.names[index]
+            .get_or_init(|| leak(format!("{} {}", SPAN_METHODS[index], self.route)));
+        (name, self.route)
+    }
+}
+
+/// The span name `{method} {route}` and the route, as `'static` strings when the table
+/// holds (or has room for) the route.
+#[cfg(test)]
+fn route_name(method: &'static str, route: &str) -> Option<(&'static str, &'static str)> {
+    let index = SPAN_METHODS.iter().position(|m| *m == method)?;
+    Some(route_names(route)?.name(index))
+}
+
+/// The first route a server layer's service saw, by the address and length of axum's route
+/// string. axum gives each route its own layered service, which then sees the same template
+/// on every request: a comparison instead of a table lookup, and nothing written after the
+/// first request, so cores share it without contention.
+#[derive(Default)]
+pub(crate) struct FirstRoute(OnceLock<(usize, usize, &'static RouteNames)>);
+
+impl FirstRoute {
+    /// The span name `{method} {route}` and the route, as `'static` strings (see
+    /// [`MAX_ROUTES`] for when they are not).
+    pub(crate) fn route_name(
+        &self,
+        method: &'static str,
+        route: &str,
+    ) -> Option<(&'static str, &'static str)> {
+        let index = SPAN_METHODS.iter().position(|m| *m == method)?;
+        let key = (route.as_ptr() as usize, route.len());
+        if let Some((ptr, len, names)) = self.0.get() {
+            // The text is compared too: another string may live where a freed one did.
+            if (*ptr, *len) == key && names.route == route {
+                return Some(names.name(index));
             }
         }
-    };
-    let name = names.names[index].get_or_init(|| leak(format!("{method} {}", names.route)));
-    Some((name, names.route))
+        let names = route_names(route)?;
+        let _ = self.0.set((key.0, key.1, names));
+        Some(names.name(index))
+    }
 }
 
 /// `network.protocol.version`.

@@ -41,21 +41,26 @@ pub(crate) struct SpanEnd {
     pub(crate) role: Role,
     /// A recorder tracks the span and sampled it: attributes are worth recording.
     pub(crate) sampled: bool,
-    /// A gRPC call: the status comes from `grpc-status`.
-    pub(crate) grpc: bool,
-    /// `grpc-status` was already read (from a Trailers-Only response's headers).
-    pub(crate) grpc_status_seen: bool,
-    /// gRPC: when the call's `grpc-timeout` runs out. A call abandoned after it exceeded
-    /// its deadline rather than being cancelled.
-    pub(crate) deadline: Option<Instant>,
-    /// gRPC: response metadata to capture from the trailers too.
-    pub(crate) trailer_capture: Option<Arc<ResponseCapture>>,
-    /// gRPC: counts response messages into `rpc.message` events.
-    pub(crate) messages: Option<MessageCounter>,
     /// The response head, once it arrived (sampled spans only).
     pub(crate) head: Option<ResponseHead>,
-    /// The gRPC status to record: code and message.
-    grpc_status: Option<(i32, Option<String>)>,
+    /// What only gRPC calls need, kept out of line so HTTP responses carry less.
+    pub(crate) grpc: Option<Box<GrpcEnd>>,
+}
+
+/// The gRPC part of a call's end: the status comes from `grpc-status`.
+#[derive(Default)]
+pub(crate) struct GrpcEnd {
+    /// `grpc-status` was already read (from a Trailers-Only response's headers).
+    status_seen: bool,
+    /// When the call's `grpc-timeout` runs out. A call abandoned after it exceeded its
+    /// deadline rather than being cancelled.
+    pub(crate) deadline: Option<Instant>,
+    /// Response metadata to capture from the trailers too.
+    pub(crate) trailer_capture: Option<Arc<ResponseCapture>>,
+    /// Counts response messages into `rpc.message` events.
+    pub(crate) messages: Option<MessageCounter>,
+    /// The status to record: code and message.
+    status: Option<(i32, Option<String>)>,
 }
 
 /// What a response head says about the call.
@@ -77,23 +82,23 @@ enum Ending<'a> {
 }
 
 impl SpanEnd {
-    /// The end of `span`; gRPC details are set by the layer afterwards.
+    /// The end of `span`; a gRPC call's details are set by the layer afterwards.
     pub(crate) fn new(span: Span, role: Role, sampled: bool, grpc: bool) -> Self {
         SpanEnd {
             span,
             role,
             sampled,
-            grpc,
-            grpc_status_seen: false,
-            deadline: None,
-            trailer_capture: None,
-            messages: None,
             head: None,
-            grpc_status: None,
+            grpc: grpc.then(Box::default),
         }
     }
 
-    /// Reads `grpc-status` and `grpc-message` from `headers` (response headers of a
+    /// The gRPC part of a gRPC call.
+    pub(crate) fn grpc_mut(&mut self) -> Option<&mut GrpcEnd> {
+        self.grpc.as_deref_mut()
+    }
+
+    /// gRPC: reads `grpc-status` and `grpc-message` from `headers` (response headers of a
     /// Trailers-Only response, or trailers) and keeps them; `false` if absent.
     pub(crate) fn grpc_status(&mut self, headers: &HeaderMap) -> bool {
         let Some(code) = rpc::parse_status(headers) else {
@@ -122,27 +127,38 @@ impl SpanEnd {
     }
 
     fn set_grpc_status(&mut self, code: i32, message: Option<String>) {
-        self.grpc_status_seen = true;
-        if self.sampled {
-            self.grpc_status = Some((code, message));
+        let sampled = self.sampled;
+        if let Some(grpc) = self.grpc_mut() {
+            grpc.status_seen = true;
+            if sampled {
+                grpc.status = Some((code, message));
+            }
         }
     }
 
-    /// The call's deadline had passed when it was abandoned or failed.
+    /// gRPC: the call has no status yet.
+    fn grpc_status_missing(&self) -> bool {
+        self.grpc.as_ref().is_some_and(|g| !g.status_seen)
+    }
+
+    /// gRPC: the call's deadline had passed when it was abandoned or failed.
     fn deadline_passed(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.grpc
+            .as_ref()
+            .and_then(|g| g.deadline)
+            .is_some_and(|d| Instant::now() >= d)
     }
 
     /// A chunk of the response body went by.
     fn on_data<D: bytes::Buf>(&mut self, data: &D) {
-        if let Some(counter) = &mut self.messages {
+        if let Some(counter) = self.grpc.as_mut().and_then(|g| g.messages.as_mut()) {
             counter.on_data(data, &self.span);
         }
     }
 
     /// The body ended normally, with `trailers` if it sent any.
     pub(crate) fn finish(mut self, trailers: Option<&HeaderMap>) {
-        if self.grpc && !self.grpc_status_seen && !trailers.is_some_and(|t| self.grpc_status(t)) {
+        if self.grpc_status_missing() && !trailers.is_some_and(|t| self.grpc_status(t)) {
             // A gRPC response that ends without any status is UNKNOWN.
             self.set_grpc_status(
                 UNKNOWN_CODE,
@@ -154,7 +170,7 @@ impl SpanEnd {
 
     /// The call failed with an error: an `exception` event, status Error.
     pub(crate) fn fail(mut self, exception_type: &'static str, message: String) {
-        if self.grpc && !self.grpc_status_seen && self.deadline_passed() {
+        if self.grpc_status_missing() && self.deadline_passed() {
             self.set_grpc_status(DEADLINE_EXCEEDED_CODE, None);
         }
         self.close(Ending::Failed(exception_type, message));
@@ -165,7 +181,7 @@ impl SpanEnd {
     /// that gives up on the body of an error response (a retry middleware does) did not
     /// cancel a successful call.
     pub(crate) fn cancel(mut self, what: &'static str) {
-        if self.grpc && !self.grpc_status_seen && self.deadline_passed() {
+        if self.grpc_status_missing() && self.deadline_passed() {
             self.set_grpc_status(DEADLINE_EXCEEDED_CODE, Some("deadline exceeded".to_owned()));
         }
         self.close(Ending::Cancelled(what));
@@ -177,9 +193,12 @@ impl SpanEnd {
             return;
         }
         let head = self.head.take();
-        let grpc_status = self.grpc_status.take();
-        let (role, grpc) = (self.role, self.grpc);
-        let trailer_capture = self.trailer_capture.take();
+        let role = self.role;
+        let grpc = self.grpc.is_some();
+        let (grpc_status, trailer_capture) = match self.grpc.as_mut() {
+            Some(g) => (g.status.take(), g.trailer_capture.take()),
+            None => (None, None),
+        };
         with_span_data(&self.span, |d| {
             if let Some(head) = head {
                 record_head(d, role, grpc, head);

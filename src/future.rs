@@ -36,7 +36,7 @@ impl ResponseState {
     pub(crate) fn on_response<B>(&mut self, response: &Response<B>) {
         let end = &mut self.end;
         let code = response.status().as_u16();
-        let grpc = end.grpc;
+        let grpc = end.grpc.is_some();
         if grpc {
             // Trailers-Only responses carry the status in the headers. Without one, a
             // response that is not 200 (a proxy's 503, a router's 404) failed with the
@@ -44,7 +44,9 @@ impl ResponseState {
             if !end.grpc_status(response.headers()) && code != 200 {
                 end.grpc_http_failure(code);
             }
-            end.trailer_capture.clone_from(&self.capture);
+            if let Some(g) = end.grpc_mut() {
+                g.trailer_capture.clone_from(&self.capture);
+            }
         }
         if !end.sampled {
             return;
@@ -79,24 +81,30 @@ pub(crate) fn error_message<E: Display + 'static>(error: &E) -> String {
     error.to_string()
 }
 
+/// How a request is traced while its response is awaited.
+enum Trace {
+    /// A recorded span, handed to the response body.
+    Span(ResponseState),
+    /// No recorded span: the request's context is in effect while the inner service is
+    /// polled, with a span for log layers when asked for.
+    Ambient(Option<Ambient>, Option<tracing::Span>),
+    /// The response came.
+    Done,
+}
+
 pin_project! {
     /// Response future of the server and client layers.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        state: Option<ResponseState>,
-        // The request's remote context, in effect while `inner` is polled, for requests
-        // without a recorded span.
-        ambient: Option<Ambient>,
+        trace: Trace,
         // The server span's context, for the `traceresponse` header.
         traceresponse: Option<SpanContext>,
-        // A span no recorder records, entered while polling for log layers' sake.
-        log_span: Option<tracing::Span>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(state) = this.project().state.take() {
+            if let Trace::Span(state) = std::mem::replace(this.project().trace, Trace::Done) {
                 state.end.cancel("response future dropped before completion");
             }
         }
@@ -106,19 +114,21 @@ pin_project! {
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("traced", &self.state.is_some())
+            .field("traced", &matches!(self.trace, Trace::Span(_)))
             .finish_non_exhaustive()
     }
 }
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn new(inner: F, state: Option<ResponseState>, ambient: Option<Ambient>) -> Self {
+        let trace = match state {
+            Some(state) => Trace::Span(state),
+            None => Trace::Ambient(ambient, None),
+        };
         ResponseFuture {
             inner,
-            state,
-            ambient,
+            trace,
             traceresponse: None,
-            log_span: None,
         }
     }
 
@@ -130,7 +140,9 @@ impl<F> ResponseFuture<F> {
 
     /// Enters `span` while polling (a span kept for log layers only).
     pub(crate) fn log_span(mut self, span: Option<tracing::Span>) -> Self {
-        self.log_span = span;
+        if let Trace::Ambient(_, log_span) = &mut self.trace {
+            *log_span = span;
+        }
         self
     }
 }
@@ -145,18 +157,21 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = {
-            let span = match this.state.as_ref() {
-                Some(state) => Some(&state.end.span),
-                None => this.log_span.as_ref(),
-            };
-            let _entered = span.map(tracing::Span::enter);
-            let inner = this.inner;
-            if this.ambient.is_some() {
-                ready!(with_ambient(this.ambient, || inner.poll(cx)))
-            } else {
+        let inner = this.inner;
+        let result = match this.trace {
+            Trace::Span(state) => {
+                let _entered = state.end.span.enter();
                 ready!(inner.poll(cx))
             }
+            Trace::Ambient(ambient, log_span) => {
+                let _entered = log_span.as_ref().map(tracing::Span::enter);
+                if ambient.is_some() {
+                    ready!(with_ambient(ambient, || inner.poll(cx)))
+                } else {
+                    ready!(inner.poll(cx))
+                }
+            }
+            Trace::Done => ready!(inner.poll(cx)),
         };
         let result = result.map(|mut response| {
             if let Some(cx) = this.traceresponse.take() {
@@ -166,8 +181,7 @@ where
             }
             response
         });
-        this.log_span.take();
-        let Some(mut state) = this.state.take() else {
+        let Trace::Span(mut state) = std::mem::replace(this.trace, Trace::Done) else {
             return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None))));
         };
         Poll::Ready(match result {

@@ -167,10 +167,10 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
         return untraced(parent_cx.map(|cx| (cx, baggage)));
     }
     let mut end = SpanEnd::new(span, Role::Client, sampled, grpc);
-    if grpc {
-        end.deadline = rpc::deadline(head.headers);
+    if let Some(g) = end.grpc_mut() {
+        g.deadline = rpc::deadline(head.headers);
         if config.message_events && sampled {
-            end.messages = Some(MessageCounter::new(Direction::Received));
+            g.messages = Some(MessageCounter::new(Direction::Received));
         }
     }
     let state = ResponseState {

@@ -20,6 +20,10 @@ impl Extractor for HeaderMap {
     fn keys(&self) -> Vec<&str> {
         HeaderMap::keys(self).map(HeaderName::as_str).collect()
     }
+
+    fn header_map(&self) -> Option<&HeaderMap> {
+        Some(self)
+    }
 }
 
 impl Injector for HeaderMap {

@@ -4,7 +4,8 @@
 use std::fmt;
 
 use super::{
-    BaggagePropagator, Extracted, Extractor, Injector, Propagator, TraceContextPropagator,
+    parse_traceparent, parse_tracestate, BaggagePropagator, Extracted, Extractor, Injector,
+    Propagator, TraceContextPropagator, BAGGAGE, TRACEPARENT, TRACESTATE,
 };
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
@@ -90,6 +91,9 @@ impl W3cPropagator {
 
 impl Propagator for W3cPropagator {
     fn extract(&self, carrier: &dyn Extractor) -> Extracted {
+        if let Some(headers) = carrier.header_map() {
+            return W3cPropagator::extract_from_map(headers);
+        }
         Extracted {
             span_context: TraceContextPropagator::extract_span_context(carrier),
             baggage: BaggagePropagator::extract_baggage(carrier),
@@ -99,6 +103,50 @@ impl Propagator for W3cPropagator {
     fn inject(&self, cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector) {
         TraceContextPropagator::inject_span_context(cx, carrier);
         BaggagePropagator::inject_baggage(baggage, carrier);
+    }
+}
+
+impl W3cPropagator {
+    /// One pass over the headers instead of a lookup per header name: requests carry a
+    /// handful of headers, most of them standard ones that a name comparison passes over at
+    /// once. The other headers are looked up only when present.
+    fn extract_from_map(headers: &http::HeaderMap) -> Extracted {
+        let mut traceparent = None;
+        let mut traceparents = 0usize;
+        let (mut tracestate, mut baggage) = (false, false);
+        for (name, value) in headers {
+            if *name == TRACEPARENT {
+                traceparents += 1;
+                traceparent.get_or_insert(value);
+            } else if *name == TRACESTATE {
+                tracestate = true;
+            } else if *name == BAGGAGE {
+                baggage = true;
+            }
+        }
+        let span_context = match traceparent {
+            // A duplicated traceparent is malformed.
+            Some(value) if traceparents == 1 => {
+                parse_traceparent(value.as_bytes()).ok().map(|mut cx| {
+                    if tracestate {
+                        cx.trace_state = parse_tracestate(
+                            headers.get_all(TRACESTATE).iter().map(|v| v.as_bytes()),
+                        );
+                    }
+                    cx
+                })
+            }
+            _ => None,
+        };
+        let baggage = if baggage {
+            BaggagePropagator::extract_baggage(headers)
+        } else {
+            Baggage::new()
+        };
+        Extracted {
+            span_context,
+            baggage,
+        }
     }
 }
 

@@ -114,6 +114,11 @@ pub trait Extractor {
     fn get_each_header(&self, name: &HeaderName, f: &mut dyn FnMut(&[u8])) {
         self.get_each(name.as_str(), f)
     }
+    /// The carrier as an `http::HeaderMap`, when it is one: propagators may then read the
+    /// headers they need in a single pass.
+    fn header_map(&self) -> Option<&http::HeaderMap> {
+        None
+    }
     /// The names of every header.
     fn keys(&self) -> Vec<&str>;
 }

@@ -94,12 +94,14 @@ pub fn parse_traceparent(value: &[u8]) -> Result<SpanContext, TraceparentError> 
         }
         _ => {}
     }
-    let trace_id = match decode_hex_words::<16>(&value[3..35]) {
-        Some(bytes) if value[35] == b'-' => TraceId::from_bytes(bytes),
+    let trace_id = match (hex_u64(&value[3..19]), hex_u64(&value[19..35])) {
+        (Some(high), Some(low)) if value[35] == b'-' => {
+            TraceId::from((u128::from(high) << 64) | u128::from(low))
+        }
         _ => return Err(TraceparentError::InvalidTraceId),
     };
-    let span_id = match decode_hex_words::<8>(&value[36..52]) {
-        Some(bytes) if value[52] == b'-' => SpanId::from_bytes(bytes),
+    let span_id = match hex_u64(&value[36..52]) {
+        Some(id) if value[52] == b'-' => SpanId::from(id),
         _ => return Err(TraceparentError::InvalidParentId),
     };
     let Some([flags]) = decode_hex::<1>(&value[53..55]) else {
@@ -311,24 +313,27 @@ fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
     (bad & 0xf0 == 0).then_some(out)
 }
 
-/// [`decode_hex`] eight digits at a time: the ids are most of a `traceparent`, and this runs
-/// on every request. `N` is a multiple of 4.
-fn decode_hex_words<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
-    if hex.len() != 2 * N {
+/// Sixteen lower-case hex digits to the number they spell, eight digits at a time: the ids
+/// are most of a `traceparent`, and this runs on every request. `None` unless `hex` is
+/// exactly sixteen `0-9a-f` digits.
+fn hex_u64(hex: &[u8]) -> Option<u64> {
+    let (Some(high), Some(low)) = (hex.get(0..8), hex.get(8..16)) else {
+        return None;
+    };
+    if hex.len() != 16 {
         return None;
     }
-    let mut out = [0u8; N];
-    for (bytes, digits) in out.chunks_exact_mut(4).zip(hex.chunks_exact(8)) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(digits);
-        bytes.copy_from_slice(&hex8(u64::from_le_bytes(word))?);
-    }
-    Some(out)
+    let word = |digits: &[u8]| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(digits);
+        u64::from_le_bytes(bytes)
+    };
+    Some((u64::from(hex8(word(high))?) << 32) | u64::from(hex8(word(low))?))
 }
 
-/// Eight lower-case hex digits, as the little-endian word of their ASCII bytes, to the four
-/// bytes they spell; `None` if any is not `0-9a-f`.
-fn hex8(word: u64) -> Option<[u8; 4]> {
+/// Eight lower-case hex digits, as the little-endian word of their ASCII bytes, to the
+/// number they spell; `None` if any is not `0-9a-f`.
+fn hex8(word: u64) -> Option<u32> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     if word & HIGH != 0 {
@@ -349,7 +354,8 @@ fn hex8(word: u64) -> Option<[u8; 4]> {
     let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
     let packed = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
     let packed = (packed | (packed >> 16)) & 0xffff_ffff;
-    Some((packed as u32).to_le_bytes())
+    // The first digit pair is the lowest byte here, and the most significant in the number.
+    Some((packed as u32).swap_bytes())
 }
 
 /// Lower-case hex digit values; every other byte maps to `0xff`.
@@ -384,23 +390,18 @@ mod word_tests {
     #[test]
     fn word_decoding_agrees_with_the_table_for_every_byte_at_every_position() {
         let base = *b"0123456789abcdef";
-        assert_eq!(decode_hex_words::<8>(&base), decode_hex::<8>(&base));
-        assert_eq!(
-            decode_hex_words::<8>(&base),
-            Some([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef])
-        );
+        let table = |hex: &[u8]| decode_hex::<8>(hex).map(u64::from_be_bytes);
+        assert_eq!(hex_u64(&base), Some(0x0123_4567_89ab_cdef));
+        assert_eq!(hex_u64(&base), table(&base));
         for position in 0..base.len() {
             for byte in 0..=255u8 {
                 let mut hex = base;
                 hex[position] = byte;
-                assert_eq!(
-                    decode_hex_words::<8>(&hex),
-                    decode_hex::<8>(&hex),
-                    "byte {byte:#04x} at {position}"
-                );
+                assert_eq!(hex_u64(&hex), table(&hex), "byte {byte:#04x} at {position}");
             }
         }
-        assert_eq!(decode_hex_words::<4>(b"0123456"), None);
+        assert_eq!(hex_u64(b"0123456789abcde"), None);
+        assert_eq!(hex_u64(b"0123456789abcdef0"), None);
     }
 }
 

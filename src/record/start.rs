@@ -6,7 +6,7 @@
 //! through a thread-local slot that the next span created inside [`SpanStart::create`] takes.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use crate::baggage::Baggage;
@@ -61,7 +61,7 @@ thread_local! {
     static PENDING: RefCell<Option<SpanStart>> = const { RefCell::new(None) };
     /// The remote context of a request that has no recorded span of its own (a filtered
     /// request, or no recorder), set while its future is polled.
-    static AMBIENT: RefCell<Option<Ambient>> = const { RefCell::new(None) };
+    static AMBIENT: Cell<Option<Ambient>> = const { Cell::new(None) };
 }
 
 /// A request's remote context, in effect while no recorded span carries it.
@@ -186,17 +186,12 @@ pub(crate) fn with_ambient<R>(slot: &mut Option<Ambient>, f: impl FnOnce() -> R)
     struct Restore<'a>(&'a mut Option<Ambient>, Option<Ambient>);
     impl Drop for Restore<'_> {
         fn drop(&mut self) {
-            let mine = AMBIENT
-                .try_with(|a| std::mem::replace(&mut *a.borrow_mut(), self.1.take()))
-                .ok()
-                .flatten();
-            *self.0 = mine;
+            let previous = self.1.take();
+            *self.0 = AMBIENT.try_with(|a| a.replace(previous)).ok().flatten();
         }
     }
-    let previous = AMBIENT
-        .try_with(|a| std::mem::replace(&mut *a.borrow_mut(), slot.take()))
-        .ok()
-        .flatten();
+    let mine = slot.take();
+    let previous = AMBIENT.try_with(|a| a.replace(mine)).ok().flatten();
     let _restore = Restore(slot, previous);
     f()
 }
@@ -204,7 +199,12 @@ pub(crate) fn with_ambient<R>(slot: &mut Option<Ambient>, f: impl FnOnce() -> R)
 /// The ambient remote context, if a request without a recorded span is being polled here.
 pub(crate) fn ambient() -> Option<Ambient> {
     AMBIENT
-        .try_with(|a| a.try_borrow().ok().and_then(|a| a.clone()))
+        .try_with(|a| {
+            let current = a.take();
+            let copy = current.clone();
+            a.set(current);
+            copy
+        })
         .ok()
         .flatten()
 }

@@ -25,11 +25,16 @@ use crate::server::layer::ServerConfig;
 pub struct ServerTrace<S> {
     inner: S,
     config: Arc<ServerConfig>,
+    first_route: Arc<attrs::FirstRoute>,
 }
 
 impl<S> ServerTrace<S> {
     pub(crate) fn new(inner: S, config: Arc<ServerConfig>) -> Self {
-        ServerTrace { inner, config }
+        ServerTrace {
+            inner,
+            config,
+            first_route: Arc::default(),
+        }
     }
 
     /// The wrapped service.
@@ -121,7 +126,7 @@ where
             matched_route(req.extensions())
         };
         let method = attrs::span_method(req.method());
-        let interned = route.and_then(|route| attrs::route_name(method, route));
+        let interned = route.and_then(|route| self.first_route.route_name(method, route));
         let name: Cow<'static, str> = match (&config.common.span_name, interned) {
             (Some(name), _) => name(&head),
             (None, _) if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
@@ -207,10 +212,10 @@ where
                 .log_span(Some(span));
         }
         let mut end = SpanEnd::new(span, Role::Server, sampled, grpc);
-        if grpc {
-            end.deadline = rpc::deadline(req.headers());
-            if config.message_events && end.sampled {
-                end.messages = Some(MessageCounter::new(Direction::Sent));
+        if let Some(g) = end.grpc_mut() {
+            g.deadline = rpc::deadline(req.headers());
+            if config.message_events && sampled {
+                g.messages = Some(MessageCounter::new(Direction::Sent));
             }
         }
         let state = ResponseState {
