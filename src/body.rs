@@ -365,7 +365,7 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
 impl<B: Body> ResponseBody<B> {
     pub(crate) fn new(inner: B, mut end: Option<SpanEnd>) -> Self {
         // An empty body is never polled: its span ends with the response head.
-        if inner.is_end_stream() {
+        if end.is_some() && inner.is_end_stream() {
             if let Some(end) = end.take() {
                 end.finish(None);
             }
@@ -387,9 +387,13 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
+        let Some(end) = this.end.as_ref() else {
+            // Untraced, or the span already ended: frames pass straight through.
+            return this.inner.poll_frame(cx);
+        };
         let result = {
             // Spans created while the body streams are children of the request's span.
-            let _entered = this.end.as_ref().map(|e| e.span.enter());
+            let _entered = end.span.enter();
             ready!(this.inner.as_mut().poll_frame(cx))
         };
         match &result {

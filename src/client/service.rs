@@ -114,17 +114,19 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
     }
 
     let grpc = config.grpc_only || is_grpc(head.headers);
-    let name: Cow<'static, str> = match &config.common.span_name {
-        Some(name) => name(head),
-        None if grpc => Cow::Owned(grpc_full_method(head.uri.path()).to_owned()),
-        None => Cow::Borrowed(attrs::span_method(head.method)),
+    let name = || -> Cow<'static, str> {
+        match &config.common.span_name {
+            Some(name) => name(head),
+            None if grpc => Cow::Owned(grpc_full_method(head.uri.path()).to_owned()),
+            None => Cow::Borrowed(attrs::span_method(head.method)),
+        }
     };
     let (parent_cx, baggage) = match parent {
         Some((cx, baggage)) => (Some(cx), baggage),
         None => (None, Baggage::new()),
     };
     // The recorder's sampler decides now, so an unsampled call can skip the span.
-    let Some(context) = decide(parent_cx.as_ref(), &name, &SpanKind::Client) else {
+    let Some(context) = decide(parent_cx.as_ref(), &SpanKind::Client, name) else {
         // No recorder: pass on what the request being served carried, if anything.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
     };
@@ -136,6 +138,7 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
             propagate: propagate.then_some((context, baggage)),
         };
     }
+    let name = name();
 
     let mut attributes = Vec::new();
     if sampled {

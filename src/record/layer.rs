@@ -86,17 +86,24 @@ impl RecorderConfig {
 
 /// Decides, with the sampler of the recorder installed in the current dispatcher, the
 /// context of a span about to start under `parent` (a remote parent) or as a new root;
-/// `None` when no recorder is installed. Layers use it to skip creating a `tracing` span for
-/// a request that will not be sampled.
-pub(crate) fn decide(
+/// `None` when no recorder is installed. `name` is asked for only when the sampler looks at
+/// names. Layers use it to skip creating a `tracing` span for a request that will not be
+/// recorded.
+pub(crate) fn decide<'n>(
     parent: Option<&SpanContext>,
-    name: &str,
     kind: &SpanKind,
+    name: impl FnOnce() -> Cow<'n, str>,
 ) -> Option<SpanContext> {
+    let mut name = Some(name);
     tracing::dispatcher::get_default(|dispatch| {
-        dispatch
-            .downcast_ref::<RecorderConfig>()
-            .map(|config| config.new_context(parent, name, kind))
+        let config = dispatch.downcast_ref::<RecorderConfig>()?;
+        let context = if config.sampler.uses_span_name() {
+            let name = name.take().map_or(Cow::Borrowed(""), |name| name());
+            config.new_context(parent, &name, kind)
+        } else {
+            config.new_context(parent, "", kind)
+        };
+        Some(context)
     })
 }
 

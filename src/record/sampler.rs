@@ -20,6 +20,12 @@ pub trait Sampler: Send + Sync + fmt::Debug + 'static {
         name: &str,
         kind: &SpanKind,
     ) -> bool;
+
+    /// Whether decisions look at the span name. Samplers that never do return `false`, and
+    /// the layers then skip building the name of a request that will not be recorded.
+    fn uses_span_name(&self) -> bool {
+        true
+    }
 }
 
 impl<S: Sampler + ?Sized> Sampler for Box<S> {
@@ -32,6 +38,10 @@ impl<S: Sampler + ?Sized> Sampler for Box<S> {
     ) -> bool {
         (**self).should_sample(parent, trace_id, name, kind)
     }
+
+    fn uses_span_name(&self) -> bool {
+        (**self).uses_span_name()
+    }
 }
 
 /// Samples every span.
@@ -39,6 +49,10 @@ impl<S: Sampler + ?Sized> Sampler for Box<S> {
 pub struct AlwaysOn;
 
 impl Sampler for AlwaysOn {
+    fn uses_span_name(&self) -> bool {
+        false
+    }
+
     fn should_sample(&self, _: Option<&SpanContext>, _: TraceId, _: &str, _: &SpanKind) -> bool {
         true
     }
@@ -49,6 +63,10 @@ impl Sampler for AlwaysOn {
 pub struct AlwaysOff;
 
 impl Sampler for AlwaysOff {
+    fn uses_span_name(&self) -> bool {
+        false
+    }
+
     fn should_sample(&self, _: Option<&SpanContext>, _: TraceId, _: &str, _: &SpanKind) -> bool {
         false
     }
@@ -90,6 +108,10 @@ impl TraceIdRatio {
 }
 
 impl Sampler for TraceIdRatio {
+    fn uses_span_name(&self) -> bool {
+        false
+    }
+
     fn should_sample(
         &self,
         _: Option<&SpanContext>,
@@ -119,6 +141,10 @@ impl<S: Sampler> ParentBased<S> {
 }
 
 impl<S: Sampler> Sampler for ParentBased<S> {
+    fn uses_span_name(&self) -> bool {
+        self.root.uses_span_name()
+    }
+
     fn should_sample(
         &self,
         parent: Option<&SpanContext>,

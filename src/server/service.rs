@@ -53,6 +53,52 @@ impl<S> ServerTrace<S> {
     }
 }
 
+/// A request's kind and name.
+struct Named<'r> {
+    grpc: bool,
+    /// The route template axum matched (HTTP).
+    route: Option<&'r str>,
+    name: Cow<'static, str>,
+    /// `http.route`.
+    route_value: Option<StringValue>,
+}
+
+impl<S> ServerTrace<S> {
+    /// `{method} {route}`, or `{method}`, or a gRPC call's `package.Service/Method`, or the
+    /// configured name.
+    fn span_name<'r, B>(&self, req: &'r Request<B>, head: &RequestHead<'_>) -> Named<'r> {
+        let config = &*self.config;
+        let grpc = config.grpc_only || is_grpc(req.headers());
+        let route = if grpc {
+            None
+        } else {
+            matched_route(req.extensions())
+        };
+        let method = attrs::span_method(req.method());
+        let interned = route.and_then(|route| self.first_route.route_name(method, route));
+        let name: Cow<'static, str> = match (&config.common.span_name, interned) {
+            (Some(name), _) => name(head),
+            (None, _) if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
+            (None, Some((name, _))) => Cow::Borrowed(name),
+            (None, None) => match route {
+                Some(route) => Cow::Owned(format!("{method} {route}")),
+                None => Cow::Borrowed(method),
+            },
+        };
+        let route_value = match (interned, route) {
+            (Some((_, route)), _) => Some(StringValue::from(route)),
+            (None, Some(route)) => Some(StringValue::from(route.to_owned())),
+            (None, None) => None,
+        };
+        Named {
+            grpc,
+            route,
+            name,
+            route_value,
+        }
+    }
+}
+
 impl<S: fmt::Debug> fmt::Debug for ServerTrace<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerTrace")
@@ -118,30 +164,7 @@ where
             return ResponseFuture::new(self.inner.call(req), None, Some(ambient));
         }
 
-        let grpc = config.grpc_only || is_grpc(req.headers());
         let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
-        let route = if grpc {
-            None
-        } else {
-            matched_route(req.extensions())
-        };
-        let method = attrs::span_method(req.method());
-        let interned = route.and_then(|route| self.first_route.route_name(method, route));
-        let name: Cow<'static, str> = match (&config.common.span_name, interned) {
-            (Some(name), _) => name(&head),
-            (None, _) if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
-            (None, Some((name, _))) => Cow::Borrowed(name),
-            (None, None) => match route {
-                Some(route) => Cow::Owned(format!("{method} {route}")),
-                None => Cow::Borrowed(method),
-            },
-        };
-        let route_value: Option<StringValue> = match (interned, route) {
-            (Some((_, route)), _) => Some(StringValue::from(route)),
-            (None, Some(route)) => Some(StringValue::from(route.to_owned())),
-            (None, None) => None,
-        };
-
         // A public edge: a new trace that only links to what the caller claimed.
         let (parent, baggage, claimed) = if untrusted {
             (None, Baggage::new(), extracted.span_context)
@@ -149,15 +172,21 @@ where
             (extracted.span_context, extracted.baggage, None)
         };
 
-        // The recorder's sampler decides now, so an unsampled request can skip the span.
-        let Some(context) = decide(parent.as_ref(), &name, &SpanKind::Server) else {
+        // The recorder's sampler decides now, so an unsampled request can skip the span
+        // (and the span name, unless the sampler reads names).
+        let named = || self.span_name(&req, &head);
+        let decided = decide(parent.as_ref(), &SpanKind::Server, || named().name);
+        let Some(context) = decided else {
             // No recorder: the request's context stays in effect while the handler runs,
             // so its outgoing calls still propagate it.
             let ambient = Ambient {
                 context: parent,
                 baggage,
             };
-            let span = log_span(config, grpc, &req, route);
+            let span = config.common.log_spans.then(|| {
+                let named = named();
+                server_span(named.grpc, &req, named.route)
+            });
             return ResponseFuture::new(self.inner.call(req), None, Some(ambient)).log_span(span);
         };
         let traceresponse = config.traceresponse.then(|| context.clone());
@@ -172,6 +201,12 @@ where
             return ResponseFuture::new(self.inner.call(req), None, Some(ambient))
                 .traceresponse(traceresponse);
         }
+        let Named {
+            grpc,
+            route,
+            name,
+            route_value,
+        } = named();
 
         let mut attributes = Vec::new();
         if sampled {
@@ -253,20 +288,6 @@ fn server_span<B>(grpc: bool, req: &Request<B>, route: Option<&str>) -> tracing:
             url.path = %path,
         ),
     }
-}
-
-/// With [`log_spans`](crate::ServerLayer::log_spans), the span log layers see for a request
-/// no recorder records.
-fn log_span<B>(
-    config: &ServerConfig,
-    grpc: bool,
-    req: &Request<B>,
-    route: Option<&str>,
-) -> Option<tracing::Span> {
-    config
-        .common
-        .log_spans
-        .then(|| server_span(grpc, req, route))
 }
 
 /// Attributes of the HTTP server semantic conventions known from the request.
