@@ -9,17 +9,18 @@ use tracewire::record::{Recorder, SpanRecord};
 use tracewire::report::{FlushError, InMemoryReporter, Reporter};
 use tracing_subscriber::layer::SubscriberExt;
 
-/// Panics on every other batch.
+/// Panics on batches of odd rounds (a span attribute), takes the others.
 struct Flaky {
-    calls: u64,
     received: Arc<AtomicU64>,
 }
 
 impl Reporter for Flaky {
     fn report(&mut self, batch: &[SpanRecord]) {
-        self.calls += 1;
-        if self.calls % 2 == 1 {
-            panic!("flaky reporter fails batch {}", self.calls);
+        let odd = batch.iter().any(|span| {
+            matches!(span.attribute("round"), Some(tracewire::record::data::Value::I64(r)) if r % 2 == 1)
+        });
+        if odd {
+            panic!("flaky reporter fails a batch of an odd round");
         }
         self.received
             .fetch_add(batch.len() as u64, Ordering::SeqCst);
@@ -32,32 +33,33 @@ fn a_panicking_reporter_does_not_stop_recording_or_the_other_reporters() {
     let memory = InMemoryReporter::new();
     let (layer, guard) = Recorder::builder()
         .max_batch_size(10)
-        // No timer wake-ups: each round of ten fills exactly one batch.
-        .flush_interval(Duration::from_secs(3600))
         .reporter(Flaky {
-            calls: 0,
             received: received.clone(),
         })
         .reporter(memory.clone())
         .build();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        for round in 0..10 {
+        for round in 0..10i64 {
             for _ in 0..10 {
                 tracing::info_span!("work", round).in_scope(|| {});
             }
-            // One batch per round, so the flaky reporter sees every other one.
+            // Each round is reported before the next starts, so no batch mixes rounds
+            // (a round may still take more than one batch).
             guard.flush().unwrap();
         }
     });
     let stats = guard.stats();
     assert_eq!(memory.len(), 100, "the other reporter got every span");
     assert_eq!(stats.spans_reported, 100);
-    assert_eq!(stats.batches, 10);
-    assert_eq!(stats.reporter_panics, 5);
+    assert!(stats.batches >= 10, "{stats:?}");
+    assert!(
+        stats.reporter_panics >= 5,
+        "one or more per odd round: {stats:?}"
+    );
     assert_eq!(
         received.load(Ordering::SeqCst),
         50,
-        "the flaky one keeps receiving"
+        "the flaky one keeps receiving: every span of the even rounds"
     );
     // And the worker still works after all that.
     drop(guard);

@@ -17,7 +17,7 @@ use crate::context::SpanContext;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::propagation::NoOverwrite;
 use crate::record::data::{KeyValue, SpanKind};
-use crate::record::{current_parent, decide, SpanStart};
+use crate::record::{current_parent, decide, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
 use crate::semconv;
 
@@ -126,7 +126,11 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
         None => (None, Baggage::new()),
     };
     // The recorder's sampler decides now, so an unsampled call can skip the span.
-    let Some(context) = decide(parent_cx.as_ref(), &SpanKind::Client, name) else {
+    let Some(Decision {
+        context,
+        mut attributes,
+    }) = decide(parent_cx.as_ref(), &SpanKind::Client, name)
+    else {
         // No recorder: pass on what the request being served carried, if anything.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
     };
@@ -140,9 +144,8 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
     }
     let name = name();
 
-    let mut attributes = Vec::new();
     if sampled {
-        attributes.reserve_exact(12);
+        attributes.reserve(12);
         if grpc {
             grpc_request_attributes(head, &mut attributes);
         } else {

@@ -30,7 +30,13 @@ use crate::semconv;
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    let krate = target.split_once("::").map_or(target, |(krate, _)| krate);
+    // The crate is what precedes the first `:` (a byte search; `split_once("::")` builds a
+    // substring searcher on every span).
+    let end = target
+        .bytes()
+        .position(|b| b == b':')
+        .unwrap_or(target.len());
+    let krate = &target[..end];
     matches!(
         krate,
         "hyper"
@@ -51,6 +57,8 @@ pub(crate) fn is_internal_target(target: &str) -> bool {
 
 /// Settings shared by every span of one recorder.
 pub(crate) struct RecorderConfig {
+    /// The pipeline, for recycled attribute vectors.
+    pub(crate) shared: Arc<Shared>,
     pub(crate) record_internals: bool,
     pub(crate) service_name: Arc<str>,
     pub(crate) sampler: Box<dyn Sampler>,
@@ -93,7 +101,7 @@ pub(crate) fn decide<'n>(
     parent: Option<&SpanContext>,
     kind: &SpanKind,
     name: impl FnOnce() -> Cow<'n, str>,
-) -> Option<SpanContext> {
+) -> Option<Decision> {
     let mut name = Some(name);
     tracing::dispatcher::get_default(|dispatch| {
         let config = dispatch.downcast_ref::<RecorderConfig>()?;
@@ -103,8 +111,23 @@ pub(crate) fn decide<'n>(
         } else {
             config.new_context(parent, "", kind)
         };
-        Some(context)
+        let attributes = if context.is_sampled() {
+            config.shared.attribute_vec()
+        } else {
+            Vec::new()
+        };
+        Some(Decision {
+            context,
+            attributes,
+        })
     })
+}
+
+/// What [`decide`] decided: the span's context and, when it is sampled, an (empty, possibly
+/// recycled) vector for its attributes.
+pub(crate) struct Decision {
+    pub(crate) context: SpanContext,
+    pub(crate) attributes: Vec<KeyValue>,
 }
 
 /// The recorder: a [`Layer`] giving every `tracing` span W3C ids and sending finished,
@@ -290,7 +313,15 @@ where
             kind,
             start_time: now,
             end_time: now,
-            attributes: seed.attributes,
+            attributes: if sampled
+                && seed.attributes.capacity() == 0
+                && !seed.skip_fields
+                && !metadata.fields().is_empty()
+            {
+                self.config.shared.attribute_vec()
+            } else {
+                seed.attributes
+            },
             dropped_attributes_count: 0,
             events: Vec::new(),
             dropped_events_count: 0,

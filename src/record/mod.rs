@@ -66,7 +66,7 @@ pub use data::SpanRecord;
 pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
-pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data};
+pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data, Decision};
 pub(crate) use span_data::{error_chain, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, Ambient};
@@ -186,6 +186,7 @@ impl RecorderBuilder {
         let service_name = self.service_name.unwrap_or_else(default_service_name);
         let (shared, guard) = pipeline::start(self.reporters, &self.pipeline);
         let config = RecorderConfig {
+            shared: shared.clone(),
             service_name,
             sampler: self
                 .sampler

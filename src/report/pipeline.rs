@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::record::data::SpanRecord;
+use crate::record::data::{KeyValue, SpanRecord};
 use crate::report::Reporter;
 
 /// Pipeline settings.
@@ -82,6 +82,10 @@ struct SyncState {
 
 pub(crate) struct Shared {
     queue: ArrayQueue<SpanRecord>,
+    /// Attribute vectors of reported spans, emptied, for new spans to reuse: the memory
+    /// then goes back to the threads that record (and is not freed on the worker thread,
+    /// which with most allocators would contend with their allocations).
+    attribute_vecs: ArrayQueue<Vec<KeyValue>>,
     wake_at: usize,
     worker: OnceLock<Thread>,
     notified: AtomicBool,
@@ -95,7 +99,23 @@ pub(crate) struct Shared {
     cond: Condvar,
 }
 
+/// Most recycled attribute vectors kept, and the largest capacity worth keeping.
+const RECYCLED_VECS: usize = 256;
+const RECYCLED_CAPACITY: usize = 32;
+
 impl Shared {
+    /// An empty attribute vector: a recycled one when there is one.
+    pub(crate) fn attribute_vec(&self) -> Vec<KeyValue> {
+        self.attribute_vecs.pop().unwrap_or_default()
+    }
+
+    fn recycle(&self, mut attributes: Vec<KeyValue>) {
+        if attributes.capacity() != 0 && attributes.capacity() <= RECYCLED_CAPACITY {
+            attributes.clear();
+            let _ = self.attribute_vecs.push(attributes);
+        }
+    }
+
     /// Queues a finished span; never blocks.
     pub(crate) fn send(&self, span: SpanRecord) {
         if self.closed.load(Ordering::Relaxed) {
@@ -174,6 +194,7 @@ pub(crate) fn start(
     let capacity = config.queue_capacity.max(1);
     let shared = Arc::new(Shared {
         queue: ArrayQueue::new(capacity),
+        attribute_vecs: ArrayQueue::new(RECYCLED_VECS),
         wake_at: (capacity / 4).clamp(1, config.max_batch.max(1)),
         worker: OnceLock::new(),
         notified: AtomicBool::new(false),
@@ -279,6 +300,9 @@ impl Worker {
                 .reported
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.shared.batches.fetch_add(1, Ordering::Relaxed);
+            for span in batch.iter_mut() {
+                self.shared.recycle(std::mem::take(&mut span.attributes));
+            }
             batch.clear();
             if last_tick.elapsed() >= self.interval {
                 self.each(|r| r.tick());

@@ -15,7 +15,7 @@ use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::record::data::{Key, KeyValue, Link, SpanKind, StringValue};
-use crate::record::{decide, Ambient, SpanStart};
+use crate::record::{decide, Ambient, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
@@ -176,7 +176,11 @@ where
         // (and the span name, unless the sampler reads names).
         let named = || self.span_name(&req, &head);
         let decided = decide(parent.as_ref(), &SpanKind::Server, || named().name);
-        let Some(context) = decided else {
+        let Some(Decision {
+            context,
+            mut attributes,
+        }) = decided
+        else {
             // No recorder: the request's context stays in effect while the handler runs,
             // so its outgoing calls still propagate it.
             let ambient = Ambient {
@@ -208,9 +212,8 @@ where
             route_value,
         } = named();
 
-        let mut attributes = Vec::new();
         if sampled {
-            attributes.reserve_exact(16);
+            attributes.reserve(16);
             if grpc {
                 grpc_request_attributes(&req, &mut attributes);
             } else {

@@ -1,0 +1,342 @@
+//! Micro-benchmarks, each against the opentelemetry equivalent in the same run:
+//!
+//! - `traceparent` extract from a 3-header map, and inject;
+//! - `tracestate` and `baggage` parsing;
+//! - the recorder's cost per `#[instrument]` child span, against tracing-opentelemetry with
+//!   the SDK (batch processor, exporter that drops).
+//!
+//! ```sh
+//! cargo bench --bench micro
+//! ```
+//!
+//! Allocations per operation are printed first (counted by a global allocator; background
+//! threads included, the exporters flushed before counting).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use tracewire::baggage::Baggage;
+use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use tracewire::propagation::{parse_tracestate, BaggagePropagator, Propagator, W3cPropagator};
+use tracewire::record::{Recorder, SpanRecord};
+use tracewire::report::{RecorderGuard, Reporter};
+use tracing_subscriber::layer::SubscriberExt;
+
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call unchanged to the system allocator; the counter never affects
+// the memory returned.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACESTATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7,vendor@tenant=abc,x=1";
+const BAGGAGE: &str = "userId=alice,serverNode=DF%2028,isProduction=false;ttl=60,region=eu-west-1";
+
+/// `traceparent` and two ordinary headers.
+fn three_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("traceparent", HeaderValue::from_static(TRACEPARENT));
+    headers.insert("accept", HeaderValue::from_static("application/json"));
+    headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
+    headers
+}
+
+/// opentelemetry's view of a `HeaderMap` (as opentelemetry-http gives it).
+struct OtelHeaders<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for OtelHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct OtelHeadersMut<'a>(&'a mut HeaderMap);
+
+impl opentelemetry::propagation::Injector for OtelHeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+fn context() -> SpanContext {
+    SpanContext::new(
+        TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+        SpanId::from(0x00f0_67aa_0ba9_02b7),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::NONE,
+    )
+}
+
+/// Allocations per call of `f`, over `n` calls.
+fn allocations(n: u64, mut f: impl FnMut()) -> f64 {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for _ in 0..n {
+        f();
+    }
+    (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / n as f64
+}
+
+fn propagation(c: &mut Criterion) {
+    let headers = three_headers();
+    let ours = W3cPropagator;
+    let theirs = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    // Both must read the same context.
+    let read = ours.extract(&headers).span_context.expect("ours reads it");
+    let otel = theirs.extract(&OtelHeaders(&headers));
+    assert_eq!(otel.span().span_context().trace_id(), read.trace_id);
+    assert_eq!(otel.span().span_context().span_id(), read.span_id);
+
+    let cx = context();
+    let otel_cx = opentelemetry::Context::new().with_remote_span_context((&cx).into());
+    let mut out = HeaderMap::with_capacity(8);
+    ours.inject(&cx, &Baggage::new(), &mut out);
+    let written = out.get("traceparent").cloned();
+    out.clear();
+    theirs.inject_context(&otel_cx, &mut OtelHeadersMut(&mut out));
+    assert_eq!(
+        out.get("traceparent").cloned(),
+        written,
+        "both write the same header"
+    );
+
+    println!("allocations per operation:");
+    let n = 10_000;
+    println!(
+        "  traceparent extract   tracewire {:.1}   opentelemetry {:.1}",
+        allocations(n, || drop(black_box(ours.extract(black_box(&headers))))),
+        allocations(n, || drop(black_box(
+            theirs.extract(&OtelHeaders(black_box(&headers)))
+        ))),
+    );
+    println!(
+        "  traceparent inject    tracewire {:.1}   opentelemetry {:.1}",
+        allocations(n, || {
+            out.clear();
+            ours.inject(black_box(&cx), &Baggage::new(), &mut out);
+        }),
+        allocations(n, || {
+            out.clear();
+            theirs.inject_context(black_box(&otel_cx), &mut OtelHeadersMut(&mut out));
+        }),
+    );
+
+    let mut group = c.benchmark_group("traceparent_extract");
+    group.bench_function("tracewire", |b| {
+        b.iter(|| ours.extract(black_box(&headers)))
+    });
+    group.bench_function("opentelemetry", |b| {
+        b.iter(|| theirs.extract(&OtelHeaders(black_box(&headers))))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("traceparent_inject");
+    group.bench_function("tracewire", |b| {
+        b.iter(|| {
+            out.clear();
+            ours.inject(black_box(&cx), &Baggage::new(), &mut out);
+        })
+    });
+    group.bench_function("opentelemetry", |b| {
+        b.iter(|| {
+            out.clear();
+            theirs.inject_context(black_box(&otel_cx), &mut OtelHeadersMut(&mut out));
+        })
+    });
+    group.finish();
+}
+
+fn parsing(c: &mut Criterion) {
+    let mut baggage_headers = HeaderMap::new();
+    baggage_headers.insert("baggage", HeaderValue::from_static(BAGGAGE));
+    let ours_state = parse_tracestate([TRACESTATE.as_bytes()].into_iter());
+    let otel_state: opentelemetry::trace::TraceState = TRACESTATE.parse().expect("valid");
+    assert_eq!(
+        ours_state.header(),
+        otel_state.header(),
+        "both read the same members"
+    );
+    let ours_baggage = BaggagePropagator.extract(&baggage_headers).baggage;
+    let otel_baggage = opentelemetry_sdk::propagation::BaggagePropagator::new()
+        .extract(&OtelHeaders(&baggage_headers));
+    assert_eq!(ours_baggage.len(), 4);
+    assert_eq!(
+        opentelemetry::baggage::BaggageExt::baggage(&otel_baggage).len(),
+        4
+    );
+
+    let n = 10_000;
+    println!(
+        "  tracestate parse      tracewire {:.1}   opentelemetry {:.1}",
+        allocations(n, || drop(black_box(parse_tracestate(
+            [black_box(TRACESTATE).as_bytes()].into_iter()
+        )))),
+        allocations(n, || drop(black_box(
+            black_box(TRACESTATE).parse::<opentelemetry::trace::TraceState>()
+        ))),
+    );
+    println!(
+        "  baggage parse         tracewire {:.1}   opentelemetry {:.1}",
+        allocations(n, || drop(black_box(
+            BaggagePropagator.extract(black_box(&baggage_headers))
+        ))),
+        allocations(n, || drop(black_box(
+            opentelemetry_sdk::propagation::BaggagePropagator::new()
+                .extract(&OtelHeaders(black_box(&baggage_headers)))
+        ))),
+    );
+
+    let mut group = c.benchmark_group("tracestate_parse");
+    group.bench_function("tracewire", |b| {
+        b.iter(|| parse_tracestate([black_box(TRACESTATE).as_bytes()].into_iter()))
+    });
+    group.bench_function("opentelemetry", |b| {
+        b.iter(|| black_box(TRACESTATE).parse::<opentelemetry::trace::TraceState>())
+    });
+    group.finish();
+
+    let theirs = opentelemetry_sdk::propagation::BaggagePropagator::new();
+    let mut group = c.benchmark_group("baggage_parse");
+    group.bench_function("tracewire", |b| {
+        b.iter(|| BaggagePropagator.extract(black_box(&baggage_headers)))
+    });
+    group.bench_function("opentelemetry", |b| {
+        b.iter(|| theirs.extract(&OtelHeaders(black_box(&baggage_headers))))
+    });
+    group.finish();
+}
+
+#[tracing::instrument(skip_all, fields(order = id))]
+fn child(id: u64) -> u64 {
+    black_box(id)
+}
+
+/// Counts and drops.
+#[derive(Clone, Default)]
+struct Count(Arc<AtomicU64>);
+
+impl Reporter for Count {
+    fn report(&mut self, batch: &[SpanRecord]) {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Count")
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Count {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn recorder(c: &mut Criterion) {
+    // tracewire: the recorder with a reporter that counts and drops.
+    let ours_count = Count::default();
+    let (layer, guard): (_, RecorderGuard) = Recorder::builder()
+        .service_name("bench")
+        .reporter(ours_count.clone())
+        .build();
+    let ours = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+
+    // tracing-opentelemetry and the SDK's batch processor, exporter that counts and drops.
+    let theirs_count = Count::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(theirs_count.clone())
+        .build();
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+    let theirs = tracing::Dispatch::new(tracing_subscriber::registry().with(otel_layer));
+
+    // Child spans of one open parent, as in a request handler.
+    let run = |dispatch: &tracing::Dispatch, n: u64| {
+        tracing::dispatcher::with_default(dispatch, || {
+            let parent = tracing::info_span!("request");
+            let _entered = parent.enter();
+            for i in 0..n {
+                child(i);
+            }
+        });
+    };
+    let flush_ours = || guard.flush().expect("flush");
+    let flush_theirs = || provider.force_flush().expect("flush");
+
+    // Every child span (plus the parent) reaches the reporter / exporter.
+    run(&ours, 1000);
+    flush_ours();
+    run(&theirs, 1000);
+    flush_theirs();
+    assert_eq!(ours_count.0.swap(0, Ordering::SeqCst), 1001);
+    assert_eq!(theirs_count.0.swap(0, Ordering::SeqCst), 1001);
+
+    // Allocations per child span: a thousand children under one parent, less the parent.
+    let per_child = |dispatch: &tracing::Dispatch, flush: &dyn Fn()| {
+        let with = allocations(1, || {
+            run(dispatch, 1000);
+            flush();
+        });
+        let without = allocations(1, || {
+            run(dispatch, 0);
+            flush();
+        });
+        (with - without) / 1000.0
+    };
+    println!(
+        "  child span            tracewire {:.1}   tracing-opentelemetry {:.1}",
+        per_child(&ours, &flush_ours),
+        per_child(&theirs, &flush_theirs),
+    );
+    ours_count.0.swap(0, Ordering::SeqCst);
+    theirs_count.0.swap(0, Ordering::SeqCst);
+
+    let mut group = c.benchmark_group("child_span");
+    for (name, dispatch) in [("tracewire", &ours), ("tracing_opentelemetry", &theirs)] {
+        tracing::dispatcher::with_default(dispatch, || {
+            let parent = tracing::info_span!("request");
+            let _entered = parent.enter();
+            group.bench_function(name, |b| b.iter(|| child(black_box(7))));
+        });
+    }
+    group.finish();
+    flush_ours();
+    flush_theirs();
+}
+
+criterion_group!(benches, propagation, parsing, recorder);
+criterion_main!(benches);
