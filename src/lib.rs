@@ -19,7 +19,38 @@
 //! - [`server`] and [`client`]: the Tower layers; `reqwest` (feature `reqwest`): the
 //!   reqwest-middleware `TracingMiddleware`.
 //!
+//! # Features
+//!
+//! | feature   | default | what it adds |
+//! |-----------|---------|--------------|
+//! | `axum`    | yes     | span names and `http.route` from axum's `MatchedPath`, `client.address` from `ConnectInfo` |
+//! | `console` | yes     | `ConsoleReporter` (trace trees with waterfalls) and `dev::init` |
+//! | `otel`    |         | `OtelReporter`: export through any `opentelemetry_sdk` `SpanExporter` |
+//! | `reqwest` |         | `reqwest::TracingMiddleware` for reqwest-middleware |
+//! | `grpc`    |         | tonic `MetadataMap` helpers and interceptors (gRPC tracing itself needs no feature) |
+//! | `b3`      |         | the B3 propagator for `OTEL_PROPAGATORS` |
+//! | `jaeger`  |         | the Jaeger propagator for `OTEL_PROPAGATORS` |
+//!
 //! # Quick start
+//!
+//! Wrap the server in [`ServerLayer`] and outgoing clients in [`ClientLayer`]; spans inside
+//! handlers (`#[instrument]`, events) join the request's trace:
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use tracewire::ServerLayer;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let _guard = tracewire::dev::init("users"); // recorder + console trees + fmt logs
+//! let app = Router::new()
+//!     .route("/users/{id}", get(|| async { "ana" }))
+//!     .layer(ServerLayer::new());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! The recorder alone, with the in-memory reporter tests use:
 //!
 //! ```
 //! use tracewire::record::Recorder;

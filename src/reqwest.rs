@@ -229,8 +229,8 @@ impl Drop for Pending {
 /// Records the response head and hands the span to the response body.
 fn traced_response(mut state: ResponseState, response: Response) -> Response {
     let url = response.url().clone();
-    let mut response = http::Response::<reqwest::Body>::from(response);
-    state.on_response(&mut response);
+    let response = http::Response::<reqwest::Body>::from(response);
+    state.on_response(&response);
     let end = state.end;
     let mut response = response.map(|body| reqwest::Body::wrap(ResponseBody::new(body, Some(end))));
     // `reqwest::Response::from` reads the final URL from an extension that only
