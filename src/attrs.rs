@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{OnceLock, RwLock};
 
@@ -266,31 +266,23 @@ pub(crate) struct UrlFull<'a> {
 }
 
 impl UrlFull<'_> {
-    /// The URL as a string, sized up front so it is built with one allocation.
+    /// The URL as a string, sized up front and built without the formatting machinery.
     pub(crate) fn render(&self) -> String {
         let estimate = 16
             + self.uri.authority().map_or(0, |a| a.as_str().len())
             + self.uri.path_and_query().map_or(0, |p| p.as_str().len());
         let mut out = String::with_capacity(estimate);
-        let _ = write!(out, "{self}");
-        out
-    }
-}
-
-impl fmt::Display for UrlFull<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = self.uri.scheme_str().unwrap_or("http");
-        f.write_str(scheme)?;
-        f.write_str("://")?;
+        out.push_str(self.uri.scheme_str().unwrap_or("http"));
+        out.push_str("://");
         match self.uri.authority() {
             Some(authority) => {
                 if authority.as_str().contains('@') {
-                    f.write_str("REDACTED:REDACTED@")?;
+                    out.push_str("REDACTED:REDACTED@");
                 }
-                f.write_str(authority.host())?;
+                out.push_str(authority.host());
                 if let Some(port) = authority.port() {
-                    f.write_char(':')?;
-                    f.write_str(port.as_str())?;
+                    out.push(':');
+                    out.push_str(port.as_str());
                 }
             }
             None => {
@@ -299,16 +291,22 @@ impl fmt::Display for UrlFull<'_> {
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
                 {
-                    f.write_str(host)?;
+                    out.push_str(host);
                 }
             }
         }
-        f.write_str(self.uri.path())?;
+        out.push_str(self.uri.path());
         if let Some(query) = self.uri.query() {
-            f.write_char('?')?;
-            f.write_str(&redact_query(query, self.redacted_query_params))?;
+            out.push('?');
+            out.push_str(&redact_query(query, self.redacted_query_params));
         }
-        Ok(())
+        out
+    }
+}
+
+impl fmt::Display for UrlFull<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
     }
 }
 

@@ -57,10 +57,9 @@ impl<S: fmt::Debug> fmt::Debug for ClientTrace<S> {
     }
 }
 
-/// The host a request goes to: the URI's, else the `Host` header's.
-pub(crate) fn target_host<'a>(head: &RequestHead<'a>) -> Option<&'a str> {
-    attrs::server_host_port(head.uri, head.headers).map(|(host, _)| host)
-}
+/// The host and port a request goes to: the URI's, else the `Host` header's. Read once per
+/// call: parsing the authority is not free.
+type Target<'a> = Option<(&'a str, Option<u16>)>;
 
 /// Writes `cx` and `baggage` into `headers` with the configured propagator, leaving
 /// headers the caller set alone unless the layer overwrites them.
@@ -102,7 +101,8 @@ impl ClientCall {
 /// leaves it out, or no recorder sees it) and says what to inject: the one place both client
 /// layers (Tower and reqwest) create their spans.
 pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> ClientCall {
-    let propagate = config.propagates_to(target_host(head));
+    let target: Target<'_> = attrs::server_host_port(head.uri, head.headers);
+    let propagate = config.propagates_to(target.map(|(host, _)| host));
     // The span the call would hang under: the current one, or the request being served.
     let parent = current_parent();
     let untraced = |parent: Option<(SpanContext, Baggage)>| ClientCall {
@@ -147,9 +147,9 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
     if sampled {
         attributes.reserve(12);
         if grpc {
-            grpc_request_attributes(head, &mut attributes);
+            grpc_request_attributes(head, target, &mut attributes);
         } else {
-            http_request_attributes(head, config, &mut attributes);
+            http_request_attributes(head, target, config, &mut attributes);
         }
         config.common.request_headers.capture_as(
             head.headers,
@@ -167,7 +167,7 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
         skip_fields: true,
         ..SpanStart::default()
     };
-    let (span, left) = start.create_traced(|| client_span(grpc, head));
+    let (span, left) = start.create_traced(|| client_span(grpc, head, target));
     if left.is_some() {
         // The recorder filtered the span out: as without a recorder.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
@@ -191,8 +191,8 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
 
 /// The call's `tracing` span. Its fields are for log layers; the recorder takes its
 /// attributes from the seed.
-fn client_span(grpc: bool, head: &RequestHead<'_>) -> tracing::Span {
-    let host = target_host(head).unwrap_or("");
+fn client_span(grpc: bool, head: &RequestHead<'_>, target: Target<'_>) -> tracing::Span {
+    let host = target.map_or("", |(host, _)| host);
     let path = head.uri.path();
     if grpc {
         tracing::info_span!(
@@ -235,7 +235,12 @@ where
     }
 }
 
-fn http_request_attributes(head: &RequestHead<'_>, config: &ClientConfig, out: &mut Vec<KeyValue>) {
+fn http_request_attributes(
+    head: &RequestHead<'_>,
+    target: Target<'_>,
+    config: &ClientConfig,
+    out: &mut Vec<KeyValue>,
+) {
     let (method, known) = attrs::method(head.method);
     out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
     if !known {
@@ -244,7 +249,7 @@ fn http_request_attributes(head: &RequestHead<'_>, config: &ClientConfig, out: &
             head.method.as_str().to_owned(),
         ));
     }
-    server_address(head, out);
+    server_address(head, target, out);
     let full = UrlFull {
         uri: head.uri,
         headers: head.headers,
@@ -253,18 +258,18 @@ fn http_request_attributes(head: &RequestHead<'_>, config: &ClientConfig, out: &
     out.push(KeyValue::new(semconv::URL_FULL, full.render()));
 }
 
-fn grpc_request_attributes(head: &RequestHead<'_>, out: &mut Vec<KeyValue>) {
+fn grpc_request_attributes(head: &RequestHead<'_>, target: Target<'_>, out: &mut Vec<KeyValue>) {
     out.push(KeyValue::new(semconv::RPC_SYSTEM, "grpc"));
     let full = grpc_full_method(head.uri.path());
     if let Some((service, method)) = full.rsplit_once('/') {
         out.push(KeyValue::new(semconv::RPC_SERVICE, service.to_owned()));
         out.push(KeyValue::new(semconv::RPC_METHOD, method.to_owned()));
     }
-    server_address(head, out);
+    server_address(head, target, out);
 }
 
-fn server_address(head: &RequestHead<'_>, out: &mut Vec<KeyValue>) {
-    if let Some((host, port)) = attrs::server_host_port(head.uri, head.headers) {
+fn server_address(head: &RequestHead<'_>, target: Target<'_>, out: &mut Vec<KeyValue>) {
+    if let Some((host, port)) = target {
         out.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
         let port = port.unwrap_or_else(|| attrs::default_port(attrs::scheme(head.uri)));
         out.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
