@@ -245,6 +245,21 @@ fn child(id: u64) -> u64 {
 #[derive(Clone, Default)]
 struct Count(Arc<AtomicU64>);
 
+/// A layer that only counts new spans.
+#[derive(Clone, Default)]
+struct CountSpans(Count);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountSpans {
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        (self.0).0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Reporter for Count {
     fn report(&mut self, batch: &[SpanRecord]) {
         self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -325,8 +340,16 @@ fn recorder(c: &mut Criterion) {
     ours_count.0.swap(0, Ordering::SeqCst);
     theirs_count.0.swap(0, Ordering::SeqCst);
 
+    // The floor any `tracing` layer stands on: the registry, and a layer that only counts.
+    let registry =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(CountSpans::default()));
+
     let mut group = c.benchmark_group("child_span");
-    for (name, dispatch) in [("tracewire", &ours), ("tracing_opentelemetry", &theirs)] {
+    for (name, dispatch) in [
+        ("registry_only", &registry),
+        ("tracewire", &ours),
+        ("tracing_opentelemetry", &theirs),
+    ] {
         tracing::dispatcher::with_default(dispatch, || {
             let parent = tracing::info_span!("request");
             let _entered = parent.enter();

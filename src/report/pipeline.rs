@@ -5,6 +5,7 @@
 //! woken early only when the queue passes a fill threshold or someone flushes, so the request
 //! path pays no syscall per span.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -102,11 +103,33 @@ pub(crate) struct Shared {
 /// Most recycled attribute vectors kept, and the largest capacity worth keeping.
 const RECYCLED_VECS: usize = 256;
 const RECYCLED_CAPACITY: usize = 32;
+/// Recycled vectors a thread takes at a time.
+const LOCAL_BATCH: usize = 16;
+/// Sends between two looks at how full the queue is.
+const FILL_CHECK_EVERY: u32 = 16;
+
+thread_local! {
+    static LOCAL_VECS: RefCell<Vec<Vec<KeyValue>>> = const { RefCell::new(Vec::new()) };
+    static SENT: Cell<u32> = const { Cell::new(0) };
+}
 
 impl Shared {
     /// An empty attribute vector: a recycled one when there is one.
     pub(crate) fn attribute_vec(&self) -> Vec<KeyValue> {
-        self.attribute_vecs.pop().unwrap_or_default()
+        // A few at a time into a cache of this thread's: the shared pool's indices live on
+        // cache lines the worker writes, so each visit to them costs a transfer between cores.
+        LOCAL_VECS
+            .try_with(|local| {
+                let mut local = local.borrow_mut();
+                if local.is_empty() {
+                    local
+                        .extend(std::iter::from_fn(|| self.attribute_vecs.pop()).take(LOCAL_BATCH));
+                }
+                local.pop()
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     fn recycle(&self, mut attributes: Vec<KeyValue>) {
@@ -124,7 +147,15 @@ impl Shared {
         }
         match self.queue.push(span) {
             Ok(()) => {
-                if self.queue.len() >= self.wake_at {
+                // `len` reads the index the worker moves: look only now and then (the worker
+                // also wakes on its timer).
+                let sent = SENT.try_with(|s| {
+                    let n = s.get().wrapping_add(1);
+                    s.set(n);
+                    n
+                });
+                if sent.is_ok_and(|n| n % FILL_CHECK_EVERY == 0) && self.queue.len() >= self.wake_at
+                {
                     self.wake();
                 }
             }
