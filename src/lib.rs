@@ -40,6 +40,7 @@
 //! use axum::{routing::get, Router};
 //! use tracewire::ServerLayer;
 //!
+//! # #[cfg(feature = "console")]
 //! # async fn run() -> std::io::Result<()> {
 //! let _guard = tracewire::dev::init("users"); // recorder + console trees + fmt logs
 //! let app = Router::new()

@@ -1,6 +1,8 @@
 //! ANSI colour: on when asked, off when asked, and the automatic decision honours
 //! `NO_COLOR` (tested through the decision function, not the process environment).
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use std::ffi::OsStr;

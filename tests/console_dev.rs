@@ -2,6 +2,8 @@
 //!
 //! One test: the global subscriber can be set only once per test binary.
 
+#![cfg(feature = "console")]
+
 use tracewire::dev;
 use tracewire::record::InstallError;
 

@@ -1,5 +1,7 @@
 //! Modes: every trace, or only error traces and slow ones.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use std::time::Duration;

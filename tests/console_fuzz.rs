@@ -1,6 +1,8 @@
 //! No input makes the console panic or write a line wider than its width: arbitrary ids
 //! (duplicates, cycles, self-parents), times running backwards, hostile names, any width.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use std::time::{Duration, SystemTime};

@@ -1,5 +1,7 @@
 //! Memory stays bounded: spans over the trace and span limits are dropped and counted.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use console_support::*;

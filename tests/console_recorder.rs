@@ -1,5 +1,7 @@
 //! End to end: `tracing` spans through the real recorder and pipeline into the console.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use console_support::SharedBuf;

@@ -1,5 +1,7 @@
 //! The console's output for hand-built traces with fixed ids and times, without colour.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The shutdown summary: traces, errors and nearest-rank percentiles per service and
 //! operation.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! When traces without a finished root print: remote-parent grace, inactivity, maximum age,
 //! flush. Time comes from a fake clock; no test sleeps.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Output never gets wider than the configured width, whatever the tree's shape, and
 //! nothing panics at tiny or huge widths.
 
+#![cfg(feature = "console")]
+
 mod console_support;
 
 use console_support::*;

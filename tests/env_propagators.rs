@@ -229,6 +229,7 @@ fn several_names_compose_in_order() {
 /// client writing it.
 #[cfg(all(feature = "b3", feature = "reqwest"))]
 #[test]
+#[cfg(feature = "axum")]
 fn the_layers_take_the_environment_propagator() {
     use axum::routing::get;
     use axum::Router;

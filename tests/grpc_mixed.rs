@@ -1,6 +1,8 @@
 //! One server layer in front of a mixed router: axum routes and a tonic service on one
 //! port. HTTP requests get HTTP spans, gRPC calls (told apart by `content-type`) RPC spans.
 
+#![cfg(feature = "axum")]
+
 mod grpc_support;
 mod support;
 

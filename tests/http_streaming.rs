@@ -1,6 +1,8 @@
 //! The spans cover the response body: a body that streams for 200 ms, and a client that
 //! disconnects in the middle of one.
 
+#![cfg(feature = "axum")]
+
 mod support;
 
 use std::convert::Infallible;

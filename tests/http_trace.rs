@@ -1,6 +1,8 @@
 //! An axum server and a hyper-util client, both traced, over loopback: one trace, with the
 //! right parents, kinds, attributes and status.
 
+#![cfg(feature = "axum")]
+
 mod support;
 
 use std::convert::Infallible;

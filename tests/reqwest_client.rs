@@ -2,7 +2,7 @@
 //! traced axum server over loopback: one trace, one client span per attempt with its resend
 //! count, server spans under the attempts that reached them, and the span lasting until the
 //! response body ends.
-#![cfg(feature = "reqwest")]
+#![cfg(all(feature = "reqwest", feature = "axum"))]
 
 mod support;
 
