@@ -89,6 +89,8 @@ mod tests {
             .collect();
         assert_eq!(client_errors, (1..=16).collect::<Vec<_>>());
         assert_eq!(grpc_code_name(14), Some("UNAVAILABLE"));
+        assert_eq!(grpc_code_name(4), Some("DEADLINE_EXCEEDED"));
         assert_eq!(grpc_code_name(17), None);
+        assert_eq!(grpc_code_name(-1), None);
     }
 }

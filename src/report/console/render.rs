@@ -128,7 +128,10 @@ fn measure<'a>(span: &'a SpanRecord, service_ix: usize, start: SystemTime) -> Ce
     let http = int_attribute(span, HTTP_STATUS);
     let mut status = Short::EMPTY;
     match (int_attribute(span, GRPC_STATUS), &http) {
-        (Some(Ok(code)), _) => match text::grpc_code_name(code) {
+        (Some(Ok(code)), _) => match i32::try_from(code)
+            .ok()
+            .and_then(crate::classify::grpc_code_name)
+        {
             Some(name) => status = Short::new(name),
             None => {
                 let _ = write!(status, "{code}");

@@ -99,30 +99,6 @@ pub(crate) fn duration(d: Duration) -> Short {
     out
 }
 
-/// The name of a gRPC status code, as in the gRPC spec.
-pub(crate) fn grpc_code_name(code: i64) -> Option<&'static str> {
-    Some(match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
-        _ => return None,
-    })
-}
-
 /// Printable ASCII only: one byte is one column and nothing needs replacing.
 fn is_plain(s: &str) -> bool {
     s.bytes().all(|b| (0x20..0x7f).contains(&b))
@@ -211,14 +187,6 @@ mod tests {
     fn duration_widths_count_mu_as_one_column() {
         assert_eq!(duration(Duration::from_micros(5)).width(), 5);
         assert_eq!(duration(Duration::from_micros(5)).as_str(), "5.0µs");
-    }
-
-    #[test]
-    fn grpc_codes_have_names() {
-        assert_eq!(grpc_code_name(14), Some("UNAVAILABLE"));
-        assert_eq!(grpc_code_name(4), Some("DEADLINE_EXCEEDED"));
-        assert_eq!(grpc_code_name(17), None);
-        assert_eq!(grpc_code_name(-1), None);
     }
 
     #[test]
