@@ -20,7 +20,7 @@ use crate::record::data::{
 use crate::record::ids::{new_span_id, new_trace_id};
 use crate::record::sampler::Sampler;
 use crate::record::span_data::{EventVisitor, SpanData, SpanVisitor};
-use crate::record::start;
+use crate::record::start::{self, SpanStart};
 use crate::report::pipeline::Shared;
 use crate::report::RecorderHandle;
 use crate::semconv;
@@ -30,29 +30,21 @@ use crate::semconv;
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    // The crate is what precedes the first `:` (a byte search; `split_once("::")` builds a
-    // substring searcher on every span).
-    let end = target
-        .bytes()
-        .position(|b| b == b':')
-        .unwrap_or(target.len());
-    let krate = &target[..end];
-    matches!(
-        krate,
-        "hyper"
-            | "hyper_util"
-            | "h2"
-            | "tower"
-            | "tonic"
-            | "reqwest"
-            | "rustls"
-            | "tokio"
-            | "mio"
-            | "want"
-            | "opentelemetry"
-            | "opentelemetry_sdk"
-            | "opentelemetry_otlp"
-    )
+    // Dispatch on the first byte: most targets are the application's own and leave at once.
+    let candidates: &[&str] = match target.as_bytes().first() {
+        Some(b'h') => &["hyper", "hyper_util", "h2"],
+        Some(b't') => &["tower", "tonic", "tokio"],
+        Some(b'r') => &["reqwest", "rustls"],
+        Some(b'm') => &["mio"],
+        Some(b'w') => &["want"],
+        Some(b'o') => &["opentelemetry", "opentelemetry_sdk", "opentelemetry_otlp"],
+        _ => return false,
+    };
+    candidates.iter().any(|krate| {
+        target
+            .strip_prefix(krate)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+    })
 }
 
 /// Settings shared by every span of one recorder.
@@ -247,53 +239,71 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
         if self.skips(attrs.metadata().target()) {
             return;
         }
-        let seeded = start::take();
-        let mut seed = seeded.unwrap_or_default();
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        // Into locals, not kept as a struct: most spans have no seed, and the defaults then
+        // cost nothing.
+        let SpanStart {
+            mut remote_parent,
+            mut baggage,
+            links,
+            service_name,
+            kind,
+            name,
+            attributes,
+            new_root,
+            decided,
+            skip_fields,
+        } = start::take().unwrap_or_default();
         let metadata = attrs.metadata();
 
         // The parent: a remote one handed in at creation, else the local one (explicit or
         // contextual, as the registry resolved it), else none.
-        let local = if seed.remote_parent.is_some() || seed.new_root {
+        let local = if remote_parent.is_some() || new_root {
             None
         } else {
             // The nearest ancestor the recorder tracks (skipped internals have no data).
-            span.scope().skip(1).find_map(|ancestor| {
-                let extensions = ancestor.extensions();
-                extensions.get::<SpanData>().map(|p| {
-                    (
+            let mut ancestor = span.parent();
+            let mut found = None;
+            while let Some(a) = ancestor {
+                if let Some(p) = a.extensions().get::<SpanData>() {
+                    found = Some((
                         p.record.span_context.clone(),
                         p.record.service_name.clone(),
                         p.baggage.clone(),
-                    )
-                })
-            })
+                    ));
+                }
+                if found.is_some() {
+                    break;
+                }
+                ancestor = a.parent();
+            }
+            found
         };
         // A root span created while a request without a recorded span of its own is
         // polled (filtered, say) continues that request's remote context.
-        if local.is_none() && seed.remote_parent.is_none() && !seed.new_root {
+        if local.is_none() && remote_parent.is_none() && !new_root {
             if let Some(ambient) = start::ambient() {
-                seed.remote_parent = ambient.context;
-                if seed.baggage.is_none() {
-                    seed.baggage = Some(ambient.baggage);
+                remote_parent = ambient.context;
+                if baggage.is_none() {
+                    baggage = Some(ambient.baggage);
                 }
             }
         }
         let (parent, parent_is_remote, inherited_service, inherited_baggage) =
-            match (seed.remote_parent, local) {
+            match (remote_parent, local) {
                 (Some(remote), _) => (Some(remote), true, None, Baggage::new()),
                 (None, Some((cx, service, baggage))) => (Some(cx), false, Some(service), baggage),
                 (None, None) => (None, false, None, Baggage::new()),
             };
 
-        let kind = seed.kind.unwrap_or(SpanKind::Internal);
-        let name: Cow<'static, str> = seed.name.unwrap_or(Cow::Borrowed(metadata.name()));
-        let span_context = match seed.decided {
+        let kind = kind.unwrap_or(SpanKind::Internal);
+        let name: Cow<'static, str> = name.unwrap_or(Cow::Borrowed(metadata.name()));
+        let span_context = match decided {
             // The layer that seeded the span already decided, with this recorder's sampler.
             Some(decided) => decided,
             None => self.config.new_context(parent.as_ref(), &name, &kind),
@@ -305,43 +315,42 @@ where
         } else {
             SystemTime::UNIX_EPOCH
         };
-        let record = SpanRecord {
-            span_context,
-            parent_span_id,
-            parent_is_remote,
-            name,
-            kind,
-            start_time: now,
-            end_time: now,
-            attributes: if sampled
-                && seed.attributes.capacity() == 0
-                && !seed.skip_fields
-                && !metadata.fields().is_empty()
-            {
-                self.config.shared.attribute_vec()
-            } else {
-                seed.attributes
+        let seeded_attributes = !attributes.is_empty();
+        let wants_vec =
+            sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
+        let (slot, fresh) = self.shared.record_slot(wants_vec);
+        let record = Box::write(
+            slot,
+            SpanRecord {
+                span_context,
+                parent_span_id,
+                parent_is_remote,
+                name,
+                kind,
+                start_time: now,
+                end_time: now,
+                attributes: if wants_vec { fresh } else { attributes },
+                dropped_attributes_count: 0,
+                events: Vec::new(),
+                dropped_events_count: 0,
+                links,
+                status: Status::Unset,
+                service_name: service_name
+                    .or(inherited_service)
+                    .unwrap_or_else(|| self.config.service_name.clone()),
+                scope: InstrumentationScope::builder(metadata.target()).build(),
             },
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: seed.links,
-            status: Status::Unset,
-            service_name: seed
-                .service_name
-                .or(inherited_service)
-                .unwrap_or_else(|| self.config.service_name.clone()),
-            scope: InstrumentationScope::builder(metadata.target()).build(),
-        };
-        let baggage = seed.baggage.unwrap_or(inherited_baggage);
+        );
         let mut data = SpanData::new(
             record,
-            baggage,
+            baggage.unwrap_or(inherited_baggage),
             sampled,
             (self.config.max_attributes, self.config.max_events),
         );
-        data.enforce_attribute_limit();
-        if sampled && !seed.skip_fields {
+        if seeded_attributes {
+            data.enforce_attribute_limit();
+        }
+        if sampled && !skip_fields {
             attrs.record(&mut SpanVisitor(&mut data));
         }
         span.extensions_mut().insert(data);
@@ -439,12 +448,14 @@ where
         let Some(data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
+        let mut record = data.record;
         if data.sampled {
-            let mut record = data.record;
             if !data.ended {
                 record.end_time = SystemTime::now();
             }
             self.shared.send(record);
+        } else {
+            self.shared.discard(record);
         }
     }
 

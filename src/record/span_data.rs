@@ -14,7 +14,7 @@ use crate::semconv;
 /// What the recorder knows of a live span. Sampled-out spans keep only the context, service
 /// and baggage (for propagation); the rest of `record` stays empty.
 pub(crate) struct SpanData {
-    pub(crate) record: SpanRecord,
+    pub(crate) record: Box<SpanRecord>,
     pub(crate) baggage: Baggage,
     pub(crate) sampled: bool,
     /// Set by an explicit status (`otel.status_code`, [`SpanExt::set_status`]), which error
@@ -32,7 +32,7 @@ pub(crate) struct SpanData {
 
 impl SpanData {
     pub(crate) fn new(
-        record: SpanRecord,
+        record: Box<SpanRecord>,
         baggage: Baggage,
         sampled: bool,
         limits: (u32, u32),

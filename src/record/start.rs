@@ -212,7 +212,14 @@ pub(crate) fn ambient() -> Option<Ambient> {
 /// Takes the settings for the span being created on this thread, if any.
 pub(crate) fn take() -> Option<SpanStart> {
     PENDING
-        .try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.take()))
+        .try_with(|p| {
+            let mut p = p.try_borrow_mut().ok()?;
+            // Most spans have none: moving the empty slot out would copy it.
+            if p.is_none() {
+                return None;
+            }
+            p.take()
+        })
         .ok()
         .flatten()
 }

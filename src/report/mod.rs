@@ -33,6 +33,7 @@ mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
 pub(crate) mod pipeline;
+mod recycle;
 pub mod tail;
 
 #[cfg(feature = "console")]

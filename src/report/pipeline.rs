@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::record::data::{KeyValue, SpanRecord};
+use crate::report::recycle::{ChunkPool, CHUNK};
 use crate::report::Reporter;
 
 /// Pipeline settings.
@@ -81,12 +83,17 @@ struct SyncState {
     stopped: bool,
 }
 
+/// The heap home of one span's record, empty and ready for the next span.
+type RecordSlot = Box<MaybeUninit<SpanRecord>>;
+
 pub(crate) struct Shared {
-    queue: ArrayQueue<SpanRecord>,
-    /// Attribute vectors of reported spans, emptied, for new spans to reuse: the memory
-    /// then goes back to the threads that record (and is not freed on the worker thread,
-    /// which with most allocators would contend with their allocations).
-    attribute_vecs: ArrayQueue<Vec<KeyValue>>,
+    /// Finished spans. Boxed: the hand-off moves a pointer, not the record, and the record
+    /// is written once, where the span starts.
+    queue: ArrayQueue<Box<SpanRecord>>,
+    /// Record slots and emptied attribute vectors of reported spans, for new spans to
+    /// reuse: no allocation per span, and the memory goes back to the recording threads.
+    record_slots: ChunkPool<RecordSlot>,
+    attribute_vecs: ChunkPool<Vec<KeyValue>>,
     wake_at: usize,
     worker: OnceLock<Thread>,
     notified: AtomicBool,
@@ -100,47 +107,81 @@ pub(crate) struct Shared {
     cond: Condvar,
 }
 
-/// Most recycled attribute vectors kept, and the largest capacity worth keeping.
-const RECYCLED_VECS: usize = 256;
+/// The largest attribute capacity worth recycling.
 const RECYCLED_CAPACITY: usize = 32;
-/// Recycled vectors a thread takes at a time.
-const LOCAL_BATCH: usize = 16;
 /// Sends between two looks at how full the queue is.
 const FILL_CHECK_EVERY: u32 = 16;
 
 thread_local! {
-    static LOCAL_VECS: RefCell<Vec<Vec<KeyValue>>> = const { RefCell::new(Vec::new()) };
+    static LOCAL: RefCell<Local> = const {
+        RefCell::new(Local { vecs: Vec::new(), slots: Vec::new() })
+    };
     static SENT: Cell<u32> = const { Cell::new(0) };
+}
+
+/// A thread's cache of recycled attribute vectors and record slots, refilled a chunk at a
+/// time.
+struct Local {
+    vecs: Vec<Vec<KeyValue>>,
+    slots: Vec<RecordSlot>,
+}
+
+impl Local {
+    fn vec(&mut self, shared: &Shared) -> Option<Vec<KeyValue>> {
+        if self.vecs.is_empty() {
+            shared.attribute_vecs.take(&mut self.vecs);
+        }
+        self.vecs.pop()
+    }
+
+    fn slot(&mut self, shared: &Shared) -> Option<RecordSlot> {
+        if self.slots.is_empty() {
+            shared.record_slots.take(&mut self.slots);
+        }
+        self.slots.pop()
+    }
 }
 
 impl Shared {
     /// An empty attribute vector: a recycled one when there is one.
     pub(crate) fn attribute_vec(&self) -> Vec<KeyValue> {
-        // A few at a time into a cache of this thread's: the shared pool's indices live on
-        // cache lines the worker writes, so each visit to them costs a transfer between cores.
-        LOCAL_VECS
-            .try_with(|local| {
-                let mut local = local.borrow_mut();
-                if local.is_empty() {
-                    local
-                        .extend(std::iter::from_fn(|| self.attribute_vecs.pop()).take(LOCAL_BATCH));
-                }
-                local.pop()
-            })
+        LOCAL
+            .try_with(|local| local.borrow_mut().vec(self))
             .ok()
             .flatten()
             .unwrap_or_default()
     }
 
-    fn recycle(&self, mut attributes: Vec<KeyValue>) {
-        if attributes.capacity() != 0 && attributes.capacity() <= RECYCLED_CAPACITY {
-            attributes.clear();
-            let _ = self.attribute_vecs.push(attributes);
-        }
+    /// A heap slot for a span's record and, when `with_vec`, an empty attribute vector:
+    /// recycled ones when there are some, from one visit to this thread's cache.
+    pub(crate) fn record_slot(&self, with_vec: bool) -> (RecordSlot, Vec<KeyValue>) {
+        let (slot, vec) = LOCAL
+            .try_with(|local| {
+                let mut local = local.borrow_mut();
+                let vec = if with_vec { local.vec(self) } else { None };
+                (local.slot(self), vec)
+            })
+            .unwrap_or((None, None));
+        (
+            slot.unwrap_or_else(Box::new_uninit),
+            vec.unwrap_or_default(),
+        )
+    }
+
+    /// Drops the record of a span that is not reported, keeping its slot on this thread.
+    pub(crate) fn discard(&self, record: Box<SpanRecord>) {
+        let (record, slot) = take_record(record);
+        drop(record);
+        let _ = LOCAL.try_with(|local| {
+            let mut local = local.borrow_mut();
+            if local.slots.len() < CHUNK {
+                local.slots.push(slot);
+            }
+        });
     }
 
     /// Queues a finished span; never blocks.
-    pub(crate) fn send(&self, span: SpanRecord) {
+    pub(crate) fn send(&self, span: Box<SpanRecord>) {
         if self.closed.load(Ordering::Relaxed) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -217,16 +258,38 @@ impl Shared {
     }
 }
 
+/// Moves a record out of its box, keeping the allocation for another record.
+fn take_record(span: Box<SpanRecord>) -> (SpanRecord, RecordSlot) {
+    let raw = Box::into_raw(span);
+    // SAFETY: `raw` comes from `Box::into_raw`, so it is aligned, allocated by the global
+    // allocator and holds an initialised `SpanRecord`, which is read out exactly once. The
+    // allocation is then owned again as a `MaybeUninit<SpanRecord>` (same size and
+    // alignment, no drop glue), so the record is never dropped twice and the memory is
+    // freed with the layout it was allocated with.
+    unsafe {
+        (
+            raw.read(),
+            Box::from_raw(raw.cast::<MaybeUninit<SpanRecord>>()),
+        )
+    }
+}
+
 /// Starts the worker thread.
 pub(crate) fn start(
     reporters: Vec<Box<dyn Reporter>>,
     config: &PipelineConfig,
 ) -> (Arc<Shared>, RecorderGuard) {
     let capacity = config.queue_capacity.max(1);
+    let max_batch = config.max_batch.max(1);
+    // Waking the worker costs the recording thread a system call: do it once per many
+    // batches, early enough that the queue does not fill in the meantime.
+    let wake_at = (capacity / 4).max(1);
     let shared = Arc::new(Shared {
         queue: ArrayQueue::new(capacity),
-        attribute_vecs: ArrayQueue::new(RECYCLED_VECS),
-        wake_at: (capacity / 4).clamp(1, config.max_batch.max(1)),
+        // Enough to take back everything one wake-up of the worker reports.
+        record_slots: ChunkPool::new(wake_at + max_batch),
+        attribute_vecs: ChunkPool::new(wake_at + max_batch),
+        wake_at,
         worker: OnceLock::new(),
         notified: AtomicBool::new(false),
         closed: AtomicBool::new(false),
@@ -241,8 +304,10 @@ pub(crate) fn start(
     let worker = Worker {
         shared: shared.clone(),
         reporters,
-        max_batch: config.max_batch.max(1),
+        max_batch,
         interval: config.interval,
+        slots: Vec::with_capacity(CHUNK),
+        vecs: Vec::with_capacity(CHUNK),
     };
     let join = thread::Builder::new()
         .name("tracewire-reporter".into())
@@ -274,6 +339,9 @@ struct Worker {
     reporters: Vec<Box<dyn Reporter>>,
     max_batch: usize,
     interval: Duration,
+    /// Chunks of emptied slots and vectors being gathered for the recording threads.
+    slots: Vec<RecordSlot>,
+    vecs: Vec<Vec<KeyValue>>,
 }
 
 impl Worker {
@@ -318,11 +386,21 @@ impl Worker {
         loop {
             while batch.len() < self.max_batch {
                 match self.shared.queue.pop() {
-                    Some(span) => batch.push(span),
+                    Some(span) => {
+                        let (span, slot) = take_record(span);
+                        batch.push(span);
+                        self.slots.push(slot);
+                        if self.slots.len() == CHUNK {
+                            self.shared.record_slots.give(&mut self.slots);
+                        }
+                    }
                     None => break,
                 }
             }
             if batch.is_empty() {
+                // Caught up: hand back what was gathered so far too.
+                self.shared.record_slots.give(&mut self.slots);
+                self.shared.attribute_vecs.give(&mut self.vecs);
                 return;
             }
             let spans: &[SpanRecord] = batch;
@@ -332,7 +410,14 @@ impl Worker {
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.shared.batches.fetch_add(1, Ordering::Relaxed);
             for span in batch.iter_mut() {
-                self.shared.recycle(std::mem::take(&mut span.attributes));
+                let mut attributes = std::mem::take(&mut span.attributes);
+                if attributes.capacity() != 0 && attributes.capacity() <= RECYCLED_CAPACITY {
+                    attributes.clear();
+                    self.vecs.push(attributes);
+                    if self.vecs.len() == CHUNK {
+                        self.shared.attribute_vecs.give(&mut self.vecs);
+                    }
+                }
             }
             batch.clear();
             if last_tick.elapsed() >= self.interval {
