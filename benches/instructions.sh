@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request of each case of benches/overhead.rs, counted by callgrind on the
 # request thread: the difference between runs of 10,000 and 20,000 requests, so start-up
-# cancels out. Deterministic to about 1-2% run to run on one binary.
+# cancels out. Deterministic to about 1-2% run to run on one binary. `--fair-sched=yes`:
+# valgrind runs one thread at a time, and without fair scheduling the reporter thread starves,
+# its queue fills and spans are dropped, which would undercount the recording path.
 #
 #   benches/instructions.sh [case ...]
 set -euo pipefail
@@ -12,7 +14,7 @@ cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(bare noop_layer tower_http otel_stack fastrace tracewire_sampled tracewire_unsampled bare_client tracewire_client)
 tmp=$(mktemp -d)
 count() { # case requests
-  TRACEWIRE_BENCH_CASE=$1 TRACEWIRE_BENCH_REQUESTS=$2 valgrind --tool=callgrind \
+  TRACEWIRE_BENCH_CASE=$1 TRACEWIRE_BENCH_REQUESTS=$2 valgrind --tool=callgrind --fair-sched=yes \
     --separate-threads=yes --callgrind-out-file="$tmp/$1.$2.%p" "$bin" --bench >/dev/null 2>&1
   # The request thread's file ends in -01; the largest such file is the bench process.
   for f in "$tmp/$1.$2".*-01; do

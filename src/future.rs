@@ -120,10 +120,34 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, state: Option<ResponseState>, ambient: Option<Ambient>) -> Self {
-        let trace = match state {
-            Some(state) => Trace::Span(state),
-            None => Trace::Ambient(ambient, None),
+    /// Calls the inner service (`call`) as the future will poll it: inside the request's
+    /// span, or with the request's context in effect and inside `log_span`, so that spans
+    /// and events of a service's synchronous `call` belong to the request too.
+    pub(crate) fn new(
+        call: impl FnOnce() -> F,
+        state: Option<ResponseState>,
+        mut ambient: Option<Ambient>,
+        log_span: Option<tracing::Span>,
+    ) -> Self {
+        let (inner, trace) = match state {
+            Some(state) => {
+                let inner = {
+                    let _entered = state.end.span.enter();
+                    call()
+                };
+                (inner, Trace::Span(state))
+            }
+            None => {
+                let inner = {
+                    let _entered = log_span.as_ref().map(tracing::Span::enter);
+                    if ambient.is_some() {
+                        with_ambient(&mut ambient, call)
+                    } else {
+                        call()
+                    }
+                };
+                (inner, Trace::Ambient(ambient, log_span))
+            }
         };
         ResponseFuture {
             inner,
@@ -135,14 +159,6 @@ impl<F> ResponseFuture<F> {
     /// Adds a `traceresponse` header naming `context` to the response.
     pub(crate) fn traceresponse(mut self, context: Option<SpanContext>) -> Self {
         self.traceresponse = context;
-        self
-    }
-
-    /// Enters `span` while polling (a span kept for log layers only).
-    pub(crate) fn log_span(mut self, span: Option<tracing::Span>) -> Self {
-        if let Trace::Ambient(_, log_span) = &mut self.trace {
-            *log_span = span;
-        }
         self
     }
 }

@@ -381,3 +381,63 @@ fn layers_work_on_plain_tower_services_without_axum() {
     assert_eq!(string(&span, "url.path").as_deref(), Some("/plain"));
     assert_eq!(int(&span, "http.response.status_code"), Some(200));
 }
+
+#[test]
+fn a_services_synchronous_call_runs_inside_the_request() {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<_>>> = std::sync::Arc::default();
+    let (recorded, ()) = recorded(|_| {
+        let seen = std::sync::Arc::clone(&seen);
+        async move {
+            // Work in the inner service's synchronous `call`: a span, and a look at the
+            // context it runs in.
+            let inner = service_fn(move |_req: http::Request<Full<Bytes>>| {
+                drop(tracing::info_span!("in_call"));
+                seen.lock()
+                    .unwrap()
+                    .push(tracewire::record::current_context());
+                async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"x"))))
+                }
+            });
+            let mut service = ServiceBuilder::new()
+                .layer(ServerLayer::new())
+                .service(inner);
+            for flags in ["01", "00"] {
+                let mut request = http::Request::get("/call")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                request.headers_mut().insert(
+                    "traceparent",
+                    format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}")
+                        .parse()
+                        .unwrap(),
+                );
+                let response = service.ready().await.unwrap().call(request).await.unwrap();
+                assert_eq!(text(response.into_body()).await, "x");
+            }
+        }
+    });
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    let server = spans.iter().find(|s| s.name == "GET").expect("server span");
+    let in_call = spans
+        .iter()
+        .find(|s| s.name == "in_call")
+        .expect("call's span");
+    assert_eq!(in_call.parent_span_id, server.span_id());
+    assert_eq!(in_call.trace_id(), server.trace_id());
+
+    let seen = seen.lock().unwrap();
+    // Sampled: `call` ran inside the server span.
+    let sampled = seen[0].as_ref().expect("a context in the sampled call");
+    assert_eq!(sampled.span_id, server.span_id());
+    // Unsampled: no span, but the caller's context, not sampled, is in effect.
+    let unsampled = seen[1].as_ref().expect("a context in the unsampled call");
+    assert_eq!(unsampled.trace_id, server.trace_id());
+    assert!(!unsampled.is_sampled());
+    recorded.guard.flush().unwrap();
+    assert_eq!(
+        recorded.spans.len(),
+        2,
+        "the unsampled request recorded nothing"
+    );
+}

@@ -30,21 +30,25 @@ use crate::semconv;
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    // Dispatch on the first byte: most targets are the application's own and leave at once.
-    let candidates: &[&str] = match target.as_bytes().first() {
-        Some(b'h') => &["hyper", "hyper_util", "h2"],
-        Some(b't') => &["tower", "tonic", "tokio"],
-        Some(b'r') => &["reqwest", "rustls"],
-        Some(b'm') => &["mio"],
-        Some(b'w') => &["want"],
-        Some(b'o') => &["opentelemetry", "opentelemetry_sdk", "opentelemetry_otlp"],
-        _ => return false,
-    };
-    candidates.iter().any(|krate| {
-        target
-            .strip_prefix(krate)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
-    })
+    // Compare the crate part whole: a string `match` checks lengths first, so most targets,
+    // the application's own, leave after a length comparison or two.
+    let krate = target.find(':').map_or(target, |end| &target[..end]);
+    matches!(
+        krate,
+        "hyper"
+            | "hyper_util"
+            | "h2"
+            | "tower"
+            | "tonic"
+            | "tokio"
+            | "reqwest"
+            | "rustls"
+            | "mio"
+            | "want"
+            | "opentelemetry"
+            | "opentelemetry_sdk"
+            | "opentelemetry_otlp"
+    )
 }
 
 /// Settings shared by every span of one recorder.
@@ -514,4 +518,42 @@ pub(crate) fn current_parent() -> Option<(SpanContext, Baggage)> {
         found
     });
     local.or_else(|| start::ambient().and_then(|a| Some((a.context?, a.baggage))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_internal_target;
+
+    #[test]
+    fn internal_targets_are_whole_crate_names() {
+        for target in [
+            "hyper",
+            "hyper::proto::h1",
+            "h2::codec",
+            "tower::buffer",
+            "tokio",
+        ] {
+            assert!(is_internal_target(target), "{target}");
+        }
+        for target in [
+            "opentelemetry_sdk::trace",
+            "want",
+            "mio::poll",
+            "reqwest::connect",
+        ] {
+            assert!(is_internal_target(target), "{target}");
+        }
+        // Crates whose names only start like an internal one, and the application's own.
+        for target in [
+            "tower_http::trace",
+            "hyperion",
+            "tokio_util",
+            "tracewire::server",
+        ] {
+            assert!(!is_internal_target(target), "{target}");
+        }
+        for target in ["checkout", "my_app::handlers", "", "::odd"] {
+            assert!(!is_internal_target(target), "{target}");
+        }
+    }
 }

@@ -161,7 +161,7 @@ where
                 context: extracted.span_context,
                 baggage: extracted.baggage,
             };
-            return ResponseFuture::new(self.inner.call(req), None, Some(ambient));
+            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), None);
         }
 
         let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
@@ -191,7 +191,7 @@ where
                 let named = named();
                 server_span(named.grpc, &req, named.route)
             });
-            return ResponseFuture::new(self.inner.call(req), None, Some(ambient)).log_span(span);
+            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), span);
         };
         let traceresponse = config.traceresponse.then(|| context.clone());
         let sampled = context.is_sampled();
@@ -202,7 +202,7 @@ where
                 context: Some(context),
                 baggage,
             };
-            return ResponseFuture::new(self.inner.call(req), None, Some(ambient))
+            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), None)
                 .traceresponse(traceresponse);
         }
         let Named {
@@ -245,9 +245,8 @@ where
                 context: seed.decided,
                 baggage: seed.baggage.unwrap_or_default(),
             };
-            return ResponseFuture::new(self.inner.call(req), None, Some(ambient))
-                .traceresponse(traceresponse)
-                .log_span(Some(span));
+            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), Some(span))
+                .traceresponse(traceresponse);
         }
         let mut end = SpanEnd::new(span, Role::Server, sampled, grpc);
         if let Some(g) = end.grpc_mut() {
@@ -260,7 +259,8 @@ where
             end,
             capture: config.common.response_capture.clone(),
         };
-        ResponseFuture::new(self.inner.call(req), Some(state), None).traceresponse(traceresponse)
+        ResponseFuture::new(|| self.inner.call(req), Some(state), None, None)
+            .traceresponse(traceresponse)
     }
 }
 
