@@ -126,7 +126,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn new(
         call: impl FnOnce() -> F,
         state: Option<ResponseState>,
-        mut ambient: Option<Ambient>,
+        ambient: Option<Ambient>,
         log_span: Option<tracing::Span>,
     ) -> Self {
         let (inner, trace) = match state {
@@ -140,10 +140,9 @@ impl<F> ResponseFuture<F> {
             None => {
                 let inner = {
                     let _entered = log_span.as_ref().map(tracing::Span::enter);
-                    if ambient.is_some() {
-                        with_ambient(&mut ambient, call)
-                    } else {
-                        call()
+                    match &ambient {
+                        Some(ambient) => with_ambient(ambient, call),
+                        None => call(),
                     }
                 };
                 (inner, Trace::Ambient(ambient, log_span))
@@ -181,10 +180,9 @@ where
             }
             Trace::Ambient(ambient, log_span) => {
                 let _entered = log_span.as_ref().map(tracing::Span::enter);
-                if ambient.is_some() {
-                    ready!(with_ambient(ambient, || inner.poll(cx)))
-                } else {
-                    ready!(inner.poll(cx))
+                match ambient {
+                    Some(ambient) => ready!(with_ambient(ambient, || inner.poll(cx))),
+                    None => ready!(inner.poll(cx)),
                 }
             }
             Trace::Done => ready!(inner.poll(cx)),

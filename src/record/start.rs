@@ -60,8 +60,9 @@ pub struct SpanStart {
 thread_local! {
     static PENDING: RefCell<Option<SpanStart>> = const { RefCell::new(None) };
     /// The remote context of a request that has no recorded span of its own (a filtered
-    /// request, or no recorder), set while its future is polled.
-    static AMBIENT: Cell<Option<Ambient>> = const { Cell::new(None) };
+    /// request, or no recorder), set while its service is called and its future polled:
+    /// a pointer to it, so that setting it costs two pointer writes.
+    static AMBIENT: Cell<*const Ambient> = const { Cell::new(std::ptr::null()) };
 }
 
 /// A request's remote context, in effect while no recorded span carries it.
@@ -180,33 +181,29 @@ impl Drop for Reset {
     }
 }
 
-/// Runs `f` with `ambient` in effect on this thread, then puts it back into the slot; moved,
-/// not cloned, so a poll costs two swaps.
-pub(crate) fn with_ambient<R>(slot: &mut Option<Ambient>, f: impl FnOnce() -> R) -> R {
-    struct Restore<'a>(&'a mut Option<Ambient>, Option<Ambient>);
-    impl Drop for Restore<'_> {
+/// Runs `f` with `ambient` in effect on this thread.
+pub(crate) fn with_ambient<R>(ambient: &Ambient, f: impl FnOnce() -> R) -> R {
+    struct Restore(*const Ambient);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            let previous = self.1.take();
-            *self.0 = AMBIENT.try_with(|a| a.replace(previous)).ok().flatten();
+            let _ = AMBIENT.try_with(|a| a.set(self.0));
         }
     }
-    let mine = slot.take();
-    let previous = AMBIENT.try_with(|a| a.replace(mine)).ok().flatten();
-    let _restore = Restore(slot, previous);
+    let previous = AMBIENT.try_with(|a| a.replace(ambient)).unwrap_or(std::ptr::null());
+    let _restore = Restore(previous);
     f()
 }
 
-/// The ambient remote context, if a request without a recorded span is being polled here.
+/// The ambient remote context, if a request without a recorded span is being called or
+/// polled here.
 pub(crate) fn ambient() -> Option<Ambient> {
-    AMBIENT
-        .try_with(|a| {
-            let current = a.take();
-            let copy = current.clone();
-            a.set(current);
-            copy
-        })
-        .ok()
-        .flatten()
+    let current = AMBIENT.try_with(Cell::get).ok()?;
+    // SAFETY: a non-null pointer was set by `with_ambient` from a shared borrow of an
+    // `Ambient` that outlives the call of `f` it is set for, and is put back (also when `f`
+    // unwinds) before that call returns. Calls nest, so the pointer read here belongs to
+    // the innermost `with_ambient` still running on this thread, whose `Ambient` is alive
+    // and, being borrowed, unchanged. The thread-local is never shared across threads.
+    unsafe { current.as_ref() }.cloned()
 }
 
 /// Takes the settings for the span being created on this thread, if any.
