@@ -189,7 +189,9 @@ pub(crate) fn with_ambient<R>(ambient: &Ambient, f: impl FnOnce() -> R) -> R {
             let _ = AMBIENT.try_with(|a| a.set(self.0));
         }
     }
-    let previous = AMBIENT.try_with(|a| a.replace(ambient)).unwrap_or(std::ptr::null());
+    let previous = AMBIENT
+        .try_with(|a| a.replace(ambient))
+        .unwrap_or(std::ptr::null());
     let _restore = Restore(previous);
     f()
 }
