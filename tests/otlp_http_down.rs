@@ -14,14 +14,13 @@ mod otlp_support;
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
 use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithTonicConfig};
-use otlp_support::Receiver;
+use otlp_support::{BlackHole, Receiver};
 use reqwest_middleware::ClientWithMiddleware;
 use tokio::net::TcpListener;
 use tracewire::record::Recorder;
@@ -39,32 +38,6 @@ const REQUESTS: usize = 200;
 const SPANS_PER_REQUEST: usize = 2;
 /// No request may take this long; the stuck export would hold one for ten minutes.
 const REQUEST_LIMIT: Duration = Duration::from_secs(10);
-
-/// Accepts connections and holds them without a word, until closed.
-struct BlackHole {
-    accepted: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl BlackHole {
-    fn start(listener: TcpListener) -> BlackHole {
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        BlackHole { accepted, task }
-    }
-
-    async fn close(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-}
 
 /// The application side: a traced server and a traced client on a current-thread runtime.
 struct App {

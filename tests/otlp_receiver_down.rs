@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithTonicConfig};
-use otlp_support::Receiver;
+use otlp_support::{BlackHole, Receiver};
 use tokio::net::TcpListener;
 use tracewire::record::Recorder;
 use tracewire::report::otel::LOG_TARGET;
@@ -45,33 +45,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Accepts connections and holds them without a word, until dropped.
-struct BlackHole {
-    accepted: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl BlackHole {
-    fn start(listener: TcpListener) -> BlackHole {
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        BlackHole { accepted, task }
-    }
-
-    /// Closes the listener and every held connection.
-    async fn close(self) {
-        self.task.abort();
-        let _ = self.task.await;
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -149,4 +150,33 @@ pub fn attr<'a>(attributes: &'a [ProtoKeyValue], key: &str) -> Option<&'a AnyVal
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref())
         .and_then(|v| v.value.as_ref())
+}
+
+/// A collector that is stuck: it accepts connections and holds them without a word, until
+/// closed.
+pub struct BlackHole {
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHole {
+    pub fn start(listener: TcpListener) -> BlackHole {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        BlackHole { accepted, task }
+    }
+
+    /// Closes the listener and every held connection.
+    pub async fn close(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
