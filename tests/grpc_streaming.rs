@@ -9,7 +9,7 @@ use std::time::Duration;
 use grpc_support::*;
 use support::*;
 use tonic::Code;
-use tracewire::record::data::{SpanKind, Status, Value};
+use tracewire::record::data::{Status, Value};
 use tracewire::record::SpanRecord;
 use tracewire::{ClientLayer, ServerLayer};
 use tracing::Instrument;
@@ -26,16 +26,7 @@ fn client_and_server(recorded: &Recorded) -> (SpanRecord, SpanRecord) {
     let outer = recorded.spans.find("outer").unwrap();
     let calls = recorded.spans.find_all(WATCH);
     assert_eq!(calls.len(), 2, "{calls:#?}");
-    let client = calls
-        .iter()
-        .find(|s| s.kind == SpanKind::Client)
-        .unwrap()
-        .clone();
-    let server = calls
-        .iter()
-        .find(|s| s.kind == SpanKind::Server)
-        .unwrap()
-        .clone();
+    let (client, server) = split_call(&calls);
     assert_eq!(client.trace_id(), outer.trace_id());
     assert_eq!(client.parent_span_id, outer.span_id());
     assert_eq!(server.trace_id(), outer.trace_id());

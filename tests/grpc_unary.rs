@@ -28,16 +28,7 @@ fn one_trace(recorded: &Recorded, name: &str) -> (SpanRecord, SpanRecord, SpanRe
     let outer = recorded.spans.find("outer").expect("outer span");
     let calls = recorded.spans.find_all(name);
     assert_eq!(calls.len(), 2, "{calls:#?}");
-    let client = calls
-        .iter()
-        .find(|s| s.kind == SpanKind::Client)
-        .unwrap()
-        .clone();
-    let server = calls
-        .iter()
-        .find(|s| s.kind == SpanKind::Server)
-        .unwrap()
-        .clone();
+    let (client, server) = split_call(&calls);
     assert_eq!(client.trace_id(), outer.trace_id());
     assert_eq!(server.trace_id(), outer.trace_id());
     assert_eq!(client.parent_span_id, outer.span_id());

@@ -36,16 +36,7 @@ fn strings(span: &SpanRecord, key: &str) -> Option<Vec<String>> {
 fn client_and_server(recorded: &Recorded, name: &str, n: usize) -> (SpanRecord, SpanRecord) {
     recorded.spans.wait_for(n, WAIT).unwrap();
     let calls = recorded.spans.find_all(name);
-    let client = calls
-        .iter()
-        .find(|s| s.kind == SpanKind::Client)
-        .unwrap()
-        .clone();
-    let server = calls
-        .iter()
-        .find(|s| s.kind == SpanKind::Server)
-        .unwrap()
-        .clone();
+    let (client, server) = split_call(&calls);
     assert_eq!(server.parent_span_id, client.span_id());
     (client, server)
 }

@@ -21,7 +21,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::ServiceBuilder;
 use tracewire::client::ClientTrace;
-use tracewire::record::data::Value;
+use tracewire::record::data::{SpanKind, Value};
 use tracewire::record::SpanRecord;
 use tracewire::{ClientLayer, ServerLayer};
 
@@ -311,4 +311,16 @@ pub fn int(span: &SpanRecord, key: &str) -> Option<i64> {
 
 pub fn string(span: &SpanRecord, key: &str) -> Option<String> {
     span.attribute(key).map(|v| v.as_str().into_owned())
+}
+
+/// The client and the server span of one call, from the spans named after it.
+pub fn split_call(calls: &[SpanRecord]) -> (SpanRecord, SpanRecord) {
+    let of_kind = |kind: SpanKind| {
+        calls
+            .iter()
+            .find(|s| s.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} span in {calls:#?}"))
+            .clone()
+    };
+    (of_kind(SpanKind::Client), of_kind(SpanKind::Server))
 }
