@@ -90,7 +90,14 @@ fn allocations(n: u64, mut f: impl FnMut()) -> f64 {
     (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / n as f64
 }
 
+/// Set to `tracewire` or `tracing_opentelemetry` to run only that stack's child spans (for
+/// counting their instructions under callgrind), `TRACEWIRE_BENCH_SPANS` of them.
+const CHILD_ONLY: &str = "TRACEWIRE_BENCH_CHILD";
+
 fn propagation(c: &mut Criterion) {
+    if std::env::var_os(CHILD_ONLY).is_some() {
+        return;
+    }
     let headers = three_headers();
     let ours = W3cPropagator;
     let theirs = opentelemetry_sdk::propagation::TraceContextPropagator::new();
@@ -160,6 +167,9 @@ fn propagation(c: &mut Criterion) {
 }
 
 fn parsing(c: &mut Criterion) {
+    if std::env::var_os(CHILD_ONLY).is_some() {
+        return;
+    }
     let mut baggage_headers = HeaderMap::new();
     baggage_headers.insert("baggage", HeaderValue::from_static(BAGGAGE));
     let ours_state = parse_tracestate([TRACESTATE.as_bytes()].into_iter());
@@ -295,6 +305,26 @@ fn recorder(c: &mut Criterion) {
     let flush_ours = || guard.flush().expect("flush");
     let flush_theirs = || provider.force_flush().expect("flush");
 
+    // The floor any `tracing` layer stands on: the registry, and a layer that only counts.
+    let registry =
+        tracing::Dispatch::new(tracing_subscriber::registry().with(CountSpans::default()));
+
+    // Instruction counting under callgrind: only child spans, of one stack.
+    if let Ok(stack) = std::env::var(CHILD_ONLY) {
+        let n = std::env::var("TRACEWIRE_BENCH_SPANS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        let (dispatch, flush): (_, &dyn Fn()) = match stack.as_str() {
+            "tracing_opentelemetry" => (&theirs, &flush_theirs),
+            "registry_only" => (&registry, &|| {}),
+            _ => (&ours, &flush_ours),
+        };
+        run(dispatch, n);
+        flush();
+        std::process::exit(0);
+    }
+
     // Every child span (plus the parent) reaches the reporter / exporter.
     run(&ours, 1000);
     flush_ours();
@@ -322,10 +352,6 @@ fn recorder(c: &mut Criterion) {
     );
     ours_count.0.swap(0, Ordering::SeqCst);
     theirs_count.0.swap(0, Ordering::SeqCst);
-
-    // The floor any `tracing` layer stands on: the registry, and a layer that only counts.
-    let registry =
-        tracing::Dispatch::new(tracing_subscriber::registry().with(CountSpans::default()));
 
     let mut group = c.benchmark_group("child_span");
     for (name, dispatch) in [

@@ -17,7 +17,7 @@ use crate::context::SpanContext;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::propagation::NoOverwrite;
 use crate::record::data::{KeyValue, SpanKind};
-use crate::record::{current_parent, decide, Decision, SpanStart};
+use crate::record::{current_parent, decide, with_pending, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
 use crate::semconv;
 
@@ -158,7 +158,7 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
             &mut attributes,
         );
     }
-    let start = SpanStart {
+    let mut seed = Some(SpanStart {
         kind: Some(SpanKind::Client),
         name: Some(name),
         attributes,
@@ -166,9 +166,9 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
         decided: Some(context.clone()),
         skip_fields: true,
         ..SpanStart::default()
-    };
-    let (span, left) = start.create_traced(|| client_span(grpc, head, target));
-    if left.is_some() {
+    });
+    let span = with_pending(&mut seed, || client_span(grpc, head, target));
+    if seed.is_some() {
         // The recorder filtered the span out: as without a recorder.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
     }

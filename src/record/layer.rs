@@ -30,25 +30,23 @@ use crate::semconv;
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    // Compare the crate part whole: a string `match` checks lengths first, so most targets,
-    // the application's own, leave after a length comparison or two.
-    let krate = target.find(':').map_or(target, |end| &target[..end]);
-    matches!(
-        krate,
-        "hyper"
-            | "hyper_util"
-            | "h2"
-            | "tower"
-            | "tonic"
-            | "tokio"
-            | "reqwest"
-            | "rustls"
-            | "mio"
-            | "want"
-            | "opentelemetry"
-            | "opentelemetry_sdk"
-            | "opentelemetry_otlp"
-    )
+    // Compare the crate part whole, after its first byte: most targets, the application's
+    // own, leave after a byte comparison or a length check. A byte loop, as `str::find` sets
+    // up a searcher that costs more than these short scans.
+    let krate = target.as_bytes();
+    let krate = &krate[..krate.iter().position(|&b| b == b':').unwrap_or(krate.len())];
+    match krate.first() {
+        Some(b'h') => matches!(krate, b"hyper" | b"hyper_util" | b"h2"),
+        Some(b't') => matches!(krate, b"tower" | b"tonic" | b"tokio"),
+        Some(b'r') => matches!(krate, b"reqwest" | b"rustls"),
+        Some(b'm') => krate == b"mio",
+        Some(b'w') => krate == b"want",
+        Some(b'o') => matches!(
+            krate,
+            b"opentelemetry" | b"opentelemetry_sdk" | b"opentelemetry_otlp"
+        ),
+        _ => false,
+    }
 }
 
 /// Settings shared by every span of one recorder.
@@ -65,6 +63,7 @@ pub(crate) struct RecorderConfig {
 impl RecorderConfig {
     /// The context of a new span under `parent` (local or remote), or of a new root: ids,
     /// flags with the sampler's decision, and the parent's trace state.
+    #[inline]
     pub(crate) fn new_context(
         &self,
         parent: Option<&SpanContext>,
@@ -159,6 +158,7 @@ impl RecordLayer {
 impl RecordLayer {
     /// Spans and events of library internals are left out (unless configured otherwise);
     /// their children attach to the nearest recorded ancestor.
+    #[inline]
     fn skips(&self, target: &str) -> bool {
         !self.config.record_internals && is_internal_target(target)
     }
@@ -252,7 +252,7 @@ where
         // Into locals, not kept as a struct: most spans have no seed, and the defaults then
         // cost nothing.
         let SpanStart {
-            mut remote_parent,
+            remote_parent,
             mut baggage,
             links,
             service_name,
@@ -266,44 +266,36 @@ where
         let metadata = attrs.metadata();
 
         // The parent: a remote one handed in at creation, else the local one (explicit or
-        // contextual, as the registry resolved it), else none.
-        let local = if remote_parent.is_some() || new_root {
-            None
-        } else {
+        // contextual, as the registry resolved it), else none. Written in place: these are
+        // moved around on every span.
+        let mut parent_is_remote = remote_parent.is_some();
+        let mut parent = remote_parent;
+        let mut inherited_service = None;
+        let mut inherited_baggage = Baggage::new();
+        if parent.is_none() && !new_root {
             // The nearest ancestor the recorder tracks (skipped internals have no data).
             let mut ancestor = span.parent();
-            let mut found = None;
             while let Some(a) = ancestor {
                 if let Some(p) = a.extensions().get::<SpanData>() {
-                    found = Some((
-                        p.record.span_context.clone(),
-                        p.record.service_name.clone(),
-                        p.baggage.clone(),
-                    ));
-                }
-                if found.is_some() {
+                    parent = Some(p.record.span_context.clone());
+                    inherited_service = Some(p.record.service_name.clone());
+                    inherited_baggage = p.baggage.clone();
                     break;
                 }
                 ancestor = a.parent();
             }
-            found
-        };
-        // A root span created while a request without a recorded span of its own is
-        // polled (filtered, say) continues that request's remote context.
-        if local.is_none() && remote_parent.is_none() && !new_root {
-            if let Some(ambient) = start::ambient() {
-                remote_parent = ambient.context;
-                if baggage.is_none() {
-                    baggage = Some(ambient.baggage);
+            // A root span created while a request without a recorded span of its own is
+            // polled (filtered, say) continues that request's remote context.
+            if parent.is_none() {
+                if let Some(ambient) = start::ambient() {
+                    parent_is_remote = ambient.context.is_some();
+                    parent = ambient.context;
+                    if baggage.is_none() {
+                        baggage = Some(ambient.baggage);
+                    }
                 }
             }
         }
-        let (parent, parent_is_remote, inherited_service, inherited_baggage) =
-            match (remote_parent, local) {
-                (Some(remote), _) => (Some(remote), true, None, Baggage::new()),
-                (None, Some((cx, service, baggage))) => (Some(cx), false, Some(service), baggage),
-                (None, None) => (None, false, None, Baggage::new()),
-            };
 
         let kind = kind.unwrap_or(SpanKind::Internal);
         let name: Cow<'static, str> = name.unwrap_or(Cow::Borrowed(metadata.name()));

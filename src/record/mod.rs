@@ -69,7 +69,7 @@ pub use layer::RecordLayer;
 pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data, Decision};
 pub(crate) use span_data::{error_chain, SpanData};
 pub use start::SpanStart;
-pub(crate) use start::{with_ambient, Ambient};
+pub(crate) use start::{with_ambient, with_pending, Ambient};
 
 use crate::report::pipeline::{self, PipelineConfig};
 use crate::report::{RecorderGuard, Reporter};

@@ -50,6 +50,7 @@ impl SpanData {
     }
 
     /// Sets an attribute, replacing one with the same key.
+    #[inline]
     pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
         if let Some(slot) = self.record.attributes.iter_mut().find(|a| a.key == kv.key) {
             slot.value = kv.value;

@@ -6,7 +6,7 @@
 //! through a thread-local slot that the next span created inside [`SpanStart::create`] takes.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::baggage::Baggage;
@@ -58,7 +58,9 @@ pub struct SpanStart {
 }
 
 thread_local! {
-    static PENDING: RefCell<Option<SpanStart>> = const { RefCell::new(None) };
+    /// The seed of the span being created on this thread: a pointer to the slot
+    /// [`with_pending`] was given.
+    static PENDING: Cell<*mut Option<SpanStart>> = const { Cell::new(std::ptr::null_mut()) };
     /// The remote context of a request that has no recorded span of its own (a filtered
     /// request, or no recorder), set while its service is called and its future polled:
     /// a pointer to it, so that setting it costs two pointer writes.
@@ -140,45 +142,27 @@ impl SpanStart {
     /// Runs `create`, which should create one span; that span gets these settings. Anything
     /// left unused (the span was disabled, or no recorder is installed) is discarded.
     pub fn create<R>(self, create: impl FnOnce() -> R) -> R {
-        self.create_inner(create)
-    }
-
-    /// Like [`create`](Self::create), and also hands back the settings when no recorder
-    /// took them (the span was disabled, or no recorder saw it).
-    pub(crate) fn create_traced<R>(self, create: impl FnOnce() -> R) -> (R, Option<SpanStart>) {
-        let mut reset = Reset {
-            previous: PENDING.with(|p| p.replace(Some(self))),
-            armed: true,
-        };
-        let out = create();
-        reset.armed = false;
-        let left = PENDING.with(|p| std::mem::replace(&mut *p.borrow_mut(), reset.previous.take()));
-        (out, left)
-    }
-
-    fn create_inner<R>(self, create: impl FnOnce() -> R) -> R {
-        let _reset = Reset {
-            previous: PENDING.with(|p| p.replace(Some(self))),
-            armed: true,
-        };
-        create()
+        with_pending(&mut Some(self), create)
     }
 }
 
-/// Puts back the settings that were pending before, discarding ours (also if creating the
-/// span panics).
-struct Reset {
-    previous: Option<SpanStart>,
-    armed: bool,
-}
-
-impl Drop for Reset {
-    fn drop(&mut self) {
-        if self.armed {
-            let previous = self.previous.take();
-            let _ = PENDING.try_with(|p| *p.borrow_mut() = previous);
+/// Runs `create` with `seed` pending on this thread: the recorder takes it for the next span
+/// created inside, and whatever it leaves stays in `seed` (nothing, once a recorder took it).
+/// The slot is reached through a pointer, so handing a seed over copies nothing.
+pub(crate) fn with_pending<R>(seed: &mut Option<SpanStart>, create: impl FnOnce() -> R) -> R {
+    /// Puts back the seed that was pending before, also if creating the span panics.
+    struct Restore(*mut Option<SpanStart>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = PENDING.try_with(|p| p.set(self.0));
         }
     }
+    let slot: *mut Option<SpanStart> = seed;
+    let previous = PENDING
+        .try_with(|p| p.replace(slot))
+        .unwrap_or(std::ptr::null_mut());
+    let _restore = Restore(previous);
+    create()
 }
 
 /// Runs `f` with `ambient` in effect on this thread.
@@ -209,16 +193,78 @@ pub(crate) fn ambient() -> Option<Ambient> {
 }
 
 /// Takes the settings for the span being created on this thread, if any.
+#[inline]
 pub(crate) fn take() -> Option<SpanStart> {
-    PENDING
-        .try_with(|p| {
-            let mut p = p.try_borrow_mut().ok()?;
-            // Most spans have none: moving the empty slot out would copy it.
-            if p.is_none() {
-                return None;
-            }
-            p.take()
-        })
-        .ok()
-        .flatten()
+    let slot = PENDING.try_with(Cell::get).ok()?;
+    // SAFETY: a non-null pointer was set by `with_pending` from an exclusive borrow of a slot
+    // that outlives the call of `create` it is set for, and is put back (also when `create`
+    // unwinds) before that call returns; `with_pending` does not touch the slot meanwhile.
+    // Calls nest, so the pointer read here is the innermost `with_pending`'s, whose slot is
+    // alive. The borrow taken here ends with this function, which calls nothing that could
+    // reach the slot again, and the thread-local is never shared across threads.
+    let slot = unsafe { slot.as_mut() }?;
+    // Most spans have none: `take` on an empty slot would still copy it.
+    if slot.is_none() {
+        return None;
+    }
+    slot.take()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &'static str) -> Option<SpanStart> {
+        Some(SpanStart::new().name(name))
+    }
+
+    fn taken_name() -> Option<Cow<'static, str>> {
+        take().and_then(|seed| seed.name)
+    }
+
+    #[test]
+    fn a_seed_nobody_takes_comes_back() {
+        let mut seed = named("unused");
+        with_pending(&mut seed, || ());
+        assert_eq!(seed.and_then(|s| s.name).as_deref(), Some("unused"));
+        assert!(take().is_none(), "nothing pending once the call returned");
+    }
+
+    #[test]
+    fn the_first_span_takes_the_seed_and_the_next_finds_none() {
+        let mut seed = named("first");
+        let (first, second) = with_pending(&mut seed, || (taken_name(), taken_name()));
+        assert_eq!(first.as_deref(), Some("first"));
+        assert_eq!(second, None);
+        assert!(seed.is_none());
+    }
+
+    #[test]
+    fn nested_seeds_are_taken_innermost_first_and_the_outer_one_is_restored() {
+        let mut outer = named("outer");
+        let (inner_taken, outer_taken) = with_pending(&mut outer, || {
+            let mut inner = named("inner");
+            let inner_taken = with_pending(&mut inner, taken_name);
+            assert!(inner.is_none());
+            (inner_taken, taken_name())
+        });
+        assert_eq!(inner_taken.as_deref(), Some("inner"));
+        assert_eq!(outer_taken.as_deref(), Some("outer"));
+    }
+
+    #[test]
+    fn a_panic_while_creating_restores_the_previous_seed() {
+        let mut outer = named("outer");
+        let after_panic = with_pending(&mut outer, || {
+            let unwound = std::panic::catch_unwind(|| {
+                let mut inner = named("inner");
+                with_pending(&mut inner, || panic!("span creation failed"));
+            });
+            assert!(unwound.is_err());
+            // The inner slot is gone; the pointer must be the outer one again.
+            taken_name()
+        });
+        assert_eq!(after_panic.as_deref(), Some("outer"));
+        assert!(take().is_none());
+    }
 }

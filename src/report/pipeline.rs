@@ -154,6 +154,7 @@ impl Shared {
 
     /// A heap slot for a span's record and, when `with_vec`, an empty attribute vector:
     /// recycled ones when there are some, from one visit to this thread's cache.
+    #[inline]
     pub(crate) fn record_slot(&self, with_vec: bool) -> (RecordSlot, Vec<KeyValue>) {
         let (slot, vec) = LOCAL
             .try_with(|local| {
@@ -181,6 +182,7 @@ impl Shared {
     }
 
     /// Queues a finished span; never blocks.
+    #[inline]
     pub(crate) fn send(&self, span: Box<SpanRecord>) {
         if self.closed.load(Ordering::Relaxed) {
             self.dropped.fetch_add(1, Ordering::Relaxed);

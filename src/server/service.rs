@@ -15,7 +15,7 @@ use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::record::data::{Key, KeyValue, Link, SpanKind, StringValue};
-use crate::record::{decide, Ambient, Decision, SpanStart};
+use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
@@ -226,7 +226,7 @@ where
                 &mut attributes,
             );
         }
-        let start = SpanStart {
+        let mut seed = Some(SpanStart {
             new_root: parent.is_none(),
             remote_parent: parent,
             baggage: Some(baggage),
@@ -237,9 +237,9 @@ where
             attributes,
             decided: Some(context),
             skip_fields: true,
-        };
-        let (span, left) = start.create_traced(|| server_span(grpc, &req, route));
-        if let Some(seed) = left {
+        });
+        let span = with_pending(&mut seed, || server_span(grpc, &req, route));
+        if let Some(seed) = seed {
             // The recorder filtered the span out: as without a recorder.
             let ambient = Ambient {
                 context: seed.decided,
