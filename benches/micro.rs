@@ -13,8 +13,7 @@
 //! threads included, the exporters flushed before counting).
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
@@ -23,12 +22,12 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use tracewire::baggage::Baggage;
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use tracewire::propagation::{parse_tracestate, BaggagePropagator, Propagator, W3cPropagator};
-use tracewire::record::{Recorder, SpanRecord};
-use tracewire::report::{RecorderGuard, Reporter};
+use tracewire::record::Recorder;
+use tracewire::report::RecorderGuard;
 use tracing_subscriber::layer::SubscriberExt;
 
 mod support;
-use support::{Counting, ALLOCATIONS};
+use support::{Count, CountSpans, Counting, ALLOCATIONS};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -90,8 +89,9 @@ fn allocations(n: u64, mut f: impl FnMut()) -> f64 {
     (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / n as f64
 }
 
-/// Set to `tracewire` or `tracing_opentelemetry` to run only that stack's child spans (for
-/// counting their instructions under callgrind), `TRACEWIRE_BENCH_SPANS` of them.
+/// Set to `tracewire`, `tracing_opentelemetry` or `registry_only` to run only that stack's
+/// child spans (for counting their instructions under callgrind), `TRACEWIRE_BENCH_SPANS` of
+/// them.
 const CHILD_ONLY: &str = "TRACEWIRE_BENCH_CHILD";
 
 fn propagation(c: &mut Criterion) {
@@ -234,47 +234,6 @@ fn child(id: u64) -> u64 {
     black_box(id)
 }
 
-/// Counts and drops.
-#[derive(Clone, Default)]
-struct Count(Arc<AtomicU64>);
-
-/// A layer that only counts new spans.
-#[derive(Clone, Default)]
-struct CountSpans(Count);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountSpans {
-    fn on_new_span(
-        &self,
-        _: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        (self.0).0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl Reporter for Count {
-    fn report(&mut self, batch: &[SpanRecord]) {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-    }
-}
-
-impl std::fmt::Debug for Count {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Count")
-    }
-}
-
-impl opentelemetry_sdk::trace::SpanExporter for Count {
-    async fn export(
-        &self,
-        batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
 fn recorder(c: &mut Criterion) {
     // tracewire: the recorder with a reporter that counts and drops.
     let ours_count = Count::default();
@@ -330,8 +289,8 @@ fn recorder(c: &mut Criterion) {
     flush_ours();
     run(&theirs, 1000);
     flush_theirs();
-    assert_eq!(ours_count.0.swap(0, Ordering::SeqCst), 1001);
-    assert_eq!(theirs_count.0.swap(0, Ordering::SeqCst), 1001);
+    assert_eq!(ours_count.take(), 1001);
+    assert_eq!(theirs_count.take(), 1001);
 
     // Allocations per child span: a thousand children under one parent, less the parent.
     let per_child = |dispatch: &tracing::Dispatch, flush: &dyn Fn()| {
@@ -350,8 +309,8 @@ fn recorder(c: &mut Criterion) {
         per_child(&ours, &flush_ours),
         per_child(&theirs, &flush_theirs),
     );
-    ours_count.0.swap(0, Ordering::SeqCst);
-    theirs_count.0.swap(0, Ordering::SeqCst);
+    ours_count.take();
+    theirs_count.take();
 
     let mut group = c.benchmark_group("child_span");
     for (name, dispatch) in [

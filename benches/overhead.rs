@@ -30,8 +30,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use axum::body::Body;
@@ -43,13 +42,13 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::{BodyExt, Full};
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
-use tracewire::record::{Recorder, SpanRecord};
-use tracewire::report::{RecorderGuard, Reporter};
+use tracewire::record::Recorder;
+use tracewire::report::RecorderGuard;
 use tracewire::{ClientLayer, ServerLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
 mod support;
-use support::{Counting, ALLOCATIONS};
+use support::{Count, CountSpans, Counting, ALLOCATIONS};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -150,59 +149,6 @@ fn request(app: &Router, traceparent: &str) {
     });
 }
 
-/// Counts what reaches it and drops it.
-#[derive(Clone, Default)]
-struct Count(Arc<AtomicU64>);
-
-impl Count {
-    fn take(&self) -> u64 {
-        self.0.swap(0, Ordering::SeqCst)
-    }
-}
-
-impl Reporter for Count {
-    fn report(&mut self, batch: &[SpanRecord]) {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-    }
-}
-
-impl fastrace::collector::Reporter for Count {
-    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
-        self.0.fetch_add(spans.len() as u64, Ordering::Relaxed);
-    }
-}
-
-impl std::fmt::Debug for Count {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Count").finish()
-    }
-}
-
-impl opentelemetry_sdk::trace::SpanExporter for Count {
-    async fn export(
-        &self,
-        batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> opentelemetry_sdk::error::OTelSdkResult {
-        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-/// A layer that only counts spans: a registry "with no output".
-#[derive(Clone, Default)]
-struct CountNewSpans(Count);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountNewSpans {
-    fn on_new_span(
-        &self,
-        _: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        (self.0).0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 struct Case {
     name: &'static str,
     app: Router,
@@ -240,7 +186,7 @@ fn bare(name: &'static str, app: Router) -> Case {
 }
 
 fn tower_http_case() -> Case {
-    let count = CountNewSpans::default();
+    let count = CountSpans::default();
     Case {
         name: "tower_http",
         app: router(|r| r.layer(tower_http::trace::TraceLayer::new_for_http())),

@@ -1,7 +1,12 @@
-//! What the benchmarks share: a global allocator that counts allocations.
+//! What the benchmarks share: a global allocator that counts allocations, and a reporter,
+//! exporter and layer that count the spans reaching them.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracewire::record::SpanRecord;
+use tracewire::report::Reporter;
 
 /// Counts every allocation and reallocation into [`ALLOCATIONS`]; install it with
 /// `#[global_allocator]`.
@@ -23,5 +28,60 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Counts what reaches it and drops it: a tracewire reporter, a fastrace reporter and an
+/// OpenTelemetry SDK exporter.
+#[derive(Clone, Default)]
+pub struct Count(pub Arc<AtomicU64>);
+
+impl Count {
+    /// The count so far, reset to zero.
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::SeqCst)
+    }
+}
+
+impl Reporter for Count {
+    fn report(&mut self, batch: &[SpanRecord]) {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl fastrace::collector::Reporter for Count {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        self.0.fetch_add(spans.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Count").finish()
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Count {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A layer that only counts new spans: a registry "with no output".
+#[derive(Clone, Default)]
+pub struct CountSpans(pub Count);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountSpans {
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        (self.0).0.fetch_add(1, Ordering::Relaxed);
     }
 }
