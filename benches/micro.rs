@@ -13,7 +13,6 @@
 //! threads included, the exporters flushed before counting).
 
 use std::hint::black_box;
-use std::sync::atomic::Ordering;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
@@ -27,7 +26,7 @@ use tracewire::report::RecorderGuard;
 use tracing_subscriber::layer::SubscriberExt;
 
 mod support;
-use support::{Count, CountSpans, Counting, ALLOCATIONS};
+use support::{count_allocations, Count, CountSpans, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -82,11 +81,7 @@ fn context() -> SpanContext {
 
 /// Allocations per call of `f`, over `n` calls.
 fn allocations(n: u64, mut f: impl FnMut()) -> f64 {
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    for _ in 0..n {
-        f();
-    }
-    (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / n as f64
+    count_allocations(|| (0..n).for_each(|_| f())) as f64 / n as f64
 }
 
 /// Set to `tracewire`, `tracing_opentelemetry` or `registry_only` to run only that stack's

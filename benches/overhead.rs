@@ -30,7 +30,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use axum::body::Body;
@@ -48,7 +47,7 @@ use tracewire::{ClientLayer, ServerLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
 mod support;
-use support::{Count, CountSpans, Counting, ALLOCATIONS};
+use support::{count_allocations, Count, CountSpans, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -341,10 +340,11 @@ fn verify_and_count(case: &Case) -> f64 {
             case.name
         );
     }
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    case.run(|| (0..N).for_each(|_| request(&case.app, case.traceparent)));
-    (case.flush)();
-    let per_request = (ALLOCATIONS.load(Ordering::SeqCst) - before) as f64 / N as f64;
+    let per_request = count_allocations(|| {
+        case.run(|| (0..N).for_each(|_| request(&case.app, case.traceparent)));
+        (case.flush)();
+    }) as f64
+        / N as f64;
     if let Some(count) = &case.count {
         count.take();
     }

@@ -1,7 +1,7 @@
 //! gRPC wire details the layers read: detection, `grpc-status`, `grpc-timeout`, the status
 //! a response without one stands for, and the length-prefixed messages of a body.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
@@ -203,7 +203,7 @@ impl MessageCounter {
             Direction::Sent => "SENT",
             Direction::Received => "RECEIVED",
         };
-        let now = SystemTime::now();
+        let now = crate::record::clock::now();
         with_span_data(span, |d| {
             for m in messages {
                 let size_key = if m.compressed {

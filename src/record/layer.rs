@@ -14,6 +14,7 @@ use tracing_subscriber::Layer;
 
 use crate::baggage::Baggage;
 use crate::context::{SpanContext, SpanId, TraceState, FLAG_RANDOM};
+use crate::record::clock;
 use crate::record::data::{
     Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRecord, Status,
 };
@@ -307,7 +308,7 @@ where
         let sampled = span_context.is_sampled();
         let parent_span_id = parent.as_ref().map_or(SpanId::INVALID, |p| p.span_id);
         let now = if sampled {
-            SystemTime::now()
+            clock::now()
         } else {
             SystemTime::UNIX_EPOCH
         };
@@ -434,7 +435,7 @@ where
         };
         let mut attributes = fields.attributes;
         attributes.push(KeyValue::new("level", metadata.level().as_str()));
-        data.add_event(Event::new(name, SystemTime::now(), attributes, 0));
+        data.add_event(Event::new(name, clock::now(), attributes, 0));
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -447,7 +448,8 @@ where
         let mut record = data.record;
         if data.sampled {
             if !data.ended {
-                record.end_time = SystemTime::now();
+                // Not before the start, whatever a re-anchoring of the clock did in between.
+                record.end_time = clock::now().max(record.start_time);
             }
             self.shared.send(record);
         } else {

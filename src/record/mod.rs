@@ -53,6 +53,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod clock;
 pub mod data;
 pub mod env;
 mod ext;

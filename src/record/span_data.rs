@@ -3,11 +3,11 @@
 use std::borrow::Cow;
 use std::error::Error;
 use std::fmt::{self, Write as _};
-use std::time::SystemTime;
 
 use tracing_core::field::{Field, Visit};
 
 use crate::baggage::Baggage;
+use crate::record::clock;
 use crate::record::data::{Event, Key, KeyValue, SpanKind, SpanRecord, Status, Value};
 use crate::semconv;
 
@@ -63,7 +63,7 @@ impl SpanData {
 
     /// Marks the span's end now; closing it later keeps this time.
     pub(crate) fn end_now(&mut self) {
-        self.record.end_time = SystemTime::now();
+        self.record.end_time = clock::now().max(self.record.start_time);
         self.ended = true;
     }
 
@@ -118,7 +118,7 @@ impl SpanData {
         attributes.append(&mut extra);
         self.add_event(Event::new(
             semconv::EXCEPTION_EVENT,
-            SystemTime::now(),
+            clock::now(),
             attributes,
             0,
         ));
