@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::record::data::{KeyValue, SpanRecord};
+use crate::record::data::{KeyValue, SpanRecord, Value};
 use crate::report::recycle::{ChunkPool, CHUNK};
 use crate::report::Reporter;
 
@@ -131,7 +131,14 @@ impl Local {
         if self.vecs.is_empty() {
             shared.attribute_vecs.take(&mut self.vecs);
         }
-        self.vecs.pop()
+        let mut vec = self.vecs.pop()?;
+        // The worker hands vectors back full: their strings were allocated on a recording
+        // thread and are freed on one too. Freed on the worker, each would leave the
+        // allocator's per-thread cache of the thread that made it empty and the worker's
+        // overflowing, and both would take the allocator's shared, locked path (about 750
+        // instructions per request for the one `url.path` string).
+        vec.clear();
+        Some(vec)
     }
 
     fn slot(&mut self, shared: &Shared) -> Option<RecordSlot> {
@@ -257,6 +264,16 @@ impl Shared {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+}
+
+/// A value worth freeing at once rather than keeping in a recycled vector.
+fn is_large(value: &Value) -> bool {
+    const LARGE: usize = 256;
+    match value {
+        Value::String(s) => s.as_str().len() > LARGE,
+        Value::Array(_) => true,
+        _ => false,
     }
 }
 
@@ -414,7 +431,11 @@ impl Worker {
             for span in batch.iter_mut() {
                 let mut attributes = std::mem::take(&mut span.attributes);
                 if attributes.capacity() != 0 && attributes.capacity() <= RECYCLED_CAPACITY {
-                    attributes.clear();
+                    // Left full for a recording thread to clear (see `Local::vec`), unless
+                    // that would keep large values alive while the vector waits.
+                    if attributes.iter().any(|kv| is_large(&kv.value)) {
+                        attributes.clear();
+                    }
                     self.vecs.push(attributes);
                     if self.vecs.len() == CHUNK {
                         self.shared.attribute_vecs.give(&mut self.vecs);
@@ -541,5 +562,83 @@ impl fmt::Debug for RecorderGuard {
         f.debug_struct("RecorderGuard")
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use crate::record::data::{InstrumentationScope, SpanKind, Status, StringValue};
+    use std::time::SystemTime;
+
+    struct Discard;
+
+    impl Reporter for Discard {
+        fn report(&mut self, _: &[SpanRecord]) {}
+    }
+
+    fn record(attributes: Vec<KeyValue>) -> Box<SpanRecord> {
+        Box::new(SpanRecord {
+            span_context: SpanContext::new(
+                TraceId::from(1),
+                SpanId::from(1),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            name: "s".into(),
+            kind: SpanKind::Internal,
+            start_time: SystemTime::UNIX_EPOCH,
+            end_time: SystemTime::UNIX_EPOCH,
+            attributes,
+            dropped_attributes_count: 0,
+            events: Vec::new(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            status: Status::Unset,
+            service_name: Arc::from("svc"),
+            scope: InstrumentationScope::builder("t").build(),
+        })
+    }
+
+    /// Attribute vectors come back to the recording threads with their small values still in
+    /// them (freed where spans are recorded, not on the worker) and are handed out empty;
+    /// large values are freed at once.
+    #[test]
+    fn recycled_vectors_are_emptied_by_the_recording_thread() {
+        let (shared, guard) = start(vec![Box::new(Discard)], &PipelineConfig::default());
+        let small: Arc<str> = Arc::from("/users/42");
+        let large: Arc<str> = Arc::from("x".repeat(1000));
+        let mut small_vec = Vec::with_capacity(4);
+        small_vec.push(KeyValue::new("url.path", StringValue::from(small.clone())));
+        let mut large_vec = Vec::with_capacity(4);
+        large_vec.push(KeyValue::new(
+            "db.query.text",
+            StringValue::from(large.clone()),
+        ));
+        shared.send(record(small_vec));
+        shared.send(record(large_vec));
+        guard.flush().expect("flush");
+
+        assert_eq!(
+            Arc::strong_count(&large),
+            1,
+            "large values are freed by the worker"
+        );
+        assert_eq!(
+            Arc::strong_count(&small),
+            2,
+            "small values wait in the recycled vector"
+        );
+        let (a, b) = (shared.attribute_vec(), shared.attribute_vec());
+        assert!(a.is_empty() && b.is_empty());
+        assert!(
+            a.capacity() >= 4 && b.capacity() >= 4,
+            "the vectors were reused"
+        );
+        assert_eq!(Arc::strong_count(&small), 1, "emptied when handed out");
     }
 }
