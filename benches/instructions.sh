@@ -4,6 +4,9 @@
 # cancels out. Deterministic to about 1-2% run to run on one binary. `--fair-sched=yes`:
 # valgrind runs one thread at a time, and without fair scheduling the reporter thread starves,
 # its queue fills and spans are dropped, which would undercount the recording path.
+# `--toggle-collect`: only what runs under the bench's `main` counts. A dev-dependency
+# (fastrace's clock) calibrates in a constructor before `main`, spinning a number of times that
+# varies run to run; counted, it would add hundreds of instructions of noise per request.
 #
 #   benches/instructions.sh [case ...]
 set -euo pipefail
@@ -14,7 +17,7 @@ cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(bare noop_layer tower_http otel_stack fastrace tracewire_sampled tracewire_unsampled bare_client tracewire_client)
 tmp=$(mktemp -d)
 count() { # case requests
-  TRACEWIRE_BENCH_CASE=$1 TRACEWIRE_BENCH_REQUESTS=$2 valgrind --tool=callgrind --fair-sched=yes \
+  TRACEWIRE_BENCH_CASE=$1 TRACEWIRE_BENCH_REQUESTS=$2 valgrind --tool=callgrind --fair-sched=yes --toggle-collect='overhead::main' \
     --separate-threads=yes --callgrind-out-file="$tmp/$1.$2.%p" "$bin" --bench >/dev/null 2>&1
   # The request thread's file ends in -01; the largest such file is the bench process.
   for f in "$tmp/$1.$2".*-01; do

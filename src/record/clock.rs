@@ -151,7 +151,7 @@ mod tsc {
         let Ok(wall_nanos) = wall.duration_since(UNIX_EPOCH) else {
             return wall;
         };
-        if t3.wrapping_sub(t1) > MAX_READ_TICKS {
+        if !(t1 <= t2 && t2 <= t3 && t3 - t1 <= MAX_READ_TICKS) {
             return wall;
         }
         let wall_tsc = t1 + (t2 - t1) / 2;
@@ -167,11 +167,19 @@ mod tsc {
             return wall;
         };
         let ticks = mono_tsc - start.tsc;
-        if ticks < CALIBRATE_TICKS && SCALE.load(Ordering::Relaxed) == 0 {
+        let scale = if ticks >= CALIBRATE_TICKS {
+            let nanos = mono.saturating_duration_since(start.mono).as_nanos();
+            (nanos << 32) / u128::from(ticks)
+        } else {
+            // A baseline too short to measure on (just restarted): keep the last rate.
+            u128::from(SCALE.load(Ordering::Relaxed))
+        };
+        // Between 1/64 and 16 ns per tick (a 62.5 MHz to 64 GHz counter): anything else is
+        // a broken measurement, and the wall clock is read directly until a good one.
+        if !((1u128 << 26)..(1u128 << 36)).contains(&scale) {
             return wall;
         }
-        let nanos = mono.saturating_duration_since(start.mono).as_nanos();
-        let scale = ((nanos << 32) / ticks as u128) as u64;
+        let scale = scale as u64;
         // The lock makes this the only writer: odd sequence, fields, even sequence.
         let seq = SEQ.load(Ordering::Relaxed);
         SEQ.store(seq.wrapping_add(1), Ordering::Relaxed);
