@@ -163,7 +163,7 @@ mod tsc {
                 mono,
                 tsc: mono_tsc,
             });
-            NEXT_TRY.store(mono_tsc + CALIBRATE_TICKS, Ordering::Relaxed);
+            NEXT_TRY.store(mono_tsc.saturating_add(CALIBRATE_TICKS), Ordering::Relaxed);
             return wall;
         };
         let ticks = mono_tsc - start.tsc;
