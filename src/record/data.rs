@@ -44,6 +44,38 @@ pub struct SpanRecord {
     pub scope: InstrumentationScope,
 }
 
+#[cfg(test)]
+impl SpanRecord {
+    /// A sampled internal span named `s{id}` of service `svc`, for unit tests: span `id` of
+    /// trace `trace` under `parent` (0 for a root), at the epoch, with nothing recorded.
+    pub(crate) fn for_test(trace: u128, id: u64, parent: u64) -> SpanRecord {
+        use crate::context::{TraceFlags, TraceState};
+        SpanRecord {
+            span_context: SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(id),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: SpanId::from(parent),
+            parent_is_remote: false,
+            name: format!("s{id}").into(),
+            kind: SpanKind::Internal,
+            start_time: SystemTime::UNIX_EPOCH,
+            end_time: SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: Vec::new(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            status: Status::Unset,
+            service_name: Arc::from("svc"),
+            scope: InstrumentationScope::builder("t").build(),
+        }
+    }
+}
+
 impl SpanRecord {
     /// The trace this span belongs to.
     pub fn trace_id(&self) -> TraceId {

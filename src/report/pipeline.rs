@@ -568,9 +568,7 @@ impl fmt::Debug for RecorderGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-    use crate::record::data::{InstrumentationScope, SpanKind, Status, StringValue};
-    use std::time::SystemTime;
+    use crate::record::data::StringValue;
 
     struct Discard;
 
@@ -580,27 +578,8 @@ mod tests {
 
     fn record(attributes: Vec<KeyValue>) -> Box<SpanRecord> {
         Box::new(SpanRecord {
-            span_context: SpanContext::new(
-                TraceId::from(1),
-                SpanId::from(1),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::INVALID,
-            parent_is_remote: false,
-            name: "s".into(),
-            kind: SpanKind::Internal,
-            start_time: SystemTime::UNIX_EPOCH,
-            end_time: SystemTime::UNIX_EPOCH,
             attributes,
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: Vec::new(),
-            status: Status::Unset,
-            service_name: Arc::from("svc"),
-            scope: InstrumentationScope::builder("t").build(),
+            ..SpanRecord::for_test(1, 1, 0)
         })
     }
 

@@ -523,8 +523,6 @@ pub struct TailStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{SpanContext, TraceFlags, TraceState};
-    use crate::record::data::InstrumentationScope;
     use crate::report::InMemoryReporter;
     use std::time::SystemTime;
 
@@ -534,27 +532,9 @@ mod tests {
 
     fn span(trace: u128, id: u64, parent: u64, start: u64, end: u64) -> SpanRecord {
         SpanRecord {
-            span_context: SpanContext::new(
-                TraceId::from(trace),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from(parent),
-            parent_is_remote: false,
-            name: format!("s{id}").into(),
-            kind: SpanKind::Internal,
             start_time: at(start),
             end_time: at(end),
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: Vec::new(),
-            status: Status::Unset,
-            service_name: Arc::from("svc"),
-            scope: InstrumentationScope::builder("t").build(),
+            ..SpanRecord::for_test(trace, id, parent)
         }
     }
 
