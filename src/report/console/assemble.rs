@@ -300,33 +300,11 @@ impl Assembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{SpanContext, TraceFlags, TraceState};
-    use crate::record::data::{InstrumentationScope, SpanKind, Status};
-    use std::time::SystemTime;
 
     fn span(trace: u128, id: u64, parent: u64, remote: bool) -> SpanRecord {
         SpanRecord {
-            span_context: SpanContext::new(
-                TraceId::from(trace),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from(parent),
             parent_is_remote: remote,
-            name: "s".into(),
-            kind: SpanKind::Internal,
-            start_time: SystemTime::UNIX_EPOCH,
-            end_time: SystemTime::UNIX_EPOCH,
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: Vec::new(),
-            status: Status::Unset,
-            service_name: "svc".into(),
-            scope: InstrumentationScope::builder("test").build(),
+            ..SpanRecord::for_test(trace, id, parent)
         }
     }
 

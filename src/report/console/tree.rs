@@ -178,34 +178,14 @@ pub(crate) fn build(spans: &[SpanRecord]) -> Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{SpanContext, TraceFlags, TraceId, TraceState};
-    use crate::record::data::{InstrumentationScope, SpanKind, Status};
     use std::time::{Duration, SystemTime};
 
     fn span(id: u64, parent: u64, start_ms: u64) -> SpanRecord {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         SpanRecord {
-            span_context: SpanContext::new(
-                TraceId::from(1u128),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: SpanId::from(parent),
-            parent_is_remote: false,
-            name: format!("s{id}").into(),
-            kind: SpanKind::Internal,
             start_time: t0 + Duration::from_millis(start_ms),
             end_time: t0 + Duration::from_millis(start_ms + 1),
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: Vec::new(),
-            dropped_events_count: 0,
-            links: Vec::new(),
-            status: Status::Unset,
-            service_name: "svc".into(),
-            scope: InstrumentationScope::builder("test").build(),
+            ..SpanRecord::for_test(1, id, parent)
         }
     }
 
