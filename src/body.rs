@@ -256,10 +256,14 @@ fn record_head(d: &mut SpanData, role: Role, grpc: bool, head: ResponseHead) {
     let code = head.code;
     // gRPC spans carry the HTTP status only when it says something (not 200).
     if !grpc || code != 200 {
-        d.set_attribute(KeyValue::new(
-            semconv::HTTP_RESPONSE_STATUS_CODE,
-            i64::from(code),
-        ));
+        match d.record.facts.as_mut() {
+            // An HTTP server span: a fact, like the request's attributes.
+            Some(facts) => facts.status_code = Some(code),
+            None => d.set_attribute(KeyValue::new(
+                semconv::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(code),
+            )),
+        }
     }
     if !grpc && http_status_is_error(role, code) {
         d.set_attribute(KeyValue::new(

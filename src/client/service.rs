@@ -129,7 +129,7 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
     let Some(Decision {
         context,
         mut attributes,
-    }) = decide(parent_cx.as_ref(), &SpanKind::Client, name)
+    }) = decide(parent_cx.as_ref(), &SpanKind::Client, name, || true)
     else {
         // No recorder: pass on what the request being served carried, if anything.
         return untraced(parent_cx.map(|cx| (cx, baggage)));

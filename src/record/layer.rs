@@ -20,7 +20,7 @@ use crate::record::data::{
 };
 use crate::record::ids::{new_span_id, new_trace_id};
 use crate::record::sampler::Sampler;
-use crate::record::span_data::{EventVisitor, SpanData, SpanVisitor};
+use crate::record::span_data::{EventVisitor, LiveRecord, SpanData, SpanVisitor};
 use crate::record::start::{self, SpanStart};
 use crate::report::pipeline::Shared;
 use crate::report::RecorderHandle;
@@ -93,12 +93,17 @@ impl RecorderConfig {
 /// `None` when no recorder is installed. `name` is asked for only when the sampler looks at
 /// names. Layers use it to skip creating a `tracing` span for a request that will not be
 /// recorded.
+///
+/// `wants_vec` is asked, only for a sampled span, whether the caller will record attributes
+/// directly (a recycled vector is then handed out for them).
 pub(crate) fn decide<'n>(
     parent: Option<&SpanContext>,
     kind: &SpanKind,
     name: impl FnOnce() -> Cow<'n, str>,
+    wants_vec: impl FnOnce() -> bool,
 ) -> Option<Decision> {
     let mut name = Some(name);
+    let mut wants_vec = Some(wants_vec);
     tracing::dispatcher::get_default(|dispatch| {
         let config = dispatch.downcast_ref::<RecorderConfig>()?;
         let context = if config.sampler.uses_span_name() {
@@ -107,7 +112,7 @@ pub(crate) fn decide<'n>(
         } else {
             config.new_context(parent, "", kind)
         };
-        let attributes = if context.is_sampled() {
+        let attributes = if context.is_sampled() && wants_vec.take().is_some_and(|w| w()) {
             config.shared.attribute_vec()
         } else {
             Vec::new()
@@ -119,8 +124,8 @@ pub(crate) fn decide<'n>(
     })
 }
 
-/// What [`decide`] decided: the span's context and, when it is sampled, an (empty, possibly
-/// recycled) vector for its attributes.
+/// What [`decide`] decided: the span's context and, when it is sampled and the caller wants
+/// one, an (empty, possibly recycled) vector for its attributes.
 pub(crate) struct Decision {
     pub(crate) context: SpanContext,
     pub(crate) attributes: Vec<KeyValue>,
@@ -263,6 +268,7 @@ where
             new_root,
             decided,
             skip_fields,
+            facts,
         } = start::take().unwrap_or_default();
         let metadata = attrs.metadata();
 
@@ -316,28 +322,37 @@ where
         let wants_vec =
             sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
         let (slot, fresh) = self.shared.record_slot(wants_vec);
-        let record = Box::write(
+        let mut record = Box::write(
             slot,
-            SpanRecord {
-                span_context,
-                parent_span_id,
-                parent_is_remote,
-                name,
-                kind,
-                start_time: now,
-                end_time: now,
-                attributes: if wants_vec { fresh } else { attributes },
-                dropped_attributes_count: 0,
-                events: Vec::new(),
-                dropped_events_count: 0,
-                links,
-                status: Status::Unset,
-                service_name: service_name
-                    .or(inherited_service)
-                    .unwrap_or_else(|| self.config.service_name.clone()),
-                scope: InstrumentationScope::builder(metadata.target()).build(),
+            LiveRecord {
+                record: SpanRecord {
+                    span_context,
+                    parent_span_id,
+                    parent_is_remote,
+                    name,
+                    kind,
+                    start_time: now,
+                    end_time: now,
+                    attributes: if wants_vec { fresh } else { attributes },
+                    dropped_attributes_count: 0,
+                    events: Vec::new(),
+                    dropped_events_count: 0,
+                    links,
+                    status: Status::Unset,
+                    service_name: service_name
+                        .or(inherited_service)
+                        .unwrap_or_else(|| self.config.service_name.clone()),
+                    scope: InstrumentationScope::builder(metadata.target()).build(),
+                },
+                // Set below, only when there are some: most spans have none, and writing
+                // the variable here would copy all of its bytes.
+                facts: None,
+                max_attributes: self.config.max_attributes,
             },
         );
+        if facts.is_some() {
+            record.facts = facts;
+        }
         let mut data = SpanData::new(
             record,
             baggage.unwrap_or(inherited_baggage),

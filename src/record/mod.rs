@@ -57,6 +57,7 @@ pub(crate) mod clock;
 pub mod data;
 pub mod env;
 mod ext;
+pub(crate) mod facts;
 mod ids;
 mod layer;
 pub mod sampler;
@@ -68,7 +69,7 @@ pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
 pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data, Decision};
-pub(crate) use span_data::{error_chain, SpanData};
+pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};
 

@@ -9,12 +9,37 @@ use tracing_core::field::{Field, Visit};
 use crate::baggage::Baggage;
 use crate::record::clock;
 use crate::record::data::{Event, Key, KeyValue, SpanKind, SpanRecord, Status, Value};
+use crate::record::facts::HttpServerFacts;
 use crate::semconv;
+
+/// A live span's record, and the request facts its attributes will be made of on the
+/// reporter thread (see [`facts`](crate::record::facts)). Reads and writes of the record go
+/// through `Deref`.
+pub(crate) struct LiveRecord {
+    pub(crate) record: SpanRecord,
+    pub(crate) facts: Option<HttpServerFacts>,
+    /// The span's attribute limit, which the facts count towards.
+    pub(crate) max_attributes: u32,
+}
+
+impl std::ops::Deref for LiveRecord {
+    type Target = SpanRecord;
+
+    fn deref(&self) -> &SpanRecord {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for LiveRecord {
+    fn deref_mut(&mut self) -> &mut SpanRecord {
+        &mut self.record
+    }
+}
 
 /// What the recorder knows of a live span. Sampled-out spans keep only the context, service
 /// and baggage (for propagation); the rest of `record` stays empty.
 pub(crate) struct SpanData {
-    pub(crate) record: Box<SpanRecord>,
+    pub(crate) record: Box<LiveRecord>,
     pub(crate) baggage: Baggage,
     pub(crate) sampled: bool,
     /// Set by an explicit status (`otel.status_code`, [`SpanExt::set_status`]), which error
@@ -32,7 +57,7 @@ pub(crate) struct SpanData {
 
 impl SpanData {
     pub(crate) fn new(
-        record: Box<SpanRecord>,
+        record: Box<LiveRecord>,
         baggage: Baggage,
         sampled: bool,
         limits: (u32, u32),
@@ -70,10 +95,10 @@ impl SpanData {
     /// Drops attributes beyond the limit (from a seed that brought more), counting them.
     pub(crate) fn enforce_attribute_limit(&mut self) {
         let max = self.max_attributes as usize;
-        let attributes = &mut self.record.attributes;
-        if attributes.len() > max {
-            self.record.dropped_attributes_count += (attributes.len() - max) as u32;
-            attributes.truncate(max);
+        let record = &mut self.record.record;
+        if record.attributes.len() > max {
+            record.dropped_attributes_count += (record.attributes.len() - max) as u32;
+            record.attributes.truncate(max);
         }
     }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
 use crate::record::data::{KeyValue, Link, SpanKind};
+use crate::record::facts::HttpServerFacts;
 
 /// What the recorder should know about a span before it starts.
 ///
@@ -55,6 +56,8 @@ pub struct SpanStart {
     /// The span's `tracing` fields are for humans (fmt output); its attributes come from
     /// `attributes` instead.
     pub(crate) skip_fields: bool,
+    /// An HTTP server span's request facts, made into attributes on the reporter thread.
+    pub(crate) facts: Option<HttpServerFacts>,
 }
 
 thread_local! {

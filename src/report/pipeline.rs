@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::record::data::{KeyValue, SpanRecord, Value};
+use crate::record::facts::HttpServerFacts;
+use crate::record::LiveRecord;
 use crate::report::recycle::{ChunkPool, CHUNK};
 use crate::report::Reporter;
 
@@ -84,12 +86,12 @@ struct SyncState {
 }
 
 /// The heap home of one span's record, empty and ready for the next span.
-type RecordSlot = Box<MaybeUninit<SpanRecord>>;
+type RecordSlot = Box<MaybeUninit<LiveRecord>>;
 
 pub(crate) struct Shared {
     /// Finished spans. Boxed: the hand-off moves a pointer, not the record, and the record
     /// is written once, where the span starts.
-    queue: ArrayQueue<Box<SpanRecord>>,
+    queue: ArrayQueue<Box<LiveRecord>>,
     /// Record slots and emptied attribute vectors of reported spans, for new spans to
     /// reuse: no allocation per span, and the memory goes back to the recording threads.
     record_slots: ChunkPool<RecordSlot>,
@@ -177,8 +179,8 @@ impl Shared {
     }
 
     /// Drops the record of a span that is not reported, keeping its slot on this thread.
-    pub(crate) fn discard(&self, record: Box<SpanRecord>) {
-        let (record, slot) = take_record(record);
+    pub(crate) fn discard(&self, record: Box<LiveRecord>) {
+        let (record, (), slot) = take_record(record, |_, _, _| ());
         drop(record);
         let _ = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
@@ -190,7 +192,7 @@ impl Shared {
 
     /// Queues a finished span; never blocks.
     #[inline]
-    pub(crate) fn send(&self, span: Box<SpanRecord>) {
+    pub(crate) fn send(&self, span: Box<LiveRecord>) {
         if self.closed.load(Ordering::Relaxed) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -277,18 +279,27 @@ fn is_large(value: &Value) -> bool {
     }
 }
 
-/// Moves a record out of its box, keeping the allocation for another record.
-fn take_record(span: Box<SpanRecord>) -> (SpanRecord, RecordSlot) {
+/// Moves a record out of its box, keeping the allocation for another record. Only the
+/// record is copied out: `facts` reads the request facts (most of the box, most of it unused
+/// bytes) where they are, with the span's attribute limit.
+fn take_record<R>(
+    span: Box<LiveRecord>,
+    facts: impl FnOnce(&mut SpanRecord, Option<&HttpServerFacts>, u32) -> R,
+) -> (SpanRecord, R, RecordSlot) {
     let raw = Box::into_raw(span);
     // SAFETY: `raw` comes from `Box::into_raw`, so it is aligned, allocated by the global
-    // allocator and holds an initialised `SpanRecord`, which is read out exactly once. The
-    // allocation is then owned again as a `MaybeUninit<SpanRecord>` (same size and
-    // alignment, no drop glue), so the record is never dropped twice and the memory is
-    // freed with the layout it was allocated with.
+    // allocator and holds an initialised `LiveRecord`. Its `record` field is read out exactly
+    // once; its other fields (`facts`, `max_attributes`) are `Copy`, with no drop glue, and
+    // are only borrowed, before the allocation is owned again. It is then owned as a
+    // `MaybeUninit<LiveRecord>` (same size and alignment, no drop glue), so nothing is
+    // dropped twice and the memory is freed with the layout it was allocated with.
     unsafe {
+        let mut record = std::ptr::addr_of!((*raw).record).read();
+        let out = facts(&mut record, (*raw).facts.as_ref(), (*raw).max_attributes);
         (
-            raw.read(),
-            Box::from_raw(raw.cast::<MaybeUninit<SpanRecord>>()),
+            record,
+            out,
+            Box::from_raw(raw.cast::<MaybeUninit<LiveRecord>>()),
         )
     }
 }
@@ -327,6 +338,8 @@ pub(crate) fn start(
         interval: config.interval,
         slots: Vec::with_capacity(CHUNK),
         vecs: Vec::with_capacity(CHUNK),
+        own_vecs: Vec::new(),
+        owned: Vec::with_capacity(max_batch),
     };
     let join = thread::Builder::new()
         .name("tracewire-reporter".into())
@@ -361,6 +374,11 @@ struct Worker {
     /// Chunks of emptied slots and vectors being gathered for the recording threads.
     slots: Vec<RecordSlot>,
     vecs: Vec<Vec<KeyValue>>,
+    /// Attribute vectors the worker filled from request facts, kept here: their strings
+    /// were allocated on this thread, and are freed on it.
+    own_vecs: Vec<Vec<KeyValue>>,
+    /// Which spans of the batch hold one of those.
+    owned: Vec<bool>,
 }
 
 impl Worker {
@@ -406,7 +424,18 @@ impl Worker {
             while batch.len() < self.max_batch {
                 match self.shared.queue.pop() {
                     Some(span) => {
-                        let (span, slot) = take_record(span);
+                        let own_vecs = &mut self.own_vecs;
+                        let (span, recorded, slot) = take_record(span, |record, facts, max| {
+                            facts.map(|facts| {
+                                let out = own_vecs.pop().unwrap_or_default();
+                                facts.finish(record, max, out)
+                            })
+                        });
+                        self.owned.push(recorded.is_some());
+                        if let Some(recorded) = recorded {
+                            // Emptied: back to the recording threads.
+                            self.recycle(recorded);
+                        }
                         batch.push(span);
                         self.slots.push(slot);
                         if self.slots.len() == CHUNK {
@@ -428,25 +457,41 @@ impl Worker {
                 .reported
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.shared.batches.fetch_add(1, Ordering::Relaxed);
-            for span in batch.iter_mut() {
+            let owned = std::mem::take(&mut self.owned);
+            for (span, owned) in batch.iter_mut().zip(owned.iter().copied()) {
                 let mut attributes = std::mem::take(&mut span.attributes);
-                if attributes.capacity() != 0 && attributes.capacity() <= RECYCLED_CAPACITY {
-                    // Left full for a recording thread to clear (see `Local::vec`), unless
-                    // that would keep large values alive while the vector waits.
-                    if attributes.iter().any(|kv| is_large(&kv.value)) {
-                        attributes.clear();
+                if owned {
+                    attributes.clear();
+                    if self.own_vecs.len() < self.max_batch {
+                        self.own_vecs.push(attributes);
                     }
-                    self.vecs.push(attributes);
-                    if self.vecs.len() == CHUNK {
-                        self.shared.attribute_vecs.give(&mut self.vecs);
-                    }
+                } else {
+                    self.recycle(attributes);
                 }
             }
+            self.owned = owned;
+            self.owned.clear();
             batch.clear();
             if last_tick.elapsed() >= self.interval {
                 self.each(|r| r.tick());
                 *last_tick = Instant::now();
             }
+        }
+    }
+
+    /// Hands a recording thread's attribute vector back to the recording threads. It goes
+    /// back full, for a recording thread to clear (see `Local::vec`), unless that would keep
+    /// large values alive while it waits.
+    fn recycle(&mut self, mut attributes: Vec<KeyValue>) {
+        if attributes.capacity() == 0 || attributes.capacity() > RECYCLED_CAPACITY {
+            return;
+        }
+        if attributes.iter().any(|kv| is_large(&kv.value)) {
+            attributes.clear();
+        }
+        self.vecs.push(attributes);
+        if self.vecs.len() == CHUNK {
+            self.shared.attribute_vecs.give(&mut self.vecs);
         }
     }
 
@@ -576,11 +621,65 @@ mod tests {
         fn report(&mut self, _: &[SpanRecord]) {}
     }
 
-    fn record(attributes: Vec<KeyValue>) -> Box<SpanRecord> {
-        Box::new(SpanRecord {
-            attributes,
-            ..SpanRecord::for_test(1, 1, 0)
+    fn record(attributes: Vec<KeyValue>) -> Box<LiveRecord> {
+        Box::new(LiveRecord {
+            record: SpanRecord {
+                attributes,
+                ..SpanRecord::for_test(1, 1, 0)
+            },
+            facts: None,
+            max_attributes: 128,
         })
+    }
+
+    /// An HTTP server span's facts become its first attributes on the worker, before any
+    /// reporter sees the span; the attributes recorded directly follow, and their vector
+    /// goes back to the recording threads.
+    #[test]
+    fn facts_become_attributes_before_reporting() {
+        use crate::record::facts::HttpServerFacts;
+        use crate::report::InMemoryReporter;
+
+        let spans = InMemoryReporter::new();
+        let (shared, guard) = start(vec![Box::new(spans.clone())], &PipelineConfig::default());
+        let mut facts = HttpServerFacts {
+            method: "GET",
+            scheme: "http",
+            version: "1.1",
+            status_code: Some(503),
+            ..HttpServerFacts::default()
+        };
+        facts.path = facts.text.push("/users/42");
+        let mut recorded = Vec::with_capacity(4);
+        recorded.push(KeyValue::new("error.type", "503"));
+        let mut live = record(recorded);
+        live.facts = Some(facts);
+        shared.send(live);
+        guard.flush().expect("flush");
+
+        let span = spans.spans().pop().expect("reported");
+        let keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.request.method",
+                "url.path",
+                "url.scheme",
+                "network.protocol.version",
+                "http.response.status_code",
+                "error.type"
+            ]
+        );
+        assert_eq!(span.attribute("url.path"), Some(&"/users/42".into()));
+        assert_eq!(
+            span.attribute("http.response.status_code"),
+            Some(&503i64.into())
+        );
+        let back = shared.attribute_vec();
+        assert!(
+            back.is_empty() && back.capacity() >= 4,
+            "the recorded vector came back"
+        );
     }
 
     /// Attribute vectors come back to the recording threads with their small values still in

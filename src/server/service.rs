@@ -1,4 +1,5 @@
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::{self, Display};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
-use crate::record::data::{Key, KeyValue, Link, SpanKind, StringValue};
+use crate::record::data::{Key, KeyValue, Link, SpanKind};
+use crate::record::facts::HttpServerFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
@@ -59,16 +61,20 @@ struct Named<'r> {
     /// The route template axum matched (HTTP).
     route: Option<&'r str>,
     name: Cow<'static, str>,
-    /// `http.route`.
-    route_value: Option<StringValue>,
+    /// The route, when interned (see [`attrs::FirstRoute`]).
+    interned_route: Option<&'static str>,
 }
 
 impl<S> ServerTrace<S> {
     /// `{method} {route}`, or `{method}`, or a gRPC call's `package.Service/Method`, or the
     /// configured name.
-    fn span_name<'r, B>(&self, req: &'r Request<B>, head: &RequestHead<'_>) -> Named<'r> {
+    fn span_name<'r, B>(
+        &self,
+        req: &'r Request<B>,
+        head: &RequestHead<'_>,
+        grpc: bool,
+    ) -> Named<'r> {
         let config = &*self.config;
-        let grpc = config.grpc_only || is_grpc(req.headers());
         let route = if grpc {
             None
         } else {
@@ -85,16 +91,11 @@ impl<S> ServerTrace<S> {
                 None => Cow::Borrowed(method),
             },
         };
-        let route_value = match (interned, route) {
-            (Some((_, route)), _) => Some(StringValue::from(route)),
-            (None, Some(route)) => Some(StringValue::from(route.to_owned())),
-            (None, None) => None,
-        };
         Named {
             grpc,
             route,
             name,
-            route_value,
+            interned_route: interned.map(|(_, route)| route),
         }
     }
 }
@@ -174,8 +175,24 @@ where
 
         // The recorder's sampler decides now, so an unsampled request can skip the span
         // (and the span name, unless the sampler reads names).
-        let named = || self.span_name(&req, &head);
-        let decided = decide(parent.as_ref(), &SpanKind::Server, || named().name);
+        let grpc_memo = Cell::new(None);
+        let grpc = || match grpc_memo.get() {
+            Some(grpc) => grpc,
+            None => {
+                let grpc = config.grpc_only || is_grpc(req.headers());
+                grpc_memo.set(Some(grpc));
+                grpc
+            }
+        };
+        let named = || self.span_name(&req, &head, grpc());
+        // An HTTP span's request attributes are recorded as facts (see `record::facts`),
+        // without a vector.
+        let decided = decide(
+            parent.as_ref(),
+            &SpanKind::Server,
+            || named().name,
+            grpc,
+        );
         let Some(Decision {
             context,
             mut attributes,
@@ -209,15 +226,22 @@ where
             grpc,
             route,
             name,
-            route_value,
+            interned_route,
         } = named();
 
+        let mut facts = None;
         if sampled {
-            attributes.reserve(16);
             if grpc {
+                attributes.reserve(16);
                 grpc_request_attributes(&req, &mut attributes);
             } else {
-                http_request_attributes(&req, config, route_value, &mut attributes);
+                facts = Some(http_request_facts(
+                    &req,
+                    config,
+                    interned_route,
+                    route,
+                    &mut attributes,
+                ));
             }
             config.common.request_headers.capture_as(
                 req.headers(),
@@ -237,6 +261,7 @@ where
             attributes,
             decided: Some(context),
             skip_fields: true,
+            facts,
         });
         let span = with_pending(&mut seed, || server_span(grpc, &req, route));
         if let Some(seed) = seed {
@@ -293,15 +318,17 @@ fn server_span<B>(grpc: bool, req: &Request<B>, route: Option<&str>) -> tracing:
     }
 }
 
-/// Attributes of the HTTP server semantic conventions known from the request.
-fn http_request_attributes<B>(
+/// The facts of the HTTP server semantic conventions known from the request. What does not
+/// fit the facts (an unknown method's name, the query, a route that is not interned, text too
+/// long to keep inline) goes to `out` as attributes.
+fn http_request_facts<B>(
     req: &Request<B>,
     config: &ServerConfig,
-    route: Option<StringValue>,
+    interned_route: Option<&'static str>,
+    route: Option<&str>,
     out: &mut Vec<KeyValue>,
-) {
+) -> HttpServerFacts {
     let (method, known) = attrs::method(req.method());
-    out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
     if !known {
         out.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD_ORIGINAL,
@@ -309,39 +336,52 @@ fn http_request_attributes<B>(
         ));
     }
     let uri = req.uri();
-    out.push(KeyValue::new(semconv::URL_PATH, uri.path().to_owned()));
     let scheme = attrs::scheme(uri);
-    out.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+    let mut facts = HttpServerFacts {
+        method,
+        scheme,
+        version: attrs::version(req.version()),
+        route: interned_route,
+        peer: peer_addr(req.extensions()),
+        ..HttpServerFacts::default()
+    };
+    facts.path = facts.text.push(uri.path());
+    if facts.path.is_none() {
+        out.push(KeyValue::new(semconv::URL_PATH, uri.path().to_owned()));
+    }
     if config.common.record_query {
         if let Some(query) = uri.query() {
             let query = attrs::redact_query(query, &config.common.redacted_query_params);
             out.push(KeyValue::new(semconv::URL_QUERY, query.into_owned()));
         }
     }
-    if let Some(route) = route {
-        out.push(KeyValue::new(semconv::HTTP_ROUTE, route));
+    if let (None, Some(route)) = (interned_route, route) {
+        out.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
     }
-    out.push(KeyValue::new(
-        semconv::NETWORK_PROTOCOL_VERSION,
-        attrs::version(req.version()),
-    ));
-    server_address(req, scheme, out);
-    if let Some(peer) = peer_addr(req.extensions()) {
-        let ip = StringValue::from(peer.ip().to_string());
-        out.push(KeyValue::new(semconv::CLIENT_ADDRESS, ip.clone()));
-        out.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(peer.port())));
-        out.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, ip));
-        out.push(KeyValue::new(
-            semconv::NETWORK_PEER_PORT,
-            i64::from(peer.port()),
-        ));
+    if let Some((host, port)) = attrs::server_host_port(uri, req.headers()) {
+        let port = port.unwrap_or_else(|| attrs::default_port(scheme));
+        match facts.text.push(host) {
+            Some(host) => facts.host = Some((host, port)),
+            None => {
+                out.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
+                out.push(KeyValue::new(
+                    Key::from_static_str(semconv::SERVER_PORT),
+                    i64::from(port),
+                ));
+            }
+        }
     }
     if let Some(agent) = req.headers().get(http::header::USER_AGENT) {
-        out.push(KeyValue::new(
-            semconv::USER_AGENT_ORIGINAL,
-            String::from_utf8_lossy(agent.as_bytes()).into_owned(),
-        ));
+        let agent = String::from_utf8_lossy(agent.as_bytes());
+        match facts.text.push(&agent) {
+            Some(agent) => facts.user_agent = Some(agent),
+            None => out.push(KeyValue::new(
+                semconv::USER_AGENT_ORIGINAL,
+                agent.into_owned(),
+            )),
+        }
     }
+    facts
 }
 
 /// Attributes of the RPC semantic conventions for a gRPC server call.

@@ -1,0 +1,286 @@
+//! Request facts kept raw while a span is live and turned into attributes on the reporter
+//! thread.
+//!
+//! An HTTP server span's request attributes (method, path, scheme, route, protocol version,
+//! host and port, peer, user agent) and its response status are known as a few small values
+//! on the request path. Building a `KeyValue` for each there (an allocation for the path,
+//! text for the peer's address, a vector to hold them) costs the request thread; the span's
+//! reporter thread does it instead, from these facts, before any reporter sees the span.
+
+use std::net::SocketAddr;
+
+use crate::record::data::{Key, KeyValue, SpanRecord, StringValue};
+use crate::semconv;
+
+/// Bytes of request text (path, host, user agent) kept inline. Longer values are recorded as
+/// ordinary attributes at once.
+const TEXT: usize = 96;
+
+/// Short strings copied into one inline buffer, one after the other.
+#[derive(Clone, Copy)]
+pub(crate) struct InlineText {
+    bytes: [u8; TEXT],
+    len: u8,
+}
+
+/// Where one string of an [`InlineText`] lies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Range {
+    start: u8,
+    len: u8,
+}
+
+impl Default for InlineText {
+    fn default() -> Self {
+        InlineText {
+            bytes: [0; TEXT],
+            len: 0,
+        }
+    }
+}
+
+impl InlineText {
+    /// Appends `text`; `None` when it does not fit in what is left.
+    pub(crate) fn push(&mut self, text: &str) -> Option<Range> {
+        let start = usize::from(self.len);
+        let end = start.checked_add(text.len()).filter(|end| *end <= TEXT)?;
+        self.bytes[start..end].copy_from_slice(text.as_bytes());
+        self.len = end as u8;
+        Some(Range {
+            start: start as u8,
+            len: text.len() as u8,
+        })
+    }
+
+    /// The string at `range`.
+    fn get(&self, range: Range) -> &str {
+        let start = usize::from(range.start);
+        let bytes = &self.bytes[start..start + usize::from(range.len)];
+        // Only whole `str`s go in, so the bytes are UTF-8; a mismatch would be a bug here,
+        // and records nothing rather than panicking.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for InlineText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineText")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an HTTP server span's attributes are made of, as the request (and response head)
+/// gave it. Strings that did not fit inline went into the span's attributes directly.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HttpServerFacts {
+    /// `http.request.method` (a standard method, or `_OTHER`).
+    pub(crate) method: &'static str,
+    /// `url.scheme`.
+    pub(crate) scheme: &'static str,
+    /// `network.protocol.version`.
+    pub(crate) version: &'static str,
+    /// `http.route`, when interned.
+    pub(crate) route: Option<&'static str>,
+    /// `url.path`.
+    pub(crate) path: Option<Range>,
+    /// `server.address`, and `server.port` (the scheme's default when the request named
+    /// none).
+    pub(crate) host: Option<(Range, u16)>,
+    /// `client.*` and `network.peer.*`.
+    pub(crate) peer: Option<SocketAddr>,
+    /// `user_agent.original`.
+    pub(crate) user_agent: Option<Range>,
+    /// `http.response.status_code`, once the response head arrived.
+    pub(crate) status_code: Option<u16>,
+    pub(crate) text: InlineText,
+}
+
+impl HttpServerFacts {
+    /// Appends the attributes, in the order they were recorded eagerly before.
+    pub(crate) fn write(&self, out: &mut Vec<KeyValue>) {
+        out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
+        if let Some(path) = self.path {
+            out.push(KeyValue::new(
+                semconv::URL_PATH,
+                self.text.get(path).to_owned(),
+            ));
+        }
+        out.push(KeyValue::new(semconv::URL_SCHEME, self.scheme));
+        if let Some(route) = self.route {
+            out.push(KeyValue::new(semconv::HTTP_ROUTE, route));
+        }
+        out.push(KeyValue::new(
+            semconv::NETWORK_PROTOCOL_VERSION,
+            self.version,
+        ));
+        if let Some((host, port)) = self.host {
+            out.push(KeyValue::new(
+                semconv::SERVER_ADDRESS,
+                self.text.get(host).to_owned(),
+            ));
+            out.push(KeyValue::new(
+                Key::from_static_str(semconv::SERVER_PORT),
+                i64::from(port),
+            ));
+        }
+        if let Some(peer) = self.peer {
+            let ip = StringValue::from(peer.ip().to_string());
+            out.push(KeyValue::new(semconv::CLIENT_ADDRESS, ip.clone()));
+            out.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(peer.port())));
+            out.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, ip));
+            out.push(KeyValue::new(
+                semconv::NETWORK_PEER_PORT,
+                i64::from(peer.port()),
+            ));
+        }
+        if let Some(agent) = self.user_agent {
+            out.push(KeyValue::new(
+                semconv::USER_AGENT_ORIGINAL,
+                self.text.get(agent).to_owned(),
+            ));
+        }
+        if let Some(code) = self.status_code {
+            out.push(KeyValue::new(
+                semconv::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(code),
+            ));
+        }
+    }
+}
+
+impl HttpServerFacts {
+    /// Makes the facts `record`'s first attributes, in `out` (an empty vector), ahead of
+    /// those recorded directly, within `max` attributes. Returns the vector that held those,
+    /// emptied, for reuse.
+    pub(crate) fn finish(
+        &self,
+        record: &mut SpanRecord,
+        max: u32,
+        out: Vec<KeyValue>,
+    ) -> Vec<KeyValue> {
+        let mut recorded = std::mem::replace(&mut record.attributes, out);
+        record.dropped_attributes_count +=
+            merge(self, &mut recorded, &mut record.attributes, max as usize);
+        recorded
+    }
+}
+
+/// Puts `facts`' attributes first in `out` and then `recorded` (the attributes recorded
+/// directly), a recorded value replacing a fact's of the same key, all within `max`
+/// attributes. Returns how many were left out.
+fn merge(
+    facts: &HttpServerFacts,
+    recorded: &mut Vec<KeyValue>,
+    out: &mut Vec<KeyValue>,
+    max: usize,
+) -> u32 {
+    facts.write(out);
+    let mut dropped = 0;
+    if out.len() > max {
+        dropped += (out.len() - max) as u32;
+        out.truncate(max);
+    }
+    for kv in recorded.drain(..) {
+        if let Some(slot) = out.iter_mut().find(|a| a.key == kv.key) {
+            slot.value = kv.value;
+        } else if out.len() < max {
+            out.push(kv);
+        } else {
+            dropped += 1;
+        }
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::data::Value;
+
+    fn facts() -> HttpServerFacts {
+        let mut facts = HttpServerFacts {
+            method: "GET",
+            scheme: "http",
+            version: "1.1",
+            route: Some("/users/{id}"),
+            peer: Some("[::1]:4711".parse().unwrap()),
+            status_code: Some(200),
+            ..HttpServerFacts::default()
+        };
+        facts.path = facts.text.push("/users/42");
+        facts.host = facts.text.push("example.com").map(|r| (r, 8080));
+        facts.user_agent = facts.text.push("curl/8.5.0");
+        facts
+    }
+
+    fn get<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+        kvs.iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn facts_become_the_semconv_attributes() {
+        let mut out = Vec::new();
+        facts().write(&mut out);
+        let expect: [(&str, Value); 13] = [
+            ("http.request.method", "GET".into()),
+            ("url.path", "/users/42".into()),
+            ("url.scheme", "http".into()),
+            ("http.route", "/users/{id}".into()),
+            ("network.protocol.version", "1.1".into()),
+            ("server.address", "example.com".into()),
+            ("server.port", 8080i64.into()),
+            ("client.address", "::1".into()),
+            ("client.port", 4711i64.into()),
+            ("network.peer.address", "::1".into()),
+            ("network.peer.port", 4711i64.into()),
+            ("user_agent.original", "curl/8.5.0".into()),
+            ("http.response.status_code", 200i64.into()),
+        ];
+        let got: Vec<(&str, Value)> = out
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.clone()))
+            .collect();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn text_that_does_not_fit_is_refused_whole() {
+        let mut text = InlineText::default();
+        let a = text.push(&"a".repeat(TEXT - 1)).unwrap();
+        assert!(text.push("bc").is_none(), "one byte is left");
+        let c = text.push("c").unwrap();
+        assert_eq!(text.get(a).len(), TEXT - 1);
+        assert_eq!(text.get(c), "c");
+        assert!(InlineText::default().push(&"x".repeat(TEXT + 1)).is_none());
+        // Multi-byte text keeps its characters.
+        let mut text = InlineText::default();
+        let r = text.push("/caf\u{e9}/\u{1f600}").unwrap();
+        assert_eq!(text.get(r), "/caf\u{e9}/\u{1f600}");
+    }
+
+    #[test]
+    fn recorded_attributes_replace_facts_and_respect_the_limit() {
+        let mut recorded = vec![
+            KeyValue::new("http.route", "/override"),
+            KeyValue::new("error.type", "500"),
+            KeyValue::new("extra", 1i64),
+        ];
+        let mut out = Vec::new();
+        let dropped = merge(&facts(), &mut recorded, &mut out, 14);
+        assert!(recorded.is_empty());
+        assert_eq!(out.len(), 14);
+        assert_eq!(get(&out, "http.route"), Some(&"/override".into()));
+        assert_eq!(get(&out, "error.type"), Some(&"500".into()));
+        assert_eq!(get(&out, "extra"), None);
+        assert_eq!(dropped, 1);
+
+        // Facts beyond the limit are counted too.
+        let mut out = Vec::new();
+        let dropped = merge(&facts(), &mut Vec::new(), &mut out, 3);
+        assert_eq!(out.len(), 3);
+        assert_eq!(dropped, 10);
+    }
+}
