@@ -288,6 +288,9 @@ fn is_large(value: &Value) -> bool {
     }
 }
 
+// `take_record` leaves the facts in the box without dropping them.
+const _: () = assert!(!std::mem::needs_drop::<Option<HttpServerFacts>>());
+
 /// Moves a record out of its box, keeping the allocation for another record. Only the
 /// record is copied out: `facts` reads the request facts (most of the box, most of it unused
 /// bytes) where they are, with the span's attribute limit.
