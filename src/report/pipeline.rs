@@ -96,10 +96,6 @@ pub(crate) struct Shared {
     /// reuse: no allocation per span, and the memory goes back to the recording threads.
     record_slots: ChunkPool<RecordSlot>,
     attribute_vecs: ChunkPool<Vec<KeyValue>>,
-    /// The service names of reported spans, dropped on recording threads (where they were
-    /// cloned) rather than on the worker: a count changed on two cores moves its cache line
-    /// between them on every span.
-    service_names: ChunkPool<Arc<str>>,
     wake_at: usize,
     worker: OnceLock<Thread>,
     notified: AtomicBool,
@@ -120,7 +116,7 @@ const FILL_CHECK_EVERY: u32 = 16;
 
 thread_local! {
     static LOCAL: RefCell<Local> = const {
-        RefCell::new(Local { vecs: Vec::new(), slots: Vec::new(), names: Vec::new() })
+        RefCell::new(Local { vecs: Vec::new(), slots: Vec::new() })
     };
     static SENT: Cell<u32> = const { Cell::new(0) };
 }
@@ -130,8 +126,6 @@ thread_local! {
 struct Local {
     vecs: Vec<Vec<KeyValue>>,
     slots: Vec<RecordSlot>,
-    /// The buffer that takes a chunk of reported spans' service names, to drop them.
-    names: Vec<Arc<str>>,
 }
 
 impl Local {
@@ -152,9 +146,6 @@ impl Local {
     fn slot(&mut self, shared: &Shared) -> Option<RecordSlot> {
         if self.slots.is_empty() {
             shared.record_slots.take(&mut self.slots);
-            if shared.service_names.take(&mut self.names) {
-                self.names.clear();
-            }
         }
         self.slots.pop()
     }
@@ -331,7 +322,6 @@ pub(crate) fn start(
         // Enough to take back everything one wake-up of the worker reports.
         record_slots: ChunkPool::new(wake_at + max_batch),
         attribute_vecs: ChunkPool::new(wake_at + max_batch),
-        service_names: ChunkPool::new(wake_at + max_batch),
         wake_at,
         worker: OnceLock::new(),
         notified: AtomicBool::new(false),
@@ -353,7 +343,6 @@ pub(crate) fn start(
         vecs: Vec::with_capacity(CHUNK),
         own_vecs: Vec::new(),
         owned: Vec::with_capacity(max_batch),
-        names: Vec::with_capacity(CHUNK),
     };
     let join = thread::Builder::new()
         .name("tracewire-reporter".into())
@@ -393,8 +382,6 @@ struct Worker {
     own_vecs: Vec<Vec<KeyValue>>,
     /// Which spans of the batch hold one of those.
     owned: Vec<bool>,
-    /// Service names of reported spans, for the recording threads to drop.
-    names: Vec<Arc<str>>,
 }
 
 impl Worker {
@@ -465,7 +452,6 @@ impl Worker {
                 // Caught up: hand back what was gathered so far too.
                 self.shared.record_slots.give(&mut self.slots);
                 self.shared.attribute_vecs.give(&mut self.vecs);
-                self.shared.service_names.give(&mut self.names);
                 return;
             }
             let spans: &[SpanRecord] = batch;
@@ -475,18 +461,8 @@ impl Worker {
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             self.shared.batches.fetch_add(1, Ordering::Relaxed);
             let owned = std::mem::take(&mut self.owned);
-            for (span, owned) in batch.drain(..).zip(owned.iter().copied()) {
-                let SpanRecord {
-                    mut attributes,
-                    service_name,
-                    ..
-                } = span;
-                // Every span holds a count on its service's name, taken where it started:
-                // given back there too, so the count's cache line stays with those threads.
-                self.names.push(service_name);
-                if self.names.len() == CHUNK {
-                    self.shared.service_names.give(&mut self.names);
-                }
+            for (span, owned) in batch.iter_mut().zip(owned.iter().copied()) {
+                let mut attributes = std::mem::take(&mut span.attributes);
                 if owned {
                     attributes.clear();
                     if self.own_vecs.len() < self.max_batch {
@@ -498,6 +474,7 @@ impl Worker {
             }
             self.owned = owned;
             self.owned.clear();
+            batch.clear();
             if last_tick.elapsed() >= self.interval {
                 self.each(|r| r.tick());
                 *last_tick = Instant::now();
@@ -656,28 +633,6 @@ mod tests {
             facts: None,
             max_attributes: 128,
         })
-    }
-
-    /// The service names of reported spans are dropped on a recording thread, when it next
-    /// takes record slots, not on the worker.
-    #[test]
-    fn service_names_are_dropped_by_the_recording_thread() {
-        let (shared, guard) = start(vec![Box::new(Discard)], &PipelineConfig::default());
-        let name: Arc<str> = Arc::from("checkout");
-        for _ in 0..3 {
-            let mut live = record(Vec::new());
-            live.record.service_name = name.clone();
-            shared.send(live);
-        }
-        guard.flush().expect("flush");
-        assert_eq!(
-            Arc::strong_count(&name),
-            4,
-            "the names wait for a recording thread"
-        );
-        // This thread has no slots yet: it takes the returned ones, and the names.
-        let _ = shared.record_slot(false);
-        assert_eq!(Arc::strong_count(&name), 1);
     }
 
     /// An HTTP server span's facts become its first attributes on the worker, before any
