@@ -187,12 +187,7 @@ where
         let named = || self.span_name(&req, &head, grpc());
         // An HTTP span's request attributes are recorded as facts (see `record::facts`),
         // without a vector.
-        let decided = decide(
-            parent.as_ref(),
-            &SpanKind::Server,
-            || named().name,
-            grpc,
-        );
+        let decided = decide(parent.as_ref(), &SpanKind::Server, || named().name, grpc);
         let Some(Decision {
             context,
             mut attributes,
