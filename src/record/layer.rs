@@ -357,7 +357,7 @@ where
             record,
             baggage.unwrap_or(inherited_baggage),
             sampled,
-            (self.config.max_attributes, self.config.max_events),
+            self.config.max_events,
         );
         if seeded_attributes {
             data.enforce_attribute_limit();

@@ -18,7 +18,8 @@ use crate::semconv;
 pub(crate) struct LiveRecord {
     pub(crate) record: SpanRecord,
     pub(crate) facts: Option<HttpServerFacts>,
-    /// The span's attribute limit, which the facts count towards.
+    /// The span's attribute limit: for attributes recorded while it is live, and for the facts
+    /// with them when it is reported.
     pub(crate) max_attributes: u32,
 }
 
@@ -49,7 +50,6 @@ pub(crate) struct SpanData {
     status_explicit: bool,
     /// `otel.status_message` recorded before `otel.status_code`.
     pending_status_message: Option<String>,
-    max_attributes: u32,
     max_events: u32,
     /// The end time is set (the call ended before the `tracing` span closed).
     pub(crate) ended: bool,
@@ -60,7 +60,7 @@ impl SpanData {
         record: Box<LiveRecord>,
         baggage: Baggage,
         sampled: bool,
-        limits: (u32, u32),
+        max_events: u32,
     ) -> Self {
         SpanData {
             record,
@@ -68,8 +68,7 @@ impl SpanData {
             sampled,
             status_explicit: false,
             pending_status_message: None,
-            max_attributes: limits.0,
-            max_events: limits.1,
+            max_events,
             ended: false,
         }
     }
@@ -79,7 +78,7 @@ impl SpanData {
     pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
         if let Some(slot) = self.record.attributes.iter_mut().find(|a| a.key == kv.key) {
             slot.value = kv.value;
-        } else if self.record.attributes.len() < self.max_attributes as usize {
+        } else if self.record.attributes.len() < self.record.max_attributes as usize {
             self.record.attributes.push(kv);
         } else {
             self.record.dropped_attributes_count += 1;
@@ -94,7 +93,7 @@ impl SpanData {
 
     /// Drops attributes beyond the limit (from a seed that brought more), counting them.
     pub(crate) fn enforce_attribute_limit(&mut self) {
-        let max = self.max_attributes as usize;
+        let max = self.record.max_attributes as usize;
         let record = &mut self.record.record;
         if record.attributes.len() > max {
             record.dropped_attributes_count += (record.attributes.len() - max) as u32;
