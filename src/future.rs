@@ -123,42 +123,35 @@ impl<F> ResponseFuture<F> {
     /// Calls the inner service (`call`) as the future will poll it: inside the request's
     /// span, or with the request's context in effect and inside `log_span`, so that spans
     /// and events of a service's synchronous `call` belong to the request too.
+    /// `traceresponse`: the server span's context, for a `traceresponse` header.
+    ///
+    /// Each arm builds the future where it returns it: the inner future is most of its size,
+    /// and building it in a local first would copy it once more.
     pub(crate) fn new(
         call: impl FnOnce() -> F,
         state: Option<ResponseState>,
         ambient: Option<Ambient>,
         log_span: Option<tracing::Span>,
+        traceresponse: Option<SpanContext>,
     ) -> Self {
-        let (inner, trace) = match state {
-            Some(state) => {
-                let inner = {
-                    let _entered = state.end.span.enter();
-                    call()
-                };
-                (inner, Trace::Span(state))
-            }
-            None => {
-                let inner = {
+        match state {
+            Some(state) => ResponseFuture {
+                inner: state.end.span.in_scope(call),
+                trace: Trace::Span(state),
+                traceresponse,
+            },
+            None => ResponseFuture {
+                inner: {
                     let _entered = log_span.as_ref().map(tracing::Span::enter);
                     match &ambient {
                         Some(ambient) => with_ambient(ambient, call),
                         None => call(),
                     }
-                };
-                (inner, Trace::Ambient(ambient, log_span))
-            }
-        };
-        ResponseFuture {
-            inner,
-            trace,
-            traceresponse: None,
+                },
+                trace: Trace::Ambient(ambient, log_span),
+                traceresponse,
+            },
         }
-    }
-
-    /// Adds a `traceresponse` header naming `context` to the response.
-    pub(crate) fn traceresponse(mut self, context: Option<SpanContext>) -> Self {
-        self.traceresponse = context;
-        self
     }
 }
 

@@ -231,7 +231,7 @@ where
         let config = &*self.config;
         let mut call = start_call(config, &RequestHead::from(&req));
         call.inject(config, req.headers_mut());
-        ResponseFuture::new(|| self.inner.call(req), call.state, None, None)
+        ResponseFuture::new(|| self.inner.call(req), call.state, None, None, None)
     }
 }
 

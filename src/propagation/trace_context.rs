@@ -313,22 +313,74 @@ fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
     (bad & 0xf0 == 0).then_some(out)
 }
 
-/// Sixteen lower-case hex digits to the number they spell, eight digits at a time: the ids
-/// are most of a `traceparent`, and this runs on every request. `None` unless `hex` is
-/// exactly sixteen `0-9a-f` digits.
+/// Sixteen lower-case hex digits to the number they spell: the ids are most of a
+/// `traceparent`, and this runs on every request. `None` unless `hex` is exactly sixteen
+/// `0-9a-f` digits.
 fn hex_u64(hex: &[u8]) -> Option<u64> {
-    let (Some(high), Some(low)) = (hex.get(0..8), hex.get(8..16)) else {
-        return None;
+    let hex: &[u8; 16] = hex.try_into().ok()?;
+    // SAFETY: `hex16_sse2` needs only SSE2, which this build enables (the `cfg` says so, and
+    // every x86_64 target does), so every CPU that runs this code has it.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return unsafe { hex16_sse2(hex) };
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    return hex16_words(hex);
+}
+
+/// [`hex_u64`] sixteen digits at once, in one SSE2 register (SSE2 is part of every x86_64
+/// CPU): a third of the instructions of [`hex16_words`].
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[target_feature(enable = "sse2")]
+fn hex16_sse2(hex: &[u8; 16]) -> Option<u64> {
+    use std::arch::x86_64::{
+        _mm_add_epi8, _mm_and_si128, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_cvtsi128_si64,
+        _mm_movemask_epi8, _mm_or_si128, _mm_packus_epi16, _mm_set1_epi16, _mm_set1_epi8,
+        _mm_set_epi64x, _mm_setzero_si128, _mm_slli_epi16, _mm_srli_epi16,
     };
-    if hex.len() != 16 {
+    // Built from two words rather than loaded through a pointer, which keeps this free of
+    // `unsafe`; the compiler makes it one unaligned load.
+    let low = i64::from_le_bytes([
+        hex[0], hex[1], hex[2], hex[3], hex[4], hex[5], hex[6], hex[7],
+    ]);
+    let high = i64::from_le_bytes([
+        hex[8], hex[9], hex[10], hex[11], hex[12], hex[13], hex[14], hex[15],
+    ]);
+    let x = _mm_set_epi64x(high, low);
+    // Signed byte comparisons: a byte of 0x80 or more is negative, so it is in neither range.
+    let between = |first: u8, last: u8| {
+        _mm_and_si128(
+            _mm_cmpgt_epi8(x, _mm_set1_epi8(first as i8 - 1)),
+            _mm_cmplt_epi8(x, _mm_set1_epi8(last as i8 + 1)),
+        )
+    };
+    let letter = between(b'a', b'f');
+    if _mm_movemask_epi8(_mm_or_si128(between(b'0', b'9'), letter)) != 0xffff {
         return None;
     }
+    // A digit's value is its low four bits; a letter's is that plus 9 (`a` is 0x61).
+    let nibbles = _mm_add_epi8(
+        _mm_and_si128(x, _mm_set1_epi8(0x0f)),
+        _mm_and_si128(letter, _mm_set1_epi8(9)),
+    );
+    // Each 16-bit lane holds a digit pair, the first digit in its low byte: make the pair's
+    // byte there, then pack the eight lanes' low bytes into the register's first word.
+    let pairs = _mm_or_si128(
+        _mm_slli_epi16(_mm_and_si128(nibbles, _mm_set1_epi16(0x00ff)), 4),
+        _mm_srli_epi16(nibbles, 8),
+    );
+    let packed = _mm_cvtsi128_si64(_mm_packus_epi16(pairs, _mm_setzero_si128())) as u64;
+    // The first digit pair is the lowest byte here, and the most significant in the number.
+    Some(packed.swap_bytes())
+}
+
+/// [`hex_u64`] eight digits at a time, in plain 64-bit words.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))] // tested against the SSE2 version
+fn hex16_words(hex: &[u8; 16]) -> Option<u64> {
     let word = |digits: &[u8]| {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(digits);
         u64::from_le_bytes(bytes)
     };
-    Some((u64::from(hex8(word(high))?) << 32) | u64::from(hex8(word(low))?))
+    Some((u64::from(hex8(word(&hex[..8]))?) << 32) | u64::from(hex8(word(&hex[8..]))?))
 }
 
 /// Eight lower-case hex digits, as the little-endian word of their ASCII bytes, to the
@@ -393,11 +445,17 @@ mod word_tests {
         let table = |hex: &[u8]| decode_hex::<8>(hex).map(u64::from_be_bytes);
         assert_eq!(hex_u64(&base), Some(0x0123_4567_89ab_cdef));
         assert_eq!(hex_u64(&base), table(&base));
+        assert_eq!(hex16_words(&base), Some(0x0123_4567_89ab_cdef));
         for position in 0..base.len() {
             for byte in 0..=255u8 {
                 let mut hex = base;
                 hex[position] = byte;
                 assert_eq!(hex_u64(&hex), table(&hex), "byte {byte:#04x} at {position}");
+                assert_eq!(
+                    hex16_words(&hex),
+                    table(&hex),
+                    "words: {byte:#04x} at {position}"
+                );
             }
         }
         assert_eq!(hex_u64(b"0123456789abcde"), None);

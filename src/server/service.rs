@@ -162,7 +162,7 @@ where
                 context: extracted.span_context,
                 baggage: extracted.baggage,
             };
-            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), None);
+            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), None, None);
         }
 
         let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
@@ -203,7 +203,7 @@ where
                 let named = named();
                 server_span(named.grpc, &req, named.route)
             });
-            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), span);
+            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), span, None);
         };
         let traceresponse = config.traceresponse.then(|| context.clone());
         let sampled = context.is_sampled();
@@ -214,8 +214,13 @@ where
                 context: Some(context),
                 baggage,
             };
-            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), None)
-                .traceresponse(traceresponse);
+            return ResponseFuture::new(
+                || self.inner.call(req),
+                None,
+                Some(ambient),
+                None,
+                traceresponse,
+            );
         }
         let Named {
             grpc,
@@ -265,8 +270,13 @@ where
                 context: seed.decided,
                 baggage: seed.baggage.unwrap_or_default(),
             };
-            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), Some(span))
-                .traceresponse(traceresponse);
+            return ResponseFuture::new(
+                || self.inner.call(req),
+                None,
+                Some(ambient),
+                Some(span),
+                traceresponse,
+            );
         }
         let mut end = SpanEnd::new(span, Role::Server, sampled, grpc);
         if let Some(g) = end.grpc_mut() {
@@ -279,8 +289,13 @@ where
             end,
             capture: config.common.response_capture.clone(),
         };
-        ResponseFuture::new(|| self.inner.call(req), Some(state), None, None)
-            .traceresponse(traceresponse)
+        ResponseFuture::new(
+            || self.inner.call(req),
+            Some(state),
+            None,
+            None,
+            traceresponse,
+        )
     }
 }
 
