@@ -127,6 +127,7 @@ impl<F> ResponseFuture<F> {
     ///
     /// Each arm builds the future where it returns it: the inner future is most of its size,
     /// and building it in a local first would copy it once more.
+    #[inline(always)]
     pub(crate) fn new(
         call: impl FnOnce() -> F,
         state: Option<ResponseState>,

@@ -169,6 +169,7 @@ pub(crate) fn with_pending<R>(seed: &mut Option<SpanStart>, create: impl FnOnce(
 }
 
 /// Runs `f` with `ambient` in effect on this thread.
+#[inline(always)]
 pub(crate) fn with_ambient<R>(ambient: &Ambient, f: impl FnOnce() -> R) -> R {
     struct Restore(*const Ambient);
     impl Drop for Restore {
