@@ -7,7 +7,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{OnceLock, RwLock};
 
-use http::{HeaderMap, Method, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
 use crate::config::REDACTED;
 
@@ -196,11 +196,60 @@ pub(crate) fn server_host_port<'a>(
     uri: &'a Uri,
     headers: &'a HeaderMap,
 ) -> Option<(&'a str, Option<u16>)> {
+    server_host_port_of(uri, headers.get(http::header::HOST))
+}
+
+/// [`server_host_port`] with the `Host` header already looked up.
+pub(crate) fn server_host_port_of<'a>(
+    uri: &'a Uri,
+    host: Option<&'a HeaderValue>,
+) -> Option<(&'a str, Option<u16>)> {
     if let Some(authority) = uri.authority() {
         return Some((trim_brackets(authority.host()), authority.port_u16()));
     }
-    let host = headers.get(http::header::HOST)?.to_str().ok()?;
-    split_host_port(host)
+    split_host_port(host?.to_str().ok()?)
+}
+
+/// The standard request headers a server span reads, each the first of its name, as
+/// `HeaderMap::get` finds it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct SpanHeaders<'h> {
+    pub(crate) content_type: Option<&'h HeaderValue>,
+    pub(crate) host: Option<&'h HeaderValue>,
+    pub(crate) user_agent: Option<&'h HeaderValue>,
+}
+
+impl<'h> SpanHeaders<'h> {
+    /// Requests with up to this many header values are read in one pass.
+    const SCAN_UP_TO: usize = 8;
+
+    /// Finds the headers in one pass over a small map: a lookup hashes the name and probes
+    /// the table, and three of them cost more than comparing each of a handful of names
+    /// (standard names compare as one byte). Larger maps are looked up.
+    pub(crate) fn of(headers: &'h HeaderMap) -> Self {
+        use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
+        if headers.len() > Self::SCAN_UP_TO {
+            return SpanHeaders {
+                content_type: headers.get(CONTENT_TYPE),
+                host: headers.get(HOST),
+                user_agent: headers.get(USER_AGENT),
+            };
+        }
+        let mut found = SpanHeaders::default();
+        for (name, value) in headers {
+            let slot = if *name == CONTENT_TYPE {
+                &mut found.content_type
+            } else if *name == HOST {
+                &mut found.host
+            } else if *name == USER_AGENT {
+                &mut found.user_agent
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        found
+    }
 }
 
 /// Splits `host[:port]`, with IPv6 literals in brackets; `None` when malformed.
@@ -313,6 +362,35 @@ impl fmt::Display for UrlFull<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn span_headers_are_the_first_values_get_finds_in_small_and_large_maps() {
+        use http::header::{HeaderName, CONTENT_TYPE, HOST, USER_AGENT};
+        let names = [CONTENT_TYPE, HOST, USER_AGENT];
+        // From none of them to all of them repeated, among up to 20 other headers, so both
+        // the one-pass read and the lookups run.
+        for others in [0usize, 1, 5, 8, 20] {
+            for present in 0..8u8 {
+                let mut headers = HeaderMap::new();
+                for i in 0..others {
+                    let name = HeaderName::try_from(format!("x-other-{i}")).unwrap();
+                    headers.append(name, HeaderValue::from_static("v"));
+                }
+                for (bit, name) in names.iter().enumerate() {
+                    if present & (1 << bit) != 0 {
+                        headers.append(name.clone(), HeaderValue::from_static("first"));
+                        headers.append(name.clone(), HeaderValue::from_static("second"));
+                    }
+                }
+                headers.append(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+                let found = SpanHeaders::of(&headers);
+                let case = format!("{others} others, present {present:#05b}");
+                assert_eq!(found.content_type, headers.get(CONTENT_TYPE), "{case}");
+                assert_eq!(found.host, headers.get(HOST), "{case}");
+                assert_eq!(found.user_agent, headers.get(USER_AGENT), "{case}");
+            }
+        }
+    }
 
     fn params() -> Vec<Cow<'static, str>> {
         vec!["sig".into(), "token".into()]

@@ -13,7 +13,12 @@ use crate::semconv;
 /// `application/grpc;charset=…`. gRPC-Web (`application/grpc-web*`) carries its status in
 /// the body, not in trailers, so it is traced as HTTP.
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers.get(http::header::CONTENT_TYPE) else {
+    is_grpc_content_type(headers.get(http::header::CONTENT_TYPE))
+}
+
+/// [`is_grpc`] with the `Content-Type` header already looked up.
+pub(crate) fn is_grpc_content_type(content_type: Option<&http::HeaderValue>) -> bool {
+    let Some(content_type) = content_type else {
         return false;
     };
     let value = content_type.as_bytes();

@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fmt::{self, Display};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use http::{Extensions, Request, Response};
 use http_body::Body;
 use tower::Service;
 
-use crate::attrs;
+use crate::attrs::{self, SpanHeaders};
 use crate::baggage::Baggage;
 use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::Role;
@@ -108,8 +108,6 @@ impl<S: fmt::Debug> fmt::Debug for ServerTrace<S> {
     }
 }
 
-use crate::rpc::is_grpc;
-
 /// The route template axum matched, when axum routed the request.
 fn matched_route(extensions: &Extensions) -> Option<&str> {
     #[cfg(feature = "axum")]
@@ -175,11 +173,15 @@ where
 
         // The recorder's sampler decides now, so an unsampled request can skip the span
         // (and the span name, unless the sampler reads names).
+        // The headers a recorded span reads, found once, and only for such a span.
+        let headers_memo = OnceCell::new();
+        let span_headers = || *headers_memo.get_or_init(|| SpanHeaders::of(req.headers()));
         let grpc_memo = Cell::new(None);
         let grpc = || match grpc_memo.get() {
             Some(grpc) => grpc,
             None => {
-                let grpc = config.grpc_only || is_grpc(req.headers());
+                let grpc =
+                    config.grpc_only || rpc::is_grpc_content_type(span_headers().content_type);
                 grpc_memo.set(Some(grpc));
                 grpc
             }
@@ -237,6 +239,7 @@ where
             } else {
                 facts = Some(http_request_facts(
                     &req,
+                    span_headers(),
                     config,
                     interned_route,
                     route,
@@ -333,6 +336,7 @@ fn server_span<B>(grpc: bool, req: &Request<B>, route: Option<&str>) -> tracing:
 /// long to keep inline) goes to `out` as attributes.
 fn http_request_facts<B>(
     req: &Request<B>,
+    headers: SpanHeaders<'_>,
     config: &ServerConfig,
     interned_route: Option<&'static str>,
     route: Option<&str>,
@@ -368,7 +372,7 @@ fn http_request_facts<B>(
     if let (None, Some(route)) = (interned_route, route) {
         out.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
     }
-    if let Some((host, port)) = attrs::server_host_port(uri, req.headers()) {
+    if let Some((host, port)) = attrs::server_host_port_of(uri, headers.host) {
         let port = port.unwrap_or_else(|| attrs::default_port(scheme));
         match facts.text.push(host) {
             Some(host) => facts.host = Some((host, port)),
@@ -381,7 +385,7 @@ fn http_request_facts<B>(
             }
         }
     }
-    if let Some(agent) = req.headers().get(http::header::USER_AGENT) {
+    if let Some(agent) = headers.user_agent {
         let agent = String::from_utf8_lossy(agent.as_bytes());
         match facts.text.push(&agent) {
             Some(agent) => facts.user_agent = Some(agent),
