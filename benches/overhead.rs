@@ -47,7 +47,7 @@ use tracewire::{ClientLayer, ServerLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
 mod support;
-use support::{count_allocations, Count, CountSpans, Counting};
+use support::{count_allocations, interleave, median, quartiles, Count, CountSpans, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -396,80 +396,53 @@ fn overhead(c: &mut Criterion) {
     group.finish();
 }
 
-/// Times every case in short slices, interleaved in a new random order each round, and prints
-/// each case's median: on a shared host, noise comes in phases of seconds, and criterion,
-/// measuring one case after another for seconds each, lets one phase land on one case. Here
-/// every case meets every phase alike, so the ratios between cases hold from run to run. A
-/// slice includes what the case's background threads do meanwhile, as in a service under
-/// steady load; what is left at its end is flushed before the next slice.
+/// Times every case in short slices, interleaved (see [`interleave`]), and prints each case's
+/// median and the ratios of the targets. A slice includes what the case's background threads
+/// do meanwhile, as in a service under steady load; what they have left at its end is flushed,
+/// untimed, so that it does not run during another case's slice.
 fn interleaved(cases: &[Case]) {
-    const ROUNDS: usize = 31;
-    const REQUESTS: u32 = 10_000;
-    let mut per_request: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
-    let mut order: Vec<usize> = (0..cases.len()).collect();
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    // A first round warms every case up and is not kept.
-    for round in 0..=ROUNDS {
-        // Fisher-Yates with xorshift64: no case always follows the same other case (and its
-        // background threads).
-        for i in (1..order.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            order.swap(i, (seed % (i as u64 + 1)) as usize);
-        }
-        for &i in &order {
-            let case = &cases[i];
-            let started = std::time::Instant::now();
-            case.run(|| (0..REQUESTS).for_each(|_| request(&case.app, case.traceparent)));
-            let elapsed = started.elapsed();
-            // Untimed: what the case's background threads still have to do would otherwise
-            // run during the next slice, another case's.
-            (case.flush)();
-            if round > 0 {
-                per_request[i].push(elapsed.as_nanos() as f64 / f64::from(REQUESTS));
-            }
-        }
-    }
+    const ROUNDS: usize = 21;
+    // Long enough that what a pipeline pays to start again after the flush weighs little.
+    const REQUESTS: u32 = 40_000;
+    let per_request = interleave(cases.len(), ROUNDS, |i| {
+        let case = &cases[i];
+        let started = std::time::Instant::now();
+        case.run(|| (0..REQUESTS).for_each(|_| request(&case.app, case.traceparent)));
+        let elapsed = started.elapsed();
+        (case.flush)();
+        elapsed.as_nanos() as f64 / f64::from(REQUESTS)
+    });
     let index = |name: &str| cases.iter().position(|c| c.name == name).expect("case");
-    let median = |values: &[f64]| {
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        sorted[sorted.len() / 2]
-    };
     let baseline = |case: &Case| {
-        if case.name.ends_with("client") {
-            index("bare_client")
+        index(if case.name.ends_with("client") {
+            "bare_client"
         } else {
-            index("bare")
-        }
+            "bare"
+        })
     };
     println!(
         "interleaved: {ROUNDS} rounds of {REQUESTS} requests per case, in a new order each \
-         round; median ns per request"
+         round; median ns per request, and over the bare router"
     );
     for (i, case) in cases.iter().enumerate() {
         let own = median(&per_request[i]);
         let base = median(&per_request[baseline(case)]);
         println!("  {:<22} {own:>8.1}   {:>+8.1}", case.name, own - base);
     }
-    // Each ratio from the medians, and its spread over the rounds (each round measures all
-    // cases within a fraction of a second).
+    // Each ratio from the medians, and its spread over the rounds (a round measures every
+    // case within a fraction of a second).
     let ratio = |ours: &str, theirs: &str| {
         let (o, t, b) = (index(ours), index(theirs), index("bare"));
-        let of_medians = (median(&per_request[o]) - median(&per_request[b]))
-            / (median(&per_request[t]) - median(&per_request[b]));
-        let mut per_round: Vec<f64> = (0..ROUNDS)
+        let over = |i: usize| median(&per_request[i]) - median(&per_request[b]);
+        let per_round: Vec<f64> = (0..ROUNDS)
             .map(|r| {
                 (per_request[o][r] - per_request[b][r]) / (per_request[t][r] - per_request[b][r])
             })
             .collect();
-        per_round.sort_by(f64::total_cmp);
+        let [low, mid, high] = quartiles(&per_round);
         println!(
-            "  {ours} / {theirs}: {of_medians:.3} (per round: quartiles {:.3}, {:.3}, {:.3})",
-            per_round[ROUNDS / 4],
-            per_round[ROUNDS / 2],
-            per_round[3 * ROUNDS / 4]
+            "  {ours} / {theirs}: {:.3} (per round: quartiles {low:.3}, {mid:.3}, {high:.3})",
+            over(o) / over(t)
         );
     };
     println!("overhead over bare, ours against theirs:");

@@ -106,3 +106,52 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CountSpans {
         (self.0).0.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Times `cases` cases in slices, interleaved: one warm-up round, then `rounds` rounds, each
+/// running every case once in a new random order. `slice(i)` runs one slice of case `i` and
+/// returns its time per operation. Returns each case's times, one per round.
+///
+/// A shared host's noise comes in phases of seconds. Measured one after another for seconds
+/// each, as criterion does, one case can sit in a slow phase and another in a fast one; here
+/// every case meets every phase alike, and none always follows the same other case (and what
+/// its background threads leave).
+pub fn interleave(
+    cases: usize,
+    rounds: usize,
+    mut slice: impl FnMut(usize) -> f64,
+) -> Vec<Vec<f64>> {
+    let mut times = vec![Vec::with_capacity(rounds); cases];
+    let mut order: Vec<usize> = (0..cases).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for round in 0..=rounds {
+        // Fisher-Yates with xorshift64.
+        for i in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        for &i in &order {
+            let time = slice(i);
+            if round > 0 {
+                times[i].push(time);
+            }
+        }
+    }
+    times
+}
+
+/// The median (the upper one of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// The quartiles of `values`.
+pub fn quartiles(values: &[f64]) -> [f64; 3] {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    [sorted[n / 4], sorted[n / 2], sorted[3 * n / 4]]
+}
