@@ -171,11 +171,11 @@ where
             (extracted.span_context, extracted.baggage, None)
         };
 
-        // The recorder's sampler decides now, so an unsampled request can skip the span
-        // (and the span name, unless the sampler reads names).
         // The headers a recorded span reads, found once, and only for such a span.
         let headers_memo = OnceCell::new();
         let span_headers = || *headers_memo.get_or_init(|| SpanHeaders::of(req.headers()));
+        // The recorder's sampler decides now, so an unsampled request can skip the span
+        // (and the span name, unless the sampler reads names).
         let grpc_memo = Cell::new(None);
         let grpc = || match grpc_memo.get() {
             Some(grpc) => grpc,
