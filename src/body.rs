@@ -278,6 +278,10 @@ fn record_head(d: &mut SpanData, role: Role, grpc: bool, head: ResponseHead) {
             attrs::version(head.version),
         ));
     }
+    // Most responses capture nothing: skip making (and dropping) an iterator.
+    if head.captured.is_empty() {
+        return;
+    }
     for kv in head.captured {
         d.set_attribute(kv);
     }

@@ -257,7 +257,11 @@ where
             new_root: parent.is_none(),
             remote_parent: parent,
             baggage: Some(baggage),
-            links: claimed.map(Link::new).into_iter().collect(),
+            // Not `collect`ed from the option: that costs a call even when there is none.
+            links: match claimed {
+                Some(claimed) => vec![Link::new(claimed)],
+                None => Vec::new(),
+            },
             service_name: config.common.service_name.clone(),
             kind: Some(SpanKind::Server),
             name: Some(name),
