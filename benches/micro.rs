@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Allocations per operation are printed first (counted by a global allocator; background
-//! threads included, the exporters flushed before counting).
+//! threads included, the exporters flushed before counting). Child spans are also timed
+//! interleaved across the stacks (see `support::interleave`) before criterion times them.
 
 use std::hint::black_box;
 

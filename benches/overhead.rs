@@ -14,7 +14,8 @@
 //!   the handler makes; compare it with `bare_client`, the same handler and call untraced.
 //!
 //! ```sh
-//! cargo bench --bench overhead            # allocations per request, then timings
+//! cargo bench --bench overhead            # allocations per request, interleaved timings
+//!                                         # (see `interleaved`), then criterion's
 //! # One case only, N requests, printing the mean time per request; run it under
 //! # `valgrind --tool=callgrind --separate-threads=yes` for instruction counts:
 //! TRACEWIRE_BENCH_CASE=tracewire_sampled TRACEWIRE_BENCH_REQUESTS=20000 \
