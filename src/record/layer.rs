@@ -20,7 +20,9 @@ use crate::record::data::{
 };
 use crate::record::ids::{new_span_id, new_trace_id};
 use crate::record::sampler::Sampler;
-use crate::record::span_data::{EventVisitor, LiveRecord, SpanData, SpanVisitor};
+use crate::record::span_data::{
+    Adopted, EventVisitor, LiveRecord, LiveSpan, SpanData, SpanVisitor,
+};
 use crate::record::start::{self, SpanStart};
 use crate::report::pipeline::Shared;
 use crate::report::RecorderHandle;
@@ -282,6 +284,7 @@ where
         let mut parent = remote_parent;
         let mut inherited_service = None;
         let mut inherited_baggage = Baggage::new();
+        let mut adopted: Option<Adopted> = None;
         if parent.is_none() && !new_root {
             // The nearest ancestor the recorder tracks (skipped internals have no data).
             let mut ancestor = span.parent();
@@ -290,6 +293,7 @@ where
                     parent = Some(p.record.span_context.clone());
                     inherited_service = Some(p.record.service_name.clone());
                     inherited_baggage = p.baggage.clone();
+                    adopted = Some(p.adopt_child());
                     break;
                 }
                 ancestor = a.parent();
@@ -325,39 +329,45 @@ where
         let wants_vec =
             sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
         let (slot, fresh) = self.shared.record_slot(wants_vec);
-        let mut record = Box::write(
+        let mut node = Box::write(
             slot,
-            LiveRecord {
-                record: SpanRecord {
-                    span_context,
-                    parent_span_id,
-                    parent_is_remote,
-                    name,
-                    kind,
-                    start_time: now,
-                    end_time: now,
-                    attributes: if wants_vec { fresh } else { attributes },
-                    dropped_attributes_count: 0,
-                    events: Vec::new(),
-                    dropped_events_count: 0,
-                    links,
-                    status: Status::Unset,
-                    service_name: service_name
-                        .or(inherited_service)
-                        .unwrap_or_else(|| self.config.service_name.clone()),
-                    scope: InstrumentationScope::builder(metadata.target()).build(),
+            LiveSpan::new(
+                LiveRecord {
+                    record: SpanRecord {
+                        span_context,
+                        parent_span_id,
+                        parent_is_remote,
+                        name,
+                        kind,
+                        start_time: now,
+                        end_time: now,
+                        attributes: if wants_vec { fresh } else { attributes },
+                        dropped_attributes_count: 0,
+                        events: Vec::new(),
+                        dropped_events_count: 0,
+                        links,
+                        status: Status::Unset,
+                        service_name: service_name
+                            .or(inherited_service)
+                            .unwrap_or_else(|| self.config.service_name.clone()),
+                        scope: InstrumentationScope::builder(metadata.target()).build(),
+                    },
+                    // Set below, only when there are some: most spans have none, and writing
+                    // the variable here would copy all of its bytes.
+                    facts: None,
+                    max_attributes: self.config.max_attributes,
+                    ends_at_close: false,
                 },
-                // Set below, only when there are some: most spans have none, and writing
-                // the variable here would copy all of its bytes.
-                facts: None,
-                max_attributes: self.config.max_attributes,
-            },
+                sampled,
+                adopted,
+                &self.shared,
+            ),
         );
         if facts.is_some() {
-            record.facts = facts;
+            node.live.facts = facts;
         }
         let mut data = SpanData::new(
-            record,
+            node,
             baggage.unwrap_or(inherited_baggage),
             sampled,
             self.config.max_events,
@@ -454,25 +464,6 @@ where
         let mut attributes = fields.attributes;
         attributes.push(KeyValue::new("level", metadata.level().as_str()));
         data.add_event(Event::new(name, clock::now(), attributes, 0));
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else {
-            return;
-        };
-        let Some(data) = span.extensions_mut().remove::<SpanData>() else {
-            return;
-        };
-        let mut record = data.record;
-        if data.sampled {
-            if !data.ended {
-                // Not before the start, whatever a re-anchoring of the clock did in between.
-                record.end_time = clock::now().max(record.start_time);
-            }
-            self.shared.send(record);
-        } else {
-            self.shared.discard(record);
-        }
     }
 
     /// # Safety

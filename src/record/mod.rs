@@ -69,7 +69,9 @@ pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
 pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data, Decision};
-pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
+#[cfg(test)]
+pub(crate) use span_data::LiveRecord;
+pub(crate) use span_data::{error_chain, LiveSpan, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};
 

@@ -18,7 +18,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::record::data::{KeyValue, SpanRecord, Value};
 use crate::record::facts::HttpServerFacts;
-use crate::record::LiveRecord;
+use crate::record::LiveSpan;
 use crate::report::recycle::{ChunkPool, CHUNK};
 use crate::report::Reporter;
 
@@ -86,12 +86,12 @@ struct SyncState {
 }
 
 /// The heap home of one span's record, empty and ready for the next span.
-type RecordSlot = Box<MaybeUninit<LiveRecord>>;
+type RecordSlot = Box<MaybeUninit<LiveSpan>>;
 
 pub(crate) struct Shared {
     /// Finished spans. Boxed: the hand-off moves a pointer, not the record, and the record
     /// is written once, where the span starts.
-    queue: ArrayQueue<Box<LiveRecord>>,
+    queue: ArrayQueue<Box<LiveSpan>>,
     /// Record slots and emptied attribute vectors of reported spans, for new spans to
     /// reuse: no allocation per span, and the memory goes back to the recording threads.
     record_slots: ChunkPool<RecordSlot>,
@@ -179,7 +179,7 @@ impl Shared {
     }
 
     /// Drops the record of a span that is not reported, keeping its slot on this thread.
-    pub(crate) fn discard(&self, record: Box<LiveRecord>) {
+    pub(crate) fn discard(&self, record: Box<LiveSpan>) {
         let (record, (), slot) = take_record(record, |_, _, _| ());
         drop(record);
         let _ = LOCAL.try_with(|local| {
@@ -190,9 +190,23 @@ impl Shared {
         });
     }
 
+    /// Queues a finished span (`sampled`), or drops its record, keeping the box.
+    #[inline]
+    pub(crate) fn finish(&self, span: Box<LiveSpan>, sampled: bool) {
+        if sampled {
+            self.send(span);
+        } else {
+            self.discard(span);
+        }
+    }
+
     /// Queues a finished span; never blocks.
     #[inline]
-    pub(crate) fn send(&self, span: Box<LiveRecord>) {
+    pub(crate) fn send(&self, span: Box<LiveSpan>) {
+        debug_assert!(
+            !span.owns_pipeline(),
+            "a queued box must not keep its pipeline"
+        );
         if self.closed.load(Ordering::Relaxed) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -286,23 +300,26 @@ const _: () = assert!(!std::mem::needs_drop::<Option<HttpServerFacts>>());
 /// record is copied out: `facts` reads the request facts (most of the box, most of it unused
 /// bytes) where they are, with the span's attribute limit.
 fn take_record<R>(
-    span: Box<LiveRecord>,
+    span: Box<LiveSpan>,
     facts: impl FnOnce(&mut SpanRecord, Option<&HttpServerFacts>, u32) -> R,
 ) -> (SpanRecord, R, RecordSlot) {
     let raw = Box::into_raw(span);
     // SAFETY: `raw` comes from `Box::into_raw`, so it is aligned, allocated by the global
-    // allocator and holds an initialised `LiveRecord`. Its `record` field is read out exactly
-    // once; its other fields (`facts`, `max_attributes`) are `Copy`, with no drop glue, and
-    // are only borrowed, before the allocation is owned again. It is then owned as a
-    // `MaybeUninit<LiveRecord>` (same size and alignment, no drop glue), so nothing is
-    // dropped twice and the memory is freed with the layout it was allocated with.
+    // allocator and holds an initialised `LiveSpan`. Its `live.record` field is read out
+    // exactly once; the other fields of `live` (`facts`, `max_attributes`, `ends_at_close`) are `Copy`, with no
+    // drop glue, and are only borrowed, before the allocation is owned again. Of the node's
+    // tree links, only the pipeline `owner` has drop glue, and it is `None` once a span is
+    // handed over (`release` takes it first). The box is then owned as a
+    // `MaybeUninit<LiveSpan>` (same size and alignment, no drop glue), so nothing is dropped
+    // twice and the memory is freed with the layout it was allocated with.
     unsafe {
-        let mut record = std::ptr::addr_of!((*raw).record).read();
-        let out = facts(&mut record, (*raw).facts.as_ref(), (*raw).max_attributes);
+        let live = std::ptr::addr_of!((*raw).live);
+        let mut record = std::ptr::addr_of!((*live).record).read();
+        let out = facts(&mut record, (*live).facts.as_ref(), (*live).max_attributes);
         (
             record,
             out,
-            Box::from_raw(raw.cast::<MaybeUninit<LiveRecord>>()),
+            Box::from_raw(raw.cast::<MaybeUninit<LiveSpan>>()),
         )
     }
 }
@@ -617,6 +634,7 @@ impl fmt::Debug for RecorderGuard {
 mod tests {
     use super::*;
     use crate::record::data::StringValue;
+    use crate::record::LiveRecord;
 
     struct Discard;
 
@@ -624,14 +642,15 @@ mod tests {
         fn report(&mut self, _: &[SpanRecord]) {}
     }
 
-    fn record(attributes: Vec<KeyValue>) -> Box<LiveRecord> {
-        Box::new(LiveRecord {
+    fn record(attributes: Vec<KeyValue>) -> Box<LiveSpan> {
+        LiveSpan::detached(LiveRecord {
             record: SpanRecord {
                 attributes,
                 ..SpanRecord::for_test(1, 1, 0)
             },
             facts: None,
             max_attributes: 128,
+            ends_at_close: false,
         })
     }
 
@@ -656,7 +675,7 @@ mod tests {
         let mut recorded = Vec::with_capacity(4);
         recorded.push(KeyValue::new("error.type", "503"));
         let mut live = record(recorded);
-        live.facts = Some(facts);
+        live.live.facts = Some(facts);
         shared.send(live);
         guard.flush().expect("flush");
 
