@@ -10,7 +10,9 @@
 //!   fields into `exception` events with status Error;
 //! - honours the fields `otel.name`, `otel.kind`, `otel.status_code` and
 //!   `otel.status_message`, as written for `tracing-opentelemetry`;
-//! - on close, queues the [`SpanRecord`] for the reporter worker (see [`crate::report`]).
+//! - on close, queues the [`SpanRecord`] for the reporter worker (see [`crate::report`]),
+//!   never before the records of its recorded children, even when its last child's close
+//!   is what closes it.
 //!
 //! Sampling is decided when a span starts ([`sampler`]); it is parent-based by default, with
 //! a ratio for new roots ([`RecorderBuilder::sample_ratio`]). A sampled-out span keeps its ids
