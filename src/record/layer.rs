@@ -356,7 +356,7 @@ where
                     // the variable here would copy all of its bytes.
                     facts: None,
                     max_attributes: self.config.max_attributes,
-                    ends_at_close: false,
+                    ended: false,
                 },
                 sampled,
                 adopted,

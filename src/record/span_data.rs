@@ -26,9 +26,10 @@ pub(crate) struct LiveRecord {
     /// The span's attribute limit: for attributes recorded while it is live, and for the facts
     /// with them when it is reported.
     pub(crate) max_attributes: u32,
-    /// The end time was taken when the span closed, not set by an explicit end: a span kept
-    /// open by a child ends with that child, as the registry closes it then.
-    pub(crate) ends_at_close: bool,
+    /// The end time is set (the call ended before the `tracing` span closed). Otherwise it is
+    /// taken at close, and a span kept open by a child ends with that child, as the registry
+    /// closes it then.
+    pub(crate) ended: bool,
 }
 
 impl std::ops::Deref for LiveRecord {
@@ -171,7 +172,7 @@ unsafe fn release(mut node: NonNull<LiveSpan>) {
         let mut span = unsafe { Box::from_raw(node.as_ptr()) };
         let parent = span.tree.parent;
         let sampled = span.tree.sampled;
-        if by_child && sampled && span.live.ends_at_close {
+        if by_child && sampled && !span.live.ended {
             // Its handle went before this child closed: it closes now, after the child.
             let record = &mut span.live.record;
             record.end_time = clock::now().max(record.end_time);
@@ -241,18 +242,15 @@ pub(crate) struct SpanData {
     /// `otel.status_message` recorded before `otel.status_code`.
     pending_status_message: Option<String>,
     max_events: u32,
-    /// The end time is set (the call ended before the `tracing` span closed).
-    pub(crate) ended: bool,
 }
 
 impl Drop for SpanData {
     /// The registry clears a span's extensions once it has closed (or when it is dropped
     /// itself): the span ends here.
     fn drop(&mut self) {
-        if self.sampled && !self.ended {
+        if self.sampled && !self.record.ended {
             // Not before the start, whatever a re-anchoring of the clock did in between.
             self.record.end_time = clock::now().max(self.record.start_time);
-            self.record.ends_at_close = true;
         }
         // SAFETY: the node came from `LivePtr::new`, and this is its own reference, given up
         // once, as the data goes.
@@ -274,7 +272,6 @@ impl SpanData {
             status_explicit: false,
             pending_status_message: None,
             max_events,
-            ended: false,
         }
     }
 
@@ -309,7 +306,7 @@ impl SpanData {
     /// Marks the span's end now; closing it later keeps this time.
     pub(crate) fn end_now(&mut self) {
         self.record.end_time = clock::now().max(self.record.start_time);
-        self.ended = true;
+        self.record.ended = true;
     }
 
     /// Drops attributes beyond the limit (from a seed that brought more), counting them.

@@ -306,12 +306,12 @@ fn take_record<R>(
     let raw = Box::into_raw(span);
     // SAFETY: `raw` comes from `Box::into_raw`, so it is aligned, allocated by the global
     // allocator and holds an initialised `LiveSpan`. Its `live.record` field is read out
-    // exactly once; the other fields of `live` (`facts`, `max_attributes`, `ends_at_close`) are `Copy`, with no
-    // drop glue, and are only borrowed, before the allocation is owned again. Of the node's
-    // tree links, only the pipeline `owner` has drop glue, and it is `None` once a span is
-    // handed over (`release` takes it first). The box is then owned as a
-    // `MaybeUninit<LiveSpan>` (same size and alignment, no drop glue), so nothing is dropped
-    // twice and the memory is freed with the layout it was allocated with.
+    // exactly once; the other fields of `live` (`facts`, `max_attributes`, `ended`) are
+    // `Copy`, with no drop glue, and are only borrowed, before the allocation is owned
+    // again. Of the node's tree links, only the pipeline `owner` has drop glue, and it is
+    // `None` once a span is handed over (`release` takes it first). The box is then owned as
+    // a `MaybeUninit<LiveSpan>` (same size and alignment, no drop glue), so nothing is
+    // dropped twice and the memory is freed with the layout it was allocated with.
     unsafe {
         let live = std::ptr::addr_of!((*raw).live);
         let mut record = std::ptr::addr_of!((*live).record).read();
@@ -650,7 +650,7 @@ mod tests {
             },
             facts: None,
             max_attributes: 128,
-            ends_at_close: false,
+            ended: false,
         })
     }
 
