@@ -1,7 +1,7 @@
 //! The recorder turns `tracing` spans into span records with W3C ids, typed attributes,
 //! events, exceptions and status.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_RANDOM};
 use tracewire::record::data::{KeyValue, SpanKind, Status, StringValue, Value};
@@ -99,6 +99,38 @@ fn nested_instrument_spans_get_parent_ids_timing_and_typed_attributes() {
     );
     assert_eq!(spans.children(&root).len(), 2);
     assert_eq!(spans.parent(&charge).unwrap(), root);
+}
+
+/// Span times are wall-clock times: each falls between `SystemTime::now()` read before and
+/// after, also for a parent whose handle went first and which its child's close ends.
+#[test]
+fn span_times_are_wall_clock_times() {
+    // Far above the clock's error (nanoseconds), far below a wrong clock (milliseconds off).
+    const TOLERANCE: Duration = Duration::from_micros(200);
+    let before = SystemTime::now();
+    let (spans, (child_closed, after), _guard) = record(Recorder::builder(), || {
+        let parent = tracing::info_span!("parent");
+        let child = tracing::info_span!(parent: &parent, "child");
+        drop(parent);
+        std::thread::sleep(Duration::from_millis(3));
+        drop(child);
+        let child_closed = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(2));
+        (child_closed, SystemTime::now())
+    });
+    spans.wait_for(2, WAIT).unwrap();
+    let parent = spans.find("parent").unwrap();
+    let child = spans.find("child").unwrap();
+    for span in [&parent, &child] {
+        assert!(span.start_time + TOLERANCE >= before, "{span:?}");
+        assert!(span.end_time <= child_closed + TOLERANCE, "{span:?}");
+        assert!(span.duration() >= Duration::from_millis(3), "{span:?}");
+    }
+    assert!(
+        child.end_time <= parent.end_time,
+        "the child closed the parent"
+    );
+    assert!(child_closed < after);
 }
 
 #[test]

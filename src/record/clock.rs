@@ -17,14 +17,34 @@ use std::time::SystemTime;
 /// The wall-clock time now.
 #[inline]
 pub(crate) fn now() -> SystemTime {
+    to_system_time(now_nanos())
+}
+
+/// The wall-clock time now, in nanoseconds since the Unix epoch (0 for a clock set before
+/// it). Spans keep their times so while live: the conversion to `SystemTime` (a division and
+/// a checked add) is left to the reporter thread.
+#[inline]
+pub(crate) fn now_nanos() -> u64 {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
         tsc::now()
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
-        SystemTime::now()
+        nanos_of(SystemTime::now())
     }
+}
+
+/// A time from [`now_nanos`].
+#[inline]
+pub(crate) fn to_system_time(nanos: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos)
+}
+
+/// `time` in nanoseconds since the Unix epoch: 0 before it, saturated after the year 2554.
+fn nanos_of(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Whether [`now`] reads the TSC (it may still fall back while it calibrates).
@@ -57,7 +77,9 @@ fn fast_reads() -> u64 {
 mod tsc {
     use std::sync::atomic::{fence, AtomicU64, Ordering};
     use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    use super::nanos_of;
 
     /// Ticks after which the anchor is taken again: 1.4 ms at 3 GHz, and within a few
     /// milliseconds for any TSC rate from 1 to 10 GHz.
@@ -112,7 +134,7 @@ mod tsc {
     }
 
     #[inline]
-    pub(super) fn now() -> SystemTime {
+    pub(super) fn now() -> u64 {
         let tsc = rdtsc();
         let seq = SEQ.load(Ordering::Acquire);
         let anchor_tsc = ANCHOR_TSC.load(Ordering::Relaxed);
@@ -128,19 +150,19 @@ mod tsc {
         #[cfg(test)]
         FAST_READS.fetch_add(1, Ordering::Relaxed);
         let nanos = anchor_wall as i128 + ((ticks as i128 * scale as i128) >> 32);
-        UNIX_EPOCH + Duration::from_nanos(nanos as u64)
+        nanos as u64
     }
 
     /// The wall clock read directly, re-anchoring (and calibrating) on the way when due.
     #[cold]
     #[inline(never)]
-    fn slow(tsc: u64) -> SystemTime {
+    fn slow(tsc: u64) -> u64 {
         if tsc < NEXT_TRY.load(Ordering::Relaxed) || !usable() {
-            return SystemTime::now();
+            return nanos_of(SystemTime::now());
         }
         // Someone else is anchoring: their anchor will do for the next call.
         let Ok(mut base) = BASE.try_lock() else {
-            return SystemTime::now();
+            return nanos_of(SystemTime::now());
         };
         // Each clock read is paired with the middle of the two TSC reads around it.
         let t1 = rdtsc();
@@ -148,9 +170,11 @@ mod tsc {
         let t2 = rdtsc();
         let mono = Instant::now();
         let t3 = rdtsc();
-        let Ok(wall_nanos) = wall.duration_since(UNIX_EPOCH) else {
-            return wall;
+        let Ok(wall) = wall.duration_since(UNIX_EPOCH) else {
+            // Before the epoch: nothing to anchor on.
+            return 0;
         };
+        let wall = u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX);
         if !(t1 <= t2 && t2 <= t3 && t3 - t1 <= MAX_READ_TICKS) {
             return wall;
         }
@@ -185,7 +209,7 @@ mod tsc {
         SEQ.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
         ANCHOR_TSC.store(wall_tsc, Ordering::Relaxed);
-        ANCHOR_WALL.store(wall_nanos.as_nanos() as u64, Ordering::Relaxed);
+        ANCHOR_WALL.store(wall, Ordering::Relaxed);
         SCALE.store(scale, Ordering::Relaxed);
         SEQ.store(seq.wrapping_add(2), Ordering::Release);
         wall

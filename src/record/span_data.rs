@@ -30,6 +30,13 @@ pub(crate) struct LiveRecord {
     /// taken at close, and a span kept open by a child ends with that child, as the registry
     /// closes it then.
     pub(crate) ended: bool,
+    /// The start and end times, in nanoseconds since the Unix epoch (see
+    /// [`clock::now_nanos`]); the record's are set from them when it is reported.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    /// No attribute holds memory to free (each has a static key and a number or a bool): the
+    /// worker may empty the vector itself before handing it back for reuse.
+    pub(crate) plain_attributes: bool,
 }
 
 impl std::ops::Deref for LiveRecord {
@@ -174,8 +181,7 @@ unsafe fn release(mut node: NonNull<LiveSpan>) {
         let sampled = span.tree.sampled;
         if by_child && sampled && !span.live.ended {
             // Its handle went before this child closed: it closes now, after the child.
-            let record = &mut span.live.record;
-            record.end_time = clock::now().max(record.end_time);
+            span.live.end = clock::now_nanos().max(span.live.end);
         }
         match span.tree.owner.take() {
             Some(owner) => owner.finish(span, sampled),
@@ -250,7 +256,7 @@ impl Drop for SpanData {
     fn drop(&mut self) {
         if self.sampled && !self.record.ended {
             // Not before the start, whatever a re-anchoring of the clock did in between.
-            self.record.end_time = clock::now().max(self.record.start_time);
+            self.record.end = clock::now_nanos().max(self.record.start);
         }
         // SAFETY: the node came from `LivePtr::new`, and this is its own reference, given up
         // once, as the data goes.
@@ -294,6 +300,22 @@ impl SpanData {
     /// Sets an attribute, replacing one with the same key.
     #[inline]
     pub(crate) fn set_attribute(&mut self, kv: KeyValue) {
+        self.record.plain_attributes = false;
+        self.put_attribute(kv);
+    }
+
+    /// Sets the attribute of a `tracing` field: its key is static, so only a value other
+    /// than a number or a bool leaves memory to free.
+    #[inline]
+    fn set_field(&mut self, field: &Field, value: Value) {
+        if !matches!(value, Value::Bool(_) | Value::I64(_) | Value::F64(_)) {
+            self.record.plain_attributes = false;
+        }
+        self.put_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+    }
+
+    #[inline]
+    fn put_attribute(&mut self, kv: KeyValue) {
         if let Some(slot) = self.record.attributes.iter_mut().find(|a| a.key == kv.key) {
             slot.value = kv.value;
         } else if self.record.attributes.len() < self.record.max_attributes as usize {
@@ -305,7 +327,7 @@ impl SpanData {
 
     /// Marks the span's end now; closing it later keeps this time.
     pub(crate) fn end_now(&mut self) {
-        self.record.end_time = clock::now().max(self.record.start_time);
+        self.record.end = clock::now_nanos().max(self.record.start);
         self.record.ended = true;
     }
 
@@ -434,30 +456,22 @@ impl SpanVisitor<'_> {
                 _ => data.pending_status_message = Some(value.into_owned()),
             },
             semconv::ERROR_FIELD => data.record_exception(None, value.into_owned(), Vec::new()),
-            name => data.set_attribute(KeyValue::new(
-                Key::from_static_str(name),
-                Value::String(value.into_owned().into()),
-            )),
+            _ => data.set_field(field, Value::String(value.into_owned().into())),
         }
     }
 }
 
 impl Visit for SpanVisitor<'_> {
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0
-            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+        self.0.set_field(field, Value::Bool(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0
-            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+        self.0.set_field(field, Value::I64(value));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.set_attribute(KeyValue::new(
-            Key::from_static_str(field.name()),
-            u64_value(value),
-        ));
+        self.0.set_field(field, u64_value(value));
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
@@ -465,8 +479,7 @@ impl Visit for SpanVisitor<'_> {
             Ok(v) => Value::I64(v),
             Err(_) => Value::String(value.to_string().into()),
         };
-        self.0
-            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+        self.0.set_field(field, value);
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
@@ -474,13 +487,11 @@ impl Visit for SpanVisitor<'_> {
             Ok(v) => Value::I64(v),
             Err(_) => Value::String(value.to_string().into()),
         };
-        self.0
-            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+        self.0.set_field(field, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0
-            .set_attribute(KeyValue::new(Key::from_static_str(field.name()), value));
+        self.0.set_field(field, Value::F64(value));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::record::clock;
 use crate::record::data::{KeyValue, SpanRecord, Value};
 use crate::record::facts::HttpServerFacts;
 use crate::record::LiveSpan;
@@ -129,26 +130,38 @@ struct Local {
 }
 
 impl Local {
+    #[inline]
     fn vec(&mut self, shared: &Shared) -> Option<Vec<KeyValue>> {
         if self.vecs.is_empty() {
-            shared.attribute_vecs.take(&mut self.vecs);
+            refill(&shared.attribute_vecs, &mut self.vecs);
         }
         let mut vec = self.vecs.pop()?;
-        // The worker hands vectors back full: their strings were allocated on a recording
-        // thread and are freed on one too. Freed on the worker, each would leave the
-        // allocator's per-thread cache of the thread that made it empty and the worker's
+        // The worker hands vectors with strings back full: their strings were allocated on a
+        // recording thread and are freed on one too. Freed on the worker, each would leave
+        // the allocator's per-thread cache of the thread that made it empty and the worker's
         // overflowing, and both would take the allocator's shared, locked path (about 750
-        // instructions per request for the one `url.path` string).
-        vec.clear();
+        // instructions per request for the one `url.path` string). Vectors with nothing to
+        // free come back empty.
+        if !vec.is_empty() {
+            vec.clear();
+        }
         Some(vec)
     }
 
+    #[inline]
     fn slot(&mut self, shared: &Shared) -> Option<RecordSlot> {
         if self.slots.is_empty() {
-            shared.record_slots.take(&mut self.slots);
+            refill(&shared.record_slots, &mut self.slots);
         }
         self.slots.pop()
     }
+}
+
+/// A new chunk for an empty cache: once per chunk, so kept off the path of every span.
+#[cold]
+#[inline(never)]
+fn refill<T>(pool: &ChunkPool<T>, local: &mut Vec<T>) {
+    pool.take(local);
 }
 
 impl Shared {
@@ -161,10 +174,10 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// A heap slot for a span's record and, when `with_vec`, an empty attribute vector:
-    /// recycled ones when there are some, from one visit to this thread's cache.
+    /// A heap slot for a span's record and, when `with_vec`, a recycled empty attribute
+    /// vector if there is one: from one visit to this thread's cache.
     #[inline]
-    pub(crate) fn record_slot(&self, with_vec: bool) -> (RecordSlot, Vec<KeyValue>) {
+    pub(crate) fn record_slot(&self, with_vec: bool) -> (RecordSlot, Option<Vec<KeyValue>>) {
         let (slot, vec) = LOCAL
             .try_with(|local| {
                 let mut local = local.borrow_mut();
@@ -172,15 +185,23 @@ impl Shared {
                 (local.slot(self), vec)
             })
             .unwrap_or((None, None));
-        (
-            slot.unwrap_or_else(Box::new_uninit),
-            vec.unwrap_or_default(),
-        )
+        (slot.unwrap_or_else(Box::new_uninit), vec)
+    }
+
+    /// The lengths of the attribute vectors waiting in the pool for the recording threads.
+    #[cfg(test)]
+    pub(crate) fn pooled_vec_lengths(&self) -> Vec<usize> {
+        let mut chunk = Vec::new();
+        let mut lengths = Vec::new();
+        while self.attribute_vecs.take(&mut chunk) {
+            lengths.extend(chunk.drain(..).map(|v| v.len()));
+        }
+        lengths
     }
 
     /// Drops the record of a span that is not reported, keeping its slot on this thread.
     pub(crate) fn discard(&self, record: Box<LiveSpan>) {
-        let (record, (), slot) = take_record(record, |_, _, _| ());
+        let (record, (), slot) = take_record(record, |_, _| ());
         drop(record);
         let _ = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
@@ -296,17 +317,27 @@ fn is_large(value: &Value) -> bool {
 // `take_record` leaves the facts in the box without dropping them.
 const _: () = assert!(!std::mem::needs_drop::<Option<HttpServerFacts>>());
 
+/// What `take_record` reads of a node in place, beside its record.
+struct Rest<'a> {
+    facts: Option<&'a HttpServerFacts>,
+    max_attributes: u32,
+    /// The span's times, in nanoseconds since the epoch.
+    start: u64,
+    end: u64,
+    plain_attributes: bool,
+}
+
 /// Moves a record out of its box, keeping the allocation for another record. Only the
-/// record is copied out: `facts` reads the request facts (most of the box, most of it unused
-/// bytes) where they are, with the span's attribute limit.
+/// record is copied out: `rest` reads the request facts (most of the box, most of it unused
+/// bytes) where they are, with the span's attribute limit and times.
 fn take_record<R>(
     span: Box<LiveSpan>,
-    facts: impl FnOnce(&mut SpanRecord, Option<&HttpServerFacts>, u32) -> R,
+    rest: impl FnOnce(&mut SpanRecord, Rest<'_>) -> R,
 ) -> (SpanRecord, R, RecordSlot) {
     let raw = Box::into_raw(span);
     // SAFETY: `raw` comes from `Box::into_raw`, so it is aligned, allocated by the global
     // allocator and holds an initialised `LiveSpan`. Its `live.record` field is read out
-    // exactly once; the other fields of `live` (`facts`, `max_attributes`, `ended`) are
+    // exactly once; the other fields of `live` (`facts` and plain numbers and flags) are
     // `Copy`, with no drop glue, and are only borrowed, before the allocation is owned
     // again. Of the node's tree links, only the pipeline `owner` has drop glue, and it is
     // `None` once a span is handed over (`release` takes it first). The box is then owned as
@@ -315,7 +346,16 @@ fn take_record<R>(
     unsafe {
         let live = std::ptr::addr_of!((*raw).live);
         let mut record = std::ptr::addr_of!((*live).record).read();
-        let out = facts(&mut record, (*live).facts.as_ref(), (*live).max_attributes);
+        let out = rest(
+            &mut record,
+            Rest {
+                facts: (*live).facts.as_ref(),
+                max_attributes: (*live).max_attributes,
+                start: (*live).start,
+                end: (*live).end,
+                plain_attributes: (*live).plain_attributes,
+            },
+        );
         (
             record,
             out,
@@ -397,8 +437,20 @@ struct Worker {
     /// Attribute vectors the worker filled from request facts, kept here: their strings
     /// were allocated on this thread, and are freed on it.
     own_vecs: Vec<Vec<KeyValue>>,
-    /// Which spans of the batch hold one of those.
-    owned: Vec<bool>,
+    /// Whose attribute vector each span of the batch holds.
+    owned: Vec<Attributes>,
+}
+
+/// Whose attribute vector a reported span holds, and so where its values are freed.
+#[derive(Clone, Copy)]
+enum Attributes {
+    /// The worker's own, filled from request facts: emptied and kept here.
+    Worker,
+    /// A recording thread's, with nothing to free: emptied here, and handed back.
+    Plain,
+    /// A recording thread's, holding values it allocated: handed back full, for it to free
+    /// them (see `Local::vec`).
+    Full,
 }
 
 impl Worker {
@@ -445,13 +497,20 @@ impl Worker {
                 match self.shared.queue.pop() {
                     Some(span) => {
                         let own_vecs = &mut self.own_vecs;
-                        let (span, recorded, slot) = take_record(span, |record, facts, max| {
-                            facts.map(|facts| {
+                        let (span, (recorded, plain), slot) = take_record(span, |record, rest| {
+                            record.start_time = clock::to_system_time(rest.start);
+                            record.end_time = clock::to_system_time(rest.end);
+                            let recorded = rest.facts.map(|facts| {
                                 let out = own_vecs.pop().unwrap_or_default();
-                                facts.finish(record, max, out)
-                            })
+                                facts.finish(record, rest.max_attributes, out)
+                            });
+                            (recorded, rest.plain_attributes)
                         });
-                        self.owned.push(recorded.is_some());
+                        self.owned.push(match recorded {
+                            Some(_) => Attributes::Worker,
+                            None if plain => Attributes::Plain,
+                            None => Attributes::Full,
+                        });
                         if let Some(recorded) = recorded {
                             // Emptied: back to the recording threads.
                             self.recycle(recorded);
@@ -480,13 +539,19 @@ impl Worker {
             let owned = std::mem::take(&mut self.owned);
             for (span, owned) in batch.iter_mut().zip(owned.iter().copied()) {
                 let mut attributes = std::mem::take(&mut span.attributes);
-                if owned {
-                    attributes.clear();
-                    if self.own_vecs.len() < self.max_batch {
-                        self.own_vecs.push(attributes);
+                match owned {
+                    Attributes::Worker => {
+                        attributes.clear();
+                        if self.own_vecs.len() < self.max_batch {
+                            self.own_vecs.push(attributes);
+                        }
                     }
-                } else {
-                    self.recycle(attributes);
+                    Attributes::Plain => {
+                        // Frees nothing, and saves the recording thread the pass.
+                        attributes.clear();
+                        self.recycle(attributes);
+                    }
+                    Attributes::Full => self.recycle(attributes),
                 }
             }
             self.owned = owned;
@@ -651,6 +716,9 @@ mod tests {
             facts: None,
             max_attributes: 128,
             ended: false,
+            start: 0,
+            end: 0,
+            plain_attributes: false,
         })
     }
 
@@ -740,5 +808,52 @@ mod tests {
             "the vectors were reused"
         );
         assert_eq!(Arc::strong_count(&small), 1, "emptied when handed out");
+    }
+
+    /// A vector the recorder marked as holding nothing to free is emptied on the worker, so
+    /// the recording thread skips the pass; others still come back full. (The marked one
+    /// holds a string here only to make the worker's emptying visible.)
+    #[test]
+    fn plain_vectors_are_emptied_by_the_worker() {
+        let (shared, guard) = start(vec![Box::new(Discard)], &PipelineConfig::default());
+        let marked: Arc<str> = Arc::from("seen by the worker");
+        let kept: Arc<str> = Arc::from("kept for the recording thread");
+        let mut plain = record(vec![KeyValue::new(
+            "marked",
+            StringValue::from(marked.clone()),
+        )]);
+        plain.live.plain_attributes = true;
+        shared.send(plain);
+        shared.send(record(vec![KeyValue::new(
+            "kept",
+            StringValue::from(kept.clone()),
+        )]));
+        guard.flush().expect("flush");
+        assert_eq!(Arc::strong_count(&marked), 1, "emptied on the worker");
+        assert_eq!(Arc::strong_count(&kept), 2, "handed back full");
+        let (a, b) = (shared.attribute_vec(), shared.attribute_vec());
+        assert!(a.is_empty() && b.is_empty());
+        assert_eq!(Arc::strong_count(&kept), 1, "emptied when handed out");
+    }
+
+    /// Times are kept as nanoseconds while a span is live and become the record's
+    /// `SystemTime`s on the worker.
+    #[test]
+    fn times_are_set_on_the_worker() {
+        let spans = crate::report::InMemoryReporter::new();
+        let (shared, guard) = start(vec![Box::new(spans.clone())], &PipelineConfig::default());
+        let mut span = record(Vec::new());
+        span.live.start = 1_700_000_000_123_456_789;
+        span.live.end = 1_700_000_001_000_000_000;
+        shared.send(span);
+        guard.flush().expect("flush");
+        let got = &spans.spans()[0];
+        let epoch = std::time::SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            got.start_time,
+            epoch + Duration::from_nanos(1_700_000_000_123_456_789)
+        );
+        assert_eq!(got.end_time, epoch + Duration::from_secs(1_700_000_001));
+        assert_eq!(got.duration(), Duration::from_nanos(876_543_211));
     }
 }
