@@ -184,145 +184,6 @@ impl fmt::Debug for RecordLayer {
     }
 }
 
-impl RecordLayer {
-    /// `on_new_span` for a span the recorder tracks, with its seed (or the defaults).
-    #[inline(always)]
-    fn start_span<S>(&self, attrs: &Attributes<'_>, span: &SpanRef<'_, S>, seed: SpanStart)
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        // Into locals, not kept as a struct: most spans have no seed, and the defaults then
-        // cost nothing.
-        let SpanStart {
-            remote_parent,
-            mut baggage,
-            links,
-            service_name,
-            kind,
-            name,
-            attributes,
-            new_root,
-            decided,
-            skip_fields,
-            facts,
-        } = seed;
-        let metadata = attrs.metadata();
-
-        // The parent: a remote one handed in at creation, else the local one (explicit or
-        // contextual, as the registry resolved it), else none. Written in place: these are
-        // moved around on every span.
-        let mut parent_is_remote = remote_parent.is_some();
-        let mut parent = remote_parent;
-        let mut inherited_service = None;
-        let mut inherited_baggage = Baggage::new();
-        let mut adopted: Option<Adopted> = None;
-        if parent.is_none() && !new_root {
-            // The nearest ancestor the recorder tracks (skipped internals have no data).
-            let mut ancestor = span.parent();
-            while let Some(a) = ancestor {
-                if let Some(p) = a.extensions().get::<SpanData>() {
-                    parent = Some(p.record.span_context.clone());
-                    inherited_service = Some(p.record.service_name.clone());
-                    inherited_baggage = p.baggage.clone();
-                    adopted = Some(p.adopt_child());
-                    break;
-                }
-                ancestor = a.parent();
-            }
-            // A root span created while a request without a recorded span of its own is
-            // polled (filtered, say) continues that request's remote context.
-            if parent.is_none() {
-                if let Some(ambient) = start::ambient() {
-                    parent_is_remote = ambient.context.is_some();
-                    parent = ambient.context;
-                    if baggage.is_none() {
-                        baggage = Some(ambient.baggage);
-                    }
-                }
-            }
-        }
-
-        let kind = kind.unwrap_or(SpanKind::Internal);
-        let name: Cow<'static, str> = name.unwrap_or(Cow::Borrowed(metadata.name()));
-        let span_context = match decided {
-            // The layer that seeded the span already decided, with this recorder's sampler.
-            Some(decided) => decided,
-            None => self.config.new_context(parent.as_ref(), &name, &kind),
-        };
-        let sampled = span_context.is_sampled();
-        let parent_span_id = parent.as_ref().map_or(SpanId::INVALID, |p| p.span_id);
-        let now = if sampled { clock::now_nanos() } else { 0 };
-        let seeded_attributes = !attributes.is_empty();
-        let wants_vec =
-            sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
-        let (slot, recycled) = self.shared.record_slot(wants_vec);
-        let mut node = Box::write(
-            slot,
-            LiveSpan::new(
-                LiveRecord {
-                    record: SpanRecord {
-                        span_context,
-                        parent_span_id,
-                        parent_is_remote,
-                        name,
-                        kind,
-                        // Set from `start` and `end` when reported.
-                        start_time: SystemTime::UNIX_EPOCH,
-                        end_time: SystemTime::UNIX_EPOCH,
-                        attributes: match recycled {
-                            Some(recycled) => {
-                                // Only asked for when the seed's vector has no capacity:
-                                // nothing to free, so skip its drop call.
-                                debug_assert_eq!(attributes.capacity(), 0);
-                                std::mem::forget(attributes);
-                                recycled
-                            }
-                            None => attributes,
-                        },
-                        dropped_attributes_count: 0,
-                        events: Vec::new(),
-                        dropped_events_count: 0,
-                        links,
-                        status: Status::Unset,
-                        service_name: service_name
-                            .or(inherited_service)
-                            .unwrap_or_else(|| self.config.service_name.clone()),
-                        scope: InstrumentationScope::builder(metadata.target()).build(),
-                    },
-                    // Set below, only when there are some: most spans have none, and writing
-                    // the variable here would copy all of its bytes.
-                    facts: None,
-                    max_attributes: self.config.max_attributes,
-                    ended: false,
-                    start: now,
-                    end: now,
-                    // A seed's attributes may hold text.
-                    plain_attributes: !seeded_attributes,
-                },
-                sampled,
-                adopted,
-                &self.shared,
-            ),
-        );
-        if facts.is_some() {
-            node.live.facts = facts;
-        }
-        let mut data = SpanData::new(
-            node,
-            baggage.unwrap_or(inherited_baggage),
-            sampled,
-            self.config.max_events,
-        );
-        if seeded_attributes {
-            data.enforce_attribute_limit();
-        }
-        if sampled && !skip_fields {
-            attrs.record(&mut SpanVisitor(&mut data));
-        }
-        span.extensions_mut().insert(data);
-    }
-}
-
 /// Finds a span's [`SpanData`] from a `Dispatch`, for code that holds a `tracing::Span` but
 /// not the subscriber type. The layer hands this out through `downcast_raw`.
 #[derive(Clone, Copy)]
@@ -509,6 +370,145 @@ where
                 .map(|w| w as *const WithSpanData as *const ()),
             _ => None,
         }
+    }
+}
+
+impl RecordLayer {
+    /// `on_new_span` for a span the recorder tracks, with its seed (or the defaults).
+    #[inline(always)]
+    fn start_span<S>(&self, attrs: &Attributes<'_>, span: &SpanRef<'_, S>, seed: SpanStart)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        // Into locals, not kept as a struct: most spans have no seed, and the defaults then
+        // cost nothing.
+        let SpanStart {
+            remote_parent,
+            mut baggage,
+            links,
+            service_name,
+            kind,
+            name,
+            attributes,
+            new_root,
+            decided,
+            skip_fields,
+            facts,
+        } = seed;
+        let metadata = attrs.metadata();
+
+        // The parent: a remote one handed in at creation, else the local one (explicit or
+        // contextual, as the registry resolved it), else none. Written in place: these are
+        // moved around on every span.
+        let mut parent_is_remote = remote_parent.is_some();
+        let mut parent = remote_parent;
+        let mut inherited_service = None;
+        let mut inherited_baggage = Baggage::new();
+        let mut adopted: Option<Adopted> = None;
+        if parent.is_none() && !new_root {
+            // The nearest ancestor the recorder tracks (skipped internals have no data).
+            let mut ancestor = span.parent();
+            while let Some(a) = ancestor {
+                if let Some(p) = a.extensions().get::<SpanData>() {
+                    parent = Some(p.record.span_context.clone());
+                    inherited_service = Some(p.record.service_name.clone());
+                    inherited_baggage = p.baggage.clone();
+                    adopted = Some(p.adopt_child());
+                    break;
+                }
+                ancestor = a.parent();
+            }
+            // A root span created while a request without a recorded span of its own is
+            // polled (filtered, say) continues that request's remote context.
+            if parent.is_none() {
+                if let Some(ambient) = start::ambient() {
+                    parent_is_remote = ambient.context.is_some();
+                    parent = ambient.context;
+                    if baggage.is_none() {
+                        baggage = Some(ambient.baggage);
+                    }
+                }
+            }
+        }
+
+        let kind = kind.unwrap_or(SpanKind::Internal);
+        let name: Cow<'static, str> = name.unwrap_or(Cow::Borrowed(metadata.name()));
+        let span_context = match decided {
+            // The layer that seeded the span already decided, with this recorder's sampler.
+            Some(decided) => decided,
+            None => self.config.new_context(parent.as_ref(), &name, &kind),
+        };
+        let sampled = span_context.is_sampled();
+        let parent_span_id = parent.as_ref().map_or(SpanId::INVALID, |p| p.span_id);
+        let now = if sampled { clock::now_nanos() } else { 0 };
+        let seeded_attributes = !attributes.is_empty();
+        let wants_vec =
+            sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
+        let (slot, recycled) = self.shared.record_slot(wants_vec);
+        let mut node = Box::write(
+            slot,
+            LiveSpan::new(
+                LiveRecord {
+                    record: SpanRecord {
+                        span_context,
+                        parent_span_id,
+                        parent_is_remote,
+                        name,
+                        kind,
+                        // Set from `start` and `end` when reported.
+                        start_time: SystemTime::UNIX_EPOCH,
+                        end_time: SystemTime::UNIX_EPOCH,
+                        attributes: match recycled {
+                            Some(recycled) => {
+                                // Only asked for when the seed's vector has no capacity:
+                                // nothing to free, so skip its drop call.
+                                debug_assert_eq!(attributes.capacity(), 0);
+                                std::mem::forget(attributes);
+                                recycled
+                            }
+                            None => attributes,
+                        },
+                        dropped_attributes_count: 0,
+                        events: Vec::new(),
+                        dropped_events_count: 0,
+                        links,
+                        status: Status::Unset,
+                        service_name: service_name
+                            .or(inherited_service)
+                            .unwrap_or_else(|| self.config.service_name.clone()),
+                        scope: InstrumentationScope::builder(metadata.target()).build(),
+                    },
+                    // Set below, only when there are some: most spans have none, and writing
+                    // the variable here would copy all of its bytes.
+                    facts: None,
+                    max_attributes: self.config.max_attributes,
+                    ended: false,
+                    start: now,
+                    end: now,
+                    // A seed's attributes may hold text.
+                    plain_attributes: !seeded_attributes,
+                },
+                sampled,
+                adopted,
+                &self.shared,
+            ),
+        );
+        if facts.is_some() {
+            node.live.facts = facts;
+        }
+        let mut data = SpanData::new(
+            node,
+            baggage.unwrap_or(inherited_baggage),
+            sampled,
+            self.config.max_events,
+        );
+        if seeded_attributes {
+            data.enforce_attribute_limit();
+        }
+        if sampled && !skip_fields {
+            attrs.record(&mut SpanVisitor(&mut data));
+        }
+        span.extensions_mut().insert(data);
     }
 }
 
