@@ -438,12 +438,12 @@ struct Worker {
     /// were allocated on this thread, and are freed on it.
     own_vecs: Vec<Vec<KeyValue>>,
     /// Whose attribute vector each span of the batch holds.
-    owned: Vec<Attributes>,
+    owned: Vec<AttributeVec>,
 }
 
 /// Whose attribute vector a reported span holds, and so where its values are freed.
 #[derive(Clone, Copy)]
-enum Attributes {
+enum AttributeVec {
     /// The worker's own, filled from request facts: emptied and kept here.
     Worker,
     /// A recording thread's, with nothing to free: emptied here, and handed back.
@@ -507,9 +507,9 @@ impl Worker {
                             (recorded, rest.plain_attributes)
                         });
                         self.owned.push(match recorded {
-                            Some(_) => Attributes::Worker,
-                            None if plain => Attributes::Plain,
-                            None => Attributes::Full,
+                            Some(_) => AttributeVec::Worker,
+                            None if plain => AttributeVec::Plain,
+                            None => AttributeVec::Full,
                         });
                         if let Some(recorded) = recorded {
                             // Emptied: back to the recording threads.
@@ -540,18 +540,18 @@ impl Worker {
             for (span, owned) in batch.iter_mut().zip(owned.iter().copied()) {
                 let mut attributes = std::mem::take(&mut span.attributes);
                 match owned {
-                    Attributes::Worker => {
+                    AttributeVec::Worker => {
                         attributes.clear();
                         if self.own_vecs.len() < self.max_batch {
                             self.own_vecs.push(attributes);
                         }
                     }
-                    Attributes::Plain => {
+                    AttributeVec::Plain => {
                         // Frees nothing, and saves the recording thread the pass.
                         attributes.clear();
                         self.recycle(attributes);
                     }
-                    Attributes::Full => self.recycle(attributes),
+                    AttributeVec::Full => self.recycle(attributes),
                 }
             }
             self.owned = owned;
