@@ -104,6 +104,7 @@ fn trace() -> Vec<SpanRecord> {
             events,
             dropped_events_count: 0,
             links: Vec::new(),
+            dropped_links_count: 0,
             status: if i % 11 == 0 && i > 0 {
                 Status::error("failed")
             } else {

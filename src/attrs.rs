@@ -9,7 +9,7 @@ use std::sync::{OnceLock, RwLock};
 
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
-use crate::config::REDACTED;
+use crate::config::{QueryRedaction, REDACTED};
 
 /// `http.request.method`: the method when it is one of the standard ones, else `_OTHER`
 /// (and `false`, so the caller records `http.request.method_original`).
@@ -281,12 +281,9 @@ fn trim_brackets(host: &str) -> &str {
 }
 
 /// A query string with the values of `redacted` parameters replaced by `REDACTED`.
-pub(crate) fn redact_query<'q>(query: &'q str, redacted: &[Cow<'static, str>]) -> Cow<'q, str> {
-    let needs = query.split('&').any(|pair| {
-        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-        redacted.iter().any(|r| r == key)
-    });
-    if !needs {
+pub(crate) fn redact_query<'q>(query: &'q str, redacted: &QueryRedaction) -> Cow<'q, str> {
+    let key_of = |pair: &'q str| pair.split_once('=').map(|(k, _)| k);
+    if !query.split('&').filter_map(key_of).any(|k| redacted.covers(k)) {
         return Cow::Borrowed(query);
     }
     let mut out = String::with_capacity(query.len());
@@ -294,8 +291,8 @@ pub(crate) fn redact_query<'q>(query: &'q str, redacted: &[Cow<'static, str>]) -
         if i > 0 {
             out.push('&');
         }
-        match pair.split_once('=') {
-            Some((key, _)) if redacted.iter().any(|r| r == key) => {
+        match key_of(pair) {
+            Some(key) if redacted.covers(key) => {
                 out.push_str(key);
                 out.push('=');
                 out.push_str(REDACTED);
@@ -306,12 +303,58 @@ pub(crate) fn redact_query<'q>(query: &'q str, redacted: &[Cow<'static, str>]) -
     Cow::Owned(out)
 }
 
+/// Free text (an error message) with the secrets of any URL in it redacted by the same policy
+/// as `url.full`: user info becomes `REDACTED:REDACTED`, redacted query values `REDACTED`.
+///
+/// Error messages quote URLs in their own ways (reqwest's `for url (…)`, a connector's
+/// `http://…: connection refused`, a bare `/path?query`), so the text is read as words that
+/// end at white space or at a character that cannot stand unescaped in a URL.
+pub(crate) fn redact_text<'t>(text: &'t str, redacted: &QueryRedaction) -> Cow<'t, str> {
+    fn ends_word(c: char) -> bool {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | '`' | '{' | '}')
+    }
+    let mut out = String::new();
+    let mut copied = 0;
+    for word in text.split(ends_word) {
+        // Where the word starts in `text` (words are subslices of it).
+        let at = word.as_ptr() as usize - text.as_ptr() as usize;
+        let mut replace = |from: usize, to: usize, with: &str| {
+            out.push_str(&text[copied..at + from]);
+            out.push_str(with);
+            copied = at + to;
+        };
+        let mut after_authority = 0;
+        if let Some(scheme_end) = word.find("://") {
+            let authority = scheme_end + 3;
+            let authority_end = word[authority..]
+                .find(['/', '?', '#'])
+                .map_or(word.len(), |i| authority + i);
+            if let Some(user_end) = word[authority..authority_end].rfind('@') {
+                replace(authority, authority + user_end, "REDACTED:REDACTED");
+            }
+            after_authority = authority_end;
+        }
+        if let Some(q) = word[after_authority..].find('?') {
+            let query = after_authority + q + 1;
+            let query_end = word[query..].find('#').map_or(word.len(), |i| query + i);
+            if let Cow::Owned(clean) = redact_query(&word[query..query_end], redacted) {
+                replace(query, query_end, &clean);
+            }
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
 /// `url.full` as the semantic conventions want it: credentials replaced by
 /// `REDACTED:REDACTED`, redacted query values replaced, no fragment.
 pub(crate) struct UrlFull<'a> {
     pub(crate) uri: &'a Uri,
     pub(crate) headers: &'a HeaderMap,
-    pub(crate) redacted_query_params: &'a [Cow<'static, str>],
+    pub(crate) redacted_query_params: &'a QueryRedaction,
 }
 
 impl UrlFull<'_> {
@@ -392,8 +435,8 @@ mod tests {
         }
     }
 
-    fn params() -> Vec<Cow<'static, str>> {
-        vec!["sig".into(), "token".into()]
+    fn params() -> QueryRedaction {
+        QueryRedaction::default().with(["token".into()])
     }
 
     #[test]
@@ -441,6 +484,53 @@ mod tests {
         assert_eq!(
             redact_query("a=1&sig=abc&token=x&sig", &params()),
             "a=1&sig=REDACTED&token=REDACTED&sig"
+        );
+    }
+
+    #[test]
+    fn default_redaction_covers_the_conventions_and_sigv4_after_decoding() {
+        let defaults = QueryRedaction::default();
+        let query = "AWSAccessKeyId=a&Signature=b&sig=c&X-Goog-Signature=d&X-Amz-Signature=e\
+                     &X-Amz-Credential=f&X-Amz-Security-Token=g&x-amz-signature=h\
+                     &X%2DAmz%2DSignature=i&keep=j";
+        assert_eq!(
+            redact_query(query, &defaults),
+            "AWSAccessKeyId=REDACTED&Signature=REDACTED&sig=REDACTED&X-Goog-Signature=REDACTED\
+             &X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED&X-Amz-Security-Token=REDACTED\
+             &x-amz-signature=REDACTED&X%2DAmz%2DSignature=REDACTED&keep=j"
+        );
+        // Added names follow the same rule.
+        let more = defaults.with(["password".into()]);
+        assert_eq!(redact_query("pass%77ord=1", &more), "pass%77ord=REDACTED");
+        assert_eq!(redact_query("password=1", &defaults), "password=1");
+    }
+
+    #[test]
+    fn urls_inside_text_lose_their_secrets() {
+        let p = params();
+        let reqwest = "error sending request for url \
+                       (http://127.0.0.1:1/upload?X-Amz-Signature=deadbeef&part=1)";
+        assert_eq!(
+            redact_text(reqwest, &p),
+            "error sending request for url \
+             (http://127.0.0.1:1/upload?X-Amz-Signature=REDACTED&part=1)"
+        );
+        assert_eq!(
+            redact_text("connect to https://ana:pw@h.example/x?token=t#frag failed", &p),
+            "connect to https://REDACTED:REDACTED@h.example/x?token=REDACTED#frag failed"
+        );
+        assert_eq!(
+            redact_text("a: http://h/?sig=1 b: ftp://u@h/?sig=2", &p),
+            "a: http://h/?sig=REDACTED b: ftp://REDACTED:REDACTED@h/?sig=REDACTED"
+        );
+        // Nothing to redact: the text comes back as it was, without a copy.
+        for plain in ["", "no url here", "://", "x://", "http://h/?", "http://h/?sig", "é://é"] {
+            assert!(matches!(redact_text(plain, &p), Cow::Borrowed(t) if t == plain));
+        }
+        assert_eq!(redact_text("é://é@é?sig=1", &p), "é://REDACTED:REDACTED@é?sig=REDACTED");
+        assert_eq!(
+            redact_text("PUT /up?sig=1&a=2: refused", &p),
+            "PUT /up?sig=REDACTED&a=2: refused"
         );
     }
 

@@ -20,6 +20,7 @@ use pin_project_lite::pin_project;
 use tracing::Span;
 
 use crate::attrs;
+use crate::config::QueryRedaction;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
 use crate::future::ResponseCapture;
 use crate::record::data::{Key, KeyValue, Status, Value};
@@ -45,6 +46,8 @@ pub(crate) struct SpanEnd {
     pub(crate) head: Option<ResponseHead>,
     /// What only gRPC calls need, kept out of line so HTTP responses carry less.
     pub(crate) grpc: Option<Box<GrpcEnd>>,
+    /// The layer's query redaction, applied to URLs in error messages.
+    redaction: Arc<QueryRedaction>,
 }
 
 /// The gRPC part of a call's end: the status comes from `grpc-status`.
@@ -83,13 +86,20 @@ enum Ending<'a> {
 
 impl SpanEnd {
     /// The end of `span`; a gRPC call's details are set by the layer afterwards.
-    pub(crate) fn new(span: Span, role: Role, sampled: bool, grpc: bool) -> Self {
+    pub(crate) fn new(
+        span: Span,
+        role: Role,
+        sampled: bool,
+        grpc: bool,
+        redaction: &Arc<QueryRedaction>,
+    ) -> Self {
         SpanEnd {
             span,
             role,
             sampled,
             head: None,
             grpc: grpc.then(Box::default),
+            redaction: redaction.clone(),
         }
     }
 
@@ -205,6 +215,12 @@ impl SpanEnd {
             }
             let ending = match ending {
                 Ending::Failed(exception_type, message) => {
+                    // Error text quotes URLs (reqwest's `for url (…)`): no secret in them
+                    // goes further than `url.full` would let it.
+                    let message = match attrs::redact_text(&message, &self.redaction) {
+                        Cow::Borrowed(_) => message,
+                        Cow::Owned(redacted) => redacted,
+                    };
                     d.set_attribute(KeyValue::new(
                         Key::from_static_str(semconv::ERROR_TYPE),
                         exception_type,
@@ -217,6 +233,11 @@ impl SpanEnd {
             // A gRPC status, known or concluded (a deadline), names the error more precisely.
             let status_known = grpc_status.is_some();
             if let Some((code, message)) = grpc_status {
+                let message =
+                    message.map(|m| match attrs::redact_text(&m, &self.redaction) {
+                        Cow::Borrowed(_) => m,
+                        Cow::Owned(redacted) => redacted,
+                    });
                 record_grpc_status(d, role, code, message);
             }
             match ending {

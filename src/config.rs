@@ -42,18 +42,78 @@ impl<'a, B> From<&'a Request<B>> for RequestHead<'a> {
 pub(crate) type Predicate = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 pub(crate) type NameFn = Arc<dyn Fn(&RequestHead<'_>) -> Cow<'static, str> + Send + Sync>;
 
-/// Headers whose values are never recorded, whatever the allow-list says.
-pub const ALWAYS_REDACTED_HEADERS: [HeaderName; 4] = [
+/// Headers whose values are never recorded, whatever the allow-list says: the usual carriers
+/// of credentials. [`redact_headers`](crate::ServerLayer::redact_headers) adds to them; nothing
+/// removes them.
+pub const ALWAYS_REDACTED_HEADERS: [HeaderName; 10] = [
     http::header::AUTHORIZATION,
+    http::header::PROXY_AUTHORIZATION,
     http::header::COOKIE,
     http::header::SET_COOKIE,
-    http::header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-auth-token"),
+    HeaderName::from_static("x-csrf-token"),
+    HeaderName::from_static("x-xsrf-token"),
+    HeaderName::from_static("x-amz-security-token"),
 ];
 
-/// Query parameters whose values are redacted by default, per the OpenTelemetry semantic
-/// conventions for `url.query` and `url.full`.
-pub const DEFAULT_REDACTED_QUERY_PARAMS: [&str; 4] =
-    ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+/// Query parameters whose values are always redacted: the OpenTelemetry semantic
+/// conventions' list for `url.query` and `url.full`, and the AWS Signature Version 4 query
+/// parameters that carry a credential.
+///
+/// One policy covers the client's `url.full`, the server's `url.query` and URLs inside
+/// recorded error messages: a parameter's value is replaced by `REDACTED` when its name,
+/// percent-decoded, equals one of these or of the names added with
+/// [`redact_query_params`](crate::ServerLayer::redact_query_params), ignoring ASCII case.
+/// Credentials in a URL's user info become `REDACTED:REDACTED`.
+pub const DEFAULT_REDACTED_QUERY_PARAMS: [&str; 7] = [
+    "AWSAccessKeyId",
+    "Signature",
+    "sig",
+    "X-Goog-Signature",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+];
+
+/// The names of the query parameters whose values are never recorded (see
+/// [`DEFAULT_REDACTED_QUERY_PARAMS`]). Shared by a layer's requests.
+#[derive(Debug)]
+pub(crate) struct QueryRedaction {
+    names: Vec<Cow<'static, str>>,
+}
+
+impl Default for QueryRedaction {
+    fn default() -> Self {
+        QueryRedaction {
+            names: DEFAULT_REDACTED_QUERY_PARAMS
+                .iter()
+                .map(|name| Cow::Borrowed(*name))
+                .collect(),
+        }
+    }
+}
+
+impl QueryRedaction {
+    /// These names and `more`.
+    pub(crate) fn with(&self, more: impl IntoIterator<Item = Cow<'static, str>>) -> Self {
+        let mut names = self.names.clone();
+        for name in more {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                names.push(name);
+            }
+        }
+        QueryRedaction { names }
+    }
+
+    /// The value of the parameter named `raw` (as it stands in the query, percent-encoded)
+    /// is redacted. Decoding first means `X%2DAmz%2DSignature` cannot slip through.
+    pub(crate) fn covers(&self, raw: &str) -> bool {
+        let name = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(&name))
+    }
+}
 
 /// What replaces a redacted value, as the semantic conventions spell it.
 pub(crate) const REDACTED: &str = "REDACTED";
@@ -121,7 +181,7 @@ pub(crate) struct Common {
     pub(crate) response_headers: HeaderCapture,
     pub(crate) redacted_headers: Vec<HeaderName>,
     pub(crate) record_query: bool,
-    pub(crate) redacted_query_params: Vec<Cow<'static, str>>,
+    pub(crate) redacted_query_params: Arc<QueryRedaction>,
     /// Derived from `response_headers` and `redacted_headers`; shared by every response.
     pub(crate) response_capture: Option<Arc<ResponseCapture>>,
     /// Create the `tracing` span of requests no recorder records, for log layers.
@@ -139,10 +199,7 @@ impl Default for Common {
             response_headers: HeaderCapture::default(),
             redacted_headers: ALWAYS_REDACTED_HEADERS.to_vec(),
             record_query: false,
-            redacted_query_params: DEFAULT_REDACTED_QUERY_PARAMS
-                .iter()
-                .map(|p| Cow::Borrowed(*p))
-                .collect(),
+            redacted_query_params: Arc::default(),
             response_capture: None,
             log_spans: false,
         }
@@ -283,24 +340,29 @@ macro_rules! common_builder_methods {
             self
         }
 
-        /// Adds headers whose values are never recorded. `Authorization`, `Cookie`,
-        /// `Set-Cookie` and `Proxy-Authorization` always are.
+        /// Adds headers whose values are never recorded. Those of
+        /// [`ALWAYS_REDACTED_HEADERS`](crate::config::ALWAYS_REDACTED_HEADERS)
+        /// (`Authorization`, `Cookie`, `X-Api-Key`, …) always are.
         pub fn redact_headers(mut self, names: impl IntoIterator<Item = http::HeaderName>) -> Self {
             self.common_mut().redact_headers(names);
             self
         }
 
-        /// Adds query parameters whose values are recorded as `REDACTED` (in `url.query` and
-        /// `url.full`). The semantic conventions' list (`AWSAccessKeyId`, `Signature`, `sig`,
-        /// `X-Goog-Signature`) always is.
+        /// Adds query parameters whose values are recorded as `REDACTED` (in `url.query`,
+        /// `url.full` and URLs in error messages). Names match after percent-decoding,
+        /// ignoring ASCII case. Those of
+        /// [`DEFAULT_REDACTED_QUERY_PARAMS`](crate::config::DEFAULT_REDACTED_QUERY_PARAMS)
+        /// (the semantic conventions' list and the AWS SigV4 credentials) always are.
         pub fn redact_query_params(
             mut self,
             names: impl IntoIterator<Item = impl Into<std::borrow::Cow<'static, str>>>,
         ) -> Self {
             let common = self.common_mut();
-            for name in names {
-                common.redacted_query_params.push(name.into());
-            }
+            common.redacted_query_params = std::sync::Arc::new(
+                common
+                    .redacted_query_params
+                    .with(names.into_iter().map(Into::into)),
+            );
             self
         }
     };

@@ -106,20 +106,32 @@ fn inject(propagator: &dyn Propagator, cx: &SpanContext, baggage: &Baggage, md: 
 
 /// A [`SpanStart`] for the span handling `request` on a server: kind Server, continuing the
 /// caller's trace with its baggage. The context comes from [`ExtractContext`] when that
-/// interceptor ran, else from the request's metadata (W3C).
+/// interceptor ran (and, if it was [`untrusted`](ExtractContext::untrusted), the span starts
+/// a new trace linked to the caller's, without its baggage), else from the request's
+/// metadata (W3C), trusted.
 pub fn span_start<T>(request: &tonic::Request<T>) -> SpanStart {
+    let start = SpanStart::new().kind(SpanKind::Server);
+    if let Some(Distrusted(claimed)) = request.extensions().get::<Distrusted>() {
+        return match claimed {
+            Some(claimed) => start.untrusted_parent(claimed.clone()),
+            None => start.new_root(),
+        };
+    }
     let extracted = match request.extensions().get::<Extracted>() {
         Some(extracted) => extracted.clone(),
         None => extract(request.metadata()),
     };
-    let mut start = SpanStart::new()
-        .kind(SpanKind::Server)
-        .baggage(extracted.baggage);
+    let mut start = start.baggage(extracted.baggage);
     if let Some(parent) = extracted.span_context {
         start = start.remote_parent(parent);
     }
     start
 }
+
+/// What [`ExtractContext::untrusted`] keeps of a caller's context: only the claim, for a
+/// link.
+#[derive(Clone, Debug)]
+struct Distrusted(Option<SpanContext>);
 
 /// A client [`Interceptor`] that sends the current span's context and baggage in the
 /// request metadata (`traceparent`, `tracestate`, `baggage` with the default propagator),
@@ -183,6 +195,7 @@ impl Interceptor for InjectContext {
 #[derive(Clone)]
 pub struct ExtractContext {
     propagator: Arc<dyn Propagator>,
+    untrusted: bool,
 }
 
 impl ExtractContext {
@@ -195,7 +208,31 @@ impl ExtractContext {
     pub fn with_propagator(propagator: impl Propagator) -> Self {
         ExtractContext {
             propagator: Arc::new(propagator),
+            untrusted: false,
         }
+    }
+
+    /// Distrusts every caller (a public edge), as
+    /// [`ServerLayer::untrusted`](crate::ServerLayer::untrusted) does: the request carries
+    /// an empty [`Extracted`] (no context, no baggage), and [`span_start`] starts a new trace
+    /// linked to the context the caller claimed.
+    ///
+    /// ```
+    /// use tonic::service::Interceptor;
+    /// use tracewire::propagation::Extracted;
+    ///
+    /// let mut request = tonic::Request::new(());
+    /// request.metadata_mut().insert(
+    ///     "traceparent",
+    ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+    /// );
+    /// request.metadata_mut().insert("baggage", "role=admin".parse().unwrap());
+    /// let request = tracewire::grpc::ExtractContext::new().untrusted().call(request).unwrap();
+    /// assert_eq!(request.extensions().get::<Extracted>(), Some(&Extracted::default()));
+    /// ```
+    pub fn untrusted(mut self) -> Self {
+        self.untrusted = true;
+        self
     }
 }
 
@@ -207,7 +244,9 @@ impl Default for ExtractContext {
 
 impl fmt::Debug for ExtractContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExtractContext").finish_non_exhaustive()
+        f.debug_struct("ExtractContext")
+            .field("untrusted", &self.untrusted)
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,7 +256,14 @@ impl Interceptor for ExtractContext {
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
         let extracted = self.propagator.extract(request.metadata());
-        request.extensions_mut().insert(extracted);
+        if self.untrusted {
+            request
+                .extensions_mut()
+                .insert(Distrusted(extracted.span_context));
+            request.extensions_mut().insert(Extracted::default());
+        } else {
+            request.extensions_mut().insert(extracted);
+        }
         Ok(request)
     }
 }

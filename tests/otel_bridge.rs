@@ -130,6 +130,7 @@ fn full_record() -> SpanRecord {
             span_context: linked,
             attributes: vec![KeyValue::new("reason", "untrusted edge")],
         }],
+        dropped_links_count: 3,
         status: Status::error("gateway timeout"),
         service_name: Arc::from("checkout"),
         scope: InstrumentationScope::builder("tracewire")
@@ -183,6 +184,7 @@ fn every_field_arrives_in_span_data() {
     assert_eq!(span.dropped_attributes_count, 3);
     assert_eq!(span.events.events, record.events);
     assert_eq!(span.events.dropped_count, 2);
+    assert_eq!(span.links.dropped_count, 3);
     assert_eq!(span.events.events[1].dropped_attributes_count, 1);
     assert_eq!(span.links.links.len(), 1);
     let link = &span.links.links[0];

@@ -44,6 +44,7 @@ fn span(trace: TraceId, id: u64, parent: u64, ms: u64, status: Status) -> SpanRe
         events: Vec::new(),
         dropped_events_count: 0,
         links: Vec::new(),
+        dropped_links_count: 0,
         status,
         service_name: Arc::from("svc"),
         scope: InstrumentationScope::builder("test").build(),

@@ -172,7 +172,13 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
         // The recorder filtered the span out: as without a recorder.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
     }
-    let mut end = SpanEnd::new(span, Role::Client, sampled, grpc);
+    let mut end = SpanEnd::new(
+        span,
+        Role::Client,
+        sampled,
+        grpc,
+        &config.common.redacted_query_params,
+    );
     if let Some(g) = end.grpc_mut() {
         g.deadline = rpc::deadline(head.headers);
         if config.message_events && sampled {

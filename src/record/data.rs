@@ -36,6 +36,8 @@ pub struct SpanRecord {
     pub dropped_events_count: u32,
     /// Links to other spans.
     pub links: Vec<Link>,
+    /// Links left out because the span reached its link limit.
+    pub dropped_links_count: u32,
     /// Unset, Ok, or Error with a message.
     pub status: Status,
     /// The service that ran this span.
@@ -69,6 +71,7 @@ impl SpanRecord {
             events: Vec::new(),
             dropped_events_count: 0,
             links: Vec::new(),
+            dropped_links_count: 0,
             status: Status::Unset,
             service_name: Arc::from("svc"),
             scope: InstrumentationScope::builder("t").build(),

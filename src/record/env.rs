@@ -9,6 +9,10 @@
 //! | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` |
 //! | `OTEL_TRACES_SAMPLER_ARG` | the ratio for the two ratio samplers, in `0.0..=1.0` (default `1.0`) |
 //! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage`, `b3`, `b3multi`, `jaeger`, `none`, comma-separated: [`EnvConfig::propagator`] builds the propagator for the layers |
+//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` | the longest attribute value kept, in bytes (default 8192 in tracewire) |
+//! | `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT` | the most attributes per span (default 128) |
+//! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | the most events per span (default 128) |
+//! | `OTEL_SPAN_LINK_COUNT_LIMIT` | the most links per span (default 128) |
 //!
 //! As the specification asks, names are matched case-insensitively, surrounding whitespace is
 //! ignored, an empty variable counts as unset, and an invalid value falls back to the default
@@ -53,6 +57,18 @@ pub const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 pub const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 /// `OTEL_PROPAGATORS`.
 pub const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+pub const OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+pub const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`.
+pub const OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT";
+/// `OTEL_ATTRIBUTE_COUNT_LIMIT`.
+pub const OTEL_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_ATTRIBUTE_COUNT_LIMIT";
+/// `OTEL_SPAN_EVENT_COUNT_LIMIT`.
+pub const OTEL_SPAN_EVENT_COUNT_LIMIT: &str = "OTEL_SPAN_EVENT_COUNT_LIMIT";
+/// `OTEL_SPAN_LINK_COUNT_LIMIT`.
+pub const OTEL_SPAN_LINK_COUNT_LIMIT: &str = "OTEL_SPAN_LINK_COUNT_LIMIT";
 
 /// The resource attribute naming the service.
 const SERVICE_NAME_KEY: &str = "service.name";
@@ -72,8 +88,25 @@ pub struct EnvConfig {
     /// [`propagator`](Self::propagator) leaves out). The recorder does not act on it: the
     /// layers take [`propagator`](Self::propagator).
     pub propagators: Option<Vec<PropagatorName>>,
+    /// The span limits set by `OTEL_SPAN_*_LIMIT` and `OTEL_ATTRIBUTE_*_LIMIT`; a limit
+    /// left unset is `None`.
+    pub limits: LimitsConfig,
     /// What was wrong with the variables, one entry per problem.
     pub warnings: Vec<EnvWarning>,
+}
+
+/// Span limits read from the environment; `None` where the variable is unset or invalid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`.
+    pub attribute_value_length: Option<usize>,
+    /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT`.
+    pub attribute_count: Option<u32>,
+    /// `OTEL_SPAN_EVENT_COUNT_LIMIT`.
+    pub event_count: Option<u32>,
+    /// `OTEL_SPAN_LINK_COUNT_LIMIT`.
+    pub link_count: Option<u32>,
 }
 
 /// A sampler named by `OTEL_TRACES_SAMPLER`.
@@ -195,6 +228,14 @@ pub enum EnvWarning {
         /// The entry at fault.
         entry: String,
     },
+    /// A limit variable (`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, …) is not a whole number of at
+    /// most `u32::MAX`; the limit keeps its default.
+    InvalidLimit {
+        /// The variable.
+        variable: &'static str,
+        /// The value, as given.
+        value: String,
+    },
     /// `OTEL_PROPAGATORS` names no known propagator; the name is left out.
     UnknownPropagator {
         /// The name, lower-cased.
@@ -228,6 +269,10 @@ impl fmt::Display for EnvWarning {
             EnvWarning::InvalidSamplerArg { value } => write!(
                 f,
                 "{OTEL_TRACES_SAMPLER_ARG}={value:?} is not a ratio in 0.0..=1.0; using 1.0"
+            ),
+            EnvWarning::InvalidLimit { variable, value } => write!(
+                f,
+                "{variable}={value:?} is not a whole number; keeping the default limit"
             ),
             EnvWarning::InvalidResourceAttribute { entry } => write!(
                 f,
@@ -292,6 +337,29 @@ impl EnvConfig {
         let sampler = get(OTEL_TRACES_SAMPLER);
         let sampler_arg = get(OTEL_TRACES_SAMPLER_ARG);
         let propagators = get(OTEL_PROPAGATORS);
+        let mut limit_warnings = Vec::new();
+        let mut limit = |names: &[&'static str]| -> Option<u32> {
+            let (variable, value) = names
+                .iter()
+                .find_map(|name| get(name).map(|value| (*name, value)))?;
+            let parsed = value.parse::<u32>().ok();
+            if parsed.is_none() {
+                limit_warnings.push(EnvWarning::InvalidLimit { variable, value });
+            }
+            parsed
+        };
+        let limits = LimitsConfig {
+            attribute_value_length: limit(&[
+                OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+                OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+            ])
+            .map(|n| n as usize),
+            attribute_count: limit(&[OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT]),
+            event_count: limit(&[OTEL_SPAN_EVENT_COUNT_LIMIT]),
+            link_count: limit(&[OTEL_SPAN_LINK_COUNT_LIMIT]),
+        };
+        config.limits = limits;
+        config.warnings.append(&mut limit_warnings);
 
         if let Some(resource) = resource {
             match parse_resource_attributes(&resource) {

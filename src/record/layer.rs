@@ -21,7 +21,7 @@ use crate::record::data::{
 use crate::record::ids::{new_span_id, new_trace_id};
 use crate::record::sampler::Sampler;
 use crate::record::span_data::{
-    Adopted, EventVisitor, LiveRecord, LiveSpan, SpanData, SpanVisitor,
+    Adopted, EventVisitor, Limits, LiveRecord, LiveSpan, SpanData, SpanVisitor,
 };
 use crate::record::start::{self, SpanStart};
 use crate::report::pipeline::Shared;
@@ -63,7 +63,7 @@ pub(crate) struct RecorderConfig {
     pub(crate) service_name: Arc<str>,
     pub(crate) sampler: Box<dyn Sampler>,
     pub(crate) max_attributes: u32,
-    pub(crate) max_events: u32,
+    pub(crate) limits: Limits,
 }
 
 impl RecorderConfig {
@@ -296,7 +296,7 @@ where
         let mut extensions = span.extensions_mut();
         if let Some(data) = extensions.get_mut::<SpanData>() {
             if data.sampled {
-                data.record.links.push(Link::new(linked));
+                data.add_link(Link::new(linked));
             }
         }
     }
@@ -442,6 +442,7 @@ impl RecordLayer {
         let parent_span_id = parent.as_ref().map_or(SpanId::INVALID, |p| p.span_id);
         let now = if sampled { clock::now_nanos() } else { 0 };
         let seeded_attributes = !attributes.is_empty();
+        let seeded_links = !links.is_empty();
         let wants_vec =
             sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
         let (slot, recycled) = self.shared.record_slot(wants_vec);
@@ -472,6 +473,7 @@ impl RecordLayer {
                         events: Vec::new(),
                         dropped_events_count: 0,
                         links,
+                        dropped_links_count: 0,
                         status: Status::Unset,
                         service_name: service_name
                             .or(inherited_service)
@@ -500,10 +502,10 @@ impl RecordLayer {
             node,
             baggage.unwrap_or(inherited_baggage),
             sampled,
-            self.config.max_events,
+            self.config.limits,
         );
-        if seeded_attributes {
-            data.enforce_attribute_limit();
+        if seeded_attributes || seeded_links {
+            data.enforce_seed_limits();
         }
         if sampled && !skip_fields {
             attrs.record(&mut SpanVisitor(&mut data));

@@ -80,6 +80,7 @@ pub(crate) use start::{with_ambient, with_pending, Ambient};
 use crate::report::pipeline::{self, PipelineConfig};
 use crate::report::{RecorderGuard, Reporter};
 use layer::RecorderConfig;
+use span_data::Limits;
 use sampler::{AlwaysOn, ParentBased, Sampler, TraceIdRatio};
 
 /// Entry point: `Recorder::builder()`.
@@ -97,6 +98,8 @@ impl Recorder {
             pipeline: PipelineConfig::default(),
             max_attributes: 128,
             max_events: 128,
+            max_links: 128,
+            max_value_len: DEFAULT_VALUE_LENGTH_LIMIT,
             record_internals: false,
         }
     }
@@ -111,8 +114,14 @@ pub struct RecorderBuilder {
     pipeline: PipelineConfig,
     max_attributes: u32,
     max_events: u32,
+    max_links: u32,
+    max_value_len: usize,
     record_internals: bool,
 }
+
+/// The default longest attribute value, in bytes: what a caller sends (a user agent, a path,
+/// a header, an error message) must not make spans arbitrarily large.
+pub const DEFAULT_VALUE_LENGTH_LIMIT: usize = 8 * 1024;
 
 impl RecorderBuilder {
     /// The service name of spans that no layer names otherwise. Defaults to
@@ -177,6 +186,21 @@ impl RecorderBuilder {
         self
     }
 
+    /// Most links kept per span; more are counted as dropped. Default 128.
+    pub fn max_links_per_span(mut self, max: u32) -> Self {
+        self.max_links = max;
+        self
+    }
+
+    /// The longest text kept in an attribute value (each string of an array too), an
+    /// exception message or a status description, in bytes; longer text is cut on a
+    /// character boundary. Default [`DEFAULT_VALUE_LENGTH_LIMIT`] (8 KiB), so that what a
+    /// caller sends (a user agent, a path, a header, an error message) stays bounded.
+    pub fn max_attribute_value_length(mut self, max: usize) -> Self {
+        self.max_value_len = max;
+        self
+    }
+
     /// Records the spans and events of library internals too: targets under `hyper`,
     /// `hyper_util`, `h2`, `tower`, `tonic`, `reqwest`, `rustls`, `tokio`, `mio`, `want`,
     /// `opentelemetry`, `opentelemetry_sdk` and `opentelemetry_otlp`.
@@ -198,7 +222,11 @@ impl RecorderBuilder {
                 .sampler
                 .unwrap_or_else(|| Box::new(ParentBased::new(AlwaysOn))),
             max_attributes: self.max_attributes,
-            max_events: self.max_events,
+            limits: Limits {
+                events: self.max_events,
+                links: self.max_links,
+                value_len: self.max_value_len,
+            },
             record_internals: self.record_internals,
         };
         (RecordLayer::new(config, shared), guard)
@@ -215,7 +243,8 @@ impl RecorderBuilder {
 
     /// Applies the OpenTelemetry environment variables (`OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`'s `service.name`, `OTEL_TRACES_SAMPLER`,
-    /// `OTEL_TRACES_SAMPLER_ARG`) of this process; see [`env`](mod@env). Invalid values keep the
+    /// `OTEL_TRACES_SAMPLER_ARG`, the span limits `OTEL_SPAN_*_LIMIT` and
+    /// `OTEL_ATTRIBUTE_*_LIMIT`) of this process; see [`env`](mod@env). Invalid values keep the
     /// current setting and are logged once through `tracing` at WARN, now (so only a
     /// subscriber already installed sees them; read [`EnvConfig::from_env`] yourself to
     /// handle them). Later builder calls override earlier ones, so call this first to let
@@ -228,8 +257,8 @@ impl RecorderBuilder {
         self.with_env_config(&config)
     }
 
-    /// Applies settings read with [`EnvConfig`](env::EnvConfig): its service name and
-    /// sampler, when set. Warnings are left to the caller.
+    /// Applies settings read with [`EnvConfig`](env::EnvConfig): its service name, sampler
+    /// and span limits, when set. Warnings are left to the caller.
     pub fn with_env_config(mut self, config: &env::EnvConfig) -> Self {
         if let Some(name) = &config.service_name {
             self.service_name = Some(Arc::from(name.as_str()));
@@ -237,6 +266,11 @@ impl RecorderBuilder {
         if let Some(sampler) = &config.sampler {
             self.sampler = Some(sampler.to_sampler());
         }
+        let limits = &config.limits;
+        self.max_value_len = limits.attribute_value_length.unwrap_or(self.max_value_len);
+        self.max_attributes = limits.attribute_count.unwrap_or(self.max_attributes);
+        self.max_events = limits.event_count.unwrap_or(self.max_events);
+        self.max_links = limits.link_count.unwrap_or(self.max_links);
         self
     }
 }

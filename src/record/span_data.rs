@@ -247,7 +247,54 @@ pub(crate) struct SpanData {
     status_explicit: bool,
     /// `otel.status_message` recorded before `otel.status_code`.
     pending_status_message: Option<String>,
-    max_events: u32,
+    limits: Limits,
+}
+
+/// The per-span limits besides the attribute count (which the record carries to the reporter
+/// thread, for the facts).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) events: u32,
+    pub(crate) links: u32,
+    /// The longest text value kept, in bytes; longer ones are cut on a character boundary.
+    pub(crate) value_len: usize,
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub(crate) fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Cuts the text in `value` (a string, or each string of an array) to `max` bytes.
+fn cap_value(value: &mut Value, max: usize) {
+    use opentelemetry::{Array, StringValue};
+    match value {
+        Value::String(s) if s.as_str().len() > max => {
+            *s = StringValue::from(truncated(s.as_str(), max).to_owned());
+        }
+        Value::Array(Array::String(values)) => {
+            for s in values.iter_mut().filter(|s| s.as_str().len() > max) {
+                *s = StringValue::from(truncated(s.as_str(), max).to_owned());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `text`, owned, cut to `max` bytes.
+fn capped_string(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        text.truncate(truncated(&text, max).len());
+        text.shrink_to_fit();
+    }
+    text
 }
 
 impl Drop for SpanData {
@@ -269,7 +316,7 @@ impl SpanData {
         record: Box<LiveSpan>,
         baggage: Baggage,
         sampled: bool,
-        max_events: u32,
+        limits: Limits,
     ) -> Self {
         SpanData {
             record: LivePtr::new(record),
@@ -277,7 +324,7 @@ impl SpanData {
             sampled,
             status_explicit: false,
             pending_status_message: None,
-            max_events,
+            limits,
         }
     }
 
@@ -315,7 +362,8 @@ impl SpanData {
     }
 
     #[inline]
-    fn put_attribute(&mut self, kv: KeyValue) {
+    fn put_attribute(&mut self, mut kv: KeyValue) {
+        cap_value(&mut kv.value, self.limits.value_len);
         if let Some(slot) = self.record.attributes.iter_mut().find(|a| a.key == kv.key) {
             slot.value = kv.value;
         } else if self.record.attributes.len() < self.record.max_attributes as usize {
@@ -331,18 +379,40 @@ impl SpanData {
         self.record.ended = true;
     }
 
-    /// Drops attributes beyond the limit (from a seed that brought more), counting them.
-    pub(crate) fn enforce_attribute_limit(&mut self) {
+    /// Applies the limits to what a seed brought: attributes beyond the count and links
+    /// beyond theirs are dropped and counted, long values cut.
+    pub(crate) fn enforce_seed_limits(&mut self) {
         let max = self.record.max_attributes as usize;
+        let max_links = self.limits.links as usize;
+        let value_len = self.limits.value_len;
         let record = &mut self.record.record;
         if record.attributes.len() > max {
             record.dropped_attributes_count += (record.attributes.len() - max) as u32;
             record.attributes.truncate(max);
         }
+        for kv in &mut record.attributes {
+            cap_value(&mut kv.value, value_len);
+        }
+        if record.links.len() > max_links {
+            record.dropped_links_count += (record.links.len() - max_links) as u32;
+            record.links.truncate(max_links);
+        }
     }
 
-    pub(crate) fn add_event(&mut self, event: Event) {
-        if self.record.events.len() < self.max_events as usize {
+    /// Adds a link, unless the span has as many as its limit allows.
+    pub(crate) fn add_link(&mut self, link: crate::record::data::Link) {
+        if self.record.links.len() < self.limits.links as usize {
+            self.record.links.push(link);
+        } else {
+            self.record.dropped_links_count += 1;
+        }
+    }
+
+    pub(crate) fn add_event(&mut self, mut event: Event) {
+        if self.record.events.len() < self.limits.events as usize {
+            for kv in &mut event.attributes {
+                cap_value(&mut kv.value, self.limits.value_len);
+            }
             self.record.events.push(event);
         } else {
             self.record.dropped_events_count += 1;
@@ -354,14 +424,20 @@ impl SpanData {
         if matches!(status, Status::Unset) || matches!(self.record.status, Status::Ok) {
             return;
         }
-        self.record.status = status;
+        self.record.status = match status {
+            Status::Error { description } if description.len() > self.limits.value_len => {
+                Status::error(truncated(&description, self.limits.value_len).to_owned())
+            }
+            status => status,
+        };
         self.status_explicit = true;
     }
 
     /// A status implied by an error event or field: only fills an unset status.
     fn set_implied_error(&mut self, message: &str) {
         if !self.status_explicit && matches!(self.record.status, Status::Unset) {
-            self.record.status = Status::error(message.to_owned());
+            self.record.status =
+                Status::error(truncated(message, self.limits.value_len).to_owned());
         }
     }
 
@@ -373,6 +449,7 @@ impl SpanData {
         message: String,
         mut extra: Vec<KeyValue>,
     ) {
+        let message = capped_string(message, self.limits.value_len);
         self.set_implied_error(&message);
         let mut attributes = Vec::with_capacity(2 + extra.len());
         if let Some(ty) = exception_type {
@@ -450,13 +527,19 @@ impl SpanVisitor<'_> {
                 },
                 _ => {}
             },
-            semconv::OTEL_STATUS_MESSAGE => match &mut data.record.status {
-                Status::Error { description } => *description = Cow::Owned(value.into_owned()),
-                // Kept until an error status code arrives.
-                _ => data.pending_status_message = Some(value.into_owned()),
-            },
+            semconv::OTEL_STATUS_MESSAGE => {
+                let value = truncated(&value, data.limits.value_len);
+                match &mut data.record.status {
+                    Status::Error { description } => *description = Cow::Owned(value.to_owned()),
+                    // Kept until an error status code arrives.
+                    _ => data.pending_status_message = Some(value.to_owned()),
+                }
+            }
             semconv::ERROR_FIELD => data.record_exception(None, value.into_owned(), Vec::new()),
-            _ => data.set_field(field, Value::String(value.into_owned().into())),
+            _ => {
+                let value = truncated(&value, data.limits.value_len).to_owned();
+                data.set_field(field, Value::String(value.into()))
+            }
         }
     }
 }

@@ -92,6 +92,41 @@ impl SpanStart {
         self
     }
 
+    /// The span starts a new trace, linked to `claimed`: the context an untrusted caller
+    /// sent (a public edge). The caller's trace id, sampling decision and trace state are
+    /// not continued, so nothing it chose travels further; the link keeps the trail. Give
+    /// no [`baggage`](Self::baggage) of the caller's either. A context that is not valid is
+    /// not linked.
+    ///
+    /// ```
+    /// use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    /// use tracewire::record::{Recorder, SpanExt, SpanStart};
+    /// use tracing_subscriber::layer::SubscriberExt;
+    ///
+    /// let (layer, _guard) = Recorder::builder().build();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     let claimed = SpanContext::new(
+    ///         TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+    ///         SpanId::from(0x00f067aa0ba902b7),
+    ///         TraceFlags::SAMPLED,
+    ///         true,
+    ///         TraceState::NONE,
+    ///     );
+    ///     let span = SpanStart::new()
+    ///         .untrusted_parent(claimed.clone())
+    ///         .create(|| tracing::info_span!("public request"));
+    ///     assert_ne!(span.span_context().unwrap().trace_id, claimed.trace_id);
+    /// });
+    /// ```
+    pub fn untrusted_parent(mut self, claimed: SpanContext) -> Self {
+        self.remote_parent = None;
+        self.new_root = true;
+        if claimed.is_valid() {
+            self.links.push(Link::new(claimed));
+        }
+        self
+    }
+
     /// Baggage for the span and its children (instead of the parent's).
     pub fn baggage(mut self, baggage: Baggage) -> Self {
         self.baggage = Some(baggage);

@@ -162,6 +162,7 @@ impl From<&SpanRecord> for SpanData {
             .iter()
             .map(|link| OtelLink::new((&link.span_context).into(), link.attributes.clone(), 0))
             .collect();
+        links.dropped_count = record.dropped_links_count;
         SpanData {
             span_context: (&record.span_context).into(),
             parent_span_id: record.parent_span_id,

@@ -153,9 +153,16 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         let head = RequestHead::from(&req);
+        // Trust is decided first: on an untrusted edge nothing the caller sent reaches the
+        // handler's context, whichever way the request goes on (filtered, unsampled, no
+        // recorder).
+        let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
+        let traced = config.common.traces(&head);
+        if !traced && untrusted {
+            return ResponseFuture::new(|| self.inner.call(req), None, None, None, None);
+        }
         let extracted = config.common.propagator.extract(req.headers());
-
-        if !config.common.traces(&head) {
+        if !traced {
             let ambient = Ambient {
                 context: extracted.span_context,
                 baggage: extracted.baggage,
@@ -163,7 +170,6 @@ where
             return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), None, None);
         }
 
-        let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
         // A public edge: a new trace that only links to what the caller claimed.
         let (parent, baggage, claimed) = if untrusted {
             (None, Baggage::new(), extracted.span_context)
@@ -285,7 +291,13 @@ where
                 traceresponse,
             );
         }
-        let mut end = SpanEnd::new(span, Role::Server, sampled, grpc);
+        let mut end = SpanEnd::new(
+        span,
+        Role::Server,
+        sampled,
+        grpc,
+        &config.common.redacted_query_params,
+    );
         if let Some(g) = end.grpc_mut() {
             g.deadline = rpc::deadline(req.headers());
             if config.message_events && sampled {

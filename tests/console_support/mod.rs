@@ -48,6 +48,7 @@ pub fn span(
         events: Vec::new(),
         dropped_events_count: 0,
         links: Vec::new(),
+        dropped_links_count: 0,
         status: Status::Unset,
         service_name: service.into(),
         scope: InstrumentationScope::builder("test").build(),
