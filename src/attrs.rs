@@ -283,7 +283,11 @@ fn trim_brackets(host: &str) -> &str {
 /// A query string with the values of `redacted` parameters replaced by `REDACTED`.
 pub(crate) fn redact_query<'q>(query: &'q str, redacted: &QueryRedaction) -> Cow<'q, str> {
     let key_of = |pair: &'q str| pair.split_once('=').map(|(k, _)| k);
-    if !query.split('&').filter_map(key_of).any(|k| redacted.covers(k)) {
+    if !query
+        .split('&')
+        .filter_map(key_of)
+        .any(|k| redacted.covers(k))
+    {
         return Cow::Borrowed(query);
     }
     let mut out = String::with_capacity(query.len());
@@ -516,7 +520,10 @@ mod tests {
              (http://127.0.0.1:1/upload?X-Amz-Signature=REDACTED&part=1)"
         );
         assert_eq!(
-            redact_text("connect to https://ana:pw@h.example/x?token=t#frag failed", &p),
+            redact_text(
+                "connect to https://ana:pw@h.example/x?token=t#frag failed",
+                &p
+            ),
             "connect to https://REDACTED:REDACTED@h.example/x?token=REDACTED#frag failed"
         );
         assert_eq!(
@@ -524,10 +531,21 @@ mod tests {
             "a: http://h/?sig=REDACTED b: ftp://REDACTED:REDACTED@h/?sig=REDACTED"
         );
         // Nothing to redact: the text comes back as it was, without a copy.
-        for plain in ["", "no url here", "://", "x://", "http://h/?", "http://h/?sig", "é://é"] {
+        for plain in [
+            "",
+            "no url here",
+            "://",
+            "x://",
+            "http://h/?",
+            "http://h/?sig",
+            "é://é",
+        ] {
             assert!(matches!(redact_text(plain, &p), Cow::Borrowed(t) if t == plain));
         }
-        assert_eq!(redact_text("é://é@é?sig=1", &p), "é://REDACTED:REDACTED@é?sig=REDACTED");
+        assert_eq!(
+            redact_text("é://é@é?sig=1", &p),
+            "é://REDACTED:REDACTED@é?sig=REDACTED"
+        );
         assert_eq!(
             redact_text("PUT /up?sig=1&a=2: refused", &p),
             "PUT /up?sig=REDACTED&a=2: refused"

@@ -20,18 +20,19 @@ use pin_project_lite::pin_project;
 use tracing::Span;
 
 use crate::attrs;
-use crate::config::QueryRedaction;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
+use crate::config::QueryRedaction;
 use crate::future::ResponseCapture;
 use crate::record::data::{Key, KeyValue, Status, Value};
 use crate::record::{with_span_data, SpanData};
-use crate::rpc::{self, MessageCounter};
+use crate::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
 
 /// gRPC status codes the layers produce themselves.
 const CANCELLED_CODE: i32 = 1;
 const UNKNOWN_CODE: i32 = 2;
 const DEADLINE_EXCEEDED_CODE: i32 = 4;
+const UNIMPLEMENTED_CODE: i32 = 12;
 
 /// How a span ends, carried from the response future into the body.
 ///
@@ -64,6 +65,17 @@ pub(crate) struct GrpcEnd {
     pub(crate) messages: Option<MessageCounter>,
     /// The status to record: code and message.
     status: Option<(i32, Option<String>)>,
+    /// The service answered the call as a gRPC method it serves: a gRPC response head, or a
+    /// `grpc-status` other than UNIMPLEMENTED.
+    pub(crate) answered: bool,
+    /// The call was refused as unknown: UNIMPLEMENTED, or an HTTP 404.
+    refused: bool,
+    /// A server span named after the called method: the methods the layer recognizes, to
+    /// name it `_OTHER` when the method is not one of them (see [`rpc::GrpcMethods`]).
+    pub(crate) methods: Option<Arc<GrpcMethods>>,
+    /// The application routed the call to a route of its own (an axum route without
+    /// parameters): the method is the application's, not the caller's.
+    pub(crate) routed: bool,
 }
 
 /// What a response head says about the call.
@@ -120,6 +132,10 @@ impl SpanEnd {
                 .into_owned()
         });
         self.set_grpc_status(code, message);
+        if let Some(grpc) = self.grpc_mut() {
+            grpc.answered = true;
+            grpc.refused = code == UNIMPLEMENTED_CODE;
+        }
         true
     }
 
@@ -133,7 +149,11 @@ impl SpanEnd {
             Some(reason) => format!("HTTP {code} {reason}"),
             None => format!("HTTP {code}"),
         };
-        self.set_grpc_status(rpc::status_from_http(code), Some(description));
+        let status = rpc::status_from_http(code);
+        self.set_grpc_status(status, Some(description));
+        if let Some(grpc) = self.grpc_mut() {
+            grpc.refused = status == UNIMPLEMENTED_CODE;
+        }
     }
 
     fn set_grpc_status(&mut self, code: i32, message: Option<String>) {
@@ -209,7 +229,15 @@ impl SpanEnd {
             Some(g) => (g.status.take(), g.trailer_capture.take()),
             None => (None, None),
         };
+        let methods = self
+            .grpc
+            .as_mut()
+            .filter(|g| !g.routed)
+            .and_then(|g| Some((g.methods.take()?, g.answered, g.refused)));
         with_span_data(&self.span, |d| {
+            if let Some((methods, answered, refused)) = methods {
+                name_method(d, &methods, answered, refused);
+            }
             if let Some(head) = head {
                 record_head(d, role, grpc, head);
             }
@@ -233,11 +261,10 @@ impl SpanEnd {
             // A gRPC status, known or concluded (a deadline), names the error more precisely.
             let status_known = grpc_status.is_some();
             if let Some((code, message)) = grpc_status {
-                let message =
-                    message.map(|m| match attrs::redact_text(&m, &self.redaction) {
-                        Cow::Borrowed(_) => m,
-                        Cow::Owned(redacted) => redacted,
-                    });
+                let message = message.map(|m| match attrs::redact_text(&m, &self.redaction) {
+                    Cow::Borrowed(_) => m,
+                    Cow::Owned(redacted) => redacted,
+                });
                 record_grpc_status(d, role, code, message);
             }
             match ending {
@@ -270,6 +297,31 @@ impl SpanEnd {
             d.end_now();
         });
     }
+}
+
+/// A gRPC server span keeps the method's name only if the layer recognizes the method
+/// (configured, or answered before), or the service answered this call without refusing it;
+/// otherwise the caller chose the name, and it becomes `_OTHER` (span name `grpc`), with
+/// the caller's text kept in `rpc.method_original` only.
+fn name_method(d: &mut SpanData, methods: &GrpcMethods, answered: bool, refused: bool) {
+    let method = &d.record.name;
+    if methods.recognizes(method) {
+        return;
+    }
+    if answered && !refused {
+        methods.learn(method);
+        return;
+    }
+    let original = std::mem::replace(&mut d.record.name, Cow::Borrowed("grpc"));
+    d.record.attributes.retain(|kv| {
+        let key = kv.key.as_str();
+        key != semconv::RPC_SERVICE && key != semconv::RPC_METHOD
+    });
+    d.set_attribute(KeyValue::new(semconv::RPC_METHOD, "_OTHER"));
+    d.set_attribute(KeyValue::new(
+        semconv::RPC_METHOD_ORIGINAL,
+        original.into_owned(),
+    ));
 }
 
 /// The response head's attributes and, by the HTTP rules for `role`, its status.

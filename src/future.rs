@@ -44,6 +44,12 @@ impl ResponseState {
             if !end.grpc_status(response.headers()) && code != 200 {
                 end.grpc_http_failure(code);
             }
+            if code == 200 && crate::rpc::is_grpc(response.headers()) {
+                if let Some(g) = end.grpc_mut() {
+                    // A gRPC service took the call (a status read above may still refuse it).
+                    g.answered = true;
+                }
+            }
             if let Some(g) = end.grpc_mut() {
                 g.trailer_capture.clone_from(&self.capture);
             }

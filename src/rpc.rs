@@ -1,6 +1,8 @@
 //! gRPC wire details the layers read: detection, `grpc-status`, `grpc-timeout`, the status
 //! a response without one stands for, and the length-prefixed messages of a body.
 
+use std::collections::HashSet;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -32,6 +34,56 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
     let head = value.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &value[prefix.len()..])
+}
+
+/// The gRPC methods a server layer recognizes, so that a caller cannot name spans: the
+/// semantic conventions want `rpc.method` set to `_OTHER` for a method the server does not
+/// recognize, and the caller picks the path.
+///
+/// A method is recognized when it was configured, or once the service answered a call to
+/// it (a gRPC response head, a `grpc-status` other than UNIMPLEMENTED): only methods that
+/// exist are learned, and the set stops growing at [`MAX_LEARNED`](Self::MAX_LEARNED).
+/// Whole services are not configurable: a caller could then make up methods under one.
+#[derive(Debug, Default)]
+pub(crate) struct GrpcMethods {
+    /// Configured `package.Service/Method` names.
+    configured: Vec<Box<str>>,
+    learned: RwLock<HashSet<Box<str>>>,
+}
+
+impl GrpcMethods {
+    const MAX_LEARNED: usize = 1024;
+
+    /// These methods and services too.
+    pub(crate) fn with(&self, more: impl IntoIterator<Item = Box<str>>) -> Self {
+        let mut configured = self.configured.clone();
+        configured.extend(more.into_iter().map(|m| {
+            let m = m.trim_start_matches('/');
+            m.into()
+        }));
+        GrpcMethods {
+            configured,
+            learned: RwLock::default(),
+        }
+    }
+
+    /// `method` (`package.Service/Method`) is known to be served.
+    pub(crate) fn recognizes(&self, method: &str) -> bool {
+        self.configured.iter().any(|known| **known == *method)
+            || self
+                .learned
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(method)
+    }
+
+    /// The service answered a call to `method`: it exists.
+    pub(crate) fn learn(&self, method: &str) {
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        if learned.len() < Self::MAX_LEARNED {
+            learned.insert(method.into());
+        }
+    }
 }
 
 /// `package.Service/Method` from a gRPC path `/package.Service/Method`.

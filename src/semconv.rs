@@ -38,6 +38,8 @@ pub use opentelemetry_semantic_conventions::attribute::{
 pub const RPC_SYSTEM: &str = "rpc.system";
 /// `rpc.service`: the full service name, `package.Service`.
 pub const RPC_SERVICE: &str = "rpc.service";
+/// `rpc.method_original`: the method the caller named, when `rpc.method` is `_OTHER`.
+pub const RPC_METHOD_ORIGINAL: &str = "rpc.method_original";
 /// `rpc.method`: the method name, `Method`.
 pub const RPC_METHOD: &str = "rpc.method";
 /// `rpc.grpc.status_code`: the gRPC status code, an integer.

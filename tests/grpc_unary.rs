@@ -17,7 +17,10 @@ use tracing::Instrument;
 
 fn layers() -> (ServerLayer, ClientLayer) {
     (
-        ServerLayer::grpc().service_name("health"),
+        // Named, so that calls cancelled before any answer keep their method's name.
+        ServerLayer::grpc()
+            .grpc_methods([CHECK, WATCH])
+            .service_name("health"),
         ClientLayer::grpc().service_name("caller"),
     )
 }
@@ -193,7 +196,7 @@ fn an_unknown_method_is_unimplemented_on_both_sides() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unimplemented);
     });
-    let (_, client, server) = one_trace(&recorded, "grpc.health.v1.Health/Nope");
+    let (client, server) = refused_call(&recorded, "grpc.health.v1.Health/Nope");
     for span in [&client, &server] {
         assert_eq!(int(span, "rpc.grpc.status_code"), Some(12));
         assert_eq!(span.status, Status::error("UNIMPLEMENTED"));
@@ -201,8 +204,29 @@ fn an_unknown_method_is_unimplemented_on_both_sides() {
             span.attribute("error.type"),
             Some(&Value::from("UNIMPLEMENTED"))
         );
-        assert_eq!(string(span, "rpc.method").as_deref(), Some("Nope"));
     }
+    assert_eq!(string(&client, "rpc.method").as_deref(), Some("Nope"));
+}
+
+/// The client and server spans of a call the server refused as UNIMPLEMENTED: the client
+/// keeps the name it chose; the server span is `grpc`, with `rpc.method = _OTHER` and the
+/// caller's method only in `rpc.method_original`.
+fn refused_call(recorded: &Recorded, method: &str) -> (SpanRecord, SpanRecord) {
+    recorded.spans.wait_for(3, WAIT).unwrap();
+    let outer = recorded.spans.find("outer").expect("outer span");
+    let client = recorded.spans.find(method).expect("client span");
+    assert_eq!(client.kind, SpanKind::Client);
+    assert_eq!(client.parent_span_id, outer.span_id());
+    let server = recorded.spans.find("grpc").expect("server span");
+    assert_eq!(server.kind, SpanKind::Server);
+    assert_eq!(server.parent_span_id, client.span_id());
+    assert_eq!(string(&server, "rpc.method").as_deref(), Some("_OTHER"));
+    assert_eq!(
+        string(&server, "rpc.method_original").as_deref(),
+        Some(method)
+    );
+    assert!(server.attribute("rpc.service").is_none(), "{server:#?}");
+    (client, server)
 }
 
 #[test]
@@ -219,12 +243,15 @@ fn an_unknown_service_is_unimplemented_on_both_sides() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unimplemented);
     });
-    let (_, client, server) = one_trace(&recorded, "pkg.Missing/Call");
+    let (client, server) = refused_call(&recorded, "pkg.Missing/Call");
     for span in [&client, &server] {
         assert_eq!(int(span, "rpc.grpc.status_code"), Some(12));
         assert_eq!(span.status, Status::error("UNIMPLEMENTED"));
-        assert_eq!(string(span, "rpc.service").as_deref(), Some("pkg.Missing"));
     }
+    assert_eq!(
+        string(&client, "rpc.service").as_deref(),
+        Some("pkg.Missing")
+    );
 }
 
 #[test]

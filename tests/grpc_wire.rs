@@ -314,7 +314,13 @@ fn an_unknown_path_answered_404_is_unimplemented() {
             .code()
     });
     assert_eq!(code, Code::Unimplemented);
-    let (client, server) = client_and_server(&recorded, "pkg.Broken/Missing", 2);
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    let client = recorded.spans.find("pkg.Broken/Missing").unwrap();
+    // No route matched: the caller named the method, so the server span does not.
+    let server = recorded.spans.find("grpc").expect("an _OTHER server span");
+    assert_eq!(spans.len(), 2);
+    assert_eq!(server.parent_span_id, client.span_id());
+    assert_eq!(string(&server, "rpc.method").as_deref(), Some("_OTHER"));
     for span in [&client, &server] {
         assert_eq!(int(span, "rpc.grpc.status_code"), Some(12));
         assert_eq!(int(span, "http.response.status_code"), Some(404));
@@ -380,7 +386,9 @@ fn check_frame(service: &str) -> Bytes {
 #[test]
 fn a_server_past_the_callers_deadline_records_deadline_exceeded() {
     let (recorded, grpc_status) = recorded(|_| async {
-        let addr = serve_grpc(ServerLayer::grpc(), TestHealth::default()).await;
+        // The call never gets an answer: only a method the layer recognizes keeps its name.
+        let layer = ServerLayer::grpc().grpc_methods([CHECK]);
+        let addr = serve_grpc(layer, TestHealth::default()).await;
         // A client that sends a deadline but does not enforce it: the server's timer fires.
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)

@@ -80,8 +80,8 @@ pub(crate) use start::{with_ambient, with_pending, Ambient};
 use crate::report::pipeline::{self, PipelineConfig};
 use crate::report::{RecorderGuard, Reporter};
 use layer::RecorderConfig;
-use span_data::Limits;
 use sampler::{AlwaysOn, ParentBased, Sampler, TraceIdRatio};
+use span_data::Limits;
 
 /// Entry point: `Recorder::builder()`.
 #[derive(Debug)]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use crate::config::{common_builder_methods, Common, Predicate, RequestHead};
+use crate::rpc::GrpcMethods;
 use crate::server::ServerTrace;
 
 /// Settings of a [`ServerLayer`].
@@ -14,6 +15,7 @@ pub(crate) struct ServerConfig {
     pub(crate) untrusted: Option<Predicate>,
     pub(crate) grpc_only: bool,
     pub(crate) message_events: bool,
+    pub(crate) grpc_methods: Arc<GrpcMethods>,
 }
 
 /// Traces incoming requests: extracts the caller's trace context and wraps each request in
@@ -76,6 +78,37 @@ impl ServerLayer {
     /// not counted.
     pub fn message_events(mut self, enabled: bool) -> Self {
         Arc::make_mut(&mut self.config).message_events = enabled;
+        self
+    }
+
+    /// gRPC methods this server serves, as `package.Service/Method`.
+    ///
+    /// A gRPC server span keeps its method's name (`package.Service/Method`) when the
+    /// service answers the call (a gRPC response head or a `grpc-status` other than
+    /// UNIMPLEMENTED; such methods are learned, up to 1,024), or, for a call cancelled
+    /// before any answer, when the method is recognized: named here or learned before. Any
+    /// other call (a path an attacker made up, a method the service refused as
+    /// UNIMPLEMENTED) gets the span name `grpc`, `rpc.method = _OTHER` and the caller's text
+    /// in `rpc.method_original` only, as the semantic conventions ask, so that callers
+    /// cannot create span names. Name your methods here to keep the names of calls cancelled
+    /// before their method was first answered.
+    ///
+    /// ```
+    /// let layer = tracewire::ServerLayer::grpc()
+    ///     .grpc_methods(["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"]);
+    /// # drop(layer);
+    /// ```
+    pub fn grpc_methods<I, M>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: AsRef<str>,
+    {
+        let config = Arc::make_mut(&mut self.config);
+        config.grpc_methods = Arc::new(
+            config
+                .grpc_methods
+                .with(methods.into_iter().map(|m| Box::from(m.as_ref()))),
+        );
         self
     }
 

@@ -292,16 +292,22 @@ where
             );
         }
         let mut end = SpanEnd::new(
-        span,
-        Role::Server,
-        sampled,
-        grpc,
-        &config.common.redacted_query_params,
-    );
+            span,
+            Role::Server,
+            sampled,
+            grpc,
+            &config.common.redacted_query_params,
+        );
         if let Some(g) = end.grpc_mut() {
             g.deadline = rpc::deadline(req.headers());
             if config.message_events && sampled {
                 g.messages = Some(MessageCounter::new(Direction::Sent));
+            }
+            if sampled && config.common.span_name.is_none() {
+                g.methods = Some(config.grpc_methods.clone());
+                // A route the application wrote out in full names the method, as for HTTP;
+                // one with parameters would let the caller's path through.
+                g.routed = matched_route(req.extensions()).is_some_and(|r| !r.contains('{'));
             }
         }
         let state = ResponseState {
