@@ -104,3 +104,9 @@ pub mod server;
 
 pub use client::ClientLayer;
 pub use server::ServerLayer;
+
+// The README's snippets are compiled (and run, unless marked otherwise) as doc tests, so they
+// cannot drift from the API.
+#[cfg(all(doctest, feature = "axum", feature = "console", feature = "otel"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
