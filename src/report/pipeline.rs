@@ -533,12 +533,13 @@ impl Worker {
                 self.shared.cond.notify_all();
                 return;
             }
+            // Before a flush completes: a flush waits for the warning about earlier drops.
+            self.shared.warn_drops(Instant::now(), false);
             if flush_target > self.shared.lock().flushed {
                 self.each(0, |r| r.flush());
                 self.shared.lock().flushed = flush_target;
                 self.shared.cond.notify_all();
             }
-            self.shared.warn_drops(Instant::now(), false);
             if self.shared.queue.is_empty()
                 && self.shared.flush_requested.load(Ordering::SeqCst) == flush_target
             {
