@@ -64,20 +64,21 @@ fn runtime() -> Runtime {
 }
 
 /// A tonic OTLP exporter to `endpoint`, built inside `rt`.
-fn exporter(rt: &Runtime, endpoint: String, retries: bool) -> opentelemetry_otlp::SpanExporter {
+fn exporter(
+    rt: &Runtime,
+    endpoint: String,
+    retry: RetryPolicy,
+) -> opentelemetry_otlp::SpanExporter {
     let _entered = rt.enter();
-    let builder = opentelemetry_otlp::SpanExporter::builder()
+    opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         // Longer than any test: only our own export timeout may end a stalled export.
-        .with_timeout(Duration::from_secs(600));
-    let builder = if retries {
-        // The default policy: back-off sleeps on the runtime's timers.
-        builder
-    } else {
-        builder.with_retry_policy(RetryPolicy::disabled())
-    };
-    builder.build().unwrap()
+        .with_timeout(Duration::from_secs(600))
+        // Retries back off on the runtime's timers.
+        .with_retry_policy(retry)
+        .build()
+        .unwrap()
 }
 
 struct Setup {
@@ -86,8 +87,8 @@ struct Setup {
     counters: OtelCounters,
 }
 
-fn setup(rt: &Runtime, endpoint: String, retries: bool, queue: usize) -> Setup {
-    let otel = OtelReporter::builder(exporter(rt, endpoint, retries))
+fn setup(rt: &Runtime, endpoint: String, retry: RetryPolicy, queue: usize) -> Setup {
+    let otel = OtelReporter::builder(exporter(rt, endpoint, retry))
         .export_interval(Duration::ZERO)
         .export_timeout(Duration::from_secs(600))
         .max_export_batch_size(64)
@@ -147,7 +148,7 @@ fn receiver_down_at_shutdown() {
         layer,
         guard,
         counters,
-    } = setup(&rt, format!("http://{addr}"), true, 4096);
+    } = setup(&rt, format!("http://{addr}"), RetryPolicy::default(), 4096);
     let spans = dispatch(layer);
 
     produce(&spans, 100);
@@ -191,7 +192,7 @@ fn receiver_stalled_at_shutdown_then_the_runtime_goes_away() {
         layer,
         guard,
         counters,
-    } = setup(&rt, format!("http://{addr}"), false, 4096);
+    } = setup(&rt, format!("http://{addr}"), RetryPolicy::disabled(), 4096);
     let spans = dispatch(layer);
     let handle = guard.handle();
 
@@ -248,7 +249,12 @@ fn guard_dropped_after_the_runtime_shut_down() {
         layer,
         guard,
         counters,
-    } = setup(&rt, format!("http://{}", receiver.addr), true, 4096);
+    } = setup(
+        &rt,
+        format!("http://{}", receiver.addr),
+        RetryPolicy::default(),
+        4096,
+    );
     let spans = dispatch(layer);
     let handle = guard.handle();
 
@@ -278,7 +284,12 @@ fn guard_dropped_from_a_task_while_the_runtime_shuts_down() {
     let rt = runtime();
     let receiver =
         rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
-    let Setup { layer, guard, .. } = setup(&rt, format!("http://{}", receiver.addr), true, 4096);
+    let Setup { layer, guard, .. } = setup(
+        &rt,
+        format!("http://{}", receiver.addr),
+        RetryPolicy::default(),
+        4096,
+    );
     let spans = dispatch(layer);
     let handle = guard.handle();
     produce(&spans, 40);
@@ -294,6 +305,56 @@ fn guard_dropped_from_a_task_while_the_runtime_shuts_down() {
     let stats = handle.stats();
     assert_final(&stats, 40);
     assert_eq!(stats.spans_exported, received(&receiver), "{stats:?}");
+    assert_no_panic();
+}
+
+/// The case of the panic "A Tokio 1.x context was found, but it is being shutdown": the
+/// collector is down, an export waits in a retry back-off on the runtime's timers when the
+/// shutdown deadline passes, and the runtime then shuts down under it.
+#[test]
+fn runtime_shuts_down_while_an_export_backs_off() {
+    let _serial = count_panics();
+    let rt = runtime();
+    // A port with nothing listening: connections are refused.
+    let addr = rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    });
+    let backoff = RetryPolicy::default()
+        .with_max_retries(5)
+        .with_initial_delay(Duration::from_secs(60))
+        .with_max_delay(Duration::from_secs(60))
+        .with_max_jitter(Duration::ZERO);
+    let Setup {
+        layer,
+        guard,
+        counters,
+    } = setup(&rt, format!("http://{addr}"), backoff, 4096);
+    let spans = dispatch(layer);
+    let handle = guard.handle();
+    produce(&spans, 10);
+    let deadline = Duration::from_millis(500);
+    let started = Instant::now();
+    let err = guard
+        .shutdown_within(deadline)
+        .expect_err("nothing was delivered");
+    assert!(started.elapsed() < deadline + Duration::from_secs(2));
+    assert!(err.timed_out, "{err:?}");
+    assert_final(&err.stats, 10);
+    assert_eq!(err.stats.dropped.shutdown, 10, "{err:?}");
+
+    let errors_before = counters.stats().export_errors;
+    drop(rt);
+    let until = Instant::now() + WAIT;
+    while counters.stats().export_errors <= errors_before {
+        assert!(
+            Instant::now() < until,
+            "the worker never heard the runtime was gone"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(handle.stats().queued, 0);
+    assert_eq!(handle.stats().dropped, err.stats.dropped);
     assert_no_panic();
 }
 
@@ -354,7 +415,12 @@ fn queue_overflow_under_a_burst() {
         layer,
         guard,
         counters,
-    } = setup(&rt, format!("http://{addr}"), false, QUEUE);
+    } = setup(
+        &rt,
+        format!("http://{addr}"),
+        RetryPolicy::disabled(),
+        QUEUE,
+    );
     let spans = dispatch(layer);
 
     // The first export reaches the receiver and waits there: the worker is stuck on it, and
