@@ -37,7 +37,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Counts every panic, on any thread, from now until the returned guard drops (and still
 /// prints it).
-#[must_use]
 fn count_panics() -> std::sync::MutexGuard<'static, ()> {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     HOOK.call_once(|| {

@@ -354,11 +354,7 @@ mod tests {
     fn drop_warnings_come_at_most_once_per_interval_with_the_counts_since_the_last() {
         let mut log = DropLog::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        assert_eq!(
-            log.take_due(t0, || Drops::default()),
-            None,
-            "nothing dropped"
-        );
+        assert_eq!(log.take_due(t0, Drops::default), None, "nothing dropped");
         assert_eq!(
             log.take_due(t0, || drops(5, 0)),
             Some(drops(5, 0)),
