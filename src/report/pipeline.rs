@@ -540,10 +540,20 @@ impl Worker {
                 self.shared.lock().flushed = flush_target;
                 self.shared.cond.notify_all();
             }
-            if self.shared.queue.is_empty()
-                && self.shared.flush_requested.load(Ordering::SeqCst) == flush_target
-            {
-                thread::park_timeout(self.interval);
+            let idle = || {
+                self.shared.queue.is_empty()
+                    && self.shared.flush_requested.load(Ordering::SeqCst) == flush_target
+                    && !self.shared.closed.load(Ordering::SeqCst)
+            };
+            if idle() {
+                // Say we may sleep, then look again: a flush or close requested after this
+                // store sees `false` and unparks us. (`notified` may have stayed `true` since
+                // a wake-up whose unpark a reporter's own blocking call used up; sleeping on
+                // it would miss the next flush for a whole interval.)
+                self.shared.notified.store(false, Ordering::SeqCst);
+                if idle() {
+                    thread::park_timeout(self.interval);
+                }
             }
         }
     }
