@@ -119,19 +119,15 @@ async fn main() -> Result<(), BoxError> {
         .filter(|e| !e.trim().is_empty())
         .unwrap_or_else(|| "http://localhost:4317".to_owned());
 
-    // The tonic exporter is built inside the runtime, and exports run in its context.
+    // The tonic exporter is built inside the runtime, and exports run as tasks on it.
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint.clone())
         .with_timeout(Duration::from_secs(3))
         .build()?;
-    let handle = tokio::runtime::Handle::current();
     let otel = OtelReporter::builder(exporter)
         .with_env()
-        .export_context(move |export| {
-            let _entered = handle.enter();
-            export()
-        })
+        .runtime(tokio::runtime::Handle::current())
         .build();
     let counters = otel.counters();
     // OTEL_SERVICE_NAME and friends, OTEL_TRACES_SAMPLER(_ARG), OTEL_PROPAGATORS.

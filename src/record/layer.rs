@@ -171,7 +171,10 @@ impl RecordLayer {
     /// their children attach to the nearest recorded ancestor.
     #[inline]
     fn skips(&self, target: &str) -> bool {
-        !self.config.record_internals && is_internal_target(target)
+        (!self.config.record_internals && is_internal_target(target))
+            // The pipeline's own drop warnings, whatever the settings: recorded, they would
+            // feed the queue they report on.
+            || target == crate::report::DROP_LOG_TARGET
     }
 }
 

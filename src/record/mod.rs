@@ -174,6 +174,14 @@ impl RecorderBuilder {
         self
     }
 
+    /// Shortest time between two warnings about dropped spans, logged through `tracing` at
+    /// WARN under [`DROP_LOG_TARGET`](crate::report::DROP_LOG_TARGET) with the counts by
+    /// cause since the last one (see [`Stats`](crate::report::Stats)). Default 10 s.
+    pub fn drop_warning_interval(mut self, interval: Duration) -> Self {
+        self.pipeline.drop_warning_interval = interval;
+        self
+    }
+
     /// Most attributes kept per span; more are counted as dropped. Default 128.
     pub fn max_attributes_per_span(mut self, max: u32) -> Self {
         self.max_attributes = max;

@@ -2,9 +2,16 @@
 //!
 //! The recorder never calls a reporter on the request path. A finished span is moved into a
 //! bounded queue; a background worker thread drains it in batches and hands each batch to the
-//! reporters. When the queue is full the span is dropped and counted ([`Stats::spans_dropped`]);
+//! reporters. When the queue is full the span is dropped and counted ([`Drops::queue_full`]);
 //! the caller never waits. A reporter that panics is caught and counted
 //! ([`Stats::reporter_panics`]) and keeps receiving later batches.
+//!
+//! Every span is accounted for ([`Stats`]): recorded = exported + dropped, by cause
+//! ([`Drops`]), + still queued, at every moment and for the whole path. Drops are logged at
+//! WARN under [`DROP_LOG_TARGET`], at most once per
+//! [`drop_warning_interval`](crate::record::RecorderBuilder::drop_warning_interval) (10 s by
+//! default), with the counts by cause since the last warning; the recorder never records
+//! these events.
 //!
 //! Write a reporter by implementing [`Reporter`]; several can be installed side by side with
 //! [`RecorderBuilder::reporter`](crate::record::RecorderBuilder::reporter).
@@ -34,6 +41,7 @@ mod memory;
 pub mod otel;
 pub(crate) mod pipeline;
 mod recycle;
+pub mod stats;
 pub mod tail;
 
 #[cfg(feature = "console")]
@@ -44,7 +52,8 @@ pub use memory::{InMemoryReporter, WaitTimeout};
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use otel::{OtelCounters, OtelReporter, OtelReporterBuilder, OtelStats};
-pub use pipeline::{FlushError, RecorderGuard, RecorderHandle, Stats};
+pub use pipeline::{FlushError, RecorderGuard, RecorderHandle};
+pub use stats::{Drops, Outcomes, ShutdownError, Stats, DROP_LOG_TARGET};
 pub use tail::{TailCounters, TailSampler, TailSamplerBuilder, TailStats};
 
 /// Receives finished spans in batches, on the reporter worker thread.
@@ -65,6 +74,48 @@ pub trait Reporter: Send + 'static {
     fn shutdown(&mut self) {
         self.flush();
     }
+
+    /// What became of the spans this reporter was handed, since the last call: for
+    /// reporters that keep spans after [`report`](Self::report) returns (batching exporters,
+    /// samplers) or drop some. Called on the worker thread after every other call.
+    ///
+    /// The default, `None`, means "done with them": every span of a batch counts as exported
+    /// once `report` returns without panicking. A reporter that returns `Some` must do so on
+    /// every call, and account for each span once, eventually; spans handed to it and not
+    /// yet accounted for count as queued, and as dropped at shutdown if still unaccounted
+    /// for after [`shutdown`](Self::shutdown). Only the first reporter installed is asked
+    /// (see [`Stats`]); a wrapper asks the reporter it wraps.
+    ///
+    /// ```
+    /// use tracewire::record::SpanRecord;
+    /// use tracewire::report::{Drops, Outcomes, Reporter};
+    ///
+    /// /// Keeps up to 100 spans, to send somewhere later.
+    /// #[derive(Default)]
+    /// struct Buffered {
+    ///     held: Vec<SpanRecord>,
+    ///     outcomes: Outcomes,
+    /// }
+    ///
+    /// impl Reporter for Buffered {
+    ///     fn report(&mut self, batch: &[SpanRecord]) {
+    ///         let room = 100 - self.held.len();
+    ///         let (kept, refused) = batch.split_at(batch.len().min(room));
+    ///         self.held.extend_from_slice(kept);
+    ///         self.outcomes.dropped.queue_full += refused.len() as u64;
+    ///     }
+    ///     fn flush(&mut self) {
+    ///         // … send `self.held` …
+    ///         self.outcomes.exported += self.held.drain(..).len() as u64;
+    ///     }
+    ///     fn take_outcomes(&mut self) -> Option<Outcomes> {
+    ///         Some(std::mem::take(&mut self.outcomes))
+    ///     }
+    /// }
+    /// ```
+    fn take_outcomes(&mut self) -> Option<Outcomes> {
+        None
+    }
 }
 
 impl<R: Reporter + ?Sized> Reporter for Box<R> {
@@ -79,6 +130,9 @@ impl<R: Reporter + ?Sized> Reporter for Box<R> {
     }
     fn shutdown(&mut self) {
         (**self).shutdown()
+    }
+    fn take_outcomes(&mut self) -> Option<Outcomes> {
+        (**self).take_outcomes()
     }
 }
 

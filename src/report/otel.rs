@@ -27,6 +27,10 @@
 //!   worker thread has no current span, so the WARN event attaches to no span either.
 //! - **Shutdown.** When the recorder shuts down, waiting spans are exported, then the
 //!   exporter's `force_flush` and `shutdown` run.
+//! - **Accounting.** The reporter tells the pipeline which spans it exported and which it
+//!   dropped ([`Reporter::take_outcomes`]): a failed or timed-out export counts its spans as
+//!   [`export_failed`](crate::report::Drops::export_failed), and spans still buffered count
+//!   as [`queued`](crate::report::Stats::queued) until exported.
 //! - **Trace state.** `tracestate` is converted with [`TraceState::to_otel`]: members whose
 //!   key `opentelemetry`'s older grammar refuses (such as `a@b@c`) are left out of the export.
 //!
@@ -70,11 +74,11 @@
 //! # OTLP over gRPC (tonic) and the tokio runtime
 //!
 //! `opentelemetry-otlp`'s tonic exporter must be **built inside a tokio runtime** (building
-//! its channel spawns a task), and that runtime must outlive the exporter: the connection
-//! runs on it. Its exports should also run **inside the runtime's context**, or its retry
-//! back-off sleeps block the worker thread where the export timeout cannot cut them short.
-//! Give the reporter a way to enter the runtime with
-//! [`export_context`](OtelReporterBuilder::export_context):
+//! its channel spawns a task), and its connection and timers run on that runtime. Give the
+//! reporter that runtime with [`runtime`](OtelReporterBuilder::runtime): every export then
+//! runs as a task on it, and the worker thread only waits for the result. The guard may be
+//! dropped while the runtime runs, while it shuts down, or after: once the runtime is gone,
+//! exports fail at once and are counted, and nothing panics.
 //!
 //! ```no_run
 //! use opentelemetry_otlp::WithExportConfig;
@@ -91,25 +95,24 @@
 //!         .with_endpoint("http://127.0.0.1:4317")
 //!         .build()?
 //! };
-//! let handle = runtime.handle().clone();
 //! let otel = OtelReporter::builder(exporter)
 //!     .with_env()
-//!     .export_context(move |export| {
-//!         let _entered = handle.enter();
-//!         export()
-//!     })
+//!     .runtime(runtime.handle().clone())
 //!     .build();
 //! let (recorder, guard) = Recorder::builder().with_env().reporter(otel).build();
 //! tracing::subscriber::set_global_default(tracing_subscriber::registry().with(recorder))?;
 //! // … run the application on `runtime` …
-//! drop(guard); // exports what is left, while the runtime still runs
+//! drop(guard); // exports what is left while the runtime still runs
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! The runtime's threads must be free to run the connection while the worker exports: a
+//! The runtime's threads must be free to run the exports while the worker waits: a
 //! multi-thread runtime always is; a current-thread runtime only while its thread is inside
-//! `block_on` (drop the recorder's guard inside it, not after it returns).
+//! `block_on` and not blocked (drop the recorder's guard from another thread, or with
+//! `spawn_blocking`). [`export_context`](OtelReporterBuilder::export_context) is the older
+//! way: it polls the exports on the worker thread, which is not safe once the runtime starts
+//! shutting down.
 //!
 //! The recorder leaves the exporter's own stack (`h2`, `hyper`, `tonic`, `tower`,
 //! `opentelemetry*`) out by default: their spans, created on the runtime's threads while
@@ -127,7 +130,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -137,11 +140,12 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
 use opentelemetry_sdk::Resource;
+use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
 
 use crate::record::data::SpanRecord;
 use crate::record::env::{EnvConfig, OTEL_RESOURCE_ATTRIBUTES};
-use crate::report::Reporter;
+use crate::report::{Outcomes, Reporter};
 
 /// Target of the failure reports logged through `tracing`.
 pub const LOG_TARGET: &str = "tracewire::report::otel";
@@ -183,16 +187,18 @@ impl From<&SpanRecord> for SpanData {
 
 /// The object-safe part of [`SpanExporter`] that the reporter uses (the SDK trait returns
 /// `impl Future` and so cannot be a trait object).
-trait DynExporter: Send {
-    fn export(&self, batch: Vec<SpanData>) -> Pin<Box<dyn Future<Output = OTelSdkResult> + '_>>;
+trait DynExporter: Send + Sync {
+    fn export(&self, batch: Vec<SpanData>) -> ExportFuture<'_>;
     fn set_resource(&mut self, resource: &Resource);
     fn force_flush(&self) -> OTelSdkResult;
     fn shutdown(&self) -> OTelSdkResult;
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
 }
 
+type ExportFuture<'a> = Pin<Box<dyn Future<Output = OTelSdkResult> + Send + 'a>>;
+
 impl<E: SpanExporter + 'static> DynExporter for E {
-    fn export(&self, batch: Vec<SpanData>) -> Pin<Box<dyn Future<Output = OTelSdkResult> + '_>> {
+    fn export(&self, batch: Vec<SpanData>) -> ExportFuture<'_> {
         Box::pin(SpanExporter::export(self, batch))
     }
     fn set_resource(&mut self, resource: &Resource) {
@@ -214,7 +220,7 @@ type ExportContext = Box<dyn Fn(&mut dyn FnMut()) + Send>;
 /// A [`Reporter`] exporting through an OpenTelemetry SDK [`SpanExporter`]. See the
 /// [module docs](crate::report::otel).
 pub struct OtelReporter {
-    exporter: Box<dyn DynExporter>,
+    exporter: Exec,
     context: Option<ExportContext>,
     base_attributes: Vec<KeyValue>,
     resources: HashMap<Arc<str>, Resource>,
@@ -227,6 +233,8 @@ pub struct OtelReporter {
     export_timeout: Duration,
     failures: FailureLog,
     counters: OtelCounters,
+    /// What became of spans since the pipeline last asked.
+    outcomes: Outcomes,
     shut_down: bool,
 }
 
@@ -241,6 +249,7 @@ struct Bucket {
 pub struct OtelReporterBuilder {
     exporter: Box<dyn DynExporter>,
     context: Option<ExportContext>,
+    runtime: Option<tokio::runtime::Handle>,
     env_attributes: Vec<KeyValue>,
     attributes: Vec<KeyValue>,
     max_batch: usize,
@@ -263,6 +272,7 @@ impl OtelReporter {
         OtelReporterBuilder {
             exporter: Box::new(exporter),
             context: None,
+            runtime: None,
             env_attributes: Vec::new(),
             attributes: Vec::new(),
             max_batch: 512,
@@ -315,6 +325,7 @@ impl OtelReporter {
                         .spans_failed
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     self.failures.spans += chunk.len() as u64;
+                    self.outcomes.dropped.export_failed += chunk.len() as u64;
                     continue;
                 }
                 timed_out = self.export_chunk(&service, chunk);
@@ -326,27 +337,40 @@ impl OtelReporter {
     /// Exports one chunk of one service's spans, counting the outcome. True when the export
     /// timed out.
     fn export_chunk(&mut self, service: &Arc<str>, chunk: Vec<SpanData>) -> bool {
-        if self.current_service.as_ref() != Some(service) {
-            let resource = self.resource_for(service);
-            self.exporter.set_resource(&resource);
+        let resource = if self.current_service.as_ref() != Some(service) {
             self.current_service = Some(service.clone());
-        }
+            Some(self.resource_for(service))
+        } else {
+            None
+        };
         let count = chunk.len() as u64;
         let timeout = self.export_timeout;
-        let exporter = &self.exporter;
-        let outcome = run_in(&self.context, || {
-            block_on_timeout(exporter.export(chunk), timeout)
-        });
+        let outcome = match &mut self.exporter {
+            Exec::Here(exporter) => {
+                if let Some(resource) = &resource {
+                    exporter.set_resource(resource);
+                }
+                let exporter = &*exporter;
+                match run_in(&self.context, || {
+                    block_on_timeout(exporter.export(chunk), timeout)
+                }) {
+                    Some(Some(Ok(()))) => Ok(()),
+                    Some(Some(Err(error))) => Err(ExportFailure::Exporter(error)),
+                    Some(None) => Err(ExportFailure::Timeout(timeout)),
+                    None => Err(ExportFailure::ContextSkipped),
+                }
+            }
+            Exec::OnRuntime(runtime) => runtime.export(resource, chunk, timeout),
+        };
         let c = &self.counters.inner;
         let failure = match outcome {
-            Some(Some(Ok(()))) => {
+            Ok(()) => {
                 c.exports.fetch_add(1, Ordering::Relaxed);
                 c.spans_exported.fetch_add(count, Ordering::Relaxed);
+                self.outcomes.exported += count;
                 return false;
             }
-            Some(Some(Err(error))) => ExportFailure::Exporter(error),
-            Some(None) => ExportFailure::Timeout(timeout),
-            None => ExportFailure::ContextSkipped,
+            Err(failure) => failure,
         };
         let timed_out = matches!(failure, ExportFailure::Timeout(_));
         if timed_out {
@@ -355,6 +379,7 @@ impl OtelReporter {
             c.export_errors.fetch_add(1, Ordering::Relaxed);
         }
         c.spans_failed.fetch_add(count, Ordering::Relaxed);
+        self.outcomes.dropped.export_failed += count;
         self.failures.record(failure, count);
         timed_out
     }
@@ -376,11 +401,20 @@ impl OtelReporter {
 
     /// Runs `force_flush` or `shutdown`, counting and logging a failure.
     fn call(&mut self, f: fn(&dyn DynExporter) -> OTelSdkResult) {
-        let exporter = &*self.exporter;
-        let failure = match run_in(&self.context, || f(exporter)) {
-            Some(Ok(())) | Some(Err(OTelSdkError::AlreadyShutdown)) => None,
-            Some(Err(error)) => Some(ExportFailure::Exporter(error)),
-            None => Some(ExportFailure::ContextSkipped),
+        let result = match &self.exporter {
+            Exec::Here(exporter) => {
+                let exporter = &**exporter;
+                match run_in(&self.context, || f(exporter)) {
+                    Some(result) => Ok(result),
+                    None => Err(ExportFailure::ContextSkipped),
+                }
+            }
+            Exec::OnRuntime(runtime) => runtime.call(f, self.export_timeout),
+        };
+        let failure = match result {
+            Ok(Ok(())) | Ok(Err(OTelSdkError::AlreadyShutdown)) => None,
+            Ok(Err(error)) => Some(ExportFailure::Exporter(error)),
+            Err(failure) => Some(failure),
         };
         if let Some(failure) = failure {
             self.counters
@@ -412,7 +446,11 @@ impl OtelReporter {
 
 impl Reporter for OtelReporter {
     fn report(&mut self, batch: &[SpanRecord]) {
-        if self.shut_down || batch.is_empty() {
+        if self.shut_down {
+            self.outcomes.dropped.shutdown += batch.len() as u64;
+            return;
+        }
+        if batch.is_empty() {
             return;
         }
         for record in batch {
@@ -454,12 +492,18 @@ impl Reporter for OtelReporter {
         self.shut_down = true;
         self.log_failures_if_due(Instant::now());
     }
+
+    /// Exported spans, and spans whose export failed or timed out (or that arrived after
+    /// shutdown): see [`Reporter::take_outcomes`].
+    fn take_outcomes(&mut self) -> Option<Outcomes> {
+        Some(std::mem::take(&mut self.outcomes))
+    }
 }
 
 impl fmt::Debug for OtelReporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtelReporter")
-            .field("exporter", &DebugExporter(&*self.exporter))
+            .field("exporter", &self.exporter)
             .field("buffered", &self.buffered)
             .field("max_export_batch_size", &self.max_batch)
             .field("export_interval", &self.export_interval)
@@ -561,6 +605,29 @@ impl OtelReporterBuilder {
         self
     }
 
+    /// Runs every export as a task on `runtime`, the tokio runtime that owns the exporter's
+    /// connection (the one it was built in, for `opentelemetry-otlp`'s tonic exporter); the
+    /// worker thread only waits for the result, at most
+    /// [`export_timeout`](Self::export_timeout). Replaces
+    /// [`export_context`](Self::export_context), which it makes unnecessary.
+    ///
+    /// Once the runtime shuts down, its tasks are dropped rather than polled: later exports
+    /// fail at once (counted as failed, never a panic), so the recorder's guard may be
+    /// dropped before, while or after the runtime shuts down. The runtime's threads must be
+    /// free to run the task: a multi-thread runtime always is; a current-thread runtime only
+    /// while its thread is inside `block_on` and not blocked (do not drop the guard on it).
+    ///
+    /// ```no_run
+    /// # fn otlp() -> opentelemetry_otlp::SpanExporter { unimplemented!() }
+    /// let otel = tracewire::report::OtelReporter::builder(otlp())
+    ///     .runtime(tokio::runtime::Handle::current())
+    ///     .build();
+    /// ```
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// The reporter.
     pub fn build(self) -> OtelReporter {
         let mut base_attributes = vec![
@@ -571,8 +638,12 @@ impl OtelReporterBuilder {
         base_attributes.extend(self.env_attributes);
         base_attributes.extend(self.attributes);
         base_attributes.retain(|kv| kv.key.as_str() != "service.name");
+        let exporter = match self.runtime {
+            Some(runtime) => Exec::OnRuntime(OnRuntime::start(&runtime, self.exporter)),
+            None => Exec::Here(self.exporter),
+        };
         OtelReporter {
-            exporter: self.exporter,
+            exporter,
             context: self.context,
             base_attributes,
             resources: HashMap::new(),
@@ -585,6 +656,7 @@ impl OtelReporterBuilder {
             export_timeout: self.export_timeout,
             failures: FailureLog::new(self.error_log_interval),
             counters: OtelCounters::default(),
+            outcomes: Outcomes::default(),
             shut_down: false,
         }
     }
@@ -594,6 +666,7 @@ impl fmt::Debug for OtelReporterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtelReporterBuilder")
             .field("exporter", &DebugExporter(&*self.exporter))
+            .field("runtime", &self.runtime.is_some())
             .field("env_attributes", &self.env_attributes)
             .field("attributes", &self.attributes)
             .field("max_export_batch_size", &self.max_batch)
@@ -601,6 +674,143 @@ impl fmt::Debug for OtelReporterBuilder {
             .field("export_timeout", &self.export_timeout)
             .field("error_log_interval", &self.error_log_interval)
             .finish()
+    }
+}
+
+/// Where exports run.
+enum Exec {
+    /// Polled on the worker thread (inside the export context, if any).
+    Here(Box<dyn DynExporter>),
+    /// As tasks on a tokio runtime.
+    OnRuntime(OnRuntime),
+}
+
+impl fmt::Debug for Exec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exec::Here(exporter) => DebugExporter(&**exporter).fmt(f),
+            Exec::OnRuntime(runtime) => f.write_str(&runtime.name),
+        }
+    }
+}
+
+/// An exporter owned by a task on a tokio runtime, doing one job at a time. When the runtime
+/// shuts down it drops the task, and with it the exporter and the jobs' reply senders: a
+/// waiting worker hears of it at once, and nothing of the exporter's is ever polled on a
+/// runtime that has shut down (which is what panicked, "A Tokio 1.x context was found, but
+/// it is being shutdown", when the worker thread polled the exporter's timers itself).
+struct OnRuntime {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    name: String,
+}
+
+enum Job {
+    Export {
+        resource: Option<Resource>,
+        batch: Vec<SpanData>,
+        /// Closed when the worker stops waiting: the export is abandoned.
+        cancel: tokio::sync::oneshot::Receiver<()>,
+        reply: mpsc::SyncSender<OTelSdkResult>,
+    },
+    Call {
+        call: fn(&dyn DynExporter) -> OTelSdkResult,
+        reply: mpsc::SyncSender<OTelSdkResult>,
+    },
+}
+
+impl OnRuntime {
+    fn start(runtime: &tokio::runtime::Handle, exporter: Box<dyn DynExporter>) -> OnRuntime {
+        let name = format!("{:?} on a tokio runtime", DebugExporter(&*exporter));
+        let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+        // No subscriber while it runs: nothing the exporter records comes back to the
+        // recorder. A runtime already shut down drops the task at once; exports then fail.
+        drop(runtime.spawn(serve(exporter, queue).with_subscriber(Dispatch::none())));
+        OnRuntime { jobs, name }
+    }
+
+    fn export(
+        &self,
+        resource: Option<Resource>,
+        batch: Vec<SpanData>,
+        timeout: Duration,
+    ) -> Result<(), ExportFailure> {
+        let (reply, result) = mpsc::sync_channel(1);
+        let (_cancel, cancel) = tokio::sync::oneshot::channel();
+        let job = Job::Export {
+            resource,
+            batch,
+            cancel,
+            reply,
+        };
+        match self.wait(job, &result, timeout)? {
+            Ok(()) => Ok(()),
+            Err(error) => Err(ExportFailure::Exporter(error)),
+        }
+        // `_cancel` drops here: an export still running is abandoned.
+    }
+
+    fn call(
+        &self,
+        call: fn(&dyn DynExporter) -> OTelSdkResult,
+        timeout: Duration,
+    ) -> Result<OTelSdkResult, ExportFailure> {
+        let (reply, result) = mpsc::sync_channel(1);
+        self.wait(Job::Call { call, reply }, &result, timeout)
+    }
+
+    fn wait(
+        &self,
+        job: Job,
+        result: &mpsc::Receiver<OTelSdkResult>,
+        timeout: Duration,
+    ) -> Result<OTelSdkResult, ExportFailure> {
+        if self.jobs.send(job).is_err() {
+            return Err(ExportFailure::RuntimeGone);
+        }
+        match result.recv_timeout(timeout) {
+            Ok(result) => Ok(result),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(ExportFailure::Timeout(timeout)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(ExportFailure::RuntimeGone),
+        }
+    }
+}
+
+/// The task owning the exporter.
+async fn serve(
+    mut exporter: Box<dyn DynExporter>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>,
+) {
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Export {
+                resource,
+                batch,
+                mut cancel,
+                reply,
+            } => {
+                if let Some(resource) = resource {
+                    exporter.set_resource(&resource);
+                }
+                let mut export = exporter.export(batch);
+                let done = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(result) = export.as_mut().poll(cx) {
+                        return Poll::Ready(Some(result));
+                    }
+                    // Ready once the worker stopped waiting.
+                    match Pin::new(&mut cancel).poll(cx) {
+                        Poll::Ready(_) => Poll::Ready(None),
+                        Poll::Pending => Poll::Pending,
+                    }
+                })
+                .await;
+                if let Some(result) = done {
+                    let _ = reply.send(result);
+                }
+            }
+            Job::Call { call, reply } => {
+                let _ = reply.send(call(&*exporter));
+            }
+        }
     }
 }
 
@@ -667,6 +877,8 @@ enum ExportFailure {
     Timeout(Duration),
     /// The export context did not run the export.
     ContextSkipped,
+    /// The runtime running the exports has shut down.
+    RuntimeGone,
 }
 
 impl fmt::Display for ExportFailure {
@@ -676,6 +888,9 @@ impl fmt::Display for ExportFailure {
             ExportFailure::Timeout(d) => write!(f, "export timed out after {d:?}"),
             ExportFailure::ContextSkipped => {
                 f.write_str("the export context did not run the export")
+            }
+            ExportFailure::RuntimeGone => {
+                f.write_str("the runtime running the exporter has shut down")
             }
         }
     }

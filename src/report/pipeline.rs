@@ -21,6 +21,7 @@ use crate::record::data::{KeyValue, SpanRecord, Value};
 use crate::record::facts::HttpServerFacts;
 use crate::record::LiveSpan;
 use crate::report::recycle::{ChunkPool, CHUNK};
+use crate::report::stats::{self, Books, DropLog, Outcomes, ShutdownError, Stats};
 use crate::report::Reporter;
 
 /// Pipeline settings.
@@ -30,6 +31,7 @@ pub(crate) struct PipelineConfig {
     pub(crate) max_batch: usize,
     pub(crate) interval: Duration,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) drop_warning_interval: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -39,24 +41,9 @@ impl Default for PipelineConfig {
             max_batch: 512,
             interval: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(5),
+            drop_warning_interval: Duration::from_secs(10),
         }
     }
-}
-
-/// Counters of the reporter pipeline, read with [`RecorderHandle::stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Spans handed to the reporters.
-    pub spans_reported: u64,
-    /// Spans dropped because the queue was full or the pipeline had shut down.
-    pub spans_dropped: u64,
-    /// Reporter calls that panicked (caught).
-    pub reporter_panics: u64,
-    /// Batches handed to the reporters.
-    pub batches: u64,
-    /// Spans waiting in the queue right now.
-    pub queued: usize,
 }
 
 /// Why a flush did not complete.
@@ -102,7 +89,16 @@ pub(crate) struct Shared {
     notified: AtomicBool,
     closed: AtomicBool,
     flush_requested: AtomicU64,
-    dropped: AtomicU64,
+    /// Spans handed over while the pipeline was open (each counted before it is queued, so
+    /// before anything can become of it).
+    finished: AtomicU64,
+    /// Of those, spans the full queue refused.
+    queue_full: AtomicU64,
+    /// Spans finished after shutdown.
+    late: AtomicU64,
+    /// What became of the spans handed to the first reporter.
+    books: Mutex<Books>,
+    drop_log: Mutex<DropLog>,
     reported: AtomicU64,
     panics: AtomicU64,
     batches: AtomicU64,
@@ -229,9 +225,12 @@ impl Shared {
             "a queued box must not keep its pipeline"
         );
         if self.closed.load(Ordering::Relaxed) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.late.fetch_add(1, Ordering::Release);
             return;
         }
+        // Release, as for `queue_full`: a reader that sees an outcome of this span (or its
+        // drop) also sees it counted here (see `stats`).
+        self.finished.fetch_add(1, Ordering::Release);
         match self.queue.push(span) {
             Ok(()) => {
                 // `len` reads the index the worker moves: look only now and then (the worker
@@ -247,7 +246,7 @@ impl Shared {
                 }
             }
             Err(_) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.queue_full.fetch_add(1, Ordering::Release);
                 self.wake();
             }
         }
@@ -261,13 +260,62 @@ impl Shared {
         }
     }
 
-    fn stats(&self) -> Stats {
+    /// The counts, consistent with one another: see [`stats`](crate::report::stats).
+    pub(crate) fn stats(&self) -> Stats {
+        let books = self.books();
+        // Every span settled in the books was counted in `finished` before it was queued,
+        // and every refused or late span before its drop was counted: loaded after the
+        // books and the drops (lock and Acquire), `finished` includes them all, so what is
+        // left in flight is never negative.
+        let queue_full = self.queue_full.load(Ordering::Acquire);
+        let late = self.late.load(Ordering::Acquire);
+        let finished = self.finished.load(Ordering::Acquire);
+        let in_flight = finished - queue_full - books.settled();
+        let mut dropped = books.dropped;
+        dropped.queue_full += queue_full;
+        dropped.shutdown += late;
+        let queued = if books.closed {
+            // Shut down: what never got an outcome will not get one.
+            dropped.shutdown += in_flight;
+            0
+        } else {
+            in_flight
+        };
         Stats {
+            spans_recorded: finished + late,
+            spans_exported: books.exported,
+            dropped,
+            queued,
             spans_reported: self.reported.load(Ordering::Relaxed),
-            spans_dropped: self.dropped.load(Ordering::Relaxed),
+            spans_dropped: queue_full + late,
             reporter_panics: self.panics.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
-            queued: self.queue.len(),
+        }
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        // Plain counters, consistent even if a holder panicked.
+        self.books.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts everything still in flight as dropped at shutdown, for good.
+    fn close_books(&self) {
+        self.books().closed = true;
+    }
+
+    /// Logs the drops since the last warning, if due (or, `last`, whatever the time).
+    fn warn_drops(&self, now: Instant, last: bool) {
+        let mut log = self.drop_log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = None;
+        let mut read = || *stats.get_or_insert_with(|| self.stats());
+        let new = if last {
+            log.take(now, read().dropped)
+        } else {
+            log.take_due(now, || read().dropped)
+        };
+        drop(log);
+        if let Some(new) = new {
+            stats::warn_drops(&new, &read());
         }
     }
 
@@ -384,7 +432,11 @@ pub(crate) fn start(
         notified: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         flush_requested: AtomicU64::new(0),
-        dropped: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+        queue_full: AtomicU64::new(0),
+        late: AtomicU64::new(0),
+        books: Mutex::new(Books::default()),
+        drop_log: Mutex::new(DropLog::new(config.drop_warning_interval)),
         reported: AtomicU64::new(0),
         panics: AtomicU64::new(0),
         batches: AtomicU64::new(0),
@@ -413,6 +465,7 @@ pub(crate) fn start(
             // No thread: nothing will ever drain the queue, so refuse spans rather than
             // hold them.
             shared.closed.store(true, Ordering::SeqCst);
+            shared.close_books();
             shared.lock().stopped = true;
         }
     }
@@ -466,27 +519,41 @@ impl Worker {
 
             self.drain(&mut batch, &mut last_tick);
             if last_tick.elapsed() >= self.interval {
-                self.each(|r| r.tick());
+                self.each(0, |r| r.tick());
                 last_tick = Instant::now();
             }
             if closing {
                 self.drain(&mut batch, &mut last_tick);
-                self.each(|r| r.shutdown());
+                self.each(0, |r| r.shutdown());
+                // Whatever the reporters still hold now, they will never deliver.
+                self.shared.close_books();
                 let mut state = self.shared.lock();
                 state.flushed = self.shared.flush_requested.load(Ordering::SeqCst);
                 state.stopped = true;
                 self.shared.cond.notify_all();
                 return;
             }
+            // Before a flush completes: a flush waits for the warning about earlier drops.
+            self.shared.warn_drops(Instant::now(), false);
             if flush_target > self.shared.lock().flushed {
-                self.each(|r| r.flush());
+                self.each(0, |r| r.flush());
                 self.shared.lock().flushed = flush_target;
                 self.shared.cond.notify_all();
             }
-            if self.shared.queue.is_empty()
-                && self.shared.flush_requested.load(Ordering::SeqCst) == flush_target
-            {
-                thread::park_timeout(self.interval);
+            let idle = || {
+                self.shared.queue.is_empty()
+                    && self.shared.flush_requested.load(Ordering::SeqCst) == flush_target
+                    && !self.shared.closed.load(Ordering::SeqCst)
+            };
+            if idle() {
+                // Say we may sleep, then look again: a flush or close requested after this
+                // store sees `false` and unparks us. (`notified` may have stayed `true` since
+                // a wake-up whose unpark a reporter's own blocking call used up; sleeping on
+                // it would miss the next flush for a whole interval.)
+                self.shared.notified.store(false, Ordering::SeqCst);
+                if idle() {
+                    thread::park_timeout(self.interval);
+                }
             }
         }
     }
@@ -531,7 +598,7 @@ impl Worker {
                 return;
             }
             let spans: &[SpanRecord] = batch;
-            self.each(|r| r.report(spans));
+            self.each(spans.len() as u64, |r| r.report(spans));
             self.shared
                 .reported
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -558,7 +625,7 @@ impl Worker {
             self.owned.clear();
             batch.clear();
             if last_tick.elapsed() >= self.interval {
-                self.each(|r| r.tick());
+                self.each(0, |r| r.tick());
                 *last_tick = Instant::now();
             }
         }
@@ -581,13 +648,44 @@ impl Worker {
     }
 
     /// Calls every reporter, catching and counting panics so one bad reporter neither stops
-    /// the others nor the worker.
-    fn each(&mut self, mut f: impl FnMut(&mut dyn Reporter)) {
-        for reporter in &mut self.reporters {
+    /// the others nor the worker, and settles the first reporter's outcomes: `handed` spans
+    /// are handed to it by this call.
+    fn each(&mut self, handed: u64, mut f: impl FnMut(&mut dyn Reporter)) {
+        if handed > 0 {
+            self.shared.books().handed += handed;
+        }
+        if self.reporters.is_empty() {
+            // Nobody to lose them.
+            self.shared.books().settle(Outcomes::exported(handed));
+            return;
+        }
+        for (i, reporter) in self.reporters.iter_mut().enumerate() {
             let reporter: &mut dyn Reporter = &mut **reporter;
-            if catch_unwind(AssertUnwindSafe(|| f(reporter))).is_err() {
+            let ok = catch_unwind(AssertUnwindSafe(|| f(reporter))).is_ok();
+            if !ok {
                 self.shared.panics.fetch_add(1, Ordering::Relaxed);
             }
+            if i > 0 {
+                continue;
+            }
+            let taken = catch_unwind(AssertUnwindSafe(|| reporter.take_outcomes()));
+            let outcomes = match taken {
+                Ok(Some(outcomes)) => outcomes,
+                // A reporter that does not say is done with a batch once `report` returns.
+                Ok(None) if ok => Outcomes::exported(handed),
+                Ok(None) => Outcomes::default(),
+                Err(_) => {
+                    self.shared.panics.fetch_add(1, Ordering::Relaxed);
+                    Outcomes::default()
+                }
+            };
+            let mut books = self.shared.books();
+            if !ok && handed > 0 {
+                let mut panicked = Outcomes::default();
+                panicked.dropped.reporter_panic = handed;
+                books.settle(panicked);
+            }
+            books.settle(outcomes);
         }
     }
 }
@@ -647,43 +745,73 @@ impl RecorderGuard {
         self.handle.stats()
     }
 
-    /// Drains the queue into the reporters, shuts them down and stops the worker. Spans
-    /// finished afterwards are dropped and counted.
+    /// Drains the queue into the reporters, shuts them down and stops the worker, waiting at
+    /// most the guard's shutdown timeout. Spans finished afterwards are dropped and counted.
+    /// An error only when the deadline passed; [`shutdown_within`](Self::shutdown_within)
+    /// also says what was lost.
     pub fn shutdown(mut self) -> Result<(), FlushError> {
-        self.stop()
+        match self.stop(self.timeout) {
+            Err(ShutdownError {
+                timed_out: true, ..
+            }) => Err(FlushError::Timeout),
+            _ => Ok(()),
+        }
     }
 
-    fn stop(&mut self) -> Result<(), FlushError> {
-        let Some(join) = self.join.take() else {
-            return Ok(());
-        };
-        let shared = &self.handle.shared;
-        shared.closed.store(true, Ordering::SeqCst);
-        shared.notified.store(true, Ordering::SeqCst);
-        join.thread().unpark();
-        let deadline = Instant::now() + self.timeout;
-        let mut state = shared.lock();
-        while !state.stopped {
-            let now = Instant::now();
-            if now >= deadline {
-                // A stalled reporter: leave the worker detached rather than hang the program.
-                return Err(FlushError::Timeout);
+    /// Shuts down as [`shutdown`](Self::shutdown) does, returning within `timeout` even if a
+    /// reporter or its collector is down or stalled, with the final counts ([`Stats`]).
+    ///
+    /// An error when a span was lost (any cause in [`Drops`](crate::report::Drops) but the
+    /// tail sampler's choice) or the deadline passed: what the reporters still held then
+    /// counts as dropped at shutdown, and the worker is left to finish on its own. Either
+    /// way, the counts are final: `queued` is 0.
+    pub fn shutdown_within(mut self, timeout: Duration) -> Result<Stats, ShutdownError> {
+        self.stop(timeout)
+    }
+
+    fn stop(&mut self, timeout: Duration) -> Result<Stats, ShutdownError> {
+        let shared = self.handle.shared.clone();
+        let mut timed_out = false;
+        if let Some(join) = self.join.take() {
+            shared.closed.store(true, Ordering::SeqCst);
+            shared.notified.store(true, Ordering::SeqCst);
+            join.thread().unpark();
+            let deadline = Instant::now() + timeout;
+            let mut state = shared.lock();
+            while !state.stopped {
+                let now = Instant::now();
+                if now >= deadline {
+                    timed_out = true;
+                    break;
+                }
+                state = shared
+                    .cond
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
-            state = shared
-                .cond
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            drop(state);
+            if timed_out {
+                // A stalled reporter: leave the worker detached rather than miss the
+                // deadline, and count what it holds as lost.
+                shared.close_books();
+            } else {
+                let _ = join.join();
+            }
+            shared.warn_drops(Instant::now(), true);
         }
-        drop(state);
-        let _ = join.join();
-        Ok(())
+        let stats = shared.stats();
+        if timed_out || stats.dropped.lost() > 0 {
+            Err(ShutdownError { timed_out, stats })
+        } else {
+            Ok(stats)
+        }
     }
 }
 
 impl Drop for RecorderGuard {
     fn drop(&mut self) {
-        let _ = self.stop();
+        let _ = self.stop(self.timeout);
     }
 }
 

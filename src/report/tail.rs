@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use crate::context::{SpanId, TraceId};
 use crate::record::data::{SpanKind, SpanRecord, Status};
 use crate::record::sampler::{Sampler, TraceIdRatio};
-use crate::report::Reporter;
+use crate::report::{Outcomes, Reporter};
 
 /// A reporter that forwards whole traces, keeping errors, slow traces and a ratio of the rest.
 /// See the [module docs](crate::report::tail).
@@ -78,6 +78,10 @@ pub struct TailSampler<R: Reporter> {
     decided: Decided,
     counters: TailCounters,
     out: Vec<SpanRecord>,
+    /// Since the pipeline last asked (`take_outcomes`): spans handed to the inner reporter,
+    /// and spans left out.
+    forwarded: u64,
+    sampled_out: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +192,7 @@ impl<R: Reporter> TailSampler<R> {
                 .inner
                 .spans_dropped
                 .fetch_add(1, Ordering::Relaxed);
+            self.sampled_out += 1;
         }
         self.counters
             .inner
@@ -262,6 +267,7 @@ impl<R: Reporter> TailSampler<R> {
             c.traces_dropped.fetch_add(1, Ordering::Relaxed);
             c.spans_dropped
                 .fetch_add(spans.len() as u64, Ordering::Relaxed);
+            self.sampled_out += spans.len() as u64;
         }
     }
 
@@ -288,6 +294,9 @@ impl<R: Reporter> TailSampler<R> {
 
     fn forward(&mut self) {
         if !self.out.is_empty() {
+            // Counted first: if the inner reporter panics, the pipeline counts the spans it
+            // was handing over as lost to the panic.
+            self.forwarded += self.out.len() as u64;
             self.inner.report(&self.out);
             self.out.clear();
         }
@@ -328,6 +337,20 @@ impl<R: Reporter> Reporter for TailSampler<R> {
         while self.evict_oldest() {}
         self.forward();
         self.inner.shutdown();
+    }
+
+    /// The spans left out (as [`Drops::tail_sampler`](crate::report::Drops::tail_sampler)),
+    /// and what became of those kept: the inner reporter's outcomes, or, when it does not
+    /// say, exported once handed to it. Spans still pending a decision count as queued.
+    fn take_outcomes(&mut self) -> Option<Outcomes> {
+        let mut outcomes = match self.inner.take_outcomes() {
+            Some(inner) => inner,
+            None => Outcomes::exported(self.forwarded),
+        };
+        outcomes.dropped.tail_sampler += self.sampled_out;
+        self.forwarded = 0;
+        self.sampled_out = 0;
+        Some(outcomes)
     }
 }
 
@@ -407,6 +430,8 @@ impl<R: Reporter> TailSamplerBuilder<R> {
             decided: Decided::default(),
             counters: TailCounters::default(),
             out: Vec::new(),
+            forwarded: 0,
+            sampled_out: 0,
         }
     }
 }
