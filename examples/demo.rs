@@ -22,11 +22,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tracewire::client::ClientTrace;
+use tracewire::client::{ClientTrace, HyperClient};
 use tracewire::{ClientLayer, ServerLayer};
 
 /// The payment service's gRPC messages and service, written by hand so that no `protoc` is
@@ -130,13 +129,11 @@ mod payment {
     }
 }
 
-type HttpClient = ClientTrace<Client<HttpConnector, Full<Bytes>>>;
-
 /// What checkout calls, each through the client layer.
 #[derive(Clone)]
 struct Deps {
     inventory: SocketAddr,
-    http: HttpClient,
+    http: HyperClient,
     payment: ClientTrace<tonic::transport::Channel>,
 }
 
@@ -232,9 +229,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         tonic::transport::Endpoint::from_shared(format!("http://{payment_addr}"))?.connect_lazy();
     let deps = Deps {
         inventory,
-        http: ServiceBuilder::new()
-            .layer(ClientLayer::new().service_name("checkout"))
-            .service(Client::builder(TokioExecutor::new()).build_http()),
+        http: ClientLayer::new().service_name("checkout").hyper_client(),
         payment: ServiceBuilder::new()
             .layer(ClientLayer::new().service_name("checkout"))
             .service(channel),

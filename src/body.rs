@@ -23,7 +23,7 @@ use crate::attrs;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
 use crate::config::QueryRedaction;
 use crate::future::ResponseCapture;
-use crate::record::data::{Key, KeyValue, Status, Value};
+use crate::record::data::{Event, Key, KeyValue, Status, Value};
 use crate::record::{with_span_data, SpanData};
 use crate::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
@@ -33,6 +33,9 @@ const CANCELLED_CODE: i32 = 1;
 const UNKNOWN_CODE: i32 = 2;
 const DEADLINE_EXCEEDED_CODE: i32 = 4;
 const UNIMPLEMENTED_CODE: i32 = 12;
+
+/// The event on an HTTP client span whose response body was dropped unread.
+const UNREAD_BODY_EVENT: &str = "response body dropped before its end";
 
 /// How a span ends, carried from the response future into the body.
 ///
@@ -94,6 +97,8 @@ enum Ending<'a> {
     Failed(&'static str, String),
     /// The call was abandoned: which part was dropped.
     Cancelled(&'static str),
+    /// An HTTP client dropped the response body before its end, having what it wanted.
+    Unread,
 }
 
 impl SpanEnd {
@@ -217,6 +222,18 @@ impl SpanEnd {
         self.close(Ending::Cancelled(what));
     }
 
+    /// The response body was dropped before its end. An HTTP client that reads only the
+    /// status does that on every call: its span ends with the status the response earned,
+    /// and an event notes the unread body. A gRPC call (the stream was cancelled) and a
+    /// server (the caller went away) were cancelled.
+    pub(crate) fn body_dropped(self) {
+        if self.role == Role::Client && self.grpc.is_none() {
+            self.close(Ending::Unread);
+        } else {
+            self.cancel("response body dropped before its end");
+        }
+    }
+
     /// Writes everything known about the call to the span, in one visit, and marks its end.
     fn close(mut self, ending: Ending<'_>) {
         if !self.sampled {
@@ -274,6 +291,12 @@ impl SpanEnd {
                     }
                 }
                 Ending::Failed(..) => {}
+                Ending::Unread => d.add_event(Event::new(
+                    UNREAD_BODY_EVENT,
+                    crate::record::clock::now(),
+                    Vec::new(),
+                    0,
+                )),
                 // A Trailers-Only response ended the call with its status already.
                 Ending::Cancelled(_) if grpc && status_known => {}
                 Ending::Cancelled(what) => {
@@ -428,7 +451,7 @@ pin_project! {
             // Ends already seen (last frame, trailers, error, or an empty body) took `end`;
             // anything left was abandoned (unless a Trailers-Only response had ended it).
             if let Some(end) = this.project().end.take() {
-                end.cancel("response body dropped before its end");
+                end.body_dropped();
             }
         }
     }
@@ -458,7 +481,7 @@ impl<B: Body> ResponseBody<B> {
 impl<B> Body for ResponseBody<B>
 where
     B: Body,
-    B::Error: Display,
+    B::Error: Display + 'static,
 {
     type Data = B::Data;
     type Error = B::Error;
@@ -494,7 +517,10 @@ where
             }
             Some(Err(error)) => {
                 if let Some(end) = this.end.take() {
-                    end.fail(std::any::type_name::<B::Error>(), error.to_string());
+                    end.fail(
+                        std::any::type_name::<B::Error>(),
+                        crate::future::error_message(error),
+                    );
                 }
             }
             None => {

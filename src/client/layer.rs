@@ -128,6 +128,21 @@ impl ClientLayer {
 
     client_builder_methods!();
 
+    /// A hyper-util client for plain `http://` on tokio (HTTP/1), traced by this layer. Wrap a
+    /// client you configured yourself (TLS, HTTP/2, pool settings) with
+    /// `ServiceBuilder::new().layer(layer).service(client)` instead.
+    #[cfg(feature = "hyper-util")]
+    pub fn hyper_client<B>(&self) -> crate::client::HyperClient<B>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+    {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        ClientTrace::new(client, self.config.clone())
+    }
+
     /// Adds an `rpc.message` event (`rpc.message.type = RECEIVED`, `rpc.message.id`, size)
     /// to gRPC client spans for each response message. Off by default. Request messages are
     /// not counted.

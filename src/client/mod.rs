@@ -32,6 +32,25 @@
 //! # }
 //! ```
 //!
+//! To keep a traced hyper-util client (in axum state, say), name it [`HyperClient`] (feature
+//! `hyper-util`, on by default) and build it with [`ClientLayer::hyper_client`]:
+//!
+//! ```
+//! # #[cfg(feature = "hyper-util")] {
+//! use tracewire::client::{ClientLayer, HyperClient};
+//!
+//! #[derive(Clone)]
+//! struct AppState {
+//!     inventory: HyperClient, // a body of `Full<Bytes>`; `HyperClient<B>` for another
+//! }
+//!
+//! let state = AppState {
+//!     inventory: ClientLayer::new().service_name("checkout").hyper_client(),
+//! };
+//! # drop(state);
+//! # }
+//! ```
+//!
 //! With no recorder installed there is no span, but the client still passes on the context
 //! of the request being served (from the server layer), so traces stay connected.
 //!
@@ -84,6 +103,13 @@ pub use crate::body::ResponseBody;
 pub use crate::future::ResponseFuture;
 pub use layer::ClientLayer;
 pub use service::ClientTrace;
+
+/// A hyper-util client for plain `http://` on tokio, traced by a [`ClientLayer`]: the type to
+/// name where a traced client is kept. `B` is the request body.
+#[cfg(feature = "hyper-util")]
+pub type HyperClient<B = http_body_util::Full<bytes::Bytes>> = ClientTrace<
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, B>,
+>;
 
 pub(crate) use layer::HostPattern;
 #[cfg(feature = "reqwest")]

@@ -223,7 +223,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Display + 'static,
     ResBody: Body,
-    ResBody::Error: Display,
+    ResBody::Error: Display + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;

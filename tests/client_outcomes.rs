@@ -1,0 +1,92 @@
+//! What a client span says about how a call ended: a failed call keeps the causes beneath
+//! its error, and a program that reads only the status is not in error.
+#![cfg(feature = "hyper-util")]
+
+mod support;
+
+use axum::routing::get;
+use axum::Router;
+use support::*;
+use tower::{Service, ServiceExt};
+use tracewire::client::{ClientLayer, HyperClient};
+use tracewire::record::data::{SpanKind, Status, Value};
+
+fn exception_message(span: &tracewire::record::SpanRecord) -> String {
+    let exception = span.event("exception").expect("an exception event");
+    exception
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "exception.message")
+        .map(|kv| kv.value.as_str().into_owned())
+        .unwrap()
+}
+
+#[test]
+fn a_hyper_util_failure_keeps_the_cause_beneath_it() {
+    let (recorded, ()) = recorded(|_| async {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let mut client: HyperClient = ClientLayer::new().hyper_client();
+        let request = get_req(&format!("http://127.0.0.1:{port}/"));
+        let error = client
+            .ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "client error (Connect)");
+    });
+    let spans = recorded.spans.wait_for(1, WAIT).unwrap();
+    let message = exception_message(&spans[0]);
+    assert!(
+        message.starts_with("client error (Connect): ") && message.contains("refused"),
+        "{message}"
+    );
+    match &spans[0].status {
+        Status::Error { description } => assert_eq!(description.as_ref(), message),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reading_only_the_status_is_not_an_error() {
+    let (recorded, ()) = recorded(|_| async {
+        let big = "x".repeat(256 * 1024);
+        let app = Router::new()
+            .route("/big", get(move || async move { big }))
+            .route(
+                "/missing",
+                get(|| async { (http::StatusCode::NOT_FOUND, "x".repeat(65536)) }),
+            )
+            .layer(tracewire::ServerLayer::new());
+        let addr = serve(app).await;
+        let mut client: HyperClient = ClientLayer::new().hyper_client();
+        for path in ["/big", "/missing"] {
+            let request = get_req(&format!("http://{addr}{path}"));
+            let response = client.ready().await.unwrap().call(request).await.unwrap();
+            // The program looks at the status and drops the response unread.
+            let _ = response.status();
+        }
+    });
+    // Two client spans, two server spans.
+    let spans = recorded.spans.wait_for(4, WAIT).unwrap();
+    let client = |code: i64| {
+        spans
+            .iter()
+            .find(|s| {
+                s.kind == SpanKind::Client
+                    && s.attribute("http.response.status_code") == Some(&Value::I64(code))
+            })
+            .unwrap_or_else(|| panic!("no client span with {code}: {spans:#?}"))
+    };
+    let ok = client(200);
+    assert_eq!(ok.status, Status::Unset, "{ok:#?}");
+    assert!(ok.attribute("error.type").is_none());
+    assert!(ok.event("response body dropped before its end").is_some());
+    // An error response stays the error its status makes it, not a cancellation.
+    let missing = client(404);
+    assert_eq!(missing.status, Status::error("Not Found"));
+    assert_eq!(missing.attribute("error.type"), Some(&Value::from("404")));
+}
