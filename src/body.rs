@@ -438,20 +438,50 @@ fn capture_trailers(d: &mut SpanData, capture: &ResponseCapture, trailers: &Head
     }
 }
 
+/// A request's metrics (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub(crate) type Measure = crate::metrics::Measure;
+
+/// Without the `metrics` feature nothing is measured: `Option<Measure>` is always `None`.
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug)]
+pub(crate) enum Measure {}
+
+#[cfg(not(feature = "metrics"))]
+impl Measure {
+    pub(crate) fn on_response(&mut self, _: u16, _: &HeaderMap) {
+        match *self {}
+    }
+    pub(crate) fn finish(self, _: Option<&HeaderMap>) {
+        match self {}
+    }
+    pub(crate) fn fail(self, _: &'static str) {
+        match self {}
+    }
+    pub(crate) fn cancel(self, _: bool) {
+        match self {}
+    }
+}
+
 pin_project! {
     /// A response body that keeps its request's span open until the body ends.
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
         end: Option<SpanEnd>,
+        measure: Option<Measure>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             // Ends already seen (last frame, trailers, error, or an empty body) took `end`;
             // anything left was abandoned (unless a Trailers-Only response had ended it).
-            if let Some(end) = this.project().end.take() {
+            let this = this.project();
+            if let Some(end) = this.end.take() {
                 end.body_dropped();
+            }
+            if let Some(measure) = this.measure.take() {
+                measure.cancel(true);
             }
         }
     }
@@ -467,14 +497,21 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B: Body> ResponseBody<B> {
-    pub(crate) fn new(inner: B, mut end: Option<SpanEnd>) -> Self {
+    pub(crate) fn new(inner: B, mut end: Option<SpanEnd>, mut measure: Option<Measure>) -> Self {
         // An empty body is never polled: its span ends with the response head.
-        if end.is_some() && inner.is_end_stream() {
+        if (end.is_some() || measure.is_some()) && inner.is_end_stream() {
             if let Some(end) = end.take() {
                 end.finish(None);
             }
+            if let Some(measure) = measure.take() {
+                measure.finish(None);
+            }
         }
-        ResponseBody { inner, end }
+        ResponseBody {
+            inner,
+            end,
+            measure,
+        }
     }
 }
 
@@ -491,28 +528,36 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let Some(end) = this.end.as_ref() else {
-            // Untraced, or the span already ended: frames pass straight through.
+        if this.end.is_none() && this.measure.is_none() {
+            // Untraced and unmeasured, or already ended: frames pass straight through.
             return this.inner.poll_frame(cx);
-        };
+        }
         let result = {
             // Spans created while the body streams are children of the request's span.
-            let _entered = end.span.enter();
+            let _entered = this.end.as_ref().map(|end| end.span.enter());
             ready!(this.inner.as_mut().poll_frame(cx))
         };
-        match &result {
+        let ended = match &result {
             Some(Ok(frame)) => {
                 if let (Some(data), Some(end)) = (frame.data_ref(), this.end.as_mut()) {
                     end.on_data(data);
                 }
-                if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(end) = this.end.take() {
-                        end.finish(Some(trailers));
-                    }
-                } else if this.inner.is_end_stream() {
-                    if let Some(end) = this.end.take() {
-                        end.finish(None);
-                    }
+                match frame.trailers_ref() {
+                    Some(trailers) => Some(Ok(Some(trailers))),
+                    None if this.inner.is_end_stream() => Some(Ok(None)),
+                    None => None,
+                }
+            }
+            Some(Err(error)) => Some(Err(error)),
+            None => Some(Ok(None)),
+        };
+        match ended {
+            Some(Ok(trailers)) => {
+                if let Some(end) = this.end.take() {
+                    end.finish(trailers);
+                }
+                if let Some(measure) = this.measure.take() {
+                    measure.finish(trailers);
                 }
             }
             Some(Err(error)) => {
@@ -522,12 +567,11 @@ where
                         crate::future::error_message(error),
                     );
                 }
-            }
-            None => {
-                if let Some(end) = this.end.take() {
-                    end.finish(None);
+                if let Some(measure) = this.measure.take() {
+                    measure.fail(std::any::type_name::<B::Error>());
                 }
             }
+            None => {}
         }
         Poll::Ready(result)
     }

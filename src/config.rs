@@ -186,6 +186,12 @@ pub(crate) struct Common {
     pub(crate) response_capture: Option<Arc<ResponseCapture>>,
     /// Create the `tracing` span of requests no recorder records, for log layers.
     pub(crate) log_spans: bool,
+    /// Request metrics, when a meter provider was given.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<Arc<crate::metrics::LayerMetrics>>,
+    /// Requests the filter skips are measured all the same.
+    #[cfg(feature = "metrics")]
+    pub(crate) measure_filtered: bool,
 }
 
 impl Default for Common {
@@ -202,6 +208,10 @@ impl Default for Common {
             redacted_query_params: Arc::default(),
             response_capture: None,
             log_spans: false,
+            #[cfg(feature = "metrics")]
+            metrics: None,
+            #[cfg(feature = "metrics")]
+            measure_filtered: true,
         }
     }
 }
@@ -254,6 +264,15 @@ impl Common {
     pub(crate) fn traces(&self, head: &RequestHead<'_>) -> bool {
         self.filter.as_ref().is_none_or(|f| f(head))
     }
+
+    /// The metrics to record a request with, if it is measured (`traced`: the filter let it
+    /// through).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn measured(&self, traced: bool) -> Option<&Arc<crate::metrics::LayerMetrics>> {
+        self.metrics
+            .as_ref()
+            .filter(|_| traced || self.measure_filtered)
+    }
 }
 
 impl fmt::Debug for Common {
@@ -302,6 +321,15 @@ macro_rules! common_builder_methods {
         /// still travels on.
         pub fn log_spans(mut self, enabled: bool) -> Self {
             self.common_mut().log_spans = enabled;
+            self
+        }
+
+        /// Whether requests that the [`filter`](Self::filter) skips are still counted in the
+        /// request metrics (feature `metrics`). On by default: rates and errors count every
+        /// request.
+        #[cfg(feature = "metrics")]
+        pub fn measure_filtered(mut self, measured: bool) -> Self {
+            self.common_mut().measure_filtered = measured;
             self
         }
 

@@ -13,7 +13,7 @@ use http::{HeaderName, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::body::{ResponseBody, ResponseHead, SpanEnd};
+use crate::body::{Measure, ResponseBody, ResponseHead, SpanEnd};
 use crate::config::HeaderCapture;
 use crate::context::SpanContext;
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
@@ -137,12 +137,18 @@ pin_project! {
         trace: Trace,
         // The server span's context, for the `traceresponse` header.
         traceresponse: Option<SpanContext>,
+        // The request's metrics, measured whether or not it has a span.
+        measure: Option<Measure>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Trace::Span(state) = std::mem::replace(this.project().trace, Trace::Done) {
+            let this = this.project();
+            if let Trace::Span(state) = std::mem::replace(this.trace, Trace::Done) {
                 state.end.cancel("response future dropped before completion");
+            }
+            if let Some(measure) = this.measure.take() {
+                measure.cancel(false);
             }
         }
     }
@@ -171,12 +177,14 @@ impl<F> ResponseFuture<F> {
         ambient: Option<Ambient>,
         log_span: Option<tracing::Span>,
         traceresponse: Option<SpanContext>,
+        measure: Option<Measure>,
     ) -> Self {
         match state {
             Some(state) => ResponseFuture {
                 inner: state.end.span.in_scope(call),
                 trace: Trace::Span(state),
                 traceresponse,
+                measure,
             },
             None => ResponseFuture {
                 inner: {
@@ -188,6 +196,7 @@ impl<F> ResponseFuture<F> {
                 },
                 trace: Trace::Ambient(ambient, log_span),
                 traceresponse,
+                measure,
             },
         }
     }
@@ -226,13 +235,22 @@ where
             }
             response
         });
+        let mut measure = this.measure.take();
+        match (&result, measure.take()) {
+            (Ok(response), Some(mut m)) => {
+                m.on_response(response.status().as_u16(), response.headers());
+                measure = Some(m);
+            }
+            (Err(_), Some(m)) => m.fail(std::any::type_name::<E>()),
+            (_, None) => {}
+        }
         let Trace::Span(mut state) = std::mem::replace(this.trace, Trace::Done) else {
-            return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None))));
+            return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None, measure))));
         };
         Poll::Ready(match result {
             Ok(response) => {
                 state.on_response(&response);
-                Ok(response.map(|body| ResponseBody::new(body, Some(state.end))))
+                Ok(response.map(|body| ResponseBody::new(body, Some(state.end), measure)))
             }
             Err(error) => {
                 let message = if state.end.sampled {

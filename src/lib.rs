@@ -27,6 +27,7 @@
 //! | `console` | yes     | `ConsoleReporter` (trace trees with waterfalls) and `dev::init` |
 //! | `hyper-util` | yes  | `client::HyperClient` and `ClientLayer::hyper_client`, a traced hyper-util client named once; the causes of its errors in recorded messages |
 //! | `otel`    |         | `OtelReporter`: export through any `opentelemetry_sdk` `SpanExporter` |
+//! | `metrics` |         | request metrics (`http.server.request.duration`, …) through any OpenTelemetry `MeterProvider` |
 //! | `reqwest` |         | `reqwest::TracingMiddleware` for reqwest-middleware |
 //! | `grpc`    |         | tonic `MetadataMap` helpers and interceptors (gRPC tracing itself needs no feature) |
 //! | `b3`      |         | the B3 propagator for `OTEL_PROPAGATORS` |
@@ -93,6 +94,9 @@ mod future;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod propagation;
 pub mod record;
 pub mod report;

@@ -60,7 +60,7 @@ use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument;
 
-use crate::body::ResponseBody;
+use crate::body::{Measure, ResponseBody};
 use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLayer};
 use crate::config::{common_builder_methods, Common, RequestHead};
 use crate::future::ResponseState;
@@ -176,8 +176,23 @@ impl TracingMiddleware {
             },
         );
         call.inject(config, req.headers_mut());
+        let measure = call.measure.take();
         let Some(state) = call.state else {
-            return next.run(req, extensions).await;
+            let Some(measure) = measure else {
+                return next.run(req, extensions).await;
+            };
+            // Measured, not traced.
+            let mut pending = Pending(None, Some(measure));
+            let result = next.run(req, extensions).await;
+            return match (result, pending.1.take()) {
+                (Ok(response), measure) => Ok(traced_response(None, measure, response)),
+                (Err(error), measure) => {
+                    if let Some(measure) = measure {
+                        measure.fail(error_type(&error));
+                    }
+                    Err(error)
+                }
+            };
         };
         if sent > 0 && state.end.sampled {
             with_span_data(&state.end.span, |d| {
@@ -189,14 +204,17 @@ impl TracingMiddleware {
         }
 
         let span = state.end.span.clone();
-        let mut pending = Pending(Some(state));
+        let mut pending = Pending(Some(state), measure);
         let result = next.run(req, extensions).instrument(span).await;
-        let Some(state) = pending.0.take() else {
+        let (Some(state), measure) = (pending.0.take(), pending.1.take()) else {
             return result;
         };
         match result {
-            Ok(response) => Ok(traced_response(state, response)),
+            Ok(response) => Ok(traced_response(Some(state), measure, response)),
             Err(error) => {
+                if let Some(measure) = measure {
+                    measure.fail(error_type(&error));
+                }
                 failed(state, &error);
                 Err(error)
             }
@@ -213,8 +231,9 @@ fn request_uri(req: &Request) -> Option<Uri> {
         .or_else(|| Uri::try_from(url.origin().ascii_serialization()).ok())
 }
 
-/// The span of a request in flight; ended as cancelled if the request is dropped.
-struct Pending(Option<ResponseState>);
+/// The span and the measurement of a request in flight; ended as cancelled if the request
+/// is dropped.
+struct Pending(Option<ResponseState>, Option<Measure>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
@@ -223,16 +242,29 @@ impl Drop for Pending {
                 .end
                 .cancel("request dropped before the response arrived");
         }
+        if let Some(measure) = self.1.take() {
+            measure.cancel(false);
+        }
     }
 }
 
-/// Records the response head and hands the span to the response body.
-fn traced_response(mut state: ResponseState, response: Response) -> Response {
+/// Records the response head and hands the span and the measurement to the response body.
+fn traced_response(
+    state: Option<ResponseState>,
+    mut measure: Option<Measure>,
+    response: Response,
+) -> Response {
     let url = response.url().clone();
     let response = http::Response::<reqwest::Body>::from(response);
-    state.on_response(&response);
-    let end = state.end;
-    let mut response = response.map(|body| reqwest::Body::wrap(ResponseBody::new(body, Some(end))));
+    if let Some(measure) = &mut measure {
+        measure.on_response(response.status().as_u16(), response.headers());
+    }
+    let end = state.map(|mut state| {
+        state.on_response(&response);
+        state.end
+    });
+    let mut response =
+        response.map(|body| reqwest::Body::wrap(ResponseBody::new(body, end, measure)));
     // `reqwest::Response::from` reads the final URL from an extension that only
     // `ResponseBuilderExt::url` can set.
     if let Ok(marker) = http::Response::builder().url(url).body(()) {
@@ -243,15 +275,20 @@ fn traced_response(mut state: ResponseState, response: Response) -> Response {
     Response::from(response)
 }
 
-/// The request failed: `error.type`, an `exception` event and status Error.
-fn failed(state: ResponseState, error: &reqwest_middleware::Error) {
-    let end = state.end;
-    let exception_type = match error {
+/// The type of a failed request's error, as `error.type`.
+fn error_type(error: &reqwest_middleware::Error) -> &'static str {
+    match error {
         reqwest_middleware::Error::Reqwest(_) => std::any::type_name::<reqwest::Error>(),
         reqwest_middleware::Error::Middleware(_) => {
             std::any::type_name::<reqwest_middleware::Error>()
         }
-    };
+    }
+}
+
+/// The request failed: `error.type`, an `exception` event and status Error.
+fn failed(state: ResponseState, error: &reqwest_middleware::Error) {
+    let end = state.end;
+    let exception_type = error_type(error);
     let message = if end.sampled {
         error_chain(error)
     } else {

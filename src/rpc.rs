@@ -47,42 +47,64 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
 #[derive(Debug, Default)]
 pub(crate) struct GrpcMethods {
     /// Configured `package.Service/Method` names.
-    configured: Vec<Box<str>>,
-    learned: RwLock<HashSet<Box<str>>>,
+    configured: Vec<&'static str>,
+    /// Learned names, kept for the life of the process (they are few and bounded), so that
+    /// spans and metrics name a method without copying it.
+    learned: RwLock<HashSet<&'static str>>,
 }
 
 impl GrpcMethods {
     const MAX_LEARNED: usize = 1024;
 
-    /// These methods and services too.
+    /// These methods too.
     pub(crate) fn with(&self, more: impl IntoIterator<Item = Box<str>>) -> Self {
         let mut configured = self.configured.clone();
-        configured.extend(more.into_iter().map(|m| {
-            let m = m.trim_start_matches('/');
-            m.into()
-        }));
+        configured.extend(
+            more.into_iter()
+                .map(|m| -> &'static str { Box::leak(Box::from(m.trim_start_matches('/'))) }),
+        );
         GrpcMethods {
             configured,
             learned: RwLock::default(),
         }
     }
 
-    /// `method` (`package.Service/Method`) is known to be served.
-    pub(crate) fn recognizes(&self, method: &str) -> bool {
-        self.configured.iter().any(|known| **known == *method)
-            || self
-                .learned
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(method)
+    /// `method` (`package.Service/Method`) is known to be served: its name, as kept.
+    pub(crate) fn known(&self, method: &str) -> Option<&'static str> {
+        if let Some(known) = self.configured.iter().find(|known| **known == method) {
+            return Some(known);
+        }
+        self.learned
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(method)
+            .copied()
     }
 
-    /// The service answered a call to `method`: it exists.
-    pub(crate) fn learn(&self, method: &str) {
+    /// `method` is known to be served.
+    pub(crate) fn recognizes(&self, method: &str) -> bool {
+        self.known(method).is_some()
+    }
+
+    /// The service answered a call to `method`: it exists. Its name as kept, unless the
+    /// bound was reached.
+    pub(crate) fn learn(&self, method: &str) -> Option<&'static str> {
         let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
-        if learned.len() < Self::MAX_LEARNED {
-            learned.insert(method.into());
+        if let Some(known) = learned.get(method) {
+            return Some(known);
         }
+        if learned.len() >= Self::MAX_LEARNED {
+            return None;
+        }
+        let method: &'static str = Box::leak(method.into());
+        learned.insert(method);
+        Some(method)
+    }
+
+    /// [`known`](Self::known), else [`learn`](Self::learn).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn known_or_learn(&self, method: &str) -> Option<&'static str> {
+        self.known(method).or_else(|| self.learn(method))
     }
 }
 

@@ -47,6 +47,20 @@ macro_rules! client_builder_methods {
             self
         }
 
+        /// Records the request metrics of every call (`http.client.request.duration`, and
+        /// `rpc.client.call.duration` for gRPC) through `provider`; see
+        /// [`metrics`](crate::metrics). Without it nothing is measured.
+        #[cfg(feature = "metrics")]
+        pub fn metrics<M>(mut self, provider: &M) -> Self
+        where
+            M: opentelemetry::metrics::MeterProvider + ?Sized,
+        {
+            self.client_config_mut().common.metrics = Some(std::sync::Arc::new(
+                crate::metrics::LayerMetrics::client(provider),
+            ));
+            self
+        }
+
         /// Replaces `traceparent`, `tracestate` and `baggage` headers the caller already set.
         /// Off by default: a header set on purpose is left alone.
         pub fn overwrite_headers(mut self, overwrite: bool) -> Self {

@@ -9,7 +9,7 @@ use tower::Service;
 
 use crate::attrs::{self, UrlFull};
 use crate::baggage::Baggage;
-use crate::body::{ResponseBody, SpanEnd};
+use crate::body::{Measure, ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::client::layer::ClientConfig;
 use crate::config::RequestHead;
@@ -86,6 +86,8 @@ pub(crate) struct ClientCall {
     /// The context to send, when the call goes to a host that may receive it: the span's,
     /// or (untraced) the current one.
     pub(crate) propagate: Option<(SpanContext, Baggage)>,
+    /// The call's metrics, when the layer records them.
+    pub(crate) measure: Option<Measure>,
 }
 
 impl ClientCall {
@@ -101,6 +103,45 @@ impl ClientCall {
 /// leaves it out, or no recorder sees it) and says what to inject: the one place both client
 /// layers (Tower and reqwest) create their spans.
 pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> ClientCall {
+    let traced = config.common.traces(head);
+    let mut call = trace_call(config, head, traced);
+    call.measure = measure(config, head, traced);
+    call
+}
+
+/// Starts measuring the call, when the layer records metrics and measures it.
+#[inline]
+fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Option<Measure> {
+    #[cfg(feature = "metrics")]
+    {
+        let metrics = config.common.measured(traced)?;
+        let grpc = config.grpc_only || is_grpc(head.headers);
+        let scheme = attrs::scheme(head.uri);
+        let server = attrs::server_host_port(head.uri, head.headers)
+            .map(|(host, port)| (host, port.unwrap_or_else(|| attrs::default_port(scheme))));
+        Some(Measure::start(
+            metrics,
+            crate::metrics::Start {
+                method: attrs::method(head.method).0,
+                scheme,
+                version: attrs::version(head.version),
+                route: None,
+                interned_route: None,
+                server,
+                grpc_path: grpc.then(|| head.uri.path()),
+                grpc_methods: None,
+            },
+        ))
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        let _ = (config, head, traced);
+        None
+    }
+}
+
+/// The span part of [`start_call`].
+fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> ClientCall {
     let target: Target<'_> = attrs::server_host_port(head.uri, head.headers);
     let propagate = config.propagates_to(target.map(|(host, _)| host));
     // The span the call would hang under: the current one, or the request being served.
@@ -108,8 +149,9 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
     let untraced = |parent: Option<(SpanContext, Baggage)>| ClientCall {
         state: None,
         propagate: if propagate { parent } else { None },
+        measure: None,
     };
-    if !config.common.traces(head) {
+    if !traced {
         return untraced(parent);
     }
 
@@ -140,6 +182,7 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
         return ClientCall {
             state: None,
             propagate: propagate.then_some((context, baggage)),
+            measure: None,
         };
     }
     let name = name();
@@ -192,6 +235,7 @@ pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> Clien
     ClientCall {
         state: Some(state),
         propagate: propagate.then_some((context, baggage)),
+        measure: None,
     }
 }
 
@@ -237,7 +281,14 @@ where
         let config = &*self.config;
         let mut call = start_call(config, &RequestHead::from(&req));
         call.inject(config, req.headers_mut());
-        ResponseFuture::new(|| self.inner.call(req), call.state, None, None, None)
+        ResponseFuture::new(
+            || self.inner.call(req),
+            call.state,
+            None,
+            None,
+            None,
+            call.measure,
+        )
     }
 }
 

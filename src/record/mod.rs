@@ -70,7 +70,9 @@ pub use data::SpanRecord;
 pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
 
-pub(crate) use layer::{current_parent, decide, is_internal_target, with_span_data, Decision};
+#[cfg(feature = "console")]
+pub(crate) use layer::is_internal_target;
+pub(crate) use layer::{current_parent, decide, with_span_data, Decision};
 #[cfg(test)]
 pub(crate) use span_data::LiveRecord;
 pub(crate) use span_data::{error_chain, LiveSpan, SpanData};

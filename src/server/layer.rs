@@ -16,6 +16,9 @@ pub(crate) struct ServerConfig {
     pub(crate) grpc_only: bool,
     pub(crate) message_events: bool,
     pub(crate) grpc_methods: Arc<GrpcMethods>,
+    /// `metrics` records `http.server.active_requests` too.
+    #[cfg(feature = "metrics")]
+    pub(crate) active_requests: bool,
 }
 
 /// Traces incoming requests: extracts the caller's trace context and wraps each request in
@@ -109,6 +112,30 @@ impl ServerLayer {
                 .grpc_methods
                 .with(methods.into_iter().map(|m| Box::from(m.as_ref()))),
         );
+        self
+    }
+
+    /// Records the request metrics of every request (`http.server.request.duration`, and
+    /// `rpc.server.call.duration` for gRPC) through `provider`; see
+    /// [`metrics`](crate::metrics). Without it nothing is measured.
+    #[cfg(feature = "metrics")]
+    pub fn metrics<M>(mut self, provider: &M) -> Self
+    where
+        M: opentelemetry::metrics::MeterProvider + ?Sized,
+    {
+        let config = Arc::make_mut(&mut self.config);
+        config.common.metrics = Some(Arc::new(crate::metrics::LayerMetrics::server(
+            provider,
+            config.active_requests,
+        )));
+        self
+    }
+
+    /// Also records `http.server.active_requests` (opt-in in the semantic conventions). Call
+    /// it before [`metrics`](Self::metrics).
+    #[cfg(feature = "metrics")]
+    pub fn active_requests(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.config).active_requests = enabled;
         self
     }
 

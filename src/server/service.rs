@@ -11,7 +11,7 @@ use tower::Service;
 
 use crate::attrs::{self, SpanHeaders};
 use crate::baggage::Baggage;
-use crate::body::{ResponseBody, SpanEnd};
+use crate::body::{Measure, ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
@@ -100,6 +100,48 @@ impl<S> ServerTrace<S> {
     }
 }
 
+impl<S> ServerTrace<S> {
+    /// Starts measuring the request, when the layer records metrics and measures it.
+    #[inline]
+    fn measure<B>(&self, req: &Request<B>, traced: bool) -> Option<Measure> {
+        #[cfg(feature = "metrics")]
+        {
+            let config = &*self.config;
+            let metrics = config.common.measured(traced)?;
+            let grpc = config.grpc_only || rpc::is_grpc(req.headers());
+            let route = if grpc {
+                None
+            } else {
+                matched_route(req.extensions())
+            };
+            let interned_route = route
+                .and_then(|r| {
+                    self.first_route
+                        .route_name(attrs::span_method(req.method()), r)
+                })
+                .map(|(_, r)| r);
+            Some(Measure::start(
+                metrics,
+                crate::metrics::Start {
+                    method: attrs::method(req.method()).0,
+                    scheme: attrs::scheme(req.uri()),
+                    version: attrs::version(req.version()),
+                    route,
+                    interned_route,
+                    server: None,
+                    grpc_path: grpc.then(|| req.uri().path()),
+                    grpc_methods: grpc.then_some(&config.grpc_methods),
+                },
+            ))
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = (req, traced);
+            None
+        }
+    }
+}
+
 impl<S: fmt::Debug> fmt::Debug for ServerTrace<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerTrace")
@@ -158,8 +200,9 @@ where
         // recorder).
         let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
         let traced = config.common.traces(&head);
+        let measure = self.measure(&req, traced);
         if !traced && untrusted {
-            return ResponseFuture::new(|| self.inner.call(req), None, None, None, None);
+            return ResponseFuture::new(|| self.inner.call(req), None, None, None, None, measure);
         }
         let extracted = config.common.propagator.extract(req.headers());
         if !traced {
@@ -167,7 +210,14 @@ where
                 context: extracted.span_context,
                 baggage: extracted.baggage,
             };
-            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), None, None);
+            return ResponseFuture::new(
+                || self.inner.call(req),
+                None,
+                Some(ambient),
+                None,
+                None,
+                measure,
+            );
         }
 
         // A public edge: a new trace that only links to what the caller claimed.
@@ -211,7 +261,14 @@ where
                 let named = named();
                 server_span(named.grpc, &req, named.route)
             });
-            return ResponseFuture::new(|| self.inner.call(req), None, Some(ambient), span, None);
+            return ResponseFuture::new(
+                || self.inner.call(req),
+                None,
+                Some(ambient),
+                span,
+                None,
+                measure,
+            );
         };
         let traceresponse = config.traceresponse.then(|| context.clone());
         let sampled = context.is_sampled();
@@ -228,6 +285,7 @@ where
                 Some(ambient),
                 None,
                 traceresponse,
+                measure,
             );
         }
         let Named {
@@ -289,6 +347,7 @@ where
                 Some(ambient),
                 Some(span),
                 traceresponse,
+                measure,
             );
         }
         let mut end = SpanEnd::new(
@@ -320,6 +379,7 @@ where
             None,
             None,
             traceresponse,
+            measure,
         )
     }
 }
