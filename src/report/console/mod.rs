@@ -133,8 +133,9 @@
 //! Columns give way in order — the bar narrows, then goes, then the status, then the
 //! duration — and names are cut with `…`. Trees deeper than half the width show their outer
 //! levels as `…`. Widths are counted in characters (box-drawing characters are one column);
-//! East Asian wide characters are not measured as two. Control characters in names print as
-//! spaces.
+//! East Asian wide characters are not measured as two. Control characters and Unicode format
+//! characters (category `Cf`: bidi overrides and isolates, zero-width characters) in names
+//! and values print as spaces.
 //!
 //! Colour is on when the output is a terminal and `NO_COLOR` is unset or empty
 //! ([`ConsoleReporter::auto_color`]), unless the builder says [`color`](ConsoleBuilder::color).
