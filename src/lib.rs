@@ -89,6 +89,9 @@ pub mod context;
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod dev;
 mod future;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;

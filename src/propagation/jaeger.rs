@@ -250,7 +250,11 @@ mod tests {
         let baggage = JaegerPropagator.extract(&headers).baggage;
         assert_eq!(baggage.get("user"), Some("alice smith"));
         assert_eq!(baggage.get("region"), Some("eu"));
-        assert_eq!(baggage.get("bad"), Some("\u{fffd}"), "invalid UTF-8 is replaced");
+        assert_eq!(
+            baggage.get("bad"),
+            Some("\u{fffd}"),
+            "invalid UTF-8 is replaced"
+        );
         assert_eq!(baggage.len(), 3);
 
         let cx = SpanContext::new(

@@ -240,9 +240,25 @@ mod tests {
         // Bidi embeddings and overrides, isolates, zero-width characters, the BOM, the
         // Arabic letter mark, the soft hyphen, a tag character.
         let format = [
-            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
-            '\u{2068}', '\u{2069}', '\u{200b}', '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}',
-            '\u{feff}', '\u{061c}', '\u{00ad}', '\u{2060}', '\u{e0001}',
+            '\u{202a}',
+            '\u{202b}',
+            '\u{202c}',
+            '\u{202d}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{feff}',
+            '\u{061c}',
+            '\u{00ad}',
+            '\u{2060}',
+            '\u{e0001}',
         ];
         for c in format {
             assert!(is_unsafe(c), "{c:?}");
