@@ -1,5 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/`, built only under `--cfg fuzzing` (which
-//! `cargo fuzz` sets): the parsers of outside input that are not public. Not an API.
+//! `cargo fuzz` sets) and for tests: the parsers of outside input that are not public. Not
+//! an API. The property tests below check, on every `cargo test`, what the fuzz targets
+//! check at length.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -70,4 +72,127 @@ pub fn console_short(text: &str) -> String {
 #[cfg(feature = "console")]
 pub fn console_replaces(c: char) -> bool {
     crate::report::console::text::is_unsafe(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// gRPC's percent-encoding of a message: bytes outside printable ASCII, and `%`.
+    fn encode(message: &str) -> String {
+        let mut out = String::new();
+        for &b in message.as_bytes() {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn grpc_timeouts_are_what_their_digits_and_unit_say(
+            value in prop_oneof![
+                "[0-9]{1,9}[HMSmunx]".prop_map(String::into_bytes),
+                vec(any::<u8>(), 0..12),
+            ]
+        ) {
+            if let Some(timeout) = grpc_timeout(&value) {
+                let (unit, digits) = value.split_last().unwrap();
+                prop_assert!((1..=8).contains(&digits.len()));
+                let n: u64 = std::str::from_utf8(digits).unwrap().parse().unwrap();
+                let want = match unit {
+                    b'H' => Duration::from_secs(n * 3600),
+                    b'M' => Duration::from_secs(n * 60),
+                    b'S' => Duration::from_secs(n),
+                    b'm' => Duration::from_millis(n),
+                    b'u' => Duration::from_micros(n),
+                    b'n' => Duration::from_nanos(n),
+                    _ => unreachable!("unit {unit}"),
+                };
+                prop_assert_eq!(timeout, want);
+            }
+        }
+
+        #[test]
+        fn grpc_status_and_message_never_panic_and_messages_round_trip(
+            value in vec(any::<u8>(), 0..40),
+            message in "\\PC{0,20}",
+        ) {
+            if let Some(code) = grpc_status(&value) {
+                prop_assert!(code >= 0);
+            }
+            if let Some(decoded) = grpc_message(&value) {
+                prop_assert!(decoded.chars().count() <= value.len());
+            }
+            prop_assert_eq!(grpc_message(encode(&message).as_bytes()), Some(message));
+        }
+
+        #[test]
+        fn redacted_query_values_never_survive(
+            pairs in vec(("[a-zA-Z_%-]{0,6}", proptest::option::of("[a-z0-9=%&]{0,6}")), 0..6),
+            params in vec("[a-zA-Z_%-]{1,6}", 0..3),
+        ) {
+            let query = pairs
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k}={v}"),
+                    None => k.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            let redacted = redact_query(&query, &params);
+            let before: Vec<&str> = query.split('&').collect();
+            let after: Vec<&str> = redacted.split('&').collect();
+            prop_assert_eq!(before.len(), after.len());
+            for (before, after) in before.iter().zip(&after) {
+                match before.split_once('=') {
+                    Some((key, _)) if params.iter().any(|p| p == key) => {
+                        prop_assert_eq!(*after, format!("{key}=REDACTED"));
+                    }
+                    _ => prop_assert_eq!(after, before),
+                }
+            }
+        }
+
+        #[test]
+        fn url_full_hides_credentials(
+            user in "[a-z]{1,6}",
+            password in "[a-z0-9]{1,6}",
+            query in "[a-z]{1,4}=[a-z0-9]{1,4}",
+        ) {
+            let uri: Uri = format!("https://{user}:{password}@example.com:8443/p?{query}&sig=s3cret")
+                .parse()
+                .unwrap();
+            let full = url_full(&uri, None, &["sig".to_owned()]);
+            prop_assert!(full.starts_with("https://REDACTED:REDACTED@example.com:8443/p?"), "{}", full);
+            prop_assert!(full.ends_with("&sig=REDACTED"), "{}", full);
+        }
+    }
+
+    #[cfg(feature = "console")]
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn the_console_writes_no_control_or_format_character_and_fits(
+            text in "\\PC{0,40}|[\\x00-\\x1f\\u{7f}-\\u{9f}\\u{ad}\\u{600}-\\u{605}\\u{61c}\\u{200b}-\\u{200f}\\u{202a}-\\u{202e}\\u{2060}-\\u{206f}\\u{feff}a-z]{0,40}",
+            max in 0usize..60,
+        ) {
+            let (out, columns) = console_fit(&text, max);
+            let out = String::from_utf8(out).unwrap();
+            prop_assert!(columns <= max);
+            prop_assert_eq!(out.chars().count(), columns);
+            prop_assert!(!out.chars().any(console_replaces), "{:?}", out);
+            let short = console_short(&text);
+            prop_assert!(short.len() <= 32 && !short.chars().any(console_replaces));
+        }
+    }
 }

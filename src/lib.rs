@@ -89,7 +89,8 @@ pub mod context;
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod dev;
 mod future;
-#[cfg(fuzzing)]
+// The parsers the fuzz targets in `fuzz/` reach; the unit tests keep the same properties.
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "grpc")]

@@ -72,9 +72,7 @@ async fn call(name: &'static str, headers: Vec<(&'static str, String)>) -> Strin
     let addr = edge(name).await;
     let mut request = get_req(&format!("http://{addr}/in"));
     for (header, value) in headers {
-        request
-            .headers_mut()
-            .insert(header, value.parse().unwrap());
+        request.headers_mut().insert(header, value.parse().unwrap());
     }
     let response = hyper_client().request(request).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -97,7 +95,11 @@ fn deferred_ids_are_sampled_when_the_local_sampler_says_so() {
         let spans = recorded.spans.wait_for(2, WAIT).unwrap();
         let server = recorded.spans.find("GET /in");
         let server = server.unwrap_or_else(|| panic!("{name}: no server span: {spans:#?}"));
-        assert_eq!(server.trace_id(), TraceId::from_hex(TRACE).unwrap(), "{name}");
+        assert_eq!(
+            server.trace_id(),
+            TraceId::from_hex(TRACE).unwrap(),
+            "{name}"
+        );
         assert_eq!(format!("{:016x}", server.parent_span_id), SPAN, "{name}");
         // Our decision (sampled) goes on.
         if name == "b3" {
@@ -131,10 +133,7 @@ fn deferred_ids_the_local_sampler_leaves_out_go_on_deferred_never_as_a_deny() {
 
 #[test]
 fn a_bare_deny_records_nothing_and_goes_on() {
-    for (name, header, value) in [
-        ("b3", "b3", "0"),
-        ("b3multi", "x-b3-sampled", "0"),
-    ] {
+    for (name, header, value) in [("b3", "b3", "0"), ("b3multi", "x-b3-sampled", "0")] {
         let (recorded, seen) = recorded(|_| call(name, vec![(header, value.to_owned())]));
         assert!(
             recorded.spans.spans().is_empty(),

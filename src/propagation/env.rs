@@ -157,6 +157,21 @@ mod b3 {
         deny
     }
 
+    /// The caller sent a deny, with ids or without: a `b3` whose sampling state is `0`, or
+    /// `x-b3-sampled: 0` (or `false`). `X-B3-Flags: 0` is not one: only its `1` (debug)
+    /// means anything.
+    fn sent_deny(carrier: &dyn Extractor) -> bool {
+        let mut deny = false;
+        carrier.get_each("b3", &mut |value| {
+            let value = crate::propagation::trim_ows(value);
+            deny |= value == b"0" || value.split(|&b| b == b'-').nth(2) == Some(b"0");
+        });
+        carrier.get_each("x-b3-sampled", &mut |value| {
+            deny |= matches!(crate::propagation::trim_ows(value), b"0" | b"false");
+        });
+        deny
+    }
+
     struct OnlyB3<'a>(&'a mut dyn Injector);
 
     impl Injector for OnlyB3<'_> {
@@ -188,7 +203,8 @@ mod b3 {
                 let flags = otel.trace_flags().to_u8();
                 let trace_flags = if flags & (FLAG_SAMPLED.to_u8() | OTEL_B3_DEBUG) != 0 {
                     FLAG_SAMPLED
-                } else if flags & OTEL_B3_DEFERRED != 0 {
+                } else if flags & OTEL_B3_DEFERRED != 0 || !sent_deny(carrier) {
+                    // The crate reads `X-B3-Flags: 0` as a deny; no sampling state was sent.
                     FLAG_DEFERRED
                 } else {
                     TraceFlags::NOT_SAMPLED
@@ -305,6 +321,17 @@ mod b3 {
                 let decision = out.get("x-b3-sampled").or(out.get("b3")).unwrap();
                 assert!(decision.as_bytes().ends_with(b"1"), "{out:?}");
             }
+        }
+
+        #[test]
+        fn flags_0_is_no_sampling_state() {
+            let mut map = headers(&IDS);
+            map.insert("x-b3-flags", HeaderValue::from_static("0"));
+            let cx = B3::multi().extract(&map).span_context.unwrap();
+            assert!(cx.is_deferred() && !cx.is_sampled());
+            map.insert("x-b3-sampled", HeaderValue::from_static("0"));
+            let cx = B3::multi().extract(&map).span_context.unwrap();
+            assert!(!cx.is_deferred() && !cx.is_sampled());
         }
 
         #[test]
