@@ -35,10 +35,11 @@ const VALUE_ENCODE: &AsciiSet = &CONTROLS
 
 /// Parses and combines `baggage` header values, in order, as one list.
 ///
-/// Values are percent-decoded; bytes that do not decode to UTF-8 become U+FFFD, as W3C
-/// Baggage says. A member that is malformed (bad key, a character that is not a
-/// `baggage-octet`, a bad property) is dropped and the others kept. Empty members are skipped. Members past [`BAGGAGE_MAX_MEMBERS`], or that
-/// would take the total past [`BAGGAGE_MAX_BYTES`], are dropped whole.
+/// Values are percent-decoded; bytes that do not decode to UTF-8 become U+FFFD, as W3C Baggage
+/// says. A member that is malformed (bad key, a character that is not a `baggage-octet`, a bad
+/// property) is dropped and the others kept. Empty members are skipped. Members past
+/// [`BAGGAGE_MAX_MEMBERS`], or that would take the total past [`BAGGAGE_MAX_BYTES`], are dropped
+/// whole.
 pub fn parse_baggage<'a>(values: impl Iterator<Item = &'a [u8]>) -> Baggage {
     let mut builder = BaggageBuilder::default();
     for value in values {

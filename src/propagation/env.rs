@@ -340,6 +340,12 @@ mod b3 {
                 (B3::single(), headers(&[("b3", "0")])),
                 (B3::multi(), headers(&[("x-b3-sampled", "0")])),
                 (B3::single(), headers(&[("x-b3-sampled", "false")])),
+                // Found by the fuzz targets: optional whitespace is no part of the value.
+                (B3::single(), headers(&[("b3", "0 ")])),
+                (
+                    B3::multi(),
+                    headers(&[("x-b3-spanid", "9"), ("x-b3-sampled", " 0")]),
+                ),
             ] {
                 let cx = b3.extract(&map).span_context.unwrap();
                 assert!(

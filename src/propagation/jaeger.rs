@@ -34,11 +34,11 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// Jaeger's `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}` and
 /// `uberctx-{key}: {value}` baggage headers.
 ///
-/// Extract: exactly one `uber-trace-id` (its value may be percent-encoded), with a trace id
-/// of 1 to 32 hex digits (64-bit ids are zero-extended), a span id of 1 to 16, a parent span
-/// id (ignored) and 1 or 2 hex digits of flags; the debug flag implies sampled. Anything
-/// else is no span context. Every `uberctx-` header becomes a baggage member (its value
-/// percent-decoded, invalid UTF-8 replaced by U+FFFD), within the W3C baggage limits. Jaeger has no trace state.
+/// Extract: exactly one `uber-trace-id` (its value may be percent-encoded), with a trace id of 1 to
+/// 32 hex digits (64-bit ids are zero-extended), a span id of 1 to 16, a parent span id (ignored)
+/// and 1 or 2 hex digits of flags; the debug flag implies sampled. Anything else is no span
+/// context. Every `uberctx-` header becomes a baggage member (its value percent-decoded, invalid
+/// UTF-8 replaced by U+FFFD), within the W3C baggage limits. Jaeger has no trace state.
 ///
 /// Inject: `uber-trace-id` with 32 and 16 hex digits, parent `0` and flags `1` or `0`, and
 /// one `uberctx-` header per baggage member (values percent-encoded).
