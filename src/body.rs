@@ -131,11 +131,7 @@ impl SpanEnd {
         let Some(code) = rpc::parse_status(headers) else {
             return false;
         };
-        let message = headers.get("grpc-message").map(|m| {
-            percent_encoding::percent_decode(m.as_bytes())
-                .decode_utf8_lossy()
-                .into_owned()
-        });
+        let message = rpc::parse_message(headers);
         self.set_grpc_status(code, message);
         if let Some(grpc) = self.grpc_mut() {
             grpc.answered = true;

@@ -18,6 +18,13 @@ pub const FLAG_RANDOM: TraceFlags = TraceFlags::new(0x02);
 /// The `sampled` flag.
 pub const FLAG_SAMPLED: TraceFlags = TraceFlags::SAMPLED;
 
+/// Not a W3C flag, and never sent as one: the caller left the sampling decision to us (B3's
+/// "deferred", ids without a sampling state). A remote parent with this flag is sampled by
+/// the local sampler's rule for new roots; when that says no, propagators that can say
+/// "deferred" (B3) pass the decision on rather than a deny. W3C `traceparent` and the
+/// `opentelemetry` conversions leave it out.
+pub const FLAG_DEFERRED: TraceFlags = TraceFlags::new(0x80);
+
 /// Most list members a `tracestate` may carry.
 pub const TRACESTATE_MAX_MEMBERS: usize = 32;
 
@@ -77,6 +84,11 @@ impl SpanContext {
     pub fn is_random(&self) -> bool {
         self.trace_flags.to_u8() & FLAG_RANDOM.to_u8() != 0
     }
+
+    /// The caller left the sampling decision to us ([`FLAG_DEFERRED`]).
+    pub fn is_deferred(&self) -> bool {
+        self.trace_flags.to_u8() & FLAG_DEFERRED.to_u8() != 0
+    }
 }
 
 impl Default for SpanContext {
@@ -86,12 +98,13 @@ impl Default for SpanContext {
 }
 
 impl From<&SpanContext> for opentelemetry::trace::SpanContext {
-    /// Members that `opentelemetry`'s stricter `TraceState` refuses are left out.
+    /// Members that `opentelemetry`'s stricter `TraceState` refuses are left out, and so is
+    /// [`FLAG_DEFERRED`], which is not a W3C flag.
     fn from(cx: &SpanContext) -> Self {
         opentelemetry::trace::SpanContext::new(
             cx.trace_id,
             cx.span_id,
-            cx.trace_flags,
+            TraceFlags::new(cx.trace_flags.to_u8() & !FLAG_DEFERRED.to_u8()),
             cx.is_remote,
             cx.trace_state.to_otel(),
         )

@@ -91,6 +91,10 @@ pub mod context;
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod dev;
 mod future;
+// The parsers the fuzz targets in `fuzz/` reach; the unit tests keep the same properties.
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;

@@ -123,6 +123,16 @@ pub(crate) fn parse_status(headers: &HeaderMap) -> Option<i32> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
+/// `grpc-message`, percent-decoded; bytes that are not UTF-8 become U+FFFD.
+pub(crate) fn parse_message(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("grpc-message")?;
+    Some(
+        percent_encoding::percent_decode(value.as_bytes())
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
 /// The status a client infers from a gRPC response's HTTP status when it carries no
 /// `grpc-status`, as gRPC's HTTP-to-gRPC status mapping says.
 pub(crate) fn status_from_http(code: u16) -> i32 {

@@ -81,8 +81,77 @@ fn any_span() -> impl Strategy<Value = SpanRecord> {
         )
 }
 
+/// Unicode format characters (category Cf): bidi embeddings, overrides and isolates,
+/// zero-width characters, the BOM, the Arabic letter mark, the soft hyphen, word joiner.
+const FORMAT: &[char] = &[
+    '\u{202a}',
+    '\u{202b}',
+    '\u{202c}',
+    '\u{202d}',
+    '\u{202e}',
+    '\u{2066}',
+    '\u{2067}',
+    '\u{2068}',
+    '\u{2069}',
+    '\u{200b}',
+    '\u{200c}',
+    '\u{200d}',
+    '\u{200e}',
+    '\u{200f}',
+    '\u{feff}',
+    '\u{061c}',
+    '\u{00ad}',
+    '\u{2060}',
+    '\u{206a}',
+    '\u{e0001}',
+];
+
+fn has_format_character(s: &str) -> bool {
+    s.chars().any(|c| FORMAT.contains(&c))
+}
+
+#[test]
+fn bidi_overrides_and_other_format_characters_print_as_spaces() {
+    // "evil\u{202e}gpj.exe" shows as "evilexe.jpg" on a terminal that honours the override.
+    let s = span(
+        0x1,
+        0,
+        "svc\u{2067}x",
+        SpanKind::Server,
+        "evil\u{202e}gpj.exe\u{200b}",
+        0,
+        10,
+    )
+    .error("bad\u{2066}\u{feff}thing");
+    let out = render(&[s], 120);
+    assert!(!has_format_character(&out), "{out:?}");
+    assert!(out.contains("evil gpj.exe "), "{out}");
+    assert!(out.contains("svc x"), "{out}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn no_format_character_reaches_the_terminal(
+        parts in proptest::collection::vec(("\\PC{0,6}", proptest::sample::select(FORMAT)), 1..6),
+        width in 10usize..200,
+    ) {
+        let name: String = parts.iter().flat_map(|(text, c)| text.chars().chain([*c])).collect();
+        let s = span(0x1, 0, &name, SpanKind::Server, &name, 0, 10)
+            .attr("http.route", name.clone())
+            .error("x");
+        let mut s = s;
+        s.events.push(tracewire::record::data::Event::new(
+            "exception",
+            SystemTime::UNIX_EPOCH,
+            vec![KeyValue::new("exception.message", name.clone())],
+            0,
+        ));
+        let out = render(&[s], width);
+        prop_assert!(!has_format_character(&out), "{:?}", out);
+        assert_fits(&out, width);
+    }
 
     #[test]
     fn rendering_never_panics_nor_overflows_the_width(

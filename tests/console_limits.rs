@@ -91,3 +91,38 @@ fn printed_trace_ids_are_remembered_within_a_bound() {
         "{printed}"
     );
 }
+
+#[test]
+fn spans_beyond_the_byte_limits_are_dropped_and_counted() {
+    let (builder, out) = console(100);
+    let mut console = builder
+        .max_bytes(64 * 1024)
+        .max_bytes_per_trace(16 * 1024)
+        .build();
+    let handle = console.handle();
+    // Spans carrying 8 KiB user agents, as any caller can send: about 8.5 KiB held each,
+    // so one fits a trace's 16 KiB and seven the 64 KiB in all.
+    for trace in 1..=10u128 {
+        let spans: Vec<_> = (0..4u64)
+            .map(|i| {
+                span(0x10 + i, 0x1, "api", Internal, "child", i, 1)
+                    .attr("user_agent.original", "x".repeat(8192))
+                    .trace(trace)
+            })
+            .collect();
+        console.report(&spans);
+        let stats = handle.stats();
+        assert!(stats.bytes_held <= 64 * 1024, "{stats:?}");
+        assert!(stats.spans_held <= 7, "{stats:?}");
+    }
+    let stats = handle.stats();
+    assert_eq!((stats.spans_held, stats.traces_held), (7, 7));
+    assert_eq!(stats.spans_dropped, 33);
+    assert!(stats.bytes_held > 7 * 8192, "{stats:?}");
+    // A root still gets in, prints its trace and frees its bytes.
+    let before = stats.bytes_held;
+    console.report(&[span(0x1, 0, "api", Server, "root", 0, 20).trace(1)]);
+    assert!(out.take().contains("root"));
+    assert!(handle.stats().bytes_held < before - 8192);
+    assert_eq!(handle.stats().spans_held, 6);
+}

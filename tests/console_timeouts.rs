@@ -164,3 +164,29 @@ fn flush_prints_everything_held() {
     );
     assert_eq!(console.stats().spans_held, 0);
 }
+
+#[test]
+fn a_caller_repeating_a_remote_parent_cannot_keep_its_trace_held() {
+    let (mut console, out, clock) = with_clock(120);
+    // A caller sends a request under the same remote parent every 50 ms for 3 s: each is a
+    // new local root of the same trace. The grace period runs from the first of them (and
+    // from the first late span after the trace printed), so the spans print as they come
+    // instead of piling up until the caller stops.
+    let mut most_held = 0;
+    for i in 0..60u64 {
+        console
+            .report(&[span(0x100 + i, 0x1, "api", Server, "GET /x", i * 50_000, 1_000).remote()]);
+        clock.advance(ms(50));
+        console.tick();
+        most_held = most_held.max(console.stats().spans_held);
+    }
+    assert!(most_held <= 5, "held {most_held} spans at once");
+    let printed = out.take();
+    assert!(
+        printed.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{printed}"
+    );
+    let stats = console.stats();
+    assert!(stats.spans_printed >= 55, "{stats:?}");
+    assert_eq!(stats.spans_dropped, 0);
+}

@@ -388,17 +388,18 @@ fn tracestate_cases() -> Vec<Case> {
             0,
             "foo=1,bar=2,rojo=1,congo=2,baz=3",
         ),
+        // The suite accepts the duplicates kept or all but one dropped; we keep the first.
         cont(
             "test_tracestate_duplicated_keys (same value)",
             &[("traceparent", TP_00), ("tracestate", "foo=1,foo=1")],
             0,
-            "",
+            "foo=1",
         ),
         cont(
             "test_tracestate_duplicated_keys (other value)",
             &[("traceparent", TP_00), ("tracestate", "foo=1,foo=2")],
             0,
-            "",
+            "foo=1",
         ),
         cont(
             "test_tracestate_duplicated_keys (two headers, same value)",
@@ -408,7 +409,7 @@ fn tracestate_cases() -> Vec<Case> {
                 ("tracestate", "foo=1"),
             ],
             0,
-            "",
+            "foo=1",
         ),
         cont(
             "test_tracestate_duplicated_keys (two headers, other value)",
@@ -418,7 +419,7 @@ fn tracestate_cases() -> Vec<Case> {
                 ("tracestate", "foo=2"),
             ],
             0,
-            "",
+            "foo=1",
         ),
         cont_owned(
             "test_tracestate_all_allowed_characters (key without @)",
@@ -635,6 +636,28 @@ fn tracestate_cases() -> Vec<Case> {
             ],
             1,
             "foo=1",
+        ),
+        cont(
+            "a repeated key keeps the first member, the others stay in order",
+            &[
+                ("traceparent", TP_00),
+                ("tracestate", "foo=1,bar=2,foo=3"),
+                ("tracestate", "baz=4,bar=5"),
+            ],
+            0,
+            "foo=1,bar=2,baz=4",
+        ),
+        cont_owned(
+            "dropped repeats do not count towards 32",
+            with_ts(vec![bar32.clone(), "bar01=x,bar32=y".into()]),
+            0,
+            &bar32,
+        ),
+        cont(
+            "a repeated key with a bad value still drops the list",
+            &[("traceparent", TP_00), ("tracestate", "foo=1,foo=")],
+            0,
+            "",
         ),
         new_trace(
             "tracestate dropped with an invalid traceparent",
@@ -901,7 +924,12 @@ fn w3c_baggage_parsing() {
                 "a=1,b c=2,d=DF 28,e=\"q\",f=x\\y,g=%ff%fe,h,=i,j=1;,k=1;p q,l=ok",
                 "m=1;=x, (n)=1 ,o=é",
             ],
-            vec![("a", "1", ""), ("l", "ok", "")],
+            vec![("a", "1", ""), ("g", "\u{fffd}\u{fffd}", ""), ("l", "ok", "")],
+        ),
+        (
+            "invalid UTF-8 after percent-decoding becomes U+FFFD, the member is kept",
+            vec!["k=%ff,j=a%C3%28b,ok=%C3%A9"],
+            vec![("k", "\u{fffd}", ""), ("j", "a\u{fffd}(b", ""), ("ok", "\u{e9}", "")],
         ),
         ("empty members are skipped", vec![",, a=1 ,\t,", "", " "], vec![("a", "1", "")]),
         ("duplicate keys are kept, in order", vec!["k=1,k=2"], vec![("k", "1", ""), ("k", "2", "")]),

@@ -35,10 +35,11 @@ const VALUE_ENCODE: &AsciiSet = &CONTROLS
 
 /// Parses and combines `baggage` header values, in order, as one list.
 ///
-/// Values are percent-decoded; a member that is malformed (bad key, a character that is not
-/// a `baggage-octet`, a value that does not decode to UTF-8, a bad property) is dropped and
-/// the others kept. Empty members are skipped. Members past [`BAGGAGE_MAX_MEMBERS`], or that
-/// would take the total past [`BAGGAGE_MAX_BYTES`], are dropped whole.
+/// Values are percent-decoded; bytes that do not decode to UTF-8 become U+FFFD, as W3C Baggage
+/// says. A member that is malformed (bad key, a character that is not a `baggage-octet`, a bad
+/// property) is dropped and the others kept. Empty members are skipped. Members past
+/// [`BAGGAGE_MAX_MEMBERS`], or that would take the total past [`BAGGAGE_MAX_BYTES`], are dropped
+/// whole.
 pub fn parse_baggage<'a>(values: impl Iterator<Item = &'a [u8]>) -> Baggage {
     let mut builder = BaggageBuilder::default();
     for value in values {
@@ -179,7 +180,8 @@ fn parse_member(member: &[u8]) -> Option<BaggageMember> {
     if !is_token(key) || !raw_value.iter().all(|&b| is_baggage_octet(b)) {
         return None;
     }
-    let value = percent_decode(raw_value).decode_utf8().ok()?.into_owned();
+    // W3C Baggage: invalid UTF-8 after percent-decoding is replaced, not refused.
+    let value = percent_decode(raw_value).decode_utf8_lossy().into_owned();
     let properties = match properties {
         Some(properties) => normalize_properties(properties)?,
         None => String::new(),
@@ -293,6 +295,7 @@ mod tests {
         assert_eq!(m.properties, "p1;p2=x=y");
         assert_eq!(member("k=").unwrap().value, "");
         assert_eq!(member("k=%41%zz%").unwrap().value, "A%zz%");
+        assert_eq!(member("k=%ff").unwrap().value, "\u{fffd}");
         for bad in [
             "",
             "k",
@@ -301,7 +304,6 @@ mod tests {
             "k=a b",
             "k=\"q\"",
             "k=a\\b",
-            "k=%ff",
             "k=v;",
             "k=v;;p",
             "k=v;p q",

@@ -91,48 +91,85 @@ fn single(name: &PropagatorName) -> Option<Box<dyn Propagator>> {
 #[cfg(feature = "b3")]
 mod b3 {
     use http::{HeaderName, HeaderValue};
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
     use opentelemetry_propagator_b3::{B3Encoding, Propagator as OtelB3};
 
     use crate::baggage::Baggage;
-    use crate::context::{SpanContext, TraceFlags};
-    use crate::propagation::{Extracted, Extractor, Injector, OtelPropagator, Propagator};
+    use crate::context::{
+        SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_DEFERRED, FLAG_SAMPLED,
+    };
+    use crate::propagation::otel::{OtelExtractor, OtelInjector};
+    use crate::propagation::{Extracted, Extractor, Injector, Propagator};
 
-    /// `opentelemetry-propagator-b3` with two fixes:
+    /// `opentelemetry-propagator-b3`'s flag for "deferred" (ids without a sampling state).
+    const OTEL_B3_DEFERRED: u8 = 0x02;
+    /// `opentelemetry-propagator-b3`'s flag for "debug".
+    const OTEL_B3_DEBUG: u8 = 0x04;
+
+    /// `opentelemetry-propagator-b3`'s codec, with the B3 specification's sampling rules:
     ///
+    /// - ids without a sampling state are deferred ([`FLAG_DEFERRED`]): the local sampler
+    ///   decides, and when it says no, the ids go on still without a sampling state, never
+    ///   as a deny the caller did not send;
+    /// - a bare deny (`b3: 0`, or `x-b3-sampled: 0` without ids) is honoured: it extracts
+    ///   as a remote parent that is not sampled, with ids of its own (made up here: they
+    ///   name no span of the caller's), so nothing is recorded and the deny goes on;
+    /// - debug (`b3: …-d`, `X-B3-Flags: 1`) means sampled;
+    /// - an invalid context injects nothing (the crate would write a bare deny);
     /// - single header: with `B3Encoding::SingleHeader`, 0.33 also writes the multiple
     ///   headers (its encoding test takes every encoding to support `UnSpecified`), so only
-    ///   `b3` is let through;
-    /// - debug (`b3: …-d`, `X-B3-Flags: 1`) means sampled, as the B3 specification says;
-    ///   the crate reports it with a flag of its own, which the adapter does not keep.
+    ///   `b3` is let through.
     pub(super) struct B3 {
-        inner: OtelPropagator<OtelB3>,
+        inner: OtelB3,
         single: bool,
     }
 
     impl B3 {
         pub(super) fn single() -> Self {
             B3 {
-                inner: OtelPropagator::new(OtelB3::with_encoding(B3Encoding::SingleHeader)),
+                inner: OtelB3::with_encoding(B3Encoding::SingleHeader),
                 single: true,
             }
         }
 
         pub(super) fn multi() -> Self {
             B3 {
-                inner: OtelPropagator::new(OtelB3::with_encoding(B3Encoding::MultipleHeader)),
+                inner: OtelB3::with_encoding(B3Encoding::MultipleHeader),
                 single: false,
             }
         }
     }
 
-    /// The caller asked for debug tracing.
-    fn debug(carrier: &dyn Extractor) -> bool {
-        let mut debug = false;
+    /// The caller sent a sampling decision alone, and it is a deny.
+    fn bare_deny(carrier: &dyn Extractor) -> bool {
+        let mut deny = false;
+        let mut single = false;
         carrier.get_each("b3", &mut |value| {
-            debug |= value.split(|&b| b == b'-').nth(2) == Some(b"d");
+            single = true;
+            deny |= crate::propagation::trim_ows(value) == b"0";
         });
-        carrier.get_each("x-b3-flags", &mut |value| debug |= value == b"1");
-        debug
+        if !single {
+            carrier.get_each("x-b3-sampled", &mut |value| {
+                deny |= matches!(crate::propagation::trim_ows(value), b"0" | b"false");
+            });
+        }
+        deny
+    }
+
+    /// The caller sent a deny, with ids or without: a `b3` whose sampling state is `0`, or
+    /// `x-b3-sampled: 0` (or `false`). `X-B3-Flags: 0` is not one: only its `1` (debug)
+    /// means anything.
+    fn sent_deny(carrier: &dyn Extractor) -> bool {
+        let mut deny = false;
+        carrier.get_each("b3", &mut |value| {
+            let value = crate::propagation::trim_ows(value);
+            deny |= value == b"0" || value.split(|&b| b == b'-').nth(2) == Some(b"0");
+        });
+        carrier.get_each("x-b3-sampled", &mut |value| {
+            deny |= matches!(crate::propagation::trim_ows(value), b"0" | b"false");
+        });
+        deny
     }
 
     struct OnlyB3<'a>(&'a mut dyn Injector);
@@ -157,20 +194,72 @@ mod b3 {
 
     impl Propagator for B3 {
         fn extract(&self, carrier: &dyn Extractor) -> Extracted {
-            let mut extracted = self.inner.extract(carrier);
-            if let Some(cx) = &mut extracted.span_context {
-                if !cx.is_sampled() && debug(carrier) {
-                    cx.trace_flags = TraceFlags::SAMPLED;
-                }
+            let adapter = OtelExtractor::new(carrier);
+            let cx = self
+                .inner
+                .extract_with_context(&opentelemetry::Context::new(), &adapter);
+            let otel = cx.span().span_context().clone();
+            let span_context = if otel.is_valid() {
+                let flags = otel.trace_flags().to_u8();
+                let trace_flags = if flags & (FLAG_SAMPLED.to_u8() | OTEL_B3_DEBUG) != 0 {
+                    FLAG_SAMPLED
+                } else if flags & OTEL_B3_DEFERRED != 0 || !sent_deny(carrier) {
+                    // The crate reads `X-B3-Flags: 0` as a deny; no sampling state was sent.
+                    FLAG_DEFERRED
+                } else {
+                    TraceFlags::NOT_SAMPLED
+                };
+                Some(SpanContext::new(
+                    otel.trace_id(),
+                    otel.span_id(),
+                    trace_flags,
+                    true,
+                    TraceState::NONE,
+                ))
+            } else if bare_deny(carrier) {
+                Some(SpanContext::new(
+                    TraceId::from(fastrand::u128(1..)),
+                    SpanId::from(fastrand::u64(1..)),
+                    TraceFlags::NOT_SAMPLED,
+                    true,
+                    TraceState::NONE,
+                ))
+            } else {
+                None
+            };
+            Extracted {
+                span_context,
+                baggage: Baggage::new(),
             }
-            extracted
         }
 
-        fn inject(&self, cx: &SpanContext, baggage: &Baggage, carrier: &mut dyn Injector) {
-            if self.single {
-                self.inner.inject(cx, baggage, &mut OnlyB3(carrier));
+        fn inject(&self, cx: &SpanContext, _baggage: &Baggage, carrier: &mut dyn Injector) {
+            if !cx.is_valid() {
+                return;
+            }
+            // A decision we made is sent; a deferred one we did not take stays deferred.
+            let flags = if cx.is_sampled() {
+                TraceFlags::SAMPLED
+            } else if cx.is_deferred() {
+                TraceFlags::new(OTEL_B3_DEFERRED)
             } else {
-                self.inner.inject(cx, baggage, carrier);
+                TraceFlags::NOT_SAMPLED
+            };
+            let otel_cx = opentelemetry::Context::new().with_remote_span_context(
+                opentelemetry::trace::SpanContext::new(
+                    cx.trace_id,
+                    cx.span_id,
+                    flags,
+                    true,
+                    opentelemetry::trace::TraceState::NONE,
+                ),
+            );
+            if self.single {
+                self.inner
+                    .inject_context(&otel_cx, &mut OtelInjector(&mut OnlyB3(carrier)));
+            } else {
+                self.inner
+                    .inject_context(&otel_cx, &mut OtelInjector(carrier));
             }
         }
     }
@@ -181,22 +270,106 @@ mod b3 {
 
         use super::*;
 
+        fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        }
+
+        const IDS: [(&str, &str); 2] = [
+            ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("x-b3-spanid", "00f067aa0ba902b7"),
+        ];
+
         #[test]
         fn debug_means_sampled() {
             for (name, value) in [
                 ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-d"),
                 ("x-b3-flags", "1"),
             ] {
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    "x-b3-traceid",
-                    "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap(),
-                );
-                headers.insert("x-b3-spanid", "00f067aa0ba902b7".parse().unwrap());
-                headers.insert(name, value.parse().unwrap());
-                let cx = B3::single().extract(&headers).span_context.unwrap();
+                let mut map = headers(&IDS);
+                map.insert(name, HeaderValue::from_static(value));
+                let cx = B3::single().extract(&map).span_context.unwrap();
                 assert!(cx.is_sampled(), "{name}: {value}");
                 assert_eq!(cx.trace_flags, TraceFlags::SAMPLED);
+            }
+        }
+
+        #[test]
+        fn ids_without_a_sampling_state_are_deferred_and_stay_so_unless_we_sample() {
+            for (b3, map) in [
+                (
+                    B3::single(),
+                    headers(&[("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7")]),
+                ),
+                (B3::multi(), headers(&IDS)),
+            ] {
+                let cx = b3.extract(&map).span_context.unwrap();
+                assert!(cx.is_deferred() && !cx.is_sampled() && cx.is_remote);
+                let mut out = HeaderMap::new();
+                b3.inject(&cx, &Baggage::new(), &mut out);
+                assert!(!out.contains_key("x-b3-sampled"), "{out:?}");
+                if let Some(single) = out.get("b3") {
+                    assert_eq!(single, "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7");
+                }
+                let mut sampled = cx.clone();
+                sampled.trace_flags = sampled.trace_flags.with_sampled(true);
+                let mut out = HeaderMap::new();
+                b3.inject(&sampled, &Baggage::new(), &mut out);
+                let decision = out.get("x-b3-sampled").or(out.get("b3")).unwrap();
+                assert!(decision.as_bytes().ends_with(b"1"), "{out:?}");
+            }
+        }
+
+        #[test]
+        fn flags_0_is_no_sampling_state() {
+            let mut map = headers(&IDS);
+            map.insert("x-b3-flags", HeaderValue::from_static("0"));
+            let cx = B3::multi().extract(&map).span_context.unwrap();
+            assert!(cx.is_deferred() && !cx.is_sampled());
+            map.insert("x-b3-sampled", HeaderValue::from_static("0"));
+            let cx = B3::multi().extract(&map).span_context.unwrap();
+            assert!(!cx.is_deferred() && !cx.is_sampled());
+        }
+
+        #[test]
+        fn a_bare_deny_is_a_parent_that_is_not_sampled() {
+            for (b3, map) in [
+                (B3::single(), headers(&[("b3", "0")])),
+                (B3::multi(), headers(&[("x-b3-sampled", "0")])),
+                (B3::single(), headers(&[("x-b3-sampled", "false")])),
+                // Found by the fuzz targets: optional whitespace is no part of the value.
+                (B3::single(), headers(&[("b3", "0 ")])),
+                (
+                    B3::multi(),
+                    headers(&[("x-b3-spanid", "9"), ("x-b3-sampled", " 0")]),
+                ),
+            ] {
+                let cx = b3.extract(&map).span_context.unwrap();
+                assert!(
+                    cx.is_valid() && !cx.is_sampled() && !cx.is_deferred(),
+                    "{map:?}"
+                );
+                let mut out = HeaderMap::new();
+                b3.inject(&cx, &Baggage::new(), &mut out);
+                let decision = out.get("x-b3-sampled").or(out.get("b3")).unwrap();
+                assert!(decision.as_bytes().ends_with(b"0"), "{out:?}");
+            }
+            // A bare accept has no ids to continue: a new root, as the local sampler says.
+            assert_eq!(
+                B3::single().extract(&headers(&[("b3", "1")])).span_context,
+                None
+            );
+        }
+
+        #[test]
+        fn an_invalid_context_injects_nothing() {
+            for b3 in [B3::single(), B3::multi()] {
+                let mut out = HeaderMap::new();
+                b3.inject(&SpanContext::NONE, &Baggage::new(), &mut out);
+                assert!(out.is_empty(), "{out:?}");
             }
         }
     }

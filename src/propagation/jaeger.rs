@@ -34,11 +34,11 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// Jaeger's `uber-trace-id: {trace-id}:{span-id}:{parent-span-id}:{flags}` and
 /// `uberctx-{key}: {value}` baggage headers.
 ///
-/// Extract: exactly one `uber-trace-id` (its value may be percent-encoded), with a trace id
-/// of 1 to 32 hex digits (64-bit ids are zero-extended), a span id of 1 to 16, a parent span
-/// id (ignored) and 1 or 2 hex digits of flags; the debug flag implies sampled. Anything
-/// else is no span context. Every `uberctx-` header becomes a baggage member (its value
-/// percent-decoded), within the W3C baggage limits. Jaeger has no trace state.
+/// Extract: exactly one `uber-trace-id` (its value may be percent-encoded), with a trace id of 1 to
+/// 32 hex digits (64-bit ids are zero-extended), a span id of 1 to 16, a parent span id (ignored)
+/// and 1 or 2 hex digits of flags; the debug flag implies sampled. Anything else is no span
+/// context. Every `uberctx-` header becomes a baggage member (its value percent-decoded, invalid
+/// UTF-8 replaced by U+FFFD), within the W3C baggage limits. Jaeger has no trace state.
 ///
 /// Inject: `uber-trace-id` with 32 and 16 hex digits, parent `0` and flags `1` or `0`, and
 /// one `uberctx-` header per baggage member (values percent-encoded).
@@ -100,10 +100,9 @@ impl Propagator for JaegerPropagator {
             let mut first = None;
             carrier.get_each(name, &mut |value| {
                 if first.is_none() {
-                    first = percent_decode(value)
-                        .decode_utf8()
-                        .ok()
-                        .map(|v| v.trim().to_owned());
+                    // As W3C Baggage: invalid UTF-8 becomes U+FFFD rather than losing the
+                    // member.
+                    first = Some(percent_decode(value).decode_utf8_lossy().trim().to_owned());
                 }
             });
             if let Some(value) = first {
@@ -251,7 +250,12 @@ mod tests {
         let baggage = JaegerPropagator.extract(&headers).baggage;
         assert_eq!(baggage.get("user"), Some("alice smith"));
         assert_eq!(baggage.get("region"), Some("eu"));
-        assert_eq!(baggage.len(), 2);
+        assert_eq!(
+            baggage.get("bad"),
+            Some("\u{fffd}"),
+            "invalid UTF-8 is replaced"
+        );
+        assert_eq!(baggage.len(), 3);
 
         let cx = SpanContext::new(
             TraceId::from(1u128),

@@ -101,13 +101,13 @@ fn sampled_only(flags: TraceFlags) -> TraceFlags {
 
 /// `opentelemetry`'s extractor over ours. Values are copied to strings on first read, one
 /// header at a time, since ours only lends them to a callback.
-struct OtelExtractor<'a> {
+pub(super) struct OtelExtractor<'a> {
     carrier: &'a dyn Extractor,
     headers: Vec<(&'a str, OnceCell<Vec<String>>)>,
 }
 
 impl<'a> OtelExtractor<'a> {
-    fn new(carrier: &'a dyn Extractor) -> Self {
+    pub(super) fn new(carrier: &'a dyn Extractor) -> Self {
         let headers = carrier
             .keys()
             .into_iter()
@@ -150,7 +150,7 @@ impl opentelemetry::propagation::Extractor for OtelExtractor<'_> {
 }
 
 /// `opentelemetry`'s injector over ours.
-struct OtelInjector<'a>(&'a mut dyn Injector);
+pub(super) struct OtelInjector<'a>(pub(super) &'a mut dyn Injector);
 
 impl opentelemetry::propagation::Injector for OtelInjector<'_> {
     fn set(&mut self, key: &str, value: String) {

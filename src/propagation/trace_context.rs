@@ -159,9 +159,11 @@ pub fn traceresponse_header_value(cx: &SpanContext) -> HeaderValue {
 
 /// Parses and combines `tracestate` header values, in order, as one list.
 ///
-/// Empty members and optional whitespace around members are skipped. The whole trace state
-/// is dropped ([`TraceState::NONE`]) when a member breaks the Level 2 key or value grammar,
-/// a key appears twice, or there are more than 32 members. Allocates only when a member is
+/// Empty members and optional whitespace around members are skipped. A key that appears
+/// again (in the same header or a later one) keeps its first member: the later ones are
+/// dropped and do not count towards the limit, as the W3C test suite allows. The whole
+/// trace state is dropped ([`TraceState::NONE`]) when a member breaks the Level 2 key or
+/// value grammar, or there are more than 32 members. Allocates only when a member is
 /// present.
 pub fn parse_tracestate<'a>(values: impl Iterator<Item = &'a [u8]>) -> TraceState {
     let mut builder = TraceStateBuilder::default();
@@ -208,9 +210,12 @@ impl TraceStateBuilder {
         if !is_valid_key(key) || !is_valid_value(value) {
             return false;
         }
+        if TraceState::get_in(&self.header, key).is_some() {
+            // A repeated key: the first member stands, this one is dropped.
+            return true;
+        }
         self.members += 1;
-        if self.members > TRACESTATE_MAX_MEMBERS || TraceState::get_in(&self.header, key).is_some()
-        {
+        if self.members > TRACESTATE_MAX_MEMBERS {
             return false;
         }
         if self.header.is_empty() {
@@ -621,11 +626,10 @@ mod tests {
 
     #[test]
     fn tracestate_is_dropped_whole_on_any_bad_member() {
-        let bad: [&[&str]; 6] = [
+        let bad: [&[&str]; 5] = [
             &["a=1", "b"],
             &["a=1,B=2"],
             &["a=1,b=,c=4"],
-            &["a=1", "a=2"],
             &["a=1,k=\u{e9}"],
             &["a=1,k=v\u{7f}"],
         ];
@@ -636,6 +640,18 @@ mod tests {
         builder.push(b"a=\xff");
         builder.push(b"b=1");
         assert!(builder.finish().is_empty());
+    }
+
+    #[test]
+    fn tracestate_keeps_the_first_member_of_a_repeated_key() {
+        assert_eq!(ts(&["foo=1,foo=1"]).header(), "foo=1");
+        assert_eq!(ts(&["foo=1,bar=2,foo=3"]).header(), "foo=1,bar=2");
+        assert_eq!(ts(&["foo=1", "foo=2"]).header(), "foo=1");
+        // A repeated key is still checked: a bad one drops the whole state.
+        assert!(ts(&["foo=1", "foo="]).is_empty());
+        // Dropped repeats do not count towards the 32 members.
+        let members: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
+        assert_eq!(ts(&[&members.join(","), "k0=w,k31=w"]).len(), 32);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Head sampling: decides, when a span starts, whether its trace is recorded.
 //!
 //! The default is [`ParentBased`] over [`AlwaysOn`]: a span follows its parent's `sampled`
-//! flag (local or remote), and a new root is sampled. A sampled-out span still gets ids and
+//! flag (local or remote), and a new root is sampled. A remote parent that left the decision
+//! to us ([`SpanContext::is_deferred`], B3 ids without a sampling state) is decided as a new
+//! root. A sampled-out span still gets ids and
 //! propagates them, flagged not sampled, but records nothing.
 
 use std::fmt;
@@ -127,7 +129,8 @@ impl Sampler for TraceIdRatio {
     }
 }
 
-/// Follows the parent's `sampled` flag; asks `root` for new roots.
+/// Follows the parent's `sampled` flag; asks `root` for new roots, and for remote parents
+/// that left the decision to us ([`SpanContext::is_deferred`]).
 #[derive(Clone, Debug)]
 pub struct ParentBased<S> {
     root: S,
@@ -153,7 +156,9 @@ impl<S: Sampler> Sampler for ParentBased<S> {
         kind: &SpanKind,
     ) -> bool {
         match parent {
-            Some(parent) if parent.is_valid() => parent.is_sampled(),
+            Some(parent) if parent.is_valid() && !(parent.is_remote && parent.is_deferred()) => {
+                parent.is_sampled()
+            }
             _ => self.root.should_sample(None, trace_id, name, kind),
         }
     }
@@ -183,6 +188,20 @@ mod tests {
         let s = ParentBased::new(AlwaysOn);
         assert!(!s.should_sample(Some(&parent(false, true)), TraceId::from(1u128), "x", &k));
         assert!(s.should_sample(None, TraceId::from(1u128), "x", &k));
+    }
+
+    #[test]
+    fn a_deferred_remote_parent_is_decided_as_a_root() {
+        let k = SpanKind::Server;
+        let mut deferred = parent(false, true);
+        deferred.trace_flags = crate::context::FLAG_DEFERRED;
+        let on = ParentBased::new(AlwaysOn);
+        let off = ParentBased::new(AlwaysOff);
+        assert!(on.should_sample(Some(&deferred), TraceId::from(1u128), "x", &k));
+        assert!(!off.should_sample(Some(&deferred), TraceId::from(1u128), "x", &k));
+        // A local parent already carries our decision.
+        deferred.is_remote = false;
+        assert!(!on.should_sample(Some(&deferred), TraceId::from(1u128), "x", &k));
     }
 
     #[test]

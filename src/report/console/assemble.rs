@@ -5,24 +5,27 @@
 //!   parent);
 //! - a **local root** (a span whose parent is remote) whose parent is not held is ready after
 //!   the **grace** period, unless that parent arrives meanwhile: then the trace waits for its
-//!   true root like any other;
+//!   true root like any other. The period runs from the first such local root: later ones
+//!   do not restart it, so a caller who keeps sending requests for the same trace cannot
+//!   keep it held;
 //! - a trace whose spans stopped coming is ready after the **idle** timeout, and any trace
 //!   after the **maximum age** since its first span arrived;
 //! - spans of a trace printed before gather as a **late** addendum, ready at the end of the
-//!   batch that brings a true root, or once no late span arrived for the grace period;
+//!   batch that brings a true root, or the grace period after its first span (later late
+//!   spans do not restart it either);
 //! - a flush makes everything ready.
 //!
-//! Memory is bounded by three limits: traces held, spans held in all, spans held per trace.
-//! A span over a limit is dropped and counted; a true root is always let in for a trace
-//! already held (it lets the trace print and free its memory), so the per-trace bound can be
-//! passed by one.
+//! Memory is bounded by five limits: traces held, spans held in all, spans held per trace,
+//! and the same two in bytes ([`held_bytes`] estimates a span's). A span over a limit is
+//! dropped and counted; a true root is always let in for a trace already held (it lets the
+//! trace print and free its memory), so the per-trace bounds can be passed by one span.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::context::{SpanId, TraceId};
-use crate::record::data::SpanRecord;
+use crate::record::data::{KeyValue, SpanRecord, Status, Value};
 
 /// Memory limits.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +33,10 @@ pub(crate) struct Limits {
     pub(crate) max_traces: usize,
     pub(crate) max_spans: usize,
     pub(crate) max_spans_per_trace: usize,
+    /// Bytes held at once, all traces together (as [`held_bytes`] counts them).
+    pub(crate) max_bytes: usize,
+    /// Bytes held for one trace.
+    pub(crate) max_bytes_per_trace: usize,
     /// How many printed trace ids are remembered to recognise late spans.
     pub(crate) remember: usize,
 }
@@ -83,6 +90,8 @@ pub(crate) enum Added {
 
 struct Pending {
     spans: Vec<SpanRecord>,
+    /// The [`held_bytes`] of `spans`.
+    bytes: usize,
     ids: HashSet<SpanId>,
     first_seen: Instant,
     last_seen: Instant,
@@ -108,6 +117,7 @@ pub(crate) struct Assembler {
     timeouts: Timeouts,
     pending: HashMap<TraceId, Pending>,
     spans_held: usize,
+    bytes_held: usize,
     /// Printed trace ids.
     done: HashMap<TraceId, Printed>,
     done_order: VecDeque<TraceId>,
@@ -123,6 +133,7 @@ impl Assembler {
             timeouts,
             pending: HashMap::new(),
             spans_held: 0,
+            bytes_held: 0,
             done: HashMap::new(),
             done_order: VecDeque::new(),
             rooted: Vec::new(),
@@ -138,19 +149,26 @@ impl Assembler {
         self.spans_held
     }
 
+    pub(crate) fn bytes_held(&self) -> usize {
+        self.bytes_held
+    }
+
     /// Holds `span` until its trace is ready, or drops it at a limit.
     pub(crate) fn add(&mut self, span: &SpanRecord, now: Instant) -> Added {
         let trace_id = span.trace_id();
         let root = span.is_root();
-        let spans_full = self.spans_held >= self.limits.max_spans;
-        let traces_full = self.pending.len() >= self.limits.max_traces;
+        let bytes = held_bytes(span);
+        let limits = self.limits;
+        let full = self.spans_held >= limits.max_spans
+            || self.bytes_held.saturating_add(bytes) > limits.max_bytes;
+        let traces_full = self.pending.len() >= limits.max_traces;
         let pending = match self.pending.entry(trace_id) {
             Entry::Occupied(entry) => {
                 let pending = entry.into_mut();
                 let lets_in = root && !pending.has_root;
-                if !lets_in
-                    && (spans_full || pending.spans.len() >= self.limits.max_spans_per_trace)
-                {
+                let trace_full = pending.spans.len() >= limits.max_spans_per_trace
+                    || pending.bytes.saturating_add(bytes) > limits.max_bytes_per_trace;
+                if !lets_in && (full || trace_full) {
                     pending.dropped += 1;
                     pending.last_seen = now;
                     return Added::Dropped;
@@ -158,12 +176,17 @@ impl Assembler {
                 pending
             }
             Entry::Vacant(entry) => {
-                if spans_full || traces_full || self.limits.max_spans_per_trace == 0 {
+                if full
+                    || traces_full
+                    || limits.max_spans_per_trace == 0
+                    || bytes > limits.max_bytes_per_trace
+                {
                     return Added::Dropped;
                 }
                 self.seq += 1;
                 entry.insert(Pending {
                     spans: Vec::new(),
+                    bytes: 0,
                     ids: HashSet::new(),
                     first_seen: now,
                     last_seen: now,
@@ -176,19 +199,23 @@ impl Assembler {
             }
         };
         pending.spans.push(span.clone());
+        pending.bytes += bytes;
         pending.ids.insert(span.span_id());
         pending.last_seen = now;
         self.spans_held += 1;
+        self.bytes_held += bytes;
         if root {
             if !pending.has_root {
                 pending.has_root = true;
                 self.rooted.push(trace_id);
             }
-        } else if pending.late
-            || (span.parent_is_remote && !pending.ids.contains(&span.parent_span_id))
+        } else if pending.wait_since.is_none()
+            && (pending.late
+                || (span.parent_is_remote && !pending.ids.contains(&span.parent_span_id)))
         {
-            // Late spans settle once none came for the grace period; a local root waits
-            // that long for its remote parent.
+            // Late spans settle, and a local root stops waiting for its remote parent, the
+            // grace period after the first of them: a caller who keeps sending spans for the
+            // same trace does not restart it, so cannot keep the trace (and its memory) held.
             pending.wait_since = Some(now);
         }
         Added::Held { late: pending.late }
@@ -197,6 +224,7 @@ impl Assembler {
     fn release(&mut self, trace_id: TraceId, why: Why) -> Option<Ready> {
         let pending = self.pending.remove(&trace_id)?;
         self.spans_held = self.spans_held.saturating_sub(pending.spans.len());
+        self.bytes_held = self.bytes_held.saturating_sub(pending.bytes);
         Some(Ready {
             trace_id,
             spans: pending.spans,
@@ -297,6 +325,63 @@ impl Assembler {
     }
 }
 
+/// About how many bytes holding `span` takes: the record itself and what its strings and
+/// vectors own. An estimate (allocator overhead and spare capacity are not counted) that
+/// grows with everything a caller can make large: names, attribute values, events, links.
+pub(crate) fn held_bytes(span: &SpanRecord) -> usize {
+    let attributes = |attributes: &[KeyValue]| -> usize {
+        attributes
+            .iter()
+            .map(|kv| {
+                std::mem::size_of::<KeyValue>() + kv.key.as_str().len() + value_bytes(&kv.value)
+            })
+            .sum()
+    };
+    let status = match &span.status {
+        Status::Error { description } => description.len(),
+        _ => 0,
+    };
+    let events: usize = span
+        .events
+        .iter()
+        .map(|e| std::mem::size_of_val(e) + e.name.len() + attributes(&e.attributes))
+        .sum();
+    let links: usize = span
+        .links
+        .iter()
+        .map(|l| {
+            std::mem::size_of_val(l)
+                + l.span_context.trace_state.header().len()
+                + attributes(&l.attributes)
+        })
+        .sum();
+    // The record, its id in the trace's id set, and what it owns.
+    std::mem::size_of::<SpanRecord>()
+        + std::mem::size_of::<SpanId>()
+        + span.name.len()
+        + span.span_context.trace_state.header().len()
+        + attributes(&span.attributes)
+        + events
+        + links
+        + status
+}
+
+/// Bytes a value owns beyond the `Value` itself.
+fn value_bytes(value: &Value) -> usize {
+    use opentelemetry::Array;
+    match value {
+        Value::String(s) => s.as_str().len(),
+        Value::Array(Array::String(v)) => v
+            .iter()
+            .map(|s| std::mem::size_of_val(s) + s.as_str().len())
+            .sum(),
+        Value::Array(Array::Bool(v)) => v.len(),
+        Value::Array(Array::I64(v)) => 8 * v.len(),
+        Value::Array(Array::F64(v)) => 8 * v.len(),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +399,8 @@ mod tests {
                 max_traces: 10,
                 max_spans: 100,
                 max_spans_per_trace: 5,
+                max_bytes: usize::MAX,
+                max_bytes_per_trace: usize::MAX,
                 remember: 2,
             },
             Timeouts {
@@ -368,6 +455,100 @@ mod tests {
     }
 
     #[test]
+    fn new_local_roots_do_not_restart_the_grace_period() {
+        let mut a = assembler();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // A caller keeps sending requests under the same remote parent, every 50 ms.
+        for k in 0..4 {
+            a.add(&span(1, 10 + k, 4, true), t0 + ms(50 * k));
+            a.take_due(t0 + ms(50 * k), &mut out);
+            assert!(out.is_empty());
+        }
+        a.take_due(t0 + ms(200), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].why, Why::RemoteParent);
+        assert_eq!(out[0].spans.len(), 4);
+        assert_eq!((a.traces_held(), a.spans_held(), a.bytes_held()), (0, 0, 0));
+        a.mark_done(TraceId::from(1u128), true, SystemTime::UNIX_EPOCH);
+        out.clear();
+        // It keeps going after the trace printed: the late spans settle the grace period
+        // after the first of them, however often more come.
+        for k in 4..8 {
+            a.add(&span(1, 10 + k, 4, true), t0 + ms(50 * k));
+            a.take_due(t0 + ms(50 * k), &mut out);
+            assert!(out.is_empty());
+        }
+        a.take_due(t0 + ms(400), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].why, Why::Settled);
+        assert_eq!(out[0].spans.len(), 4);
+    }
+
+    #[test]
+    fn bytes_are_bounded_per_trace_and_in_all() {
+        let big = |trace: u128, id: u64| {
+            let mut s = span(trace, id, 1, false);
+            s.attributes
+                .push(KeyValue::new("user_agent.original", "x".repeat(1000)));
+            s
+        };
+        let one = held_bytes(&big(1, 2));
+        assert!(one > 1000 && one < 2000, "{one}");
+        let mut a = assembler();
+        a.limits.max_bytes = 5 * one;
+        a.limits.max_bytes_per_trace = 2 * one;
+        let t0 = Instant::now();
+        assert_eq!(a.add(&big(1, 2), t0), Added::Held { late: false });
+        assert_eq!(a.add(&big(1, 3), t0), Added::Held { late: false });
+        assert_eq!(
+            a.add(&big(1, 4), t0),
+            Added::Dropped,
+            "over the trace's share"
+        );
+        assert_eq!(a.add(&big(2, 2), t0), Added::Held { late: false });
+        assert_eq!(a.add(&big(2, 3), t0), Added::Held { late: false });
+        assert_eq!(a.add(&big(3, 2), t0), Added::Held { late: false });
+        assert_eq!(a.add(&big(4, 2), t0), Added::Dropped, "over the total");
+        assert_eq!(a.bytes_held(), 5 * one);
+        // A true root still gets in and lets its trace go.
+        let mut root = big(1, 1);
+        root.parent_span_id = SpanId::INVALID;
+        assert_eq!(a.add(&root, t0), Added::Held { late: false });
+        let mut out = Vec::new();
+        a.take_rooted(&mut out);
+        assert_eq!(out[0].spans.len(), 3);
+        assert_eq!(out[0].dropped, 1);
+        assert_eq!(a.bytes_held(), 3 * one);
+        assert_eq!(a.add(&big(4, 2), t0), Added::Held { late: false });
+        // A span bigger than a trace's share never gets in.
+        a.limits.max_bytes_per_trace = one - 1;
+        assert_eq!(a.add(&big(5, 2), t0), Added::Dropped);
+    }
+
+    #[test]
+    fn held_bytes_grow_with_what_a_caller_controls() {
+        let base = held_bytes(&span(1, 2, 1, false));
+        let mut s = span(1, 2, 1, false);
+        s.name = "n".repeat(100).into();
+        assert_eq!(held_bytes(&s), base + 100 - "s2".len());
+        s.status = Status::error("e".repeat(50));
+        assert_eq!(held_bytes(&s), base + 150 - "s2".len());
+        s.events.push(crate::record::data::Event::new(
+            "exception",
+            SystemTime::UNIX_EPOCH,
+            vec![KeyValue::new("exception.message", "m".repeat(300))],
+            0,
+        ));
+        assert!(held_bytes(&s) > base + 450);
+        s.attributes.push(KeyValue::new(
+            "k",
+            Value::Array(opentelemetry::Array::String(vec!["a".repeat(70).into()])),
+        ));
+        assert!(held_bytes(&s) > base + 520);
+    }
+
+    #[test]
     fn idle_and_old_traces_are_released() {
         let mut a = assembler();
         let t0 = Instant::now();
@@ -407,10 +588,15 @@ mod tests {
         out.clear();
         assert_eq!(a.add(&span(1, 7, 1, false), t0), Added::Held { late: true });
         a.add(&span(1, 8, 1, false), t0 + ms(150));
-        a.take_due(t0 + ms(300), &mut out);
-        assert!(out.is_empty(), "quiet for 150ms only");
-        a.take_due(t0 + ms(350), &mut out);
-        assert_eq!(out.len(), 1);
+        a.take_due(t0 + ms(199), &mut out);
+        assert!(out.is_empty(), "within the grace period");
+        a.take_due(t0 + ms(200), &mut out);
+        assert_eq!(
+            out.len(),
+            1,
+            "the second late span did not restart the period"
+        );
+        assert_eq!(out[0].spans.len(), 2);
         assert!(out[0].late);
         assert_eq!(out[0].why, Why::Settled);
         assert!(a.printed(TraceId::from(1u128)).unwrap().shown);

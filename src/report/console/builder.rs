@@ -74,6 +74,8 @@ impl Default for ConsoleBuilder {
                 max_traces: 1024,
                 max_spans: 65_536,
                 max_spans_per_trace: 8192,
+                max_bytes: 64 << 20,
+                max_bytes_per_trace: 8 << 20,
                 remember: 4096,
             },
             timeouts: Timeouts {
@@ -137,7 +139,8 @@ impl ConsoleBuilder {
     }
 
     /// How long a local root (a span whose parent is remote) waits for that parent to show
-    /// up before its trace prints without it. Default 200 ms.
+    /// up before its trace prints without it, counted from the trace's first such local root;
+    /// also how long a late addendum gathers after its first span. Default 200 ms.
     pub fn remote_parent_grace(mut self, grace: Duration) -> Self {
         self.timeouts.grace = grace;
         self
@@ -170,6 +173,20 @@ impl ConsoleBuilder {
     /// Most spans held for one trace. Default 8192.
     pub fn max_spans_per_trace(mut self, spans: usize) -> Self {
         self.limits.max_spans_per_trace = spans;
+        self
+    }
+
+    /// Most bytes held at once, all traces together: about what the spans' records and their
+    /// names, attribute values, events and links take. Default 64 MiB.
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_bytes = bytes;
+        self
+    }
+
+    /// Most bytes held for one trace, counted as for [`max_bytes`](Self::max_bytes).
+    /// Default 8 MiB.
+    pub fn max_bytes_per_trace(mut self, bytes: usize) -> Self {
+        self.limits.max_bytes_per_trace = bytes;
         self
     }
 

@@ -118,7 +118,7 @@
 //!
 //! Spans arriving after their trace printed (a spawned task that outlives the request, a
 //! client span that closed after the server span's grace period) print as a **late**
-//! addendum, once no late span arrived for the grace period, with event offsets from the
+//! addendum, the grace period after the first late span, with event offsets from the
 //! original trace start. Printed trace ids are remembered (default 4096, oldest forgotten
 //! first) to recognise them.
 //!
@@ -133,8 +133,9 @@
 //! Columns give way in order — the bar narrows, then goes, then the status, then the
 //! duration — and names are cut with `…`. Trees deeper than half the width show their outer
 //! levels as `…`. Widths are counted in characters (box-drawing characters are one column);
-//! East Asian wide characters are not measured as two. Control characters in names print as
-//! spaces.
+//! East Asian wide characters are not measured as two. Control characters and Unicode format
+//! characters (category `Cf`: bidi overrides and isolates, zero-width characters) in names
+//! and values print as spaces.
 //!
 //! Colour is on when the output is a terminal and `NO_COLOR` is unset or empty
 //! ([`ConsoleReporter::auto_color`]), unless the builder says [`color`](ConsoleBuilder::color).
@@ -181,11 +182,17 @@
 //! | [`max_traces`](ConsoleBuilder::max_traces) | 1024 traces held |
 //! | [`max_spans`](ConsoleBuilder::max_spans) | 65 536 spans held |
 //! | [`max_spans_per_trace`](ConsoleBuilder::max_spans_per_trace) | 8192 |
+//! | [`max_bytes`](ConsoleBuilder::max_bytes) | 64 MiB held |
+//! | [`max_bytes_per_trace`](ConsoleBuilder::max_bytes_per_trace) | 8 MiB |
 //! | [`remember_printed`](ConsoleBuilder::remember_printed) | 4096 trace ids |
 //!
-//! Memory is bounded by the three `max_*` limits: a span over one of them is dropped and
-//! counted in [`ConsoleStats::spans_dropped`] and in its trace's header. A trace's true root
-//! is always let in, since it lets the trace print and free its memory.
+//! Memory is bounded by the five `max_*` limits, in traces, spans and bytes (an estimate of
+//! each span's record and what it owns: names, attribute values, events, links): a span over
+//! one of them is dropped and counted in [`ConsoleStats::spans_dropped`] and in its trace's
+//! header. A trace's true root is always let in, since it lets the trace print and free its
+//! memory. A caller who keeps sending spans for the same few traces cannot keep them held:
+//! the grace period runs from a trace's first local root (or first late span) and does not
+//! restart, and each trace holds at most its share of spans and bytes.
 
 mod assemble;
 mod builder;
@@ -193,7 +200,7 @@ mod clock;
 mod render;
 mod summary;
 mod terminal;
-mod text;
+pub(crate) mod text;
 mod tree;
 
 use std::ffi::OsStr;
@@ -222,7 +229,8 @@ const SPANS_DROPPED: usize = 4;
 const WRITE_ERRORS: usize = 5;
 const TRACES_HELD: usize = 6;
 const SPANS_HELD: usize = 7;
-const COUNTERS: usize = 8;
+const BYTES_HELD: usize = 8;
+const COUNTERS: usize = 9;
 
 /// Largest output buffer kept between traces, in bytes.
 const MAX_KEPT_BUFFER: usize = 1 << 20;
@@ -293,6 +301,9 @@ pub struct ConsoleStats {
     pub traces_held: u64,
     /// Spans held now.
     pub spans_held: u64,
+    /// Bytes held now, about: the spans' records and what they own (names, attributes,
+    /// events, links).
+    pub bytes_held: u64,
 }
 
 /// A cheap, cloneable view of a [`ConsoleReporter`]'s counters and summary, usable after
@@ -315,6 +326,7 @@ impl ConsoleHandle {
             write_errors: s.get(WRITE_ERRORS),
             traces_held: s.get(TRACES_HELD),
             spans_held: s.get(SPANS_HELD),
+            bytes_held: s.get(BYTES_HELD),
         }
     }
 
@@ -412,6 +424,7 @@ impl ConsoleReporter {
     fn update_held(&self) {
         self.shared.set(TRACES_HELD, self.assembler.traces_held());
         self.shared.set(SPANS_HELD, self.assembler.spans_held());
+        self.shared.set(BYTES_HELD, self.assembler.bytes_held());
     }
 
     /// Prints (or filters out) everything in `self.ready`.

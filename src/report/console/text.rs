@@ -7,6 +7,26 @@
 use std::fmt;
 use std::time::Duration;
 
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+/// A character that must not reach the terminal as it is: a control character (`Cc`:
+/// newlines, tabs, the escape that starts terminal codes) or a format character (`Cf`: the
+/// bidi overrides and isolates U+202A–U+202E and U+2066–U+2069, zero-width characters
+/// U+200B–U+200F, U+FEFF, U+061C, the soft hyphen U+00AD…), which can reorder or hide the
+/// text around it. The `Cf` table is `unicode-properties`'.
+pub(crate) fn is_unsafe(c: char) -> bool {
+    c.is_control() || c.general_category() == GeneralCategory::Format
+}
+
+/// `c`, or a space in its place when it [`is_unsafe`].
+pub(crate) fn safe(c: char) -> char {
+    if is_unsafe(c) {
+        ' '
+    } else {
+        c
+    }
+}
+
 /// A short string kept on the stack: a duration, a status code. It knows its width and
 /// holds no control characters, so it can be copied into the output as it is.
 #[derive(Clone, Copy)]
@@ -23,11 +43,12 @@ impl Short {
         width: 0,
     };
 
-    /// `s` with control characters as spaces, cut to the buffer on a character boundary.
+    /// `s` with control and format characters as spaces (see [`is_unsafe`]), cut to the
+    /// buffer on a character boundary.
     pub(crate) fn new(s: &str) -> Short {
         let mut short = Short::EMPTY;
         for c in s.chars() {
-            let c = if c.is_control() { ' ' } else { c };
+            let c = safe(c);
             if fmt::Write::write_char(&mut short, c).is_err() {
                 break;
             }
@@ -116,8 +137,9 @@ pub(crate) fn width(s: &str) -> usize {
 /// Writes `s` into at most `max` columns and returns the columns written.
 ///
 /// A longer string is cut and ends in `…`. Control characters (newlines, tabs, escape
-/// sequences from untrusted names) are written as spaces, so a name can neither break a
-/// line nor inject terminal codes.
+/// sequences from untrusted names) and format characters (bidi overrides, zero-width
+/// characters) are written as spaces (see [`is_unsafe`]), so a name can neither break a
+/// line, inject terminal codes nor reorder what the terminal shows.
 pub(crate) fn write_fit(out: &mut Vec<u8>, s: &str, max: usize) -> usize {
     if max == 0 {
         return 0;
@@ -136,7 +158,7 @@ pub(crate) fn write_fit(out: &mut Vec<u8>, s: &str, max: usize) -> usize {
     let mut written = 0;
     let mut utf8 = [0u8; 4];
     for c in s.chars().take(keep) {
-        let c = if c.is_control() { ' ' } else { c };
+        let c = safe(c);
         out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
         written += 1;
     }
@@ -211,6 +233,39 @@ mod tests {
     fn control_characters_become_spaces() {
         assert_eq!(fit("a\nb\tc\u{1b}[31m", 20), ("a b c [31m".into(), 10));
         assert_eq!(fit("a\u{85}b", 5), ("a b".into(), 3));
+    }
+
+    #[test]
+    fn format_characters_become_spaces() {
+        // Bidi embeddings and overrides, isolates, zero-width characters, the BOM, the
+        // Arabic letter mark, the soft hyphen, a tag character.
+        let format = [
+            '\u{202a}',
+            '\u{202b}',
+            '\u{202c}',
+            '\u{202d}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{2067}',
+            '\u{2068}',
+            '\u{2069}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{feff}',
+            '\u{061c}',
+            '\u{00ad}',
+            '\u{2060}',
+            '\u{e0001}',
+        ];
+        for c in format {
+            assert!(is_unsafe(c), "{c:?}");
+            assert_eq!(fit(&format!("a{c}b"), 10), ("a b".into(), 3), "{c:?}");
+            assert_eq!(Short::new(&format!("a{c}b")).as_str(), "a b", "{c:?}");
+        }
+        assert!(!is_unsafe('é') && !is_unsafe('─') && !is_unsafe('µ'));
     }
 
     #[test]
