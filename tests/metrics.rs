@@ -1,0 +1,439 @@
+//! Request metrics recorded by the layers, read back through the SDK's in-memory exporter:
+//! names, units, buckets and attributes as the semantic conventions say; every request
+//! counted (unsampled, filtered, without a recorder, cancelled); no series a caller can make.
+#![cfg(feature = "metrics")]
+
+mod grpc_support;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use http::StatusCode;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use support::*;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tracewire::metrics::DURATION_BUCKETS;
+use tracewire::record::sampler::AlwaysOff;
+use tracewire::record::Recorder;
+use tracewire::{ClientLayer, ServerLayer};
+
+/// A meter provider and what it exported.
+struct Meters {
+    provider: SdkMeterProvider,
+    exporter: InMemoryMetricExporter,
+}
+
+impl Meters {
+    fn new() -> Self {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        Meters { provider, exporter }
+    }
+
+    /// The data points of `name` (a histogram), each as its attributes and count, after
+    /// checking the instrument's unit and buckets.
+    fn histogram(&self, name: &str) -> Vec<(BTreeMap<String, String>, u64)> {
+        self.provider.force_flush().unwrap();
+        let exported = self.exporter.get_finished_metrics().unwrap();
+        let last = exported.last().expect("metrics exported");
+        let mut points = Vec::new();
+        for scope in last.scope_metrics() {
+            for metric in scope.metrics().filter(|m| m.name() == name) {
+                assert_eq!(metric.unit(), "s", "{name}");
+                let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+                    panic!("{name} is not an f64 histogram: {:?}", metric.data());
+                };
+                for point in histogram.data_points() {
+                    let bounds: Vec<f64> = point.bounds().collect();
+                    assert_eq!(bounds, DURATION_BUCKETS, "{name}");
+                    let attributes = point
+                        .attributes()
+                        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                        .collect();
+                    points.push((attributes, point.count()));
+                }
+            }
+        }
+        points
+    }
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn app(meters: &Meters, layer: ServerLayer) -> Router {
+    Router::new()
+        .route("/users/{id}", get(|| async { "ana" }))
+        .route(
+            "/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "no") }),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .layer(layer.metrics(&meters.provider))
+}
+
+async fn get_status(client: &HyperClient, url: String) -> u16 {
+    let response = client.request(get_req(&url)).await.unwrap();
+    let status = response.status().as_u16();
+    text(response.into_body()).await;
+    status
+}
+
+#[test]
+fn http_durations_carry_the_conventions_attributes_on_both_sides() {
+    let meters = Meters::new();
+    let (_, port) = recorded(|_| async {
+        let addr = serve(app(&meters, ServerLayer::new())).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::new().metrics(&meters.provider))
+            .service(hyper_client());
+        for path in ["/users/1", "/users/2", "/fail", "/nowhere"] {
+            let response = client
+                .ready()
+                .await
+                .unwrap()
+                .call(get_req(&format!("http://{addr}{path}")))
+                .await
+                .unwrap();
+            text(response.into_body()).await;
+        }
+        addr.port().to_string()
+    });
+    let server = meters.histogram("http.server.request.duration");
+    let base = [
+        ("http.request.method", "GET"),
+        ("url.scheme", "http"),
+        ("network.protocol.version", "1.1"),
+    ];
+    let with = |more: &[(&str, &str)]| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(more);
+        attrs(&all)
+    };
+    let mut expected = vec![
+        (
+            with(&[
+                ("http.route", "/users/{id}"),
+                ("http.response.status_code", "200"),
+            ]),
+            2,
+        ),
+        (
+            with(&[
+                ("http.route", "/fail"),
+                ("http.response.status_code", "500"),
+                ("error.type", "500"),
+            ]),
+            1,
+        ),
+        // No route matched: no `http.route`, never the path; 404 is no server error.
+        (with(&[("http.response.status_code", "404")]), 1),
+    ];
+    let mut server = server;
+    server.sort();
+    expected.sort();
+    assert_eq!(server, expected);
+
+    let mut client = meters.histogram("http.client.request.duration");
+    let client_base = |code: &str, error: Option<&str>| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(&[
+            ("server.address", "127.0.0.1"),
+            ("server.port", port.as_str()),
+            ("http.response.status_code", code),
+        ]);
+        if let Some(error) = error {
+            all.push(("error.type", error));
+        }
+        attrs(&all)
+    };
+    let mut expected = vec![
+        (client_base("200", None), 2),
+        (client_base("500", Some("500")), 1),
+        // A client's 4xx is an error.
+        (client_base("404", Some("404")), 1),
+    ];
+    client.sort();
+    expected.sort();
+    assert_eq!(client, expected);
+}
+
+fn total(points: &[(BTreeMap<String, String>, u64)]) -> u64 {
+    points.iter().map(|(_, count)| count).sum()
+}
+
+#[test]
+fn every_request_counts_sampled_or_not_filtered_or_not_recorder_or_not() {
+    let meters = Meters::new();
+    let layer = || ServerLayer::new().filter(|head| head.uri.path() != "/health");
+    // Sampled, with a recorder.
+    recorded(|_| async {
+        let addr = serve(app(&meters, layer())).await;
+        let client = hyper_client();
+        assert_eq!(
+            get_status(&client, format!("http://{addr}/users/1")).await,
+            200
+        );
+        assert_eq!(
+            get_status(&client, format!("http://{addr}/health")).await,
+            200
+        );
+    });
+    // Nothing sampled.
+    with_recorder(Recorder::builder().sampler(AlwaysOff), |_| async {
+        let addr = serve(app(&meters, layer())).await;
+        let client = hyper_client();
+        assert_eq!(
+            get_status(&client, format!("http://{addr}/users/1")).await,
+            200
+        );
+    });
+    // No recorder at all.
+    runtime().block_on(async {
+        let addr = serve(app(&meters, layer())).await;
+        let client = hyper_client();
+        assert_eq!(
+            get_status(&client, format!("http://{addr}/users/1")).await,
+            200
+        );
+    });
+    let server = meters.histogram("http.server.request.duration");
+    let routed = |route: &str| -> u64 {
+        server
+            .iter()
+            .filter(|(a, _)| a.get("http.route").map(String::as_str) == Some(route))
+            .map(|(_, count)| count)
+            .sum()
+    };
+    assert_eq!(routed("/users/{id}"), 3, "{server:#?}");
+    assert_eq!(
+        routed("/health"),
+        1,
+        "filtered requests are measured by default"
+    );
+
+    // Filtered requests left out when asked.
+    let meters = Meters::new();
+    recorded(|_| async {
+        let addr = serve(app(&meters, layer().measure_filtered(false))).await;
+        let client = hyper_client();
+        get_status(&client, format!("http://{addr}/health")).await;
+        get_status(&client, format!("http://{addr}/users/1")).await;
+    });
+    let server = meters.histogram("http.server.request.duration");
+    assert_eq!(total(&server), 1, "{server:#?}");
+    assert_eq!(server[0].0.get("http.route").unwrap(), "/users/{id}");
+}
+
+#[test]
+fn cancelled_requests_count_with_their_error_type() {
+    let meters = Meters::new();
+    recorded(|_| async {
+        let addr = serve(app(&meters, ServerLayer::new())).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::new().metrics(&meters.provider))
+            .service(hyper_client());
+        let call = client
+            .ready()
+            .await
+            .unwrap()
+            .call(get_req(&format!("http://{addr}/slow")));
+        assert!(tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err());
+        // The server notices the connection go and drops the handler.
+        let deadline = std::time::Instant::now() + WAIT;
+        while total(&meters.histogram("http.server.request.duration")) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    for name in [
+        "http.server.request.duration",
+        "http.client.request.duration",
+    ] {
+        let points = meters.histogram(name);
+        assert_eq!(points.len(), 1, "{name}: {points:#?}");
+        let (attributes, count) = &points[0];
+        assert_eq!(*count, 1);
+        assert_eq!(attributes.get("error.type").unwrap(), "cancelled", "{name}");
+        assert!(!attributes.contains_key("http.response.status_code"));
+    }
+}
+
+#[test]
+fn callers_cannot_create_series() {
+    let meters = Meters::new();
+    recorded(|_| async {
+        let addr = serve(app(&meters, ServerLayer::new())).await;
+        let client = hyper_client();
+        for n in 0..1000 {
+            get_status(&client, format!("http://{addr}/made-up/{n}")).await;
+            get_status(&client, format!("http://{addr}/users/{n}")).await;
+            let method = http::Method::from_bytes(format!("INVENTED{n}").as_bytes()).unwrap();
+            let request = http::Request::builder()
+                .method(method)
+                .uri(format!("http://{addr}/users/{n}"))
+                .body(Default::default())
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            text(response.into_body()).await;
+        }
+    });
+    let server = meters.histogram("http.server.request.duration");
+    assert_eq!(total(&server), 3000);
+    // Unrouted GET (404), routed GET (200), invented methods on the route (405 from axum).
+    assert_eq!(server.len(), 3, "{server:#?}");
+    for (attributes, _) in &server {
+        let method = attributes.get("http.request.method").unwrap();
+        assert!(method == "GET" || method == "_OTHER", "{method}");
+        assert!(!attributes
+            .values()
+            .any(|v| v.contains("made-up") || v.contains("INVENTED")));
+    }
+}
+
+#[test]
+fn grpc_calls_are_measured_with_the_rpc_conventions() {
+    use grpc_support::*;
+    let meters = Meters::new();
+    recorded(|_| async {
+        let server = ServerLayer::grpc().metrics(&meters.provider);
+        let addr = serve_grpc(server, TestHealth::default()).await;
+        let mut health = client(addr, ClientLayer::grpc().metrics(&meters.provider)).await;
+        health.check(check_req("ok")).await.unwrap();
+        health.check(check_req("INTERNAL")).await.unwrap_err();
+        let status = raw_unary(channel(addr).await, uri(addr), "/made.Up/Call42")
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+    });
+    let mut server = meters.histogram("rpc.server.call.duration");
+    server.sort();
+    let point = |method: &str, code: &str, error: Option<&str>| {
+        let mut all = vec![
+            ("rpc.system.name", "grpc"),
+            ("rpc.method", method),
+            ("rpc.response.status_code", code),
+        ];
+        if let Some(error) = error {
+            all.push(("error.type", error));
+        }
+        (attrs(&all), 1)
+    };
+    let mut expected = vec![
+        point(CHECK, "OK", None),
+        point(CHECK, "INTERNAL", Some("INTERNAL")),
+        // The made-up method is not named.
+        point("_OTHER", "UNIMPLEMENTED", Some("UNIMPLEMENTED")),
+    ];
+    expected.sort();
+    assert_eq!(server, expected);
+    let client = meters.histogram("rpc.client.call.duration");
+    assert_eq!(total(&client), 2, "{client:#?}");
+    assert!(client
+        .iter()
+        .all(|(a, _)| a.get("rpc.method").map(String::as_str) == Some(CHECK)));
+    // gRPC calls are not counted as HTTP requests too.
+    assert!(meters.histogram("http.server.request.duration").is_empty());
+}
+
+#[cfg(feature = "reqwest")]
+#[test]
+fn reqwest_calls_are_measured() {
+    let meters = Meters::new();
+    recorded(|_| async {
+        let addr = serve(app(&meters, ServerLayer::new())).await;
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(tracewire::reqwest::TracingMiddleware::new().metrics(&meters.provider))
+            .build();
+        let response = client
+            .get(format!("http://{addr}/users/1"))
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap();
+        let response = client
+            .get(format!("http://{addr}/fail"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+    });
+    let client = meters.histogram("http.client.request.duration");
+    let codes: Vec<(String, Option<String>)> = {
+        let mut codes: Vec<_> = client
+            .iter()
+            .map(|(a, _)| {
+                (
+                    a.get("http.response.status_code").cloned().unwrap(),
+                    a.get("error.type").cloned(),
+                )
+            })
+            .collect();
+        codes.sort();
+        codes
+    };
+    assert_eq!(
+        codes,
+        [
+            ("200".to_owned(), None),
+            ("500".to_owned(), Some("500".to_owned()))
+        ]
+    );
+}
+
+#[test]
+fn active_requests_go_up_and_down() {
+    use opentelemetry_sdk::metrics::data::AggregatedMetrics::I64;
+    let meters = Meters::new();
+    recorded(|_| async {
+        let layer = ServerLayer::new().active_requests(true);
+        let addr = serve(app(&meters, layer)).await;
+        let client = hyper_client();
+        get_status(&client, format!("http://{addr}/users/1")).await;
+    });
+    meters.provider.force_flush().unwrap();
+    let exported = meters.exporter.get_finished_metrics().unwrap();
+    let metric = exported
+        .last()
+        .unwrap()
+        .scope_metrics()
+        .flat_map(|s| s.metrics())
+        .find(|m| m.name() == "http.server.active_requests")
+        .expect("http.server.active_requests");
+    let I64(MetricData::Sum(sum)) = metric.data() else {
+        panic!("{:?}", metric.data());
+    };
+    let points: Vec<_> = sum.data_points().collect();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].value(), 0, "one request came and went");
+    let attributes: BTreeMap<_, _> = points[0]
+        .attributes()
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect();
+    assert_eq!(
+        attributes,
+        attrs(&[("http.request.method", "GET"), ("url.scheme", "http")])
+    );
+}
