@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 cargo bench --bench overhead --all-features --no-run 2>/dev/null
 bin=$(ls -t target/release/deps/overhead-* | grep -v '\.d$' | head -1)
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(bare noop_layer tower_http otel_stack fastrace tracewire_sampled tracewire_unsampled bare_client tracewire_client)
+[ ${#cases[@]} -gt 0 ] || cases=(bare noop_layer tower_http otel_stack fastrace tracewire_sampled tracewire_unsampled bare_client tracewire_client tracewire_sampled_metrics tracewire_unsampled_metrics otel_stack_metrics)
 tmp=$(mktemp -d)
 count() { # case requests
   TRACEWIRE_BENCH_CASE=$1 TRACEWIRE_BENCH_REQUESTS=$2 valgrind --tool=callgrind --fair-sched=yes --toggle-collect='overhead::main' \

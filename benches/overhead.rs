@@ -11,7 +11,12 @@
 //! - `tracewire_sampled`, `tracewire_unsampled`: tracewire's `ServerLayer` and recorder,
 //!   with a reporter that counts and drops;
 //! - `tracewire_client`: the same plus the `ClientLayer` around an inner (in-memory) call
-//!   the handler makes; compare it with `bare_client`, the same handler and call untraced.
+//!   the handler makes; compare it with `bare_client`, the same handler and call untraced;
+//! - `tracewire_sampled_metrics`, `tracewire_unsampled_metrics`: `tracewire_sampled` and
+//!   `tracewire_unsampled` with the request metrics on (`ServerLayer::metrics`, the SDK's
+//!   meter provider with a reader that does not run during the measurement);
+//! - `otel_stack_metrics`: `otel_stack` plus `http.server.request.duration` recorded with
+//!   the SDK's histogram by a middleware, as a service without tracewire would.
 //!
 //! ```sh
 //! cargo bench --bench overhead            # allocations per request, interleaved timings
@@ -284,7 +289,69 @@ fn with_call(traced: bool) -> Router {
     app.with_state(inner_service(traced))
 }
 
-const CASES: [&str; 9] = [
+/// A meter provider that aggregates, and whose reader does not run during the measurement.
+fn meter_provider() -> opentelemetry_sdk::metrics::SdkMeterProvider {
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader};
+    let reader = PeriodicReader::builder(InMemoryMetricExporter::default())
+        .with_interval(std::time::Duration::from_secs(3600))
+        .build();
+    opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .build()
+}
+
+/// `http.server.request.duration` recorded by hand with the SDK, in an axum middleware: the
+/// OpenTelemetry stack's metrics.
+fn otel_metrics_case() -> Case {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::KeyValue;
+    let mut case = otel_case();
+    let provider = meter_provider();
+    let histogram = provider
+        .meter("bench")
+        .f64_histogram("http.server.request.duration")
+        .with_unit("s")
+        .with_boundaries(tracewire::metrics::DURATION_BUCKETS.to_vec())
+        .build();
+    let record = move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let histogram = histogram.clone();
+        async move {
+            let start = std::time::Instant::now();
+            let method = request.method().as_str().to_owned();
+            let route = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str().to_owned());
+            let response = next.run(request).await;
+            let mut attributes = vec![
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.scheme", "http"),
+                KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                ),
+            ];
+            if let Some(route) = route {
+                attributes.push(KeyValue::new("http.route", route));
+            }
+            histogram.record(start.elapsed().as_secs_f64(), &attributes);
+            response
+        }
+    };
+    case.name = "otel_stack_metrics";
+    case.app = router(|r| {
+        r.layer(axum::middleware::from_fn(record))
+            .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
+    });
+    let flush = std::mem::replace(&mut case.flush, Box::new(|| {}));
+    case.flush = Box::new(move || {
+        flush();
+        let _ = &provider;
+    });
+    case
+}
+
+const CASES: [&str; 12] = [
     "bare",
     "noop_layer",
     "tower_http",
@@ -294,6 +361,9 @@ const CASES: [&str; 9] = [
     "tracewire_unsampled",
     "bare_client",
     "tracewire_client",
+    "tracewire_sampled_metrics",
+    "tracewire_unsampled_metrics",
+    "otel_stack_metrics",
 ];
 
 /// Builds one case; only what it needs is started (no other stack's background threads).
@@ -320,6 +390,23 @@ fn case(name: &str) -> Case {
         ),
         "bare_client" => bare("bare_client", with_call(false)),
         "tracewire_client" => tracewire_case(name_of(name), SAMPLED, with_call(true), 2),
+        "tracewire_sampled_metrics" | "tracewire_unsampled_metrics" => {
+            let provider = meter_provider();
+            let sampled = name == "tracewire_sampled_metrics";
+            let mut case = tracewire_case(
+                name_of(name),
+                if sampled { SAMPLED } else { UNSAMPLED },
+                router(|r| r.layer(ServerLayer::new().metrics(&provider))),
+                u64::from(sampled),
+            );
+            let flush = std::mem::replace(&mut case.flush, Box::new(|| {}));
+            case.flush = Box::new(move || {
+                flush();
+                let _ = &provider;
+            });
+            case
+        }
+        "otel_stack_metrics" => otel_metrics_case(),
         other => panic!("unknown case {other}; cases: {CASES:?}"),
     }
 }
@@ -469,6 +556,7 @@ fn interleaved(cases: &[Case]) {
     ratio("tracewire_sampled", "fastrace");
     ratio("tracewire_sampled", "tower_http");
     ratio("tracewire_unsampled", "tower_http");
+    ratio("tracewire_sampled_metrics", "otel_stack_metrics");
     let spans = |i: usize| cases[i].spans_per_request * u64::from(REQUESTS) * (ROUNDS as u64 + 1);
     println!("spans lost in the timed slices (dropped at a full queue), of those recorded:");
     for (i, case) in cases.iter().enumerate() {
