@@ -128,21 +128,30 @@ pub fn try_init(service_name: impl Into<Arc<str>>) -> Result<DevGuard, InstallEr
 }
 
 /// The registry with the recorder under its own filter (`record`, see [`TRACEWIRE_RECORD`])
-/// and a `fmt` layer on stderr filtered by `rust_log`.
+/// and a `fmt` layer on stderr filtered by `rust_log`, its lines in `format`.
 pub(crate) fn subscriber(
     recorder: Option<RecordLayer>,
     record: Option<&str>,
     rust_log: Option<&str>,
     format: crate::log::WithTraceIds,
 ) -> impl tracing::Subscriber + Send + Sync {
-    tracing_subscriber::registry()
-        .with(recorder.map(|recorder| recorder.with_filter(recorder_filter(record))))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .event_format(format)
-                .with_filter(log_filter(rust_log)),
-        )
+    let registry = tracing_subscriber::registry()
+        .with(recorder.map(|recorder| recorder.with_filter(recorder_filter(record))));
+    let ansi = format.ansi();
+    let filter = log_filter(rust_log);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    // JSON lines need their span fields recorded as JSON too.
+    #[cfg(feature = "otlp")]
+    if format.is_json() {
+        let layer = layer
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(format)
+            .with_filter(filter);
+        return registry.with(layer.boxed());
+    }
+    registry.with(layer.event_format(format).with_filter(filter).boxed())
 }
 
 /// The directives given, or `info` when unset or blank.

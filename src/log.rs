@@ -15,7 +15,7 @@ use crate::record::SpanData;
 
 /// The format of a `fmt` layer whose lines carry the ids of their span.
 pub(crate) enum WithTraceIds {
-    Text(Format<Full>),
+    Text { format: Format<Full>, ansi: bool },
     #[cfg(feature = "otlp")]
     Json(Format<Json>),
 }
@@ -23,7 +23,20 @@ pub(crate) enum WithTraceIds {
 impl WithTraceIds {
     /// `fmt`'s human-readable lines, then ` trace_id=… span_id=…`.
     pub(crate) fn text(ansi: bool) -> Self {
-        WithTraceIds::Text(format::format().with_ansi(ansi))
+        WithTraceIds::Text {
+            format: format::format().with_ansi(ansi),
+            ansi,
+        }
+    }
+
+    /// Whether the lines carry ANSI colours.
+    pub(crate) fn ansi(&self) -> bool {
+        matches!(self, WithTraceIds::Text { ansi: true, .. })
+    }
+
+    /// Whether the lines are JSON (and need their fields recorded as JSON).
+    pub(crate) fn is_json(&self) -> bool {
+        !matches!(self, WithTraceIds::Text { .. })
     }
 
     /// One JSON object per line, with `"trace_id"` and `"span_id"` members.
@@ -64,7 +77,7 @@ where
     ) -> fmt::Result {
         let Some(cx) = context_of(ctx, event) else {
             return match self {
-                WithTraceIds::Text(inner) => inner.format_event(ctx, writer, event),
+                WithTraceIds::Text { format, .. } => format.format_event(ctx, writer, event),
                 #[cfg(feature = "otlp")]
                 WithTraceIds::Json(inner) => inner.format_event(ctx, writer, event),
             };
@@ -72,8 +85,8 @@ where
         // The inner format ends its line; the ids go just before that end.
         let mut line = String::new();
         match self {
-            WithTraceIds::Text(inner) => {
-                inner.format_event(ctx, Writer::new(&mut line), event)?;
+            WithTraceIds::Text { format, .. } => {
+                format.format_event(ctx, Writer::new(&mut line), event)?;
                 let body = line.trim_end_matches('\n');
                 writeln!(
                     writer,
