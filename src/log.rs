@@ -15,7 +15,10 @@ use crate::record::SpanData;
 
 /// The format of a `fmt` layer whose lines carry the ids of their span.
 pub(crate) enum WithTraceIds {
-    Text { format: Format<Full>, ansi: bool },
+    Text {
+        format: Format<Full>,
+        ansi: bool,
+    },
     #[cfg(feature = "otlp")]
     Json(Format<Json>),
 }

@@ -77,10 +77,9 @@ async fn serve_and_call() -> (u16, Vec<(String, String)>) {
                 for (name, value) in &headers {
                     let name = name.as_str();
                     if name.starts_with("x-b3-") || name == "traceparent" || name == "b3" {
-                        kept.lock().unwrap().push((
-                            name.to_owned(),
-                            value.to_str().unwrap_or("").to_owned(),
-                        ));
+                        kept.lock()
+                            .unwrap()
+                            .push((name.to_owned(), value.to_str().unwrap_or("").to_owned()));
                     }
                 }
                 "12"
@@ -238,7 +237,12 @@ fn exports_with(receiver: &Receiver, protocol_vars: Vec<(&str, String)>) -> Chil
     let child = run_child(&vars);
 
     // B3 multi out, from a client layer given no propagator, continuing the B3 trace in.
-    assert_eq!(child.saw("x-b3-traceid"), Some(B3_TRACE), "{:?}", child.stock_saw);
+    assert_eq!(
+        child.saw("x-b3-traceid"),
+        Some(B3_TRACE),
+        "{:?}",
+        child.stock_saw
+    );
     assert_eq!(child.saw("x-b3-sampled"), Some("1"));
     assert_eq!(child.saw("traceparent"), None, "only B3 goes out");
 
@@ -247,7 +251,10 @@ fn exports_with(receiver: &Receiver, protocol_vars: Vec<(&str, String)>) -> Chil
     let (resource, server) = server_span(&spans);
     assert_eq!(hex(&server.trace_id), B3_TRACE, "B3 multi in");
     assert_eq!(hex(&server.parent_span_id), B3_SPAN);
-    assert_eq!(string_attr(&resource, "service.name").as_deref(), Some("checkout"));
+    assert_eq!(
+        string_attr(&resource, "service.name").as_deref(),
+        Some("checkout")
+    );
     assert_eq!(
         string_attr(&resource, "deployment.environment").as_deref(),
         Some("test")
@@ -270,9 +277,8 @@ fn exports_with(receiver: &Receiver, protocol_vars: Vec<(&str, String)>) -> Chil
 #[test]
 fn grpc_from_the_environment() {
     let rt = runtime();
-    let receiver = rt.block_on(async {
-        Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    });
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
     let child = exports_with(
         &receiver,
         vec![
@@ -296,9 +302,8 @@ fn grpc_from_the_environment() {
 #[test]
 fn http_protobuf_from_the_environment() {
     let rt = runtime();
-    let receiver = rt.block_on(async {
-        Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    });
+    let receiver = rt
+        .block_on(async { Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
     // The base endpoint: `/v1/traces` is added.
     exports_with(
         &receiver,
@@ -315,9 +320,8 @@ fn http_protobuf_from_the_environment() {
 #[test]
 fn http_json_from_the_environment_with_json_logs() {
     let rt = runtime();
-    let receiver = rt.block_on(async {
-        Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    });
+    let receiver = rt
+        .block_on(async { Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
     let child = exports_with(
         &receiver,
         vec![
@@ -342,9 +346,8 @@ fn http_json_from_the_environment_with_json_logs() {
 #[test]
 fn the_sampler_from_the_environment() {
     let rt = runtime();
-    let receiver = rt.block_on(async {
-        Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    });
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
     let child = run_child(&[
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -363,9 +366,8 @@ fn the_sampler_from_the_environment() {
 #[test]
 fn invalid_values_are_warned_about_by_name_and_ignored() {
     let rt = runtime();
-    let receiver = rt.block_on(async {
-        Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    });
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
     let child = run_child(&[
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -426,9 +428,8 @@ fn an_unreachable_endpoint_costs_spans_not_requests() {
 #[test]
 fn sdk_disabled_exports_nothing_and_serves() {
     let rt = runtime();
-    let receiver = rt.block_on(async {
-        Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap())
-    });
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
     run_child(&[
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
