@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Export cost end to end: the server's CPU time per request, untraced and traced by three
-# stacks, each exporting every span over OTLP/gRPC to a real receiver, in one run.
+# stacks (and tracewire through the SDK's BatchSpanProcessor), each exporting every span over OTLP/gRPC to a real receiver, in one run.
 #
 #   benches/export_cost.sh [SECONDS]        (default 10 s of load per stack)
 #
@@ -42,7 +42,7 @@ wait_for_port() {
 printf '%-10s %10s %12s %10s %10s %s\n' stack requests "cpu µs/req" handled exported "all exported"
 declare -A COST
 port=47000
-for stack in bare tracewire otel fastrace; do
+for stack in bare tracewire tracewire_bsp otel fastrace; do
     receiver_port=$((port++))
     server_port=$((port++))
     taskset -c "$LOAD_CPU" "$BIN/export_cost_receiver" "$receiver_port" >"$WORK/receiver" &
@@ -74,7 +74,7 @@ done
 
 echo
 echo "CPU per request above bare (µs):"
-for stack in tracewire otel fastrace; do
+for stack in tracewire tracewire_bsp otel fastrace; do
     awk -v s="$stack" -v c="${COST[$stack]}" -v b="${COST[bare]}" 'BEGIN {printf "  %-10s %6.2f\n", s, c - b}'
 done
 awk -v t="${COST[tracewire]}" -v o="${COST[otel]}" -v f="${COST[fastrace]}" -v b="${COST[bare]}" \

@@ -2,7 +2,11 @@
 //! stack, exporting every span over OTLP/gRPC to `OTLP_ENDPOINT`. On SIGTERM it stops
 //! serving, exports what is left and prints `handled N` (requests answered).
 //!
-//! `export_cost_server bare|tracewire|otel|fastrace PORT`
+//! `export_cost_server bare|tracewire|tracewire_bsp|otel|fastrace PORT`
+//!
+//! `tracewire_bsp` is tracewire's recorder handing its spans to the SDK's
+//! `BatchSpanProcessor` instead of `OtelReporter`'s own batching: the comparison behind
+//! keeping the latter.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +23,26 @@ fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, Box
         .with_tonic()
         .with_endpoint(endpoint)
         .build()?)
+}
+
+/// tracewire's spans into any SDK `SpanProcessor`.
+struct ViaBsp(opentelemetry_sdk::trace::BatchSpanProcessor);
+
+impl tracewire::report::Reporter for ViaBsp {
+    fn report(&mut self, batch: &[tracewire::record::SpanRecord]) {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        for record in batch {
+            self.0.on_end(record.into());
+        }
+    }
+    fn flush(&mut self) {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        let _ = self.0.force_flush();
+    }
+    fn shutdown(&mut self) {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        let _ = self.0.shutdown();
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -52,9 +76,32 @@ async fn main() -> Result<(), BoxError> {
             finish = Box::new(move || drop(guard));
             router.layer(tracewire::ServerLayer::new())
         }
+        "tracewire_bsp" => {
+            use opentelemetry_sdk::trace::SpanProcessor as _;
+            let mut bsp =
+                opentelemetry_sdk::trace::BatchSpanProcessor::builder(otlp_exporter(&endpoint)?)
+                    .with_batch_config(
+                        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                            .with_max_queue_size(65536)
+                            .build(),
+                    )
+                    .build();
+            bsp.set_resource(
+                &opentelemetry_sdk::Resource::builder()
+                    .with_service_name("bench")
+                    .build(),
+            );
+            let guard = tracewire::record::Recorder::builder()
+                .service_name("bench")
+                .reporter(ViaBsp(bsp))
+                .install()?;
+            finish = Box::new(move || drop(guard));
+            router.layer(tracewire::ServerLayer::new())
+        }
         "otel" => {
             use opentelemetry::trace::TracerProvider as _;
             use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::Layer as _;
             opentelemetry::global::set_text_map_propagator(
                 opentelemetry_sdk::propagation::TraceContextPropagator::new(),
             );
@@ -66,7 +113,14 @@ async fn main() -> Result<(), BoxError> {
                         .build(),
                 )
                 .build();
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+            // The exporter's own stack (h2, hyper, tonic…) stays out, as tracewire's recorder
+            // leaves it out by default.
+            let internal = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("bench"))
+                .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+                    !internal.iter().any(|t| meta.target().starts_with(t))
+                }));
             tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
             finish = Box::new(move || {
                 let _ = provider.shutdown();
