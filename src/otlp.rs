@@ -16,7 +16,7 @@
 //! - a `tracing_subscriber::fmt` layer on stderr filtered by `RUST_LOG` (default `info`), whose
 //!   lines inside a span end with that span's `trace_id` and `span_id` (text), or carry
 //!   `"trace_id"` and `"span_id"` members (JSON, `TRACEWIRE_LOG_FORMAT=json`);
-//! - the recorder's own filter, [`TRACEWIRE_RECORD`](crate::dev::TRACEWIRE_RECORD) (default
+//! - the recorder's own filter, [`TRACEWIRE_RECORD`] (default
 //!   `info`): `RUST_LOG=warn` quiets the logs, not the traces;
 //! - the [process-wide default propagator](crate::propagation::set_global_default), from
 //!   `OTEL_PROPAGATORS`: every server layer, client layer and middleware built afterwards

@@ -13,6 +13,9 @@
 //! | `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT` | the most attributes per span (default 128) |
 //! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | the most events per span (default 128) |
 //! | `OTEL_SPAN_LINK_COUNT_LIMIT` | the most links per span (default 128) |
+//! | `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` | whether and where spans go ([`otlp`](crate::otlp)) |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}` | the OTLP exporter ([`OtlpEnv`]) |
+//! | `OTEL_BSP_{SCHEDULE_DELAY,EXPORT_TIMEOUT,MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE}` | the export batching ([`BatchConfig`]) |
 //!
 //! As the specification asks, names are matched case-insensitively, surrounding whitespace is
 //! ignored, an empty variable counts as unset, and an invalid value falls back to the default
@@ -1037,6 +1040,53 @@ mod tests {
             vec![EnvWarning::NotUnicode {
                 variable: OTEL_SERVICE_NAME
             }]
+        );
+    }
+
+    #[test]
+    fn exporter_variables() {
+        let env = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s3cr%20t, =x,bad header=1",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ("OTEL_TRACES_EXPORTER", "Console"),
+            ("OTEL_SDK_DISABLED", "maybe"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+        ]);
+        assert_eq!(env.otlp.endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(env.otlp.traces_endpoint, None);
+        assert_eq!(env.otlp.protocol, Some(OtlpProtocol::Grpc), "TRACES_ wins");
+        assert_eq!(
+            env.otlp.headers,
+            [("api-key".to_owned(), "s3cr t".to_owned())]
+        );
+        assert_eq!(env.otlp.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(env.otlp.gzip, None);
+        assert_eq!(env.traces_exporter, Some(TracesExporter::Console));
+        assert!(!env.sdk_disabled);
+        assert_eq!(env.batch.schedule_delay, Some(Duration::from_millis(200)));
+        assert_eq!(env.batch.max_queue_size, None);
+        assert_eq!(env.batch.max_export_batch_size, Some(64));
+        let shown: Vec<String> = env.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(env.warnings.len(), 5, "{shown:#?}");
+        assert!(env.warnings.contains(&EnvWarning::Malformed {
+            variable: OTEL_EXPORTER_OTLP_HEADERS
+        }));
+        assert!(env.warnings.contains(&EnvWarning::Malformed {
+            variable: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+        }));
+        assert!(
+            shown.iter().all(|w| !w.contains("s3cr")),
+            "no header value is shown: {shown:#?}"
         );
     }
 

@@ -252,7 +252,8 @@ impl RecorderBuilder {
     /// Applies the OpenTelemetry environment variables (`OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`'s `service.name`, `OTEL_TRACES_SAMPLER`,
     /// `OTEL_TRACES_SAMPLER_ARG`, the span limits `OTEL_SPAN_*_LIMIT` and
-    /// `OTEL_ATTRIBUTE_*_LIMIT`, `OTEL_BSP_MAX_QUEUE_SIZE`) of this process; see [`env`](mod@env). Invalid values keep the
+    /// `OTEL_ATTRIBUTE_*_LIMIT`, `OTEL_BSP_MAX_QUEUE_SIZE`) of this process; see
+    /// [`env`](mod@env). Invalid values keep the
     /// current setting and are logged once through `tracing` at WARN, now (so only a
     /// subscriber already installed sees them; read [`EnvConfig::from_env`] yourself to
     /// handle them). Later builder calls override earlier ones, so call this first to let
