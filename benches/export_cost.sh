@@ -39,7 +39,7 @@ wait_for_port() {
     return 1
 }
 
-printf '%-10s %10s %12s %10s %10s %s\n' stack requests "cpu µs/req" handled exported "all exported"
+printf '%-14s %10s %12s %10s %10s %s\n' stack requests "cpu µs/req" handled exported "all exported"
 declare -A COST
 port=47000
 for stack in bare tracewire tracewire_bsp otel fastrace; do
@@ -69,13 +69,13 @@ for stack in bare tracewire tracewire_bsp otel fastrace; do
     cost=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
     COST[$stack]=$cost
     if [ "$stack" = bare ]; then all="-"; elif [ "$exported" = "$handled" ]; then all=yes; else all=NO; fi
-    printf '%-10s %10s %12s %10s %10s %s\n' "$stack" "$requests" "$cost" "$handled" "$exported" "$all"
+    printf '%-14s %10s %12s %10s %10s %s\n' "$stack" "$requests" "$cost" "$handled" "$exported" "$all"
 done
 
 echo
 echo "CPU per request above bare (µs):"
 for stack in tracewire tracewire_bsp otel fastrace; do
-    awk -v s="$stack" -v c="${COST[$stack]}" -v b="${COST[bare]}" 'BEGIN {printf "  %-10s %6.2f\n", s, c - b}'
+    awk -v s="$stack" -v c="${COST[$stack]}" -v b="${COST[bare]}" 'BEGIN {printf "  %-14s %6.2f\n", s, c - b}'
 done
 awk -v t="${COST[tracewire]}" -v o="${COST[otel]}" -v f="${COST[fastrace]}" -v b="${COST[bare]}" \
     'BEGIN {printf "tracewire / otel: %.2f   tracewire / fastrace: %.2f (above bare)\n", (t - b) / (o - b), (t - b) / (f - b)}'
