@@ -1,16 +1,18 @@
 //! Production-style export: three services in one process (checkout calls inventory over
 //! reqwest and payment over a hyper-util client, all on loopback ports, all traced by
-//! tracewire) send their spans to an OpenTelemetry Collector (or Jaeger, Tempo…) over
-//! OTLP/gRPC, then exit; the recorder's guard flushes what is left.
+//! tracewire) send their spans to an OpenTelemetry Collector (or Jaeger, Tempo…) over OTLP,
+//! then exit; the guard of `tracewire::otlp::init` exports what is left.
 //!
 //! ```sh
-//! # a Collector, Jaeger all-in-one or Tempo listening for OTLP/gRPC on 4317, then:
-//! cargo run --example otlp_export --features otel,reqwest
-//! OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317 cargo run --example otlp_export --features otel,reqwest
+//! # a Collector, Jaeger all-in-one or Tempo listening for OTLP/HTTP on 4318, then:
+//! cargo run --example otlp_export --features otlp,reqwest
+//! OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4317 \
+//!     cargo run --example otlp_export --features otlp,reqwest
 //! ```
 //!
-//! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_PROPAGATORS` apply too.
-//! Without a receiver the requests still run; the export failures are counted and printed.
+//! Every `OTEL_*` variable of `tracewire::otlp` applies (`OTEL_PROPAGATORS=b3multi` changes
+//! what every layer below reads and writes). Without a receiver the requests still run; the
+//! export failures are counted, printed and logged.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,15 +25,10 @@ use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_otlp::WithExportConfig;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tracewire::record::env::EnvConfig;
-use tracewire::record::Recorder;
-use tracewire::report::OtelReporter;
 use tracewire::reqwest::TracingMiddleware;
 use tracewire::{ClientLayer, ServerLayer};
 use tracing::Instrument;
-use tracing_subscriber::{filter::filter_fn, layer::SubscriberExt, Layer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -114,53 +111,17 @@ async fn checkout(
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .ok()
-        .filter(|e| !e.trim().is_empty())
-        .unwrap_or_else(|| "http://localhost:4317".to_owned());
-
-    // The tonic exporter is built inside the runtime, and exports run as tasks on it.
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint.clone())
-        .with_timeout(Duration::from_secs(3))
-        .build()?;
-    let otel = OtelReporter::builder(exporter)
-        .with_env()
-        .runtime(tokio::runtime::Handle::current())
-        .build();
-    let counters = otel.counters();
-    // OTEL_SERVICE_NAME and friends, OTEL_TRACES_SAMPLER(_ARG), OTEL_PROPAGATORS.
-    let env = EnvConfig::from_env();
-    for warning in &env.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let (recorder, guard) = Recorder::builder()
+    // Recorder, OTLP exporter, log layer and default propagator, all from OTEL_*.
+    let guard = tracewire::otlp::builder()
         .service_name("storefront")
-        .with_env_config(&env)
-        .reporter(otel)
-        .build();
-    // The exporter's own stack stays out of the recorder.
-    let own_stack = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
-    let recorder = recorder.with_filter(filter_fn(move |meta| {
-        !own_stack
-            .iter()
-            .any(|prefix| meta.target().starts_with(prefix))
-    }));
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(recorder))?;
-    let propagator = || env.propagator();
-
+        .init()?;
     let inventory = serve(
         Router::new()
             .route(
                 "/reserve/{sku}",
                 post(|Path(sku): Path<String>| reserve(sku)),
             )
-            .layer(
-                ServerLayer::new()
-                    .service_name("inventory")
-                    .propagator(propagator()),
-            ),
+            .layer(ServerLayer::new().service_name("inventory")),
     )
     .await?;
     let payment = serve(
@@ -169,19 +130,11 @@ async fn main() -> Result<(), BoxError> {
                 "/charge/{amount}",
                 post(|Path(amount): Path<u64>| charge(amount)),
             )
-            .layer(
-                ServerLayer::new()
-                    .service_name("payment")
-                    .propagator(propagator()),
-            ),
+            .layer(ServerLayer::new().service_name("payment")),
     )
     .await?;
     let to_inventory = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(
-            TracingMiddleware::new()
-                .service_name("checkout")
-                .propagator(propagator()),
-        )
+        .with(TracingMiddleware::new().service_name("checkout"))
         .build();
     let checkout_addr = serve(
         Router::new()
@@ -191,17 +144,13 @@ async fn main() -> Result<(), BoxError> {
                     checkout(to_inventory.clone(), payment, inventory, sku, amount)
                 }),
             )
-            .layer(
-                ServerLayer::new()
-                    .service_name("checkout")
-                    .propagator(propagator()),
-            ),
+            .layer(ServerLayer::new().service_name("checkout")),
     )
     .await?;
 
     // The storefront sends a few orders: one sold out, one declined.
     let storefront = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TracingMiddleware::new().propagator(propagator()))
+        .with(TracingMiddleware::new())
         .build();
     for (sku, amount) in [("A-1", 40), ("B-2", 120), ("sold-out", 10), ("C-3", 900)] {
         let order = tracing::info_span!("order", sku, amount);
@@ -224,16 +173,14 @@ async fn main() -> Result<(), BoxError> {
         println!("{sku}: {}", answer.trim_end());
     }
 
-    // Exports what is left while the runtime still runs the exporter's connection.
+    // Exports what is left.
+    let counters = guard.exporter_counters();
     drop(guard);
-    let stats = counters.stats();
-    println!(
-        "exported {} spans to {endpoint} in {} calls; {} failed calls, {} timeouts, {} spans lost",
-        stats.spans_exported,
-        stats.exports,
-        stats.export_errors,
-        stats.export_timeouts,
-        stats.spans_failed
-    );
+    if let Some(stats) = counters.map(|c| c.stats()) {
+        println!(
+            "exported {} spans in {} calls; {} failed calls, {} spans lost",
+            stats.spans_exported, stats.exports, stats.export_errors, stats.spans_failed
+        );
+    }
     Ok(())
 }

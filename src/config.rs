@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri, Version};
 
 use crate::future::ResponseCapture;
-use crate::propagation::{Propagator, W3cPropagator};
+use crate::propagation::Propagator;
 use crate::record::data::{Key, KeyValue, StringValue, Value};
 
 /// A borrowed view of a request's head, handed to the layers' hooks (filters, span names,
@@ -206,7 +206,8 @@ impl Default for Common {
     fn default() -> Self {
         Common {
             service_name: None,
-            propagator: Arc::new(W3cPropagator),
+            // Read once per layer built, never per request.
+            propagator: crate::propagation::global_default(),
             filter: None,
             span_name: None,
             request_headers: HeaderCapture::default(),

@@ -10,13 +10,16 @@
 //! - the [recorder](crate::record) for `service_name`, reporting to a
 //!   [`ConsoleReporter`] on stderr with the [summary](crate::report::console#summary) on;
 //! - a `tracing_subscriber::fmt` layer writing log lines to stderr, filtered by `RUST_LOG`
-//!   (default `info`);
-//! - a filter of the recorder's own: the same `RUST_LOG` directives, with library internals
-//!   (`hyper`, `h2`, `tower`, `tonic`, … as in
-//!   [`record_internals`](crate::record::RecorderBuilder::record_internals)) left out unless a
-//!   `RUST_LOG` directive names one of those crates (`RUST_LOG=info,hyper=debug` records
-//!   hyper's debug spans). The crates are matched at module boundaries, so an application
-//!   target such as `hyper_client` is not taken for `hyper`.
+//!   (default `info`); a line written inside a recorded span ends with the `trace_id` and
+//!   `span_id` of that span, so the trace of a log line can be found;
+//! - a filter of the recorder's own, [`TRACEWIRE_RECORD`] (default `info`, in `RUST_LOG`'s
+//!   syntax), so that `RUST_LOG=warn` quiets the logs but not the trace trees. Library
+//!   internals (`hyper`, `h2`, `tower`, `tonic`, … as in
+//!   [`record_internals`](crate::record::RecorderBuilder::record_internals)) are left out
+//!   unless a `TRACEWIRE_RECORD` directive names one of those crates
+//!   (`TRACEWIRE_RECORD=info,hyper=debug` records hyper's debug spans). The crates are
+//!   matched at module boundaries, so an application target such as `hyper_client` is not
+//!   taken for `hyper`.
 //!
 //! Both layers write to stderr, so log lines and trees keep their order. Colour follows
 //! stderr and `NO_COLOR`.
@@ -32,8 +35,13 @@ use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
-use crate::record::{InstallError, Recorder};
+use crate::record::{InstallError, RecordLayer, Recorder};
 use crate::report::{ConsoleHandle, ConsoleReporter, FlushError, RecorderGuard, RecorderHandle};
+
+/// The recorder's own filter, in `RUST_LOG`'s syntax (default `info`): which spans become
+/// trace trees (or are exported, with [`otlp`](crate::otlp)), whatever `RUST_LOG` says of
+/// the log lines.
+pub const TRACEWIRE_RECORD: &str = "TRACEWIRE_RECORD";
 
 /// Keeps the development setup running; on drop it flushes the console and prints the
 /// summary. See the [module docs](self).
@@ -93,26 +101,24 @@ pub fn init(service_name: impl Into<Arc<str>>) -> DevGuard {
 /// Installs the development setup for `service_name`, or fails with
 /// [`InstallError::AlreadyInstalled`] when a global subscriber is already set.
 pub fn try_init(service_name: impl Into<Arc<str>>) -> Result<DevGuard, InstallError> {
-    let rust_log = std::env::var("RUST_LOG").ok();
     let console = ConsoleReporter::builder().summary(true).build();
     let handle = console.handle();
+    let record = std::env::var(TRACEWIRE_RECORD).ok();
     let (recorder, guard) = Recorder::builder()
         .service_name(service_name)
         .reporter(console)
-        .record_internals(asks_for_internals(rust_log.as_deref()))
+        .record_internals(asks_for_internals(record.as_deref()))
         .build();
     let ansi = ConsoleReporter::auto_color(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    let subscriber = tracing_subscriber::registry()
-        .with(recorder.with_filter(recorder_filter(rust_log.as_deref())))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(ansi)
-                .with_filter(log_filter(rust_log.as_deref())),
-        );
+    let subscriber = subscriber(
+        Some(recorder),
+        record.as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+        crate::log::WithTraceIds::text(ansi),
+    );
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InstallError::AlreadyInstalled)?;
     Ok(DevGuard {
@@ -121,7 +127,34 @@ pub fn try_init(service_name: impl Into<Arc<str>>) -> Result<DevGuard, InstallEr
     })
 }
 
-/// `RUST_LOG`'s directives, or `info` when it is unset or blank.
+/// The registry with the recorder under its own filter (`record`, see [`TRACEWIRE_RECORD`])
+/// and a `fmt` layer on stderr filtered by `rust_log`, its lines in `format`.
+pub(crate) fn subscriber(
+    recorder: Option<RecordLayer>,
+    record: Option<&str>,
+    rust_log: Option<&str>,
+    format: crate::log::WithTraceIds,
+) -> impl tracing::Subscriber + Send + Sync {
+    let registry = tracing_subscriber::registry()
+        .with(recorder.map(|recorder| recorder.with_filter(recorder_filter(record))));
+    let ansi = format.ansi();
+    let filter = log_filter(rust_log);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    // JSON lines need their span fields recorded as JSON too.
+    #[cfg(feature = "otlp")]
+    if format.is_json() {
+        let layer = layer
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(format)
+            .with_filter(filter);
+        return registry.with(layer.boxed());
+    }
+    registry.with(layer.event_format(format).with_filter(filter).boxed())
+}
+
+/// The directives given, or `info` when unset or blank.
 fn directives(rust_log: Option<&str>) -> &str {
     match rust_log {
         Some(directives) if !directives.trim().is_empty() => directives,
@@ -134,13 +167,13 @@ pub(crate) fn log_filter(rust_log: Option<&str>) -> EnvFilter {
     EnvFilter::builder().parse_lossy(directives(rust_log))
 }
 
-/// The recorder's filter: `RUST_LOG`, default `info`. Internals are kept out by the recorder
-/// itself (see [`asks_for_internals`]).
-pub(crate) fn recorder_filter(rust_log: Option<&str>) -> EnvFilter {
-    EnvFilter::builder().parse_lossy(directives(rust_log))
+/// The recorder's filter: `TRACEWIRE_RECORD`, default `info`. Internals are kept out by the
+/// recorder itself (see [`asks_for_internals`]).
+pub(crate) fn recorder_filter(record: Option<&str>) -> EnvFilter {
+    EnvFilter::builder().parse_lossy(directives(record))
 }
 
-/// A `RUST_LOG` directive names a library the recorder leaves out by default.
+/// A `TRACEWIRE_RECORD` directive names a library the recorder leaves out by default.
 pub(crate) fn asks_for_internals(rust_log: Option<&str>) -> bool {
     directives(rust_log).split(',').any(|directive| {
         let target = directive.split(['=', '[']).next().unwrap_or("").trim();

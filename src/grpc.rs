@@ -154,9 +154,12 @@ pub struct InjectContext {
 }
 
 impl InjectContext {
-    /// With the W3C propagator.
+    /// With the [process-wide default propagator](crate::propagation::set_global_default)
+    /// (W3C unless one was set).
     pub fn new() -> Self {
-        Self::with_propagator(W3cPropagator)
+        InjectContext {
+            propagator: crate::propagation::global_default(),
+        }
     }
 
     /// With `propagator`.
@@ -199,9 +202,13 @@ pub struct ExtractContext {
 }
 
 impl ExtractContext {
-    /// With the W3C propagator.
+    /// With the [process-wide default propagator](crate::propagation::set_global_default)
+    /// (W3C unless one was set).
     pub fn new() -> Self {
-        Self::with_propagator(W3cPropagator)
+        ExtractContext {
+            propagator: crate::propagation::global_default(),
+            untrusted: false,
+        }
     }
 
     /// With `propagator`.

@@ -27,6 +27,7 @@
 //! | `console` | yes     | `ConsoleReporter` (trace trees with waterfalls) and `dev::init` |
 //! | `hyper-util` | yes  | `client::HyperClient` and `ClientLayer::hyper_client`, a traced hyper-util client named once; the causes of its errors in recorded messages |
 //! | `otel`    |         | `OtelReporter`: export through any `opentelemetry_sdk` `SpanExporter` |
+//! | `otlp`    |         | `otlp::init()`: recorder, OTLP exporter, logs and propagator from the `OTEL_*` variables |
 //! | `metrics` |         | request metrics (`http.server.request.duration`, …) through any OpenTelemetry `MeterProvider` |
 //! | `reqwest` |         | `reqwest::TracingMiddleware` for reqwest-middleware |
 //! | `grpc`    |         | tonic `MetadataMap` helpers and interceptors (gRPC tracing itself needs no feature) |
@@ -98,9 +99,14 @@ pub mod fuzzing;
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+#[cfg(feature = "console")]
+mod log;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 pub mod propagation;
 pub mod record;
 pub mod report;

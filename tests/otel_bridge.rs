@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -439,59 +439,29 @@ fn count_warnings(f: impl FnOnce()) -> usize {
     n.load(Ordering::SeqCst)
 }
 
-/// Checks that the export runs inside the context and with no subscriber.
+/// Checks that the export runs with no subscriber.
 #[derive(Debug)]
 struct Inspecting {
-    in_context: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(bool, bool)>>>,
-}
-
-thread_local! {
-    static ENTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    seen: Arc<Mutex<Vec<bool>>>,
 }
 
 impl SpanExporter for Inspecting {
     async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
-        let entered = ENTERED.with(|e| e.get());
         let silent =
             tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
-        self.in_context.store(entered, Ordering::SeqCst);
-        self.seen.lock().unwrap().push((entered, silent));
+        self.seen.lock().unwrap().push(silent);
         Ok(())
     }
 }
 
 #[test]
-fn exports_run_in_the_given_context_with_no_subscriber() {
+fn exports_run_with_no_subscriber() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut otel = OtelReporter::builder(Inspecting {
-        in_context: Arc::default(),
-        seen: seen.clone(),
-    })
-    .export_context(|export| {
-        ENTERED.with(|e| e.set(true));
-        export();
-        ENTERED.with(|e| e.set(false));
-    })
-    .build();
+    let mut otel = OtelReporter::builder(Inspecting { seen: seen.clone() }).build();
     // A subscriber is set on this thread, but the export does not see it.
     count_warnings(|| {
         otel.report(&records(1, "a"));
         otel.flush();
     });
-    assert_eq!(*seen.lock().unwrap(), [(true, true)]);
-
-    // A context that never runs the export counts an error.
-    let (exporter, exports) = Recording::new();
-    let mut otel = OtelReporter::builder(exporter)
-        .export_context(|_export| {})
-        .build();
-    otel.report(&records(1, "a"));
-    otel.flush();
-    assert!(exports.lock().unwrap().is_empty());
-    assert_eq!(
-        otel.counters().stats().export_errors,
-        2,
-        "export and force_flush"
-    );
+    assert_eq!(*seen.lock().unwrap(), [true]);
 }

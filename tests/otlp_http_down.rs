@@ -124,10 +124,7 @@ fn exporter_setup(
         .export_interval(Duration::ZERO)
         .max_export_batch_size(BATCH)
         .export_timeout(Duration::from_secs(600))
-        .export_context(move |export| {
-            let _entered = handle.enter();
-            export()
-        })
+        .runtime(handle.clone())
         .build();
     let counters = otel.counters();
     let (layer, guard) = Recorder::builder()

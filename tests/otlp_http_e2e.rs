@@ -93,10 +93,7 @@ fn an_http_request_across_two_services_reaches_an_otlp_receiver_as_one_trace() {
     };
     let handle = export_rt.handle().clone();
     let otel = OtelReporter::builder(exporter)
-        .export_context(move |export| {
-            let _entered = handle.enter();
-            export()
-        })
+        .runtime(handle.clone())
         .build();
     let counters = otel.counters();
     let (layer, guard) = Recorder::builder()

@@ -46,10 +46,7 @@ fn recorded_spans_reach_an_otlp_receiver() {
         // Only the flush below exports, however slow the machine: one call per service.
         .export_interval(std::time::Duration::from_secs(3600))
         .resource_attribute(KeyValue::new("deployment.environment", "test"))
-        .export_context(move |export| {
-            let _entered = handle.enter();
-            export()
-        })
+        .runtime(handle.clone())
         .build();
     let counters = otel.counters();
     let (layer, guard) = Recorder::builder()

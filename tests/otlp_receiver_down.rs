@@ -80,10 +80,7 @@ fn a_receiver_outage_is_counted_logged_once_and_recovered_from() {
         .export_interval(Duration::ZERO)
         .export_timeout(Duration::from_secs(600))
         .error_log_interval(Duration::from_secs(3600))
-        .export_context(move |export| {
-            let _entered = handle.enter();
-            export()
-        })
+        .runtime(handle.clone())
         .build();
     let counters: OtelCounters = otel.counters();
     let recorded = InMemoryReporter::new();

@@ -77,6 +77,7 @@ pub(crate) mod baggage;
 mod carrier;
 mod composite;
 pub(crate) mod env;
+mod global;
 #[cfg(feature = "jaeger")]
 mod jaeger;
 mod otel;
@@ -86,6 +87,7 @@ pub use self::baggage::{format_baggage, parse_baggage, BaggagePropagator};
 pub use self::carrier::NoOverwrite;
 pub use self::composite::{CompositePropagator, NoopPropagator, W3cPropagator};
 pub use self::env::from_env;
+pub use self::global::{global_default, set_global_default, GlobalDefaultSet};
 #[cfg(feature = "jaeger")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jaeger")))]
 pub use self::jaeger::{JaegerPropagator, UBERCTX_PREFIX, UBER_TRACE_ID};

@@ -13,6 +13,9 @@
 //! | `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT` | the most attributes per span (default 128) |
 //! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | the most events per span (default 128) |
 //! | `OTEL_SPAN_LINK_COUNT_LIMIT` | the most links per span (default 128) |
+//! | `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` | whether and where spans go ([`otlp`](crate::otlp)) |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}` | the OTLP exporter ([`OtlpEnv`]) |
+//! | `OTEL_BSP_{SCHEDULE_DELAY,EXPORT_TIMEOUT,MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE}` | the export batching ([`BatchConfig`]) |
 //!
 //! As the specification asks, names are matched case-insensitively, surrounding whitespace is
 //! ignored, an empty variable counts as unset, and an invalid value falls back to the default
@@ -41,6 +44,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
@@ -69,6 +73,38 @@ pub const OTEL_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_ATTRIBUTE_COUNT_LIMIT";
 pub const OTEL_SPAN_EVENT_COUNT_LIMIT: &str = "OTEL_SPAN_EVENT_COUNT_LIMIT";
 /// `OTEL_SPAN_LINK_COUNT_LIMIT`.
 pub const OTEL_SPAN_LINK_COUNT_LIMIT: &str = "OTEL_SPAN_LINK_COUNT_LIMIT";
+/// `OTEL_SDK_DISABLED`.
+pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// `OTEL_TRACES_EXPORTER`.
+pub const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`.
+pub const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`.
+pub const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+/// `OTEL_EXPORTER_OTLP_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`.
+pub const OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT";
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+/// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`.
+pub const OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: &str = "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION";
+/// `OTEL_BSP_SCHEDULE_DELAY`.
+pub const OTEL_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
+/// `OTEL_BSP_EXPORT_TIMEOUT`.
+pub const OTEL_BSP_EXPORT_TIMEOUT: &str = "OTEL_BSP_EXPORT_TIMEOUT";
+/// `OTEL_BSP_MAX_QUEUE_SIZE`.
+pub const OTEL_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
+pub const OTEL_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
 
 /// The resource attribute naming the service.
 const SERVICE_NAME_KEY: &str = "service.name";
@@ -91,8 +127,75 @@ pub struct EnvConfig {
     /// The span limits set by `OTEL_SPAN_*_LIMIT` and `OTEL_ATTRIBUTE_*_LIMIT`; a limit
     /// left unset is `None`.
     pub limits: LimitsConfig,
+    /// `OTEL_SDK_DISABLED=true`: export nothing (see [`otlp`](crate::otlp) where enabled).
+    pub sdk_disabled: bool,
+    /// `OTEL_TRACES_EXPORTER`.
+    pub traces_exporter: Option<TracesExporter>,
+    /// The `OTEL_EXPORTER_OTLP_*` settings.
+    pub otlp: OtlpEnv,
+    /// The `OTEL_BSP_*` settings of the export batching.
+    pub batch: BatchConfig,
     /// What was wrong with the variables, one entry per problem.
     pub warnings: Vec<EnvWarning>,
+}
+
+/// Where finished spans go, as `OTEL_TRACES_EXPORTER` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TracesExporter {
+    /// `otlp` (the default): to an OTLP receiver.
+    Otlp,
+    /// `console`: trace trees on stderr, as [`dev::init`](crate::dev::init) prints them.
+    Console,
+    /// `none`: nowhere; the recorder still gives ids to log lines and propagates context.
+    None,
+}
+
+/// The transport of the OTLP exporter (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtlpProtocol {
+    /// `grpc`.
+    Grpc,
+    /// `http/protobuf` (the specification's default).
+    HttpProtobuf,
+    /// `http/json`.
+    HttpJson,
+}
+
+/// The `OTEL_EXPORTER_OTLP_*` variables; each `TRACES_` variant wins over the generic one.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct OtlpEnv {
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, used as is.
+    pub traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the base URL (`/v1/traces` is added for HTTP).
+    pub endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
+    pub protocol: Option<OtlpProtocol>,
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`, values percent-decoded; malformed entries are
+    /// left out with a warning that does not show them (they often hold credentials).
+    pub headers: Vec<(String, String)>,
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`, in milliseconds.
+    pub timeout: Option<Duration>,
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION`: `Some(true)` for `gzip`, `Some(false)` for
+    /// `none`.
+    pub gzip: Option<bool>,
+}
+
+/// The `OTEL_BSP_*` variables, for the export batching of
+/// [`OtelReporter`](crate::report::OtelReporter) and the recorder's queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchConfig {
+    /// `OTEL_BSP_SCHEDULE_DELAY` (ms): the longest a span waits for its export.
+    pub schedule_delay: Option<Duration>,
+    /// `OTEL_BSP_EXPORT_TIMEOUT` (ms): the longest one export may take.
+    pub export_timeout: Option<Duration>,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`: the recorder's queue capacity.
+    pub max_queue_size: Option<usize>,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: the most spans in one export.
+    pub max_export_batch_size: Option<usize>,
 }
 
 /// Span limits read from the environment; `None` where the variable is unset or invalid.
@@ -250,6 +353,21 @@ pub enum EnvWarning {
         /// The cargo feature that provides it, if one does.
         feature: Option<&'static str>,
     },
+    /// A variable (`OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_BSP_SCHEDULE_DELAY`,
+    /// `OTEL_SDK_DISABLED`, …) has a value that means nothing to it; the setting keeps its
+    /// default.
+    InvalidValue {
+        /// The variable.
+        variable: &'static str,
+        /// The value, as given.
+        value: String,
+    },
+    /// An endpoint or headers variable is malformed; the malformed part is ignored. The value
+    /// is not kept: it may hold credentials.
+    Malformed {
+        /// The variable.
+        variable: &'static str,
+    },
 }
 
 impl fmt::Display for EnvWarning {
@@ -297,6 +415,14 @@ impl fmt::Display for EnvWarning {
                 f,
                 "{OTEL_PROPAGATORS} names {name:?}, which tracewire does not implement; left out"
             ),
+            EnvWarning::InvalidValue { variable, value } => {
+                write!(f, "{variable}={value:?} is not valid; keeping the default")
+            }
+            EnvWarning::Malformed { variable } => write!(
+                f,
+                "{variable} is malformed (its value is not shown: it may hold credentials); \
+                 the malformed part is ignored"
+            ),
         }
     }
 }
@@ -317,6 +443,7 @@ impl EnvConfig {
         V: AsRef<OsStr>,
     {
         let mut config = EnvConfig::default();
+        let mut unicode_warnings = Vec::new();
         let mut get = |name: &'static str| -> Option<String> {
             let value = lookup(name)?;
             match value.as_ref().to_str() {
@@ -325,9 +452,7 @@ impl EnvConfig {
                     (!s.is_empty()).then(|| s.to_owned())
                 }
                 None => {
-                    config
-                        .warnings
-                        .push(EnvWarning::NotUnicode { variable: name });
+                    unicode_warnings.push(EnvWarning::NotUnicode { variable: name });
                     None
                 }
             }
@@ -380,11 +505,13 @@ impl EnvConfig {
             config.sampler = parse_sampler(&sampler, sampler_arg.as_deref(), &mut config.warnings);
         }
         config.propagators = propagators.map(|list| parse_propagators(&list));
+        read_exporter(&mut config, &mut get);
         for name in config.propagators.iter().flatten() {
             config
                 .warnings
                 .extend(crate::propagation::env::unavailable(name));
         }
+        config.warnings.splice(0..0, unicode_warnings);
         config
     }
 
@@ -440,6 +567,159 @@ impl EnvConfig {
             tracing::warn!(target: "tracewire::env", %warning, "ignoring an OpenTelemetry environment variable");
         }
     }
+}
+
+/// Reads `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER`, `OTEL_EXPORTER_OTLP_*` and `OTEL_BSP_*`.
+fn read_exporter(config: &mut EnvConfig, get: &mut dyn FnMut(&'static str) -> Option<String>) {
+    let mut warnings = Vec::new();
+    let invalid = |warnings: &mut Vec<EnvWarning>, variable: &'static str, value: &str| {
+        warnings.push(EnvWarning::InvalidValue {
+            variable,
+            value: value.to_owned(),
+        })
+    };
+    // The signal's own variable wins over the generic one.
+    let mut pair = |traces: &'static str, generic: &'static str| {
+        get(traces)
+            .map(|v| (traces, v))
+            .or_else(|| get(generic).map(|v| (generic, v)))
+    };
+    if let Some((variable, value)) = pair(OTEL_SDK_DISABLED, OTEL_SDK_DISABLED) {
+        match value.to_ascii_lowercase().as_str() {
+            "true" => config.sdk_disabled = true,
+            "false" => {}
+            _ => invalid(&mut warnings, variable, &value),
+        }
+    }
+    if let Some((variable, value)) = pair(OTEL_TRACES_EXPORTER, OTEL_TRACES_EXPORTER) {
+        config.traces_exporter = match value.to_ascii_lowercase().as_str() {
+            "otlp" => Some(TracesExporter::Otlp),
+            "console" | "logging" => Some(TracesExporter::Console),
+            "none" => Some(TracesExporter::None),
+            _ => {
+                invalid(&mut warnings, variable, &value);
+                None
+            }
+        };
+    }
+    let otlp = &mut config.otlp;
+    for variable in [
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        OTEL_EXPORTER_OTLP_ENDPOINT,
+    ] {
+        let Some((_, value)) = pair(variable, variable) else {
+            continue;
+        };
+        if !is_endpoint(&value) {
+            warnings.push(EnvWarning::Malformed { variable });
+        } else if variable == OTEL_EXPORTER_OTLP_TRACES_ENDPOINT {
+            otlp.traces_endpoint = Some(value);
+        } else {
+            otlp.endpoint = Some(value);
+        }
+    }
+    if let Some((variable, value)) = pair(
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+        OTEL_EXPORTER_OTLP_PROTOCOL,
+    ) {
+        otlp.protocol = match value.to_ascii_lowercase().as_str() {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
+            "http/json" => Some(OtlpProtocol::HttpJson),
+            _ => {
+                invalid(&mut warnings, variable, &value);
+                None
+            }
+        };
+    }
+    if let Some((variable, value)) = pair(
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+        OTEL_EXPORTER_OTLP_TIMEOUT,
+    ) {
+        match value.parse::<u64>() {
+            Ok(ms) => otlp.timeout = Some(Duration::from_millis(ms)),
+            Err(_) => invalid(&mut warnings, variable, &value),
+        }
+    }
+    if let Some((variable, value)) = pair(
+        OTEL_EXPORTER_OTLP_TRACES_COMPRESSION,
+        OTEL_EXPORTER_OTLP_COMPRESSION,
+    ) {
+        match value.to_ascii_lowercase().as_str() {
+            "gzip" => otlp.gzip = Some(true),
+            "none" => otlp.gzip = Some(false),
+            _ => invalid(&mut warnings, variable, &value),
+        }
+    }
+    if let Some((variable, value)) = pair(
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+        OTEL_EXPORTER_OTLP_HEADERS,
+    ) {
+        let (headers, malformed) = parse_headers(&value);
+        otlp.headers = headers;
+        if malformed {
+            warnings.push(EnvWarning::Malformed { variable });
+        }
+    }
+    let batch = &mut config.batch;
+    for variable in [OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_EXPORT_TIMEOUT] {
+        let Some((_, value)) = pair(variable, variable) else {
+            continue;
+        };
+        let Ok(ms) = value.parse::<u64>() else {
+            invalid(&mut warnings, variable, &value);
+            continue;
+        };
+        let delay = Some(Duration::from_millis(ms));
+        if variable == OTEL_BSP_SCHEDULE_DELAY {
+            batch.schedule_delay = delay;
+        } else {
+            batch.export_timeout = delay;
+        }
+    }
+    for variable in [OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE] {
+        let Some((_, value)) = pair(variable, variable) else {
+            continue;
+        };
+        let Some(n) = value.parse::<usize>().ok().filter(|n| *n > 0) else {
+            invalid(&mut warnings, variable, &value);
+            continue;
+        };
+        if variable == OTEL_BSP_MAX_QUEUE_SIZE {
+            batch.max_queue_size = Some(n);
+        } else {
+            batch.max_export_batch_size = Some(n);
+        }
+    }
+    config.warnings.append(&mut warnings);
+}
+
+/// An `http` or `https` URL with a host.
+fn is_endpoint(value: &str) -> bool {
+    value.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+    })
+}
+
+/// `key=value,…` with percent-encoded values, as the OTLP exporter specification reads
+/// headers; entries that are not a valid header name and value are left out (`true`).
+fn parse_headers(value: &str) -> (Vec<(String, String)>, bool) {
+    let mut headers = Vec::new();
+    let mut malformed = false;
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let parsed = entry.split_once('=').and_then(|(key, raw)| {
+            let key = key.trim();
+            let value = percent_decode_str(raw.trim()).decode_utf8().ok()?;
+            http::HeaderName::from_bytes(key.as_bytes()).ok()?;
+            http::HeaderValue::from_str(&value).ok()?;
+            Some((key.to_ascii_lowercase(), value.into_owned()))
+        });
+        match parsed {
+            Some(header) => headers.push(header),
+            None => malformed = true,
+        }
+    }
+    (headers, malformed)
 }
 
 fn parse_sampler(
@@ -760,6 +1040,53 @@ mod tests {
             vec![EnvWarning::NotUnicode {
                 variable: OTEL_SERVICE_NAME
             }]
+        );
+    }
+
+    #[test]
+    fn exporter_variables() {
+        let env = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "api-key=s3cr%20t, =x,bad header=1",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+            ("OTEL_TRACES_EXPORTER", "Console"),
+            ("OTEL_SDK_DISABLED", "maybe"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+        ]);
+        assert_eq!(env.otlp.endpoint.as_deref(), Some("http://collector:4318"));
+        assert_eq!(env.otlp.traces_endpoint, None);
+        assert_eq!(env.otlp.protocol, Some(OtlpProtocol::Grpc), "TRACES_ wins");
+        assert_eq!(
+            env.otlp.headers,
+            [("api-key".to_owned(), "s3cr t".to_owned())]
+        );
+        assert_eq!(env.otlp.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(env.otlp.gzip, None);
+        assert_eq!(env.traces_exporter, Some(TracesExporter::Console));
+        assert!(!env.sdk_disabled);
+        assert_eq!(env.batch.schedule_delay, Some(Duration::from_millis(200)));
+        assert_eq!(env.batch.max_queue_size, None);
+        assert_eq!(env.batch.max_export_batch_size, Some(64));
+        let shown: Vec<String> = env.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(env.warnings.len(), 5, "{shown:#?}");
+        assert!(env.warnings.contains(&EnvWarning::Malformed {
+            variable: OTEL_EXPORTER_OTLP_HEADERS
+        }));
+        assert!(env.warnings.contains(&EnvWarning::Malformed {
+            variable: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+        }));
+        assert!(
+            shown.iter().all(|w| !w.contains("s3cr")),
+            "no header value is shown: {shown:#?}"
         );
     }
 

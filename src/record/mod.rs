@@ -254,7 +254,8 @@ impl RecorderBuilder {
     /// Applies the OpenTelemetry environment variables (`OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`'s `service.name`, `OTEL_TRACES_SAMPLER`,
     /// `OTEL_TRACES_SAMPLER_ARG`, the span limits `OTEL_SPAN_*_LIMIT` and
-    /// `OTEL_ATTRIBUTE_*_LIMIT`) of this process; see [`env`](mod@env). Invalid values keep the
+    /// `OTEL_ATTRIBUTE_*_LIMIT`, `OTEL_BSP_MAX_QUEUE_SIZE`) of this process; see
+    /// [`env`](mod@env). Invalid values keep the
     /// current setting and are logged once through `tracing` at WARN, now (so only a
     /// subscriber already installed sees them; read [`EnvConfig::from_env`] yourself to
     /// handle them). Later builder calls override earlier ones, so call this first to let
@@ -267,8 +268,9 @@ impl RecorderBuilder {
         self.with_env_config(&config)
     }
 
-    /// Applies settings read with [`EnvConfig`](env::EnvConfig): its service name, sampler
-    /// and span limits, when set. Warnings are left to the caller.
+    /// Applies settings read with [`EnvConfig`](env::EnvConfig): its service name, sampler,
+    /// span limits and `OTEL_BSP_MAX_QUEUE_SIZE` (the [queue capacity](Self::queue_capacity)),
+    /// when set. Warnings are left to the caller.
     pub fn with_env_config(mut self, config: &env::EnvConfig) -> Self {
         if let Some(name) = &config.service_name {
             self.service_name = Some(Arc::from(name.as_str()));
@@ -281,6 +283,9 @@ impl RecorderBuilder {
         self.max_attributes = limits.attribute_count.unwrap_or(self.max_attributes);
         self.max_events = limits.event_count.unwrap_or(self.max_events);
         self.max_links = limits.link_count.unwrap_or(self.max_links);
+        if let Some(capacity) = config.batch.max_queue_size {
+            self.pipeline.queue_capacity = capacity;
+        }
         self
     }
 }

@@ -110,9 +110,8 @@
 //! The runtime's threads must be free to run the exports while the worker waits: a
 //! multi-thread runtime always is; a current-thread runtime only while its thread is inside
 //! `block_on` and not blocked (drop the recorder's guard from another thread, or with
-//! `spawn_blocking`). [`export_context`](OtelReporterBuilder::export_context) is the older
-//! way: it polls the exports on the worker thread, which is not safe once the runtime starts
-//! shutting down.
+//! `spawn_blocking`). [`otlp::init`](crate::otlp) (feature `otlp`) does all of this for you,
+//! on a runtime thread of its own.
 //!
 //! The recorder leaves the exporter's own stack (`h2`, `hyper`, `tonic`, `tower`,
 //! `opentelemetry*`) out by default: their spans, created on the runtime's threads while
@@ -215,13 +214,10 @@ impl<E: SpanExporter + 'static> DynExporter for E {
     }
 }
 
-type ExportContext = Box<dyn Fn(&mut dyn FnMut()) + Send>;
-
 /// A [`Reporter`] exporting through an OpenTelemetry SDK [`SpanExporter`]. See the
 /// [module docs](crate::report::otel).
 pub struct OtelReporter {
     exporter: Exec,
-    context: Option<ExportContext>,
     base_attributes: Vec<KeyValue>,
     resources: HashMap<Arc<str>, Resource>,
     current_service: Option<Arc<str>>,
@@ -248,7 +244,6 @@ struct Bucket {
 #[must_use = "a builder does nothing until `build`"]
 pub struct OtelReporterBuilder {
     exporter: Box<dyn DynExporter>,
-    context: Option<ExportContext>,
     runtime: Option<tokio::runtime::Handle>,
     env_attributes: Vec<KeyValue>,
     attributes: Vec<KeyValue>,
@@ -271,7 +266,6 @@ impl OtelReporter {
     pub fn builder<E: SpanExporter + 'static>(exporter: E) -> OtelReporterBuilder {
         OtelReporterBuilder {
             exporter: Box::new(exporter),
-            context: None,
             runtime: None,
             env_attributes: Vec::new(),
             attributes: Vec::new(),
@@ -351,13 +345,10 @@ impl OtelReporter {
                     exporter.set_resource(resource);
                 }
                 let exporter = &*exporter;
-                match run_in(&self.context, || {
-                    block_on_timeout(exporter.export(chunk), timeout)
-                }) {
-                    Some(Some(Ok(()))) => Ok(()),
-                    Some(Some(Err(error))) => Err(ExportFailure::Exporter(error)),
-                    Some(None) => Err(ExportFailure::Timeout(timeout)),
-                    None => Err(ExportFailure::ContextSkipped),
+                match without_subscriber(|| block_on_timeout(exporter.export(chunk), timeout)) {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(error)) => Err(ExportFailure::Exporter(error)),
+                    None => Err(ExportFailure::Timeout(timeout)),
                 }
             }
             Exec::OnRuntime(runtime) => runtime.export(resource, chunk, timeout),
@@ -404,10 +395,7 @@ impl OtelReporter {
         let result = match &self.exporter {
             Exec::Here(exporter) => {
                 let exporter = &**exporter;
-                match run_in(&self.context, || f(exporter)) {
-                    Some(result) => Ok(result),
-                    None => Err(ExportFailure::ContextSkipped),
-                }
+                Ok(without_subscriber(|| f(exporter)))
             }
             Exec::OnRuntime(runtime) => runtime.call(f, self.export_timeout),
         };
@@ -536,10 +524,12 @@ impl OtelReporterBuilder {
     }
 
     /// Reads resource attributes from `OTEL_RESOURCE_ATTRIBUTES` (attributes given in code
-    /// override them). An invalid value is ignored and logged once through `tracing` at WARN.
+    /// override them) and the `OTEL_BSP_*` batching variables (see
+    /// [`with_env_config`](Self::with_env_config)). An invalid value is ignored and logged
+    /// once through `tracing` at WARN.
     pub fn with_env(self) -> Self {
         let config = EnvConfig::from_lookup(|name| {
-            if name == OTEL_RESOURCE_ATTRIBUTES {
+            if name == OTEL_RESOURCE_ATTRIBUTES || name.starts_with("OTEL_BSP_") {
                 std::env::var_os(name)
             } else {
                 None
@@ -549,9 +539,20 @@ impl OtelReporterBuilder {
         self.with_env_config(&config)
     }
 
-    /// Uses the resource attributes of an [`EnvConfig`] already read.
+    /// Uses the settings of an [`EnvConfig`] already read: its resource attributes and the
+    /// batching variables `OTEL_BSP_SCHEDULE_DELAY` ([`export_interval`](Self::export_interval)),
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` ([`max_export_batch_size`](Self::max_export_batch_size))
+    /// and `OTEL_BSP_EXPORT_TIMEOUT` ([`export_timeout`](Self::export_timeout)), when set.
+    /// (`OTEL_BSP_MAX_QUEUE_SIZE` sizes the recorder's queue: see
+    /// [`RecorderBuilder::with_env_config`](crate::record::RecorderBuilder::with_env_config).)
     pub fn with_env_config(mut self, config: &EnvConfig) -> Self {
         self.env_attributes = config.resource_attributes.clone();
+        let batch = &config.batch;
+        self.export_interval = batch.schedule_delay.unwrap_or(self.export_interval);
+        self.export_timeout = batch.export_timeout.unwrap_or(self.export_timeout);
+        if let Some(size) = batch.max_export_batch_size {
+            self.max_batch = size;
+        }
         self
     }
 
@@ -582,34 +583,10 @@ impl OtelReporterBuilder {
         self
     }
 
-    /// Runs every exporter call inside `context`, which must call the function it is given
-    /// exactly once, typically after entering an async runtime:
-    ///
-    /// ```no_run
-    /// # fn otlp() -> opentelemetry_otlp::SpanExporter { unimplemented!() }
-    /// let handle = tokio::runtime::Handle::current();
-    /// let otel = tracewire::report::OtelReporter::builder(otlp())
-    ///     .export_context(move |export| {
-    ///         let _entered = handle.enter();
-    ///         export()
-    ///     })
-    ///     .build();
-    /// ```
-    ///
-    /// An export whose function was not called counts as an error.
-    pub fn export_context<F>(mut self, context: F) -> Self
-    where
-        F: Fn(&mut dyn FnMut()) + Send + 'static,
-    {
-        self.context = Some(Box::new(context));
-        self
-    }
-
     /// Runs every export as a task on `runtime`, the tokio runtime that owns the exporter's
     /// connection (the one it was built in, for `opentelemetry-otlp`'s tonic exporter); the
     /// worker thread only waits for the result, at most
-    /// [`export_timeout`](Self::export_timeout). Replaces
-    /// [`export_context`](Self::export_context), which it makes unnecessary.
+    /// [`export_timeout`](Self::export_timeout).
     ///
     /// Once the runtime shuts down, its tasks are dropped rather than polled: later exports
     /// fail at once (counted as failed, never a panic), so the recorder's guard may be
@@ -644,7 +621,6 @@ impl OtelReporterBuilder {
         };
         OtelReporter {
             exporter,
-            context: self.context,
             base_attributes,
             resources: HashMap::new(),
             current_service: None,
@@ -679,7 +655,7 @@ impl fmt::Debug for OtelReporterBuilder {
 
 /// Where exports run.
 enum Exec {
-    /// Polled on the worker thread (inside the export context, if any).
+    /// Polled on the worker thread.
     Here(Box<dyn DynExporter>),
     /// As tasks on a tokio runtime.
     OnRuntime(OnRuntime),
@@ -814,22 +790,10 @@ async fn serve(
     }
 }
 
-/// Runs `f` inside the user's context (if any) with no `tracing` subscriber on this thread,
-/// so that nothing the exporter records comes back to the recorder. `None` when the context
-/// did not call it.
-fn run_in<R>(context: &Option<ExportContext>, f: impl FnOnce() -> R) -> Option<R> {
-    let mut f = Some(f);
-    let mut out = None;
-    let mut call = || {
-        if let Some(f) = f.take() {
-            out = Some(tracing::dispatcher::with_default(&Dispatch::none(), f));
-        }
-    };
-    match context {
-        Some(context) => context(&mut call),
-        None => call(),
-    }
-    out
+/// Runs `f` with no `tracing` subscriber on this thread, so that nothing the exporter
+/// records comes back to the recorder.
+fn without_subscriber<R>(f: impl FnOnce() -> R) -> R {
+    tracing::dispatcher::with_default(&Dispatch::none(), f)
 }
 
 /// Wakes the blocked worker thread.
@@ -875,8 +839,6 @@ enum ExportFailure {
     Exporter(OTelSdkError),
     /// The export did not finish in time.
     Timeout(Duration),
-    /// The export context did not run the export.
-    ContextSkipped,
     /// The runtime running the exports has shut down.
     RuntimeGone,
 }
@@ -886,9 +848,6 @@ impl fmt::Display for ExportFailure {
         match self {
             ExportFailure::Exporter(e) => write!(f, "exporter error: {e}"),
             ExportFailure::Timeout(d) => write!(f, "export timed out after {d:?}"),
-            ExportFailure::ContextSkipped => {
-                f.write_str("the export context did not run the export")
-            }
             ExportFailure::RuntimeGone => {
                 f.write_str("the runtime running the exporter has shut down")
             }
@@ -1069,12 +1028,5 @@ mod tests {
         assert_eq!(block_on_timeout(fut, Duration::from_secs(60)), Some(1));
         let _ = rx.recv();
         assert!(flag.load(Ordering::SeqCst));
-    }
-
-    #[test]
-    fn a_context_that_skips_the_call_is_seen() {
-        let skip: Option<ExportContext> = Some(Box::new(|_f: &mut dyn FnMut()| {}));
-        assert_eq!(run_in(&skip, || 1), None);
-        assert_eq!(run_in(&None, || 1), Some(1));
     }
 }

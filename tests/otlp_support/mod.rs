@@ -76,6 +76,55 @@ impl Receiver {
         }
     }
 
+    /// Serves OTLP over HTTP (`POST /v1/traces`, protobuf or JSON by `content-type`) on
+    /// `listener`, on the current runtime.
+    #[cfg(feature = "axum")]
+    pub fn start_http(listener: TcpListener) -> Receiver {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode};
+        use prost::Message;
+
+        let addr = listener.local_addr().unwrap();
+        let store = Arc::new(Store::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let kept = store.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let store = kept.clone();
+                async move {
+                    let json = headers
+                        .get("content-type")
+                        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                    let request = if json {
+                        serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok()
+                    } else {
+                        ExportTraceServiceRequest::decode(body).ok()
+                    };
+                    let Some(request) = request else {
+                        return StatusCode::BAD_REQUEST;
+                    };
+                    store.requests.lock().unwrap().push(request);
+                    store.arrived.notify_all();
+                    StatusCode::OK
+                }
+            }),
+        );
+        let served = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Receiver {
+            addr,
+            store,
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<ExportTraceServiceRequest> {
         self.store.requests.lock().unwrap().clone()

@@ -1,0 +1,158 @@
+//! The server of `benches/export_cost.sh`: `GET /work` on axum, untraced or traced by one
+//! stack, exporting every span over OTLP/gRPC to `OTLP_ENDPOINT`. On SIGTERM it stops
+//! serving, exports what is left and prints `handled N` (requests answered).
+//!
+//! `export_cost_server bare|tracewire|tracewire_bsp|otel|fastrace PORT`
+//!
+//! `tracewire_bsp` is tracewire's recorder handing its spans to the SDK's
+//! `BatchSpanProcessor` instead of `OtelReporter`'s own batching: the comparison behind
+//! keeping the latter.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use opentelemetry_otlp::WithExportConfig;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, BoxError> {
+    Ok(opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()?)
+}
+
+/// tracewire's spans into any SDK `SpanProcessor`.
+struct ViaBsp(opentelemetry_sdk::trace::BatchSpanProcessor);
+
+impl tracewire::report::Reporter for ViaBsp {
+    fn report(&mut self, batch: &[tracewire::record::SpanRecord]) {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        for record in batch {
+            self.0.on_end(record.into());
+        }
+    }
+    fn flush(&mut self) {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        let _ = self.0.force_flush();
+    }
+    fn shutdown(&mut self) {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        let _ = self.0.shutdown();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().ok_or("mode: bare|tracewire|otel|fastrace")?;
+    let port: u16 = args.next().ok_or("port")?.parse()?;
+    let endpoint = std::env::var("OTLP_ENDPOINT")?;
+    let handled = Arc::new(AtomicU64::new(0));
+    let count = handled.clone();
+    let router = Router::new().route(
+        "/work",
+        get(move || {
+            count.fetch_add(1, Ordering::Relaxed);
+            async { "ok" }
+        }),
+    );
+    // What ends the stack: flushes and shuts its exporter down.
+    let finish: Box<dyn FnOnce() + Send>;
+    let app = match mode.as_str() {
+        "bare" => {
+            finish = Box::new(|| {});
+            router
+        }
+        "tracewire" => {
+            let guard = tracewire::otlp::builder()
+                .protocol(tracewire::otlp::OtlpProtocol::Grpc)
+                .endpoint(endpoint)
+                .service_name("bench")
+                .init()?;
+            finish = Box::new(move || drop(guard));
+            router.layer(tracewire::ServerLayer::new())
+        }
+        "tracewire_bsp" => {
+            use opentelemetry_sdk::trace::SpanProcessor as _;
+            let mut bsp =
+                opentelemetry_sdk::trace::BatchSpanProcessor::builder(otlp_exporter(&endpoint)?)
+                    .with_batch_config(
+                        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                            .with_max_queue_size(65536)
+                            .build(),
+                    )
+                    .build();
+            bsp.set_resource(
+                &opentelemetry_sdk::Resource::builder()
+                    .with_service_name("bench")
+                    .build(),
+            );
+            let guard = tracewire::record::Recorder::builder()
+                .service_name("bench")
+                .reporter(ViaBsp(bsp))
+                .install()?;
+            finish = Box::new(move || drop(guard));
+            router.layer(tracewire::ServerLayer::new())
+        }
+        "otel" => {
+            use opentelemetry::trace::TracerProvider as _;
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::Layer as _;
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(otlp_exporter(&endpoint)?)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("bench")
+                        .build(),
+                )
+                .build();
+            // The exporter's own stack (h2, hyper, tonic…) stays out, as tracewire's recorder
+            // leaves it out by default.
+            let internal = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("bench"))
+                .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+                    !internal.iter().any(|t| meta.target().starts_with(t))
+                }));
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+            finish = Box::new(move || {
+                let _ = provider.shutdown();
+            });
+            router.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
+        }
+        "fastrace" => {
+            let reporter = fastrace_opentelemetry::OpenTelemetryReporter::new(
+                otlp_exporter(&endpoint)?,
+                Cow::Owned(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("bench")
+                        .build(),
+                ),
+                opentelemetry::InstrumentationScope::builder("bench").build(),
+            );
+            fastrace::set_reporter(reporter, fastrace::collector::Config::default());
+            finish = Box::new(fastrace::flush);
+            router.layer(fastrace_axum::FastraceLayer::default())
+        }
+        other => return Err(format!("unknown mode {other}").into()),
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            term.recv().await;
+        })
+        .await?;
+    // Drops (and flushes) on a blocking thread: the tracewire guard and the SDK's shutdown
+    // wait for their exports.
+    tokio::task::spawn_blocking(finish).await?;
+    println!("handled {}", handled.load(Ordering::Relaxed));
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Log lines that point to their trace: a `fmt` event format that adds the `trace_id` and
+//! `span_id` of the span an event is in, as the recorder gave them.
+
+use std::fmt;
+
+use tracing_core::{Event, Subscriber};
+#[cfg(feature = "otlp")]
+use tracing_subscriber::fmt::format::Json;
+use tracing_subscriber::fmt::format::{self, Format, Full, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::context::SpanContext;
+use crate::record::SpanData;
+
+/// The format of a `fmt` layer whose lines carry the ids of their span.
+pub(crate) enum WithTraceIds {
+    Text {
+        format: Format<Full>,
+        ansi: bool,
+    },
+    #[cfg(feature = "otlp")]
+    Json(Format<Json>),
+}
+
+impl WithTraceIds {
+    /// `fmt`'s human-readable lines, then ` trace_id=… span_id=…`.
+    pub(crate) fn text(ansi: bool) -> Self {
+        WithTraceIds::Text {
+            format: format::format().with_ansi(ansi),
+            ansi,
+        }
+    }
+
+    /// Whether the lines carry ANSI colours.
+    pub(crate) fn ansi(&self) -> bool {
+        matches!(self, WithTraceIds::Text { ansi: true, .. })
+    }
+
+    /// Whether the lines are JSON (and need their fields recorded as JSON).
+    pub(crate) fn is_json(&self) -> bool {
+        !matches!(self, WithTraceIds::Text { .. })
+    }
+
+    /// One JSON object per line, with `"trace_id"` and `"span_id"` members.
+    #[cfg(feature = "otlp")]
+    pub(crate) fn json() -> Self {
+        WithTraceIds::Json(format::format().json().with_ansi(false))
+    }
+}
+
+/// The recorder's context of the span `event` is in, or of its nearest recorded ancestor.
+fn context_of<S, N>(ctx: &FmtContext<'_, S, N>, event: &Event<'_>) -> Option<SpanContext>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let span = if event.is_contextual() {
+        ctx.lookup_current()
+    } else {
+        event.parent().and_then(|id| ctx.span(id))
+    }?;
+    span.scope().find_map(|span| {
+        span.extensions()
+            .get::<SpanData>()
+            .map(|data| data.record.span_context.clone())
+    })
+}
+
+impl<S, N> FormatEvent<S, N> for WithTraceIds
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let Some(cx) = context_of(ctx, event) else {
+            return match self {
+                WithTraceIds::Text { format, .. } => format.format_event(ctx, writer, event),
+                #[cfg(feature = "otlp")]
+                WithTraceIds::Json(inner) => inner.format_event(ctx, writer, event),
+            };
+        };
+        // The inner format ends its line; the ids go just before that end.
+        let mut line = String::new();
+        match self {
+            WithTraceIds::Text { format, .. } => {
+                format.format_event(ctx, Writer::new(&mut line), event)?;
+                let body = line.trim_end_matches('\n');
+                writeln!(
+                    writer,
+                    "{body} trace_id={} span_id={}",
+                    cx.trace_id, cx.span_id
+                )
+            }
+            #[cfg(feature = "otlp")]
+            WithTraceIds::Json(inner) => {
+                inner.format_event(ctx, Writer::new(&mut line), event)?;
+                let body = line.trim_end();
+                match body.strip_suffix('}') {
+                    Some(open) => writeln!(
+                        writer,
+                        "{open},\"trace_id\":\"{}\",\"span_id\":\"{}\"}}",
+                        cx.trace_id, cx.span_id
+                    ),
+                    None => writeln!(writer, "{body}"),
+                }
+            }
+        }
+    }
+}

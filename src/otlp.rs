@@ -1,0 +1,582 @@
+//! One call for production: spans exported over OTLP, configured by the standard `OTEL_*`
+//! variables.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), tracewire::otlp::InitError> {
+//! let _guard = tracewire::otlp::init()?;
+//! // ... serve: every layer built from now on uses the propagators of `OTEL_PROPAGATORS` ...
+//! // at the end of `main` the guard exports what is left
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`init`] installs one global subscriber made of:
+//! - the [recorder](crate::record), configured by the variables below, reporting to an
+//!   [`OtelReporter`] that exports through `opentelemetry-otlp`'s gRPC or HTTP exporter;
+//! - a `tracing_subscriber::fmt` layer on stderr filtered by `RUST_LOG` (default `info`), whose
+//!   lines inside a span end with that span's `trace_id` and `span_id` (text), or carry
+//!   `"trace_id"` and `"span_id"` members (JSON, `TRACEWIRE_LOG_FORMAT=json`);
+//! - the recorder's own filter, [`TRACEWIRE_RECORD`] (default
+//!   `info`): `RUST_LOG=warn` quiets the logs, not the traces;
+//! - the [process-wide default propagator](crate::propagation::set_global_default), from
+//!   `OTEL_PROPAGATORS`: every server layer, client layer and middleware built afterwards
+//!   without an explicit propagator uses it (layers built before keep W3C).
+//!
+//! Exports run on a small tokio runtime of the setup's own (one thread), so `init` works
+//! inside or outside a runtime, of either flavour, and the guard may be dropped anywhere.
+//! The request path never waits for an export: an unreachable endpoint costs the spans,
+//! which are counted and reported by a warning at most every 10 s, never the service.
+//!
+//! Every variable can be overridden in code through [`builder`]. Invalid values are ignored
+//! and logged once, after the log layer exists, naming the variable (target
+//! `tracewire::env`), and are kept in [`OtlpGuard::warnings`]. Values that may hold
+//! credentials (headers, endpoints) are never printed.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `OTEL_SDK_DISABLED` | `true`: no recorder, nothing exported; logs and the layers still work |
+//! | `OTEL_TRACES_EXPORTER` | `otlp` (default), `console` (trace trees on stderr, as [`dev::init`](crate::dev::init)) or `none` |
+//! | `OTEL_SERVICE_NAME` | the service name (else `service.name` of `OTEL_RESOURCE_ATTRIBUTES`, else `unknown_service:<executable>`) |
+//! | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,…` resource attributes, after the detected `process.pid`, `process.executable.name` and `host.name` |
+//! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the full URL of the traces endpoint |
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the base URL (`/v1/traces` is added for HTTP); default `http://localhost:4318` (HTTP) or `http://localhost:4317` (gRPC) |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `http/protobuf` (default), `http/json` or `grpc` |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `key=value,…` headers of each export (values percent-decoded) |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` | the timeout of one export request, in ms (default 10000) |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION` | `gzip` or `none` (default) |
+//! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (default `parentbased_always_on`) |
+//! | `OTEL_PROPAGATORS` | `tracecontext`, `baggage` (default both), `b3`, `b3multi` (feature `b3`), `jaeger` (feature `jaeger`), `none` |
+//! | `OTEL_BSP_SCHEDULE_DELAY` | the longest a span waits for its export, in ms (default 1000) |
+//! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the most spans per export (default 512) |
+//! | `OTEL_BSP_EXPORT_TIMEOUT` | the longest one export may take, in ms (default 10000) |
+//! | `OTEL_BSP_MAX_QUEUE_SIZE` | the most finished spans waiting; more are dropped and counted (default 8192) |
+//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::record::env)) |
+//! | `RUST_LOG` | the log lines' filter (default `info`) |
+//! | `TRACEWIRE_RECORD` | the recorder's filter (default `info`) |
+//! | `TRACEWIRE_LOG_FORMAT` | `text` (default) or `json` |
+//!
+//! gRPC endpoints are plain-text (`http://`): TLS needs `opentelemetry-otlp`'s `tls-*`
+//! features, which tracewire leaves to you; HTTP goes through hyper without TLS as well. For
+//! a Collector on the same host or in the same pod, as is usual, nothing else is needed.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+
+use crate::dev::TRACEWIRE_RECORD;
+use crate::log::WithTraceIds;
+use crate::propagation::Propagator;
+use crate::record::data::KeyValue;
+use crate::record::env::{EnvConfig, EnvWarning};
+use crate::record::sampler::Sampler;
+use crate::record::Recorder;
+use crate::report::{
+    ConsoleReporter, FlushError, OtelCounters, OtelReporter, RecorderGuard, RecorderHandle,
+};
+
+/// `text` or `json`: the format of the log lines.
+pub const TRACEWIRE_LOG_FORMAT: &str = "TRACEWIRE_LOG_FORMAT";
+
+/// Installs the production setup from the environment; see the [module docs](self).
+/// Fails, changing nothing, when a global subscriber is already set.
+pub fn init() -> Result<OtlpGuard, InitError> {
+    builder().init()
+}
+
+/// A builder holding this process's `OTEL_*` variables (read now, once), for settings to
+/// override in code before [`init`](OtlpBuilder::init).
+///
+/// ```no_run
+/// # fn main() -> Result<(), tracewire::otlp::InitError> {
+/// use tracewire::otlp::{LogFormat, OtlpProtocol};
+///
+/// let _guard = tracewire::otlp::builder()
+///     .service_name("checkout")
+///     .protocol(OtlpProtocol::Grpc)
+///     .endpoint("http://otel-collector:4317")
+///     .log_format(LogFormat::Json)
+///     .init()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn builder() -> OtlpBuilder {
+    OtlpBuilder::from_env_config(EnvConfig::from_env())
+}
+
+/// The format of the log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// `fmt`'s human-readable lines, ending with ` trace_id=… span_id=…` inside a span.
+    #[default]
+    Text,
+    /// One JSON object per line, with `"trace_id"` and `"span_id"` members inside a span.
+    Json,
+}
+
+pub use crate::record::env::{OtlpProtocol, TracesExporter};
+
+/// Configures the production setup; see [`builder`].
+#[must_use = "a builder does nothing until `init`"]
+pub struct OtlpBuilder {
+    env: EnvConfig,
+    warnings: Vec<EnvWarning>,
+    exporter: Option<TracesExporter>,
+    service_name: Option<Arc<str>>,
+    resource: Vec<KeyValue>,
+    endpoint: Option<String>,
+    protocol: Option<OtlpProtocol>,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    sampler: Option<Box<dyn Sampler>>,
+    propagator: Option<Box<dyn Propagator>>,
+    log_format: LogFormat,
+    rust_log: Option<String>,
+    record: Option<String>,
+}
+
+impl OtlpBuilder {
+    /// A builder from an [`EnvConfig`] already read (say with
+    /// [`EnvConfig::from_lookup`]); `RUST_LOG`, `TRACEWIRE_RECORD` and
+    /// `TRACEWIRE_LOG_FORMAT` are still read from the process.
+    pub fn from_env_config(env: EnvConfig) -> Self {
+        let mut warnings = env.warnings.clone();
+        let log_format = match std::env::var(TRACEWIRE_LOG_FORMAT) {
+            Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "json" => LogFormat::Json,
+                "text" | "" => LogFormat::Text,
+                _ => {
+                    warnings.push(EnvWarning::InvalidValue {
+                        variable: TRACEWIRE_LOG_FORMAT,
+                        value,
+                    });
+                    LogFormat::Text
+                }
+            },
+            Err(_) => LogFormat::Text,
+        };
+        OtlpBuilder {
+            env,
+            warnings,
+            exporter: None,
+            service_name: None,
+            resource: Vec::new(),
+            endpoint: None,
+            protocol: None,
+            headers: Vec::new(),
+            timeout: None,
+            sampler: None,
+            propagator: None,
+            log_format,
+            rust_log: std::env::var("RUST_LOG").ok(),
+            record: std::env::var(TRACEWIRE_RECORD).ok(),
+        }
+    }
+
+    /// Where spans go (`OTEL_TRACES_EXPORTER`): OTLP, console trees, or nowhere.
+    pub fn exporter(mut self, exporter: TracesExporter) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// The service name (`OTEL_SERVICE_NAME`).
+    pub fn service_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// Adds a resource attribute, overriding the environment's.
+    pub fn resource_attribute(mut self, attribute: KeyValue) -> Self {
+        self.resource.push(attribute);
+        self
+    }
+
+    /// The full URL of the traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), e.g.
+    /// `http://collector:4317` for gRPC or `http://collector:4318/v1/traces` for HTTP.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub fn protocol(mut self, protocol: OtlpProtocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Adds a header (gRPC metadata) to every export, e.g. an API key.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The timeout of one export request (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The sampler (`OTEL_TRACES_SAMPLER`).
+    pub fn sampler(mut self, sampler: impl Sampler) -> Self {
+        self.sampler = Some(Box::new(sampler));
+        self
+    }
+
+    /// The process-wide default propagator (`OTEL_PROPAGATORS`).
+    pub fn propagator(mut self, propagator: impl Propagator) -> Self {
+        self.propagator = Some(Box::new(propagator));
+        self
+    }
+
+    /// The format of the log lines (`TRACEWIRE_LOG_FORMAT`).
+    pub fn log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
+    }
+
+    /// Installs the setup; see the [module docs](self). Fails, changing nothing, when a
+    /// global subscriber is already set, and when the exporter cannot be built from
+    /// settings given in code (those from the environment are checked as they are read).
+    pub fn init(self) -> Result<OtlpGuard, InitError> {
+        if tracing::dispatcher::has_been_set() {
+            return Err(InitError::AlreadyInstalled);
+        }
+        let OtlpBuilder {
+            mut env,
+            warnings,
+            exporter,
+            service_name,
+            resource,
+            endpoint,
+            protocol,
+            headers,
+            timeout,
+            sampler,
+            propagator,
+            log_format,
+            rust_log,
+            record,
+        } = self;
+        let exporter = if env.sdk_disabled {
+            None
+        } else {
+            Some(
+                exporter
+                    .or(env.traces_exporter)
+                    .unwrap_or(TracesExporter::Otlp),
+            )
+        };
+        let mut installed = Installed::default();
+        let recorder = match exporter {
+            None => None,
+            Some(kind) => {
+                let mut builder = Recorder::builder()
+                    .with_env_config(&env)
+                    .record_internals(crate::dev::asks_for_internals(record.as_deref()));
+                if let Some(name) = service_name {
+                    builder = builder.service_name(name);
+                }
+                if let Some(sampler) = sampler {
+                    builder = builder.sampler(sampler);
+                }
+                match kind {
+                    TracesExporter::Otlp => {
+                        let mut attributes = detected_resource();
+                        attributes.append(&mut env.resource_attributes);
+                        attributes.extend(resource);
+                        env.resource_attributes = attributes;
+                        let settings = Settings::new(&env, endpoint, protocol, headers, timeout);
+                        let runtime = tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(1)
+                            .thread_name("tracewire-otlp")
+                            .enable_all()
+                            .build()
+                            .map_err(InitError::Runtime)?;
+                        let built = {
+                            let _entered = runtime.enter();
+                            settings.build()
+                        };
+                        let otlp = match built {
+                            Ok(otlp) => otlp,
+                            Err(error) => {
+                                runtime.shutdown_background();
+                                return Err(InitError::Exporter(error));
+                            }
+                        };
+                        let otel = OtelReporter::builder(otlp)
+                            .with_env_config(&env)
+                            .runtime(runtime.handle().clone())
+                            .build();
+                        installed.counters = Some(otel.counters());
+                        installed.runtime = Some(runtime);
+                        builder = builder.reporter(otel);
+                    }
+                    TracesExporter::Console => {
+                        let console = ConsoleReporter::builder().summary(true).build();
+                        builder = builder.reporter(console);
+                    }
+                    TracesExporter::None => {}
+                }
+                let (layer, guard) = builder.build();
+                installed.recorder = Some(guard);
+                Some(layer)
+            }
+        };
+        let format = match log_format {
+            LogFormat::Text => WithTraceIds::text(ConsoleReporter::auto_color(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            )),
+            LogFormat::Json => WithTraceIds::json(),
+        };
+        let subscriber =
+            crate::dev::subscriber(recorder, record.as_deref(), rust_log.as_deref(), format);
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            // `installed` drops here: its pipeline and runtime stop; nothing was shared.
+            return Err(InitError::AlreadyInstalled);
+        }
+        let propagator = propagator.unwrap_or_else(|| env.propagator());
+        // A default the application set itself, before, is kept.
+        let _ = crate::propagation::set_global_default(propagator);
+        for warning in &warnings {
+            tracing::warn!(target: "tracewire::env", %warning, "ignoring an environment variable");
+        }
+        Ok(OtlpGuard {
+            installed,
+            exporter,
+            warnings,
+        })
+    }
+}
+
+impl fmt::Debug for OtlpBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Headers are left out: they often hold credentials.
+        f.debug_struct("OtlpBuilder")
+            .field("exporter", &self.exporter)
+            .field("service_name", &self.service_name)
+            .field("protocol", &self.protocol)
+            .field("log_format", &self.log_format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the exporter is built from.
+struct Settings {
+    protocol: OtlpProtocol,
+    endpoint: String,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    gzip: bool,
+}
+
+impl Settings {
+    fn new(
+        env: &EnvConfig,
+        endpoint: Option<String>,
+        protocol: Option<OtlpProtocol>,
+        headers: Vec<(String, String)>,
+        timeout: Option<Duration>,
+    ) -> Settings {
+        let otlp = &env.otlp;
+        let protocol = protocol
+            .or(otlp.protocol)
+            .unwrap_or(OtlpProtocol::HttpProtobuf);
+        let grpc = protocol == OtlpProtocol::Grpc;
+        let endpoint = endpoint
+            .or_else(|| otlp.traces_endpoint.clone())
+            .or_else(|| {
+                let base = otlp.endpoint.as_deref()?;
+                Some(if grpc {
+                    base.to_owned()
+                } else {
+                    format!("{}/v1/traces", base.trim_end_matches('/'))
+                })
+            })
+            .unwrap_or_else(|| {
+                if grpc {
+                    "http://localhost:4317".to_owned()
+                } else {
+                    "http://localhost:4318/v1/traces".to_owned()
+                }
+            });
+        let mut all = otlp.headers.clone();
+        all.extend(headers);
+        Settings {
+            protocol,
+            endpoint,
+            headers: all,
+            timeout: timeout.or(otlp.timeout),
+            gzip: otlp.gzip.unwrap_or(false),
+        }
+    }
+
+    fn build(
+        self,
+    ) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+        let builder = opentelemetry_otlp::SpanExporter::builder();
+        let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
+        if self.protocol == OtlpProtocol::Grpc {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in &self.headers {
+                if let (Ok(name), Ok(value)) = (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    http::HeaderValue::from_str(value),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+            let mut builder = builder
+                .with_tonic()
+                .with_endpoint(self.endpoint)
+                .with_timeout(timeout)
+                .with_metadata(
+                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
+                );
+            if self.gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            builder.build()
+        } else {
+            let protocol = match self.protocol {
+                OtlpProtocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+                _ => opentelemetry_otlp::Protocol::HttpBinary,
+            };
+            let mut builder = builder
+                .with_http()
+                .with_endpoint(self.endpoint)
+                .with_protocol(protocol)
+                .with_timeout(timeout)
+                .with_headers(self.headers.into_iter().collect::<HashMap<_, _>>());
+            if self.gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            builder.build()
+        }
+    }
+}
+
+/// `process.pid`, `process.executable.name` and, where the system tells it, `host.name`.
+fn detected_resource() -> Vec<KeyValue> {
+    let mut attributes = vec![KeyValue::new("process.pid", i64::from(std::process::id()))];
+    let exe = std::env::current_exe().ok();
+    if let Some(name) = exe.as_ref().and_then(|p| p.file_name()) {
+        attributes.push(KeyValue::new(
+            "process.executable.name",
+            name.to_string_lossy().into_owned(),
+        ));
+    }
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            attributes.push(KeyValue::new("host.name", host.to_owned()));
+        }
+    }
+    attributes
+}
+
+/// What `init` started, stopped in order on drop.
+#[derive(Default)]
+struct Installed {
+    recorder: Option<RecorderGuard>,
+    counters: Option<OtelCounters>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        // Export what is left while the runtime still runs, then stop it without blocking
+        // (the guard may be dropped on an async thread).
+        drop(self.recorder.take());
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Keeps the production setup running; dropping it exports what is left (waiting up to the
+/// recorder's shutdown timeout) and stops the export thread.
+#[must_use = "dropping the guard stops exporting"]
+pub struct OtlpGuard {
+    installed: Installed,
+    exporter: Option<TracesExporter>,
+    warnings: Vec<EnvWarning>,
+}
+
+impl OtlpGuard {
+    /// Exports (or prints) every span finished so far.
+    pub fn flush(&self) -> Result<(), FlushError> {
+        match &self.installed.recorder {
+            Some(recorder) => recorder.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// The recorder's pipeline (counters of spans exported and dropped); `None` when
+    /// `OTEL_SDK_DISABLED=true`.
+    pub fn recorder(&self) -> Option<RecorderHandle> {
+        self.installed.recorder.as_ref().map(RecorderGuard::handle)
+    }
+
+    /// The OTLP exporter's counters; `None` unless spans go to OTLP.
+    pub fn exporter_counters(&self) -> Option<OtelCounters> {
+        self.installed.counters.clone()
+    }
+
+    /// Where spans go; `None` when `OTEL_SDK_DISABLED=true`.
+    pub fn exporter(&self) -> Option<TracesExporter> {
+        self.exporter
+    }
+
+    /// What was wrong with the environment (also logged once at WARN by `init`).
+    pub fn warnings(&self) -> &[EnvWarning] {
+        &self.warnings
+    }
+}
+
+impl fmt::Debug for OtlpGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpGuard")
+            .field("exporter", &self.exporter)
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`init`] failed; nothing was installed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A global subscriber was already set (by a previous `init`, say).
+    AlreadyInstalled,
+    /// The export thread could not be started.
+    Runtime(std::io::Error),
+    /// The exporter could not be built from the settings given in code.
+    Exporter(opentelemetry_otlp::ExporterBuildError),
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::AlreadyInstalled => {
+                f.write_str("a global tracing subscriber is already set")
+            }
+            InitError::Runtime(_) => f.write_str("the OTLP export thread could not start"),
+            InitError::Exporter(_) => f.write_str("the OTLP exporter could not be built"),
+        }
+    }
+}
+
+impl std::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InitError::AlreadyInstalled => None,
+            InitError::Runtime(error) => Some(error),
+            InitError::Exporter(error) => Some(error),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! `otlp::init()` configured only by environment variables, each case in a child process
+//! with an environment of its own: this test binary runs itself again, filtered to
+//! `child_process_entry`, with `TRACEWIRE_TEST_CHILD` set and a cleared environment.
+//!
+//! The child installs the setup, serves a "checkout" axum service (`ServerLayer::new()`, no
+//! propagator given) whose handler logs a line and calls a "stock" service through a hyper
+//! client with `ClientLayer::new()` (no propagator given either). It sends checkout one
+//! request carrying B3 multi headers and prints what stock received, then drops the guard,
+//! which exports what is left. The parent owns the OTLP receiver (gRPC or HTTP) and checks
+//! what reached it, the child's stdout and its stderr.
+#![cfg(all(feature = "otlp", feature = "axum", feature = "b3"))]
+
+mod otlp_support;
+
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use otlp_support::{attr, Receiver};
+use tokio::net::TcpListener;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tracewire::{ClientLayer, ServerLayer};
+
+const CHILD: &str = "TRACEWIRE_TEST_CHILD";
+const B3_TRACE: &str = "463ac35c9f6413ad48485a3953bb6124";
+const B3_SPAN: &str = "a2fb4a1d1a96d312";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The child's side. In the parent's run (no `TRACEWIRE_TEST_CHILD`) it returns at once:
+/// it is only the entry point the parent's tests run in their children.
+#[test]
+fn child_process_entry() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let guard = tracewire::otlp::init().expect("the first init installs");
+    assert!(
+        matches!(
+            tracewire::otlp::init(),
+            Err(tracewire::otlp::InitError::AlreadyInstalled)
+        ),
+        "a second init fails"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, seen) = runtime.block_on(serve_and_call());
+    println!("STATUS {status}");
+    for (name, value) in seen {
+        println!("STOCK-SAW {name}: {value}");
+    }
+    // Exports what is left: nothing is exported later, so the parent can count.
+    drop(guard);
+    drop(runtime);
+}
+
+async fn serve_and_call() -> (u16, Vec<(String, String)>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let stock = Router::new().route(
+        "/stock",
+        get(move |headers: http::HeaderMap| {
+            let kept = kept.clone();
+            async move {
+                for (name, value) in &headers {
+                    let name = name.as_str();
+                    if name.starts_with("x-b3-") || name == "traceparent" || name == "b3" {
+                        kept.lock()
+                            .unwrap()
+                            .push((name.to_owned(), value.to_str().unwrap_or("").to_owned()));
+                    }
+                }
+                "12"
+            }
+        }),
+    );
+    let stock_addr = spawn_server(stock).await;
+    let checkout = Router::new()
+        .route(
+            "/checkout",
+            get(move || async move {
+                tracing::info!("checking the stock");
+                let mut client = ServiceBuilder::new()
+                    .layer(ClientLayer::new())
+                    .service(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
+                let request = http::Request::get(format!("http://{stock_addr}/stock"))
+                    .body(Empty::new())
+                    .unwrap();
+                let response = client.ready().await.unwrap().call(request).await.unwrap();
+                let _ = response.into_body().collect().await;
+                "ordered"
+            }),
+        )
+        .layer(ServerLayer::new());
+    let checkout_addr = spawn_server(checkout).await;
+    let request = http::Request::get(format!("http://{checkout_addr}/checkout"))
+        .header("x-b3-traceid", B3_TRACE)
+        .header("x-b3-spanid", B3_SPAN)
+        .header("x-b3-sampled", "1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = Client::builder(TokioExecutor::new())
+        .build_http::<Empty<Bytes>>()
+        .request(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    let seen = seen.lock().unwrap().clone();
+    (status, seen)
+}
+
+async fn spawn_server(app: Router) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// What a child did.
+struct Child {
+    status: Option<u16>,
+    stock_saw: Vec<(String, String)>,
+    stderr: String,
+}
+
+impl Child {
+    fn saw(&self, header: &str) -> Option<&str> {
+        self.stock_saw
+            .iter()
+            .find(|(name, _)| name == header)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Runs the child with exactly `vars` as its environment (and `PATH`).
+fn run_child(vars: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = Command::new(exe);
+    command
+        .args([
+            "child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_clear()
+        .env(CHILD, "1");
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("the child runs");
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert!(
+        status.success(),
+        "the child failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let mut child = Child {
+        status: None,
+        stock_saw: Vec::new(),
+        stderr,
+    };
+    for line in stdout.lines() {
+        // The harness prints its own text before the first line of the child's.
+        let line = line.find("STATUS ").map_or(line, |at| &line[at..]);
+        if let Some(code) = line.strip_prefix("STATUS ") {
+            child.status = code.trim().parse().ok();
+        } else if let Some(seen) = line.strip_prefix("STOCK-SAW ") {
+            let (name, value) = seen.split_once(": ").unwrap();
+            child.stock_saw.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    assert_eq!(child.status, Some(200), "stdout:\n{stdout}");
+    child
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn string_attr(resource: &Resource, key: &str) -> Option<String> {
+    match attr(&resource.attributes, key) {
+        Some(AnyValue::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn server_span(spans: &[(Resource, Span)]) -> (Resource, Span) {
+    spans
+        .iter()
+        .find(|(_, s)| s.kind == SpanKind::Server as i32)
+        .cloned()
+        .unwrap_or_else(|| panic!("no server span in {spans:#?}"))
+}
+
+/// The common case: B3 multi in and out, service and resource, spans at the receiver, log
+/// lines with the trace id.
+fn exports_with(receiver: &Receiver, protocol_vars: Vec<(&str, String)>) -> Child {
+    let mut vars = vec![
+        ("OTEL_SERVICE_NAME", "checkout".to_owned()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=test,team=pay%20ments".to_owned(),
+        ),
+        ("OTEL_PROPAGATORS", "b3multi".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    vars.extend(protocol_vars);
+    let child = run_child(&vars);
+
+    // B3 multi out, from a client layer given no propagator, continuing the B3 trace in.
+    assert_eq!(
+        child.saw("x-b3-traceid"),
+        Some(B3_TRACE),
+        "{:?}",
+        child.stock_saw
+    );
+    assert_eq!(child.saw("x-b3-sampled"), Some("1"));
+    assert_eq!(child.saw("traceparent"), None, "only B3 goes out");
+
+    assert!(receiver.wait_for_span("GET /checkout", WAIT));
+    let spans = receiver.spans();
+    let (resource, server) = server_span(&spans);
+    assert_eq!(hex(&server.trace_id), B3_TRACE, "B3 multi in");
+    assert_eq!(hex(&server.parent_span_id), B3_SPAN);
+    assert_eq!(
+        string_attr(&resource, "service.name").as_deref(),
+        Some("checkout")
+    );
+    assert_eq!(
+        string_attr(&resource, "deployment.environment").as_deref(),
+        Some("test")
+    );
+    assert_eq!(string_attr(&resource, "team").as_deref(), Some("pay ments"));
+    assert!(attr(&resource.attributes, "process.pid").is_some());
+    let client = spans
+        .iter()
+        .find(|(_, s)| s.kind == SpanKind::Client as i32)
+        .expect("the client span is exported");
+    assert_eq!(hex(&client.1.trace_id), B3_TRACE);
+    assert_eq!(
+        child.saw("x-b3-spanid"),
+        Some(hex(&client.1.span_id).as_str()),
+        "the stock service's parent is the client span"
+    );
+    child
+}
+
+#[test]
+fn grpc_from_the_environment() {
+    let rt = runtime();
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let child = exports_with(
+        &receiver,
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", receiver.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ],
+    );
+    // The handler's log line names its trace.
+    let line = child
+        .stderr
+        .lines()
+        .find(|l| l.contains("checking the stock"))
+        .unwrap_or_else(|| panic!("no log line in {}", child.stderr));
+    assert!(line.contains(&format!("trace_id={B3_TRACE}")), "{line}");
+    assert!(line.contains("span_id="), "{line}");
+}
+
+#[test]
+fn http_protobuf_from_the_environment() {
+    let rt = runtime();
+    let receiver = rt
+        .block_on(async { Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    // The base endpoint: `/v1/traces` is added.
+    exports_with(
+        &receiver,
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}/", receiver.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+        ],
+    );
+}
+
+#[test]
+fn http_json_from_the_environment_with_json_logs() {
+    let rt = runtime();
+    let receiver = rt
+        .block_on(async { Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let child = exports_with(
+        &receiver,
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                format!("http://{}/v1/traces", receiver.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json".to_owned()),
+            ("TRACEWIRE_LOG_FORMAT", "json".to_owned()),
+        ],
+    );
+    let line = child
+        .stderr
+        .lines()
+        .find(|l| l.contains("checking the stock"))
+        .unwrap_or_else(|| panic!("no log line in {}", child.stderr));
+    let json: serde_json::Value = serde_json::from_str(line).expect(line);
+    assert_eq!(json["trace_id"], B3_TRACE, "{line}");
+    assert_eq!(json["span_id"].as_str().map(str::len), Some(16), "{line}");
+}
+
+#[test]
+fn the_sampler_from_the_environment() {
+    let rt = runtime();
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let child = run_child(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", receiver.addr),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_PROPAGATORS", "b3multi".to_owned()),
+        ("OTEL_TRACES_SAMPLER", "always_off".to_owned()),
+    ]);
+    // The trace goes on, unsampled; the guard exported everything before the child exited.
+    assert_eq!(child.saw("x-b3-traceid"), Some(B3_TRACE));
+    assert_eq!(child.saw("x-b3-sampled"), Some("0"));
+    assert!(receiver.spans().is_empty(), "{:#?}", receiver.spans());
+}
+
+#[test]
+fn invalid_values_are_warned_about_by_name_and_ignored() {
+    let rt = runtime();
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let child = run_child(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", receiver.addr),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_TRACES_SAMPLER", "sometimes".to_owned()),
+        ("OTEL_PROPAGATORS", "b3multi,carrier-pigeon".to_owned()),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=s3cr3t,no-equals-sign".to_owned(),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "soon".to_owned()),
+    ]);
+    let stderr = &child.stderr;
+    for expected in [
+        "OTEL_TRACES_SAMPLER=\"sometimes\"",
+        "carrier-pigeon",
+        "OTEL_EXPORTER_OTLP_HEADERS is malformed",
+        "OTEL_BSP_SCHEDULE_DELAY=\"soon\"",
+    ] {
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(expected)).count(),
+            1,
+            "one warning with {expected} in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("s3cr3t"), "a header value was printed");
+    // The rest of the configuration still applies: default sampler, B3 multi.
+    assert_eq!(child.saw("x-b3-traceid"), Some(B3_TRACE));
+    assert!(receiver.wait_for_span("GET /checkout", WAIT));
+}
+
+#[test]
+fn an_unreachable_endpoint_costs_spans_not_requests() {
+    let rt = runtime();
+    let closed = rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    });
+    let child = run_child(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
+    ]);
+    assert_eq!(
+        child
+            .stderr
+            .lines()
+            .filter(|l| l.contains("exporting spans failed"))
+            .count(),
+        1,
+        "{}",
+        child.stderr
+    );
+}
+
+#[test]
+fn sdk_disabled_exports_nothing_and_serves() {
+    let rt = runtime();
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    run_child(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", receiver.addr),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_SDK_DISABLED", "true".to_owned()),
+    ]);
+    assert!(receiver.requests().is_empty());
+}
+
+#[test]
+fn console_exporter_prints_trees_that_rust_log_does_not_quiet() {
+    let child = run_child(&[
+        ("OTEL_TRACES_EXPORTER", "console".to_owned()),
+        ("OTEL_SERVICE_NAME", "checkout".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+        ("NO_COLOR", "1".to_owned()),
+    ]);
+    assert!(
+        child.stderr.contains("▸ GET /checkout"),
+        "the tree is printed:\n{}",
+        child.stderr
+    );
+    let logged = |l: &&str| l.contains("INFO") && l.contains("checking the stock");
+    assert!(
+        !child.stderr.lines().any(|l| logged(&l)),
+        "RUST_LOG=warn quiets the info line:\n{}",
+        child.stderr
+    );
+    assert!(
+        child.stderr.contains("• checking the stock"),
+        "the recorder still records it, as an event of the tree:\n{}",
+        child.stderr
+    );
+}
