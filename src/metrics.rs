@@ -142,8 +142,41 @@ struct GrpcCall {
 }
 
 /// One request being measured: started when the layer saw it, recorded once when it ends.
+///
+/// Boxed, so that the response future and body of a layer without metrics stay as small as
+/// they were (they are moved several times per request); a measured request pays one small
+/// allocation instead.
 #[derive(Debug)]
-pub(crate) struct Measure {
+pub(crate) struct Measure(Box<Measured>);
+
+impl Measure {
+    pub(crate) fn start(metrics: &Arc<LayerMetrics>, start: Start<'_>) -> Self {
+        Measure(Box::new(Measured::start(metrics, start)))
+    }
+
+    /// The response head arrived.
+    pub(crate) fn on_response(&mut self, code: u16, headers: &HeaderMap) {
+        self.0.on_response(code, headers);
+    }
+
+    /// The body ended, with these trailers.
+    pub(crate) fn finish(self, trailers: Option<&HeaderMap>) {
+        self.0.finish(trailers);
+    }
+
+    /// The call failed with an error of this type.
+    pub(crate) fn fail(self, error_type: &'static str) {
+        self.0.fail(error_type);
+    }
+
+    /// The call was abandoned before it completed (see [`Measured::cancel`]).
+    pub(crate) fn cancel(self, unread: bool) {
+        self.0.cancel(unread);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Measured {
     metrics: Arc<LayerMetrics>,
     start: Instant,
     method: &'static str,
@@ -173,8 +206,8 @@ pub(crate) struct Start<'a> {
     pub(crate) grpc_methods: Option<&'a Arc<GrpcMethods>>,
 }
 
-impl Measure {
-    pub(crate) fn start(metrics: &Arc<LayerMetrics>, start: Start<'_>) -> Self {
+impl Measured {
+    fn start(metrics: &Arc<LayerMetrics>, start: Start<'_>) -> Self {
         let grpc = start.grpc_path.map(|path| {
             let full = rpc::full_method(path);
             let method = match start.grpc_methods {
@@ -193,7 +226,7 @@ impl Measure {
                 answered: false,
             }
         });
-        let measure = Measure {
+        let measure = Measured {
             metrics: metrics.clone(),
             start: Instant::now(),
             method: start.method,
@@ -225,7 +258,7 @@ impl Measure {
     }
 
     /// The response head arrived.
-    pub(crate) fn on_response(&mut self, code: u16, headers: &HeaderMap) {
+    fn on_response(&mut self, code: u16, headers: &HeaderMap) {
         self.status = Some(code);
         if let Some(grpc) = &mut self.grpc {
             if let Some(status) = rpc::parse_status(headers) {
@@ -238,7 +271,7 @@ impl Measure {
     }
 
     /// The body ended, with these trailers.
-    pub(crate) fn finish(mut self, trailers: Option<&HeaderMap>) {
+    fn finish(mut self: Box<Self>, trailers: Option<&HeaderMap>) {
         if let Some(grpc) = &mut self.grpc {
             if grpc.code.is_none() {
                 // A gRPC response that ends without a status is UNKNOWN.
@@ -249,14 +282,14 @@ impl Measure {
     }
 
     /// The call failed with an error of this type.
-    pub(crate) fn fail(mut self, error_type: &'static str) {
+    fn fail(mut self: Box<Self>, error_type: &'static str) {
         self.error_type = Some(error_type);
         self.record();
     }
 
     /// The call was abandoned before it completed. An HTTP client that drops the body of a
     /// response it has (`unread`) completed its call.
-    pub(crate) fn cancel(mut self, unread: bool) {
+    fn cancel(mut self: Box<Self>, unread: bool) {
         let completed = unread && self.grpc.is_none() && self.metrics.role == Role::Client;
         if !completed {
             match &mut self.grpc {
@@ -271,7 +304,7 @@ impl Measure {
         self.record();
     }
 
-    fn record(self) {
+    fn record(self: Box<Self>) {
         let seconds = self.start.elapsed().as_secs_f64();
         let role = self.metrics.role;
         // On the stack: no allocation per request (the values are static or shared).
