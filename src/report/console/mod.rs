@@ -187,7 +187,7 @@
 //! counted in [`ConsoleStats::spans_dropped`] and in its trace's header. A trace's true root
 //! is always let in, since it lets the trace print and free its memory.
 
-mod assemble;
+pub(crate) mod assemble; // Also assembles the trace viewer's traces (`ui`).
 mod builder;
 mod clock;
 mod render;
