@@ -74,7 +74,7 @@
 //!
 //! ```text
 //! {"traces": [{"trace_id": "4bf9…", "name": "POST /checkout/{sku}", "service": "checkout",
-//!              "start_us": 1718000000000000, "duration_ms": 98.1, "spans": 5,
+//!              "start_us": 1718000000000000, "duration_ms": 98.1, "span_count": 5,
 //!              "services": ["checkout", "inventory", "payment"],
 //!              "path": "checkout → inventory, payment", "error": true, "dropped_spans": 0}],
 //!  "matched": 1,

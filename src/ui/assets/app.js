@@ -10,6 +10,8 @@ function el(tag, attrs, ...children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (key === "class") node.className = value;
     else if (key === "text") node.textContent = value;
+    // Through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+    else if (key === "style") Object.assign(node.style, value);
     else node.setAttribute(key, value);
   }
   for (const child of children) {
@@ -26,7 +28,7 @@ function ms(value) {
 
 function clock(us) {
   const d = new Date(us / 1000);
-  return d.toLocaleTimeString() + "." + String(d.getMilliseconds()).padStart(3, "0");
+  return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
 
 function showStatus(text) {
@@ -73,7 +75,7 @@ function renderTraces(list) {
         el("a", { href: "#/trace/" + encodeURIComponent(t.trace_id), class: "trace-name", text: t.name || "(no name)" }),
         el("div", { class: "mono dim", text: t.trace_id })),
       el("td", { class: "path", text: t.path }),
-      el("td", { class: "num", text: t.spans }),
+      el("td", { class: "num", text: t.span_count }),
       el("td", { class: "num", text: ms(t.duration_ms) }),
       el("td", {}, t.error ? el("span", { class: "badge error", text: "ERROR" }) : ""));
     row.addEventListener("click", () => { location.hash = "#/trace/" + encodeURIComponent(t.trace_id); });
@@ -203,22 +205,22 @@ function renderTrace(trace) {
   document.getElementById("trace-title").textContent = trace.name || trace.trace_id;
   document.getElementById("trace-path").textContent = trace.path;
   document.getElementById("trace-info").textContent = "· " + trace.trace_id + " · " + ms(trace.duration_ms) +
-    " · " + trace.spans + " spans" + (trace.error ? " · ERROR" : "") +
+    " · " + trace.span_count + " spans" + (trace.error ? " · ERROR" : "") +
     (trace.dropped_spans ? " · " + trace.dropped_spans + " dropped" : "");
   const total = Math.max(trace.duration_ms, 0.001);
   document.getElementById("axis").replaceChildren(...[0, 0.25, 0.5, 0.75, 1].map((f) =>
-    el("span", { style: "left:" + (f * 100) + "%", text: ms(f * total) })));
+    el("span", { style: { left: (f * 100) + "%" }, text: ms(f * total) })));
   const rows = treeOrder(trace.spans).map(({ span, depth }) => {
     const left = Math.min(100, (span.offset_ms / total) * 100);
     const width = Math.max(0, Math.min(100 - left, (span.duration_ms / total) * 100));
     const row = el("div", { class: "span-row" + (span.status.code === "error" ? " error" : ""), "data-span-id": span.span_id },
-      el("div", { class: "span-label", style: "padding-left:" + (0.5 + depth * 1.2) + "em" },
+      el("div", { class: "span-label", style: { paddingLeft: (0.5 + depth * 1.2) + "em" } },
         el("span", { class: "service", text: span.service }),
         el("span", { class: "kind", text: span.kind }),
         el("span", { class: "span-name", text: span.name })),
       el("div", { class: "span-track" },
-        el("div", { class: "bar", style: "left:" + left + "%;width:" + width + "%" }),
-        el("span", { class: "bar-label", style: "left:" + Math.min(left + width, 90) + "%", text: ms(span.duration_ms) })));
+        el("div", { class: "bar", style: { left: left + "%", width: width + "%" } }),
+        el("span", { class: "bar-label", style: { left: Math.min(left + width, 90) + "%" }, text: ms(span.duration_ms) })));
     row.addEventListener("click", () => {
       for (const other of document.querySelectorAll(".span-row.selected")) other.classList.remove("selected");
       row.classList.add("selected");
