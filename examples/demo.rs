@@ -213,7 +213,11 @@ async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Recorder + console trees + fmt logs; the layers name each service.
     let ui = std::env::args().skip(1).any(|arg| arg == "--ui");
-    let guard = if ui { init_with_ui()? } else { tracewire::dev::init("demo") };
+    let guard = if ui {
+        init_with_ui()?
+    } else {
+        tracewire::dev::init("demo")
+    };
 
     let (listener, inventory) = listen().await;
     let app = Router::new()

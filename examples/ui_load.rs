@@ -1,14 +1,15 @@
 //! Memory of the trace viewer under load: 100,000 spans per second for a minute, by default.
 //!
 //! ```sh
-//! cargo run --release --features ui --example ui_load -- [spans_per_second] [seconds]
+//! cargo run --release --features ui --example ui_load -- [spans_per_second] [seconds] [max_traces]
 //! ```
 //!
 //! Spans go through the real recorder into the viewer's reporter, as traces of 5 spans
 //! (a server root with a client child, an internal span and two more), each with a few
 //! attributes. Every 5 seconds it prints the process's resident memory (`VmRSS`, from
 //! `/proc/self/status`; Linux only), what the viewer holds and what was dropped; at the end
-//! the peak (`VmHWM`). The viewer is bounded at its defaults (1000 traces, 64 MiB).
+//! the peak (`VmHWM`). The viewer is bounded at 1000 traces (or `max_traces`) and 64 MiB;
+//! a large `max_traces` makes the byte bound the one that holds.
 
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rate: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(60);
+    let max_traces: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
 
     let viewer = Viewer::builder()
         .addr(([127, 0, 0, 1], 0).into())
+        .max_traces(max_traces)
         .start()
         .expect("start the viewer");
     println!("viewer at {}", viewer.url());
@@ -56,8 +59,9 @@ fn main() {
             let order = tick * traces_per_tick + n;
             let root = tracing::info_span!("GET /items/{id}", otel.kind = "server", http.request.method = "GET", url.path = %format_args!("/items/{order}"), http.response.status_code = 200).entered();
             tracing::info_span!("load", id = order).in_scope(|| {
-                tracing::info_span!("GET", otel.kind = "client", server.address = "inventory").in_scope(|| {});
-                tracing::info_span!("cache", hit = order % 2 == 0).in_scope(|| {});
+                tracing::info_span!("GET", otel.kind = "client", server.address = "inventory")
+                    .in_scope(|| {});
+                tracing::info_span!("cache", hit = order.is_multiple_of(2)).in_scope(|| {});
             });
             tracing::info_span!("render").in_scope(|| {});
             drop(root);

@@ -145,7 +145,9 @@ pub fn init_with_ui(service_name: impl Into<Arc<str>>) -> DevGuard {
     match install(service_name.into(), true) {
         Ok(guard) => guard,
         Err(error) => {
-            eprintln!("tracewire::dev::init_with_ui: {error}; the development setup is not installed");
+            eprintln!(
+                "tracewire::dev::init_with_ui: {error}; the development setup is not installed"
+            );
             DevGuard {
                 recorder: None,
                 console: None,
@@ -157,7 +159,10 @@ pub fn init_with_ui(service_name: impl Into<Arc<str>>) -> DevGuard {
 /// Adds the viewer's reporter when the viewer is asked for. The viewer lives as long as the
 /// process, as the global subscriber does.
 #[cfg(feature = "ui")]
-fn with_viewer(builder: crate::record::RecorderBuilder, asked: bool) -> crate::record::RecorderBuilder {
+fn with_viewer(
+    builder: crate::record::RecorderBuilder,
+    asked: bool,
+) -> crate::record::RecorderBuilder {
     static VIEWER: std::sync::OnceLock<crate::ui::Viewer> = std::sync::OnceLock::new();
     match crate::ui::start_for_dev(asked) {
         Some(viewer) => {

@@ -15,7 +15,9 @@ use http::StatusCode;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span, status, ResourceSpans, ScopeSpans, Span, Status,
+};
 use prost::Message;
 use serde_json::Value as Json;
 use tower::ServiceBuilder;
@@ -74,7 +76,10 @@ fn wait_for_trace(viewer: &Viewer, id: &str, done: impl Fn(&Json) -> bool) -> Js
                 return trace;
             }
         }
-        assert!(Instant::now() < deadline, "trace {id} not as expected: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "trace {id} not as expected: {body}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -186,7 +191,9 @@ fn traced_axum_and_tonic_calls_read_back_through_the_api() {
     guard.flush().unwrap();
 
     // The first call: a remote parent, released after the grace period.
-    let trace = wait_for_trace(&viewer, TRACE, |t| t["spans"].as_array().unwrap().len() >= 3);
+    let trace = wait_for_trace(&viewer, TRACE, |t| {
+        t["spans"].as_array().unwrap().len() >= 3
+    });
     let names = span_names(&trace);
     for expected in [
         ("front", "GET /check"),
@@ -223,7 +230,10 @@ fn traced_axum_and_tonic_calls_read_back_through_the_api() {
     assert_eq!(by_id["traces"][0]["trace_id"], TRACE);
     let op = get_json(&viewer, "api/traces?operation=grpc.health.v1.Health/Check");
     assert_eq!(op["matched"], 1);
-    assert_eq!(get_json(&viewer, "api/traces?min_duration_ms=100000")["matched"], 0);
+    assert_eq!(
+        get_json(&viewer, "api/traces?min_duration_ms=100000")["matched"],
+        0
+    );
     assert_eq!(get_json(&viewer, "api/traces?service=nobody")["matched"], 0);
 
     // Per-operation statistics.
@@ -245,23 +255,36 @@ fn traced_axum_and_tonic_calls_read_back_through_the_api() {
         "tracewire_ui_spans_received_total",
         &[("source", "local")],
     );
-    assert_eq!(received as usize, viewer.stats().spans_received_local as usize);
+    assert_eq!(
+        received as usize,
+        viewer.stats().spans_received_local as usize
+    );
     assert!(received >= 4.0);
     let fail_5xx = [
         ("service", "front"),
         ("operation", "GET /fail"),
         ("status_class", "5xx"),
     ];
-    assert_eq!(sample(&scrape, "tracewire_ui_requests_total", &fail_5xx), 1.0);
+    assert_eq!(
+        sample(&scrape, "tracewire_ui_requests_total", &fail_5xx),
+        1.0
+    );
     let check_op = [("service", "front"), ("operation", "GET /check")];
     assert_eq!(
-        sample(&scrape, "tracewire_ui_request_duration_seconds_count", &check_op),
+        sample(
+            &scrape,
+            "tracewire_ui_request_duration_seconds_count",
+            &check_op
+        ),
         1.0
     );
     let histogram = scrape
         .samples
         .iter()
-        .find(|s| s.metric == "tracewire_ui_request_duration_seconds" && s.labels.get("operation") == Some("GET /check"))
+        .find(|s| {
+            s.metric == "tracewire_ui_request_duration_seconds"
+                && s.labels.get("operation") == Some("GET /check")
+        })
         .expect("the histogram");
     let prometheus_parse::Value::Histogram(buckets) = &histogram.value else {
         panic!("{histogram:?}");
@@ -275,7 +298,10 @@ fn traced_axum_and_tonic_calls_read_back_through_the_api() {
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 fn text(key: &str, value: &str) -> KeyValue {
@@ -390,10 +416,11 @@ fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol) {
         .service_name("front")
         .reporter(viewer.reporter())
         .build();
-    let caller = tracing::subscriber::with_default(tracing_subscriber::registry().with(local), || {
-        let span = tracing::info_span!("GET /orders", otel.kind = "server");
-        span.span_context().expect("recorded")
-    });
+    let caller =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(local), || {
+            let span = tracing::info_span!("GET /orders", otel.kind = "server");
+            span.span_context().expect("recorded")
+        });
     local_guard.flush().unwrap();
 
     let export_rt = tokio::runtime::Builder::new_multi_thread()
@@ -446,7 +473,10 @@ fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol) {
             ("worker".to_owned(), "work".to_owned())
         ]
     );
-    assert_eq!(trace["spans"][1]["parent_span_id"], caller.span_id.to_string());
+    assert_eq!(
+        trace["spans"][1]["parent_span_id"],
+        caller.span_id.to_string()
+    );
     assert_eq!(viewer.stats().spans_received_otlp, 1);
     drop(remote_guard);
     drop(export_rt);
@@ -479,10 +509,30 @@ fn bad_requests_get_400_404_413_415_and_leave_the_traces_alone() {
         request("gateway", vec![proto_span(9, 1, 0, "fine"), span])
     };
     for (content_type, body, status, message) in [
-        ("application/x-protobuf", b"\x0a\xff\xff\xff".to_vec(), 400, "invalid OTLP protobuf"),
-        ("application/json", b"{\"resourceSpans\": [".to_vec(), 400, "invalid OTLP JSON"),
-        ("application/x-protobuf", bad_id.encode_to_vec(), 400, "span 1: invalid trace_id"),
-        ("application/json", vec![b' '; 5000], 413, "over the limit of 4096 bytes"),
+        (
+            "application/x-protobuf",
+            b"\x0a\xff\xff\xff".to_vec(),
+            400,
+            "invalid OTLP protobuf",
+        ),
+        (
+            "application/json",
+            b"{\"resourceSpans\": [".to_vec(),
+            400,
+            "invalid OTLP JSON",
+        ),
+        (
+            "application/x-protobuf",
+            bad_id.encode_to_vec(),
+            400,
+            "span 1: invalid trace_id",
+        ),
+        (
+            "application/json",
+            vec![b' '; 5000],
+            413,
+            "over the limit of 4096 bytes",
+        ),
         ("text/plain", b"{}".to_vec(), 415, "Content-Type"),
     ] {
         let (got, answer) = post(&viewer, content_type, body);
@@ -497,15 +547,15 @@ fn bad_requests_get_400_404_413_415_and_leave_the_traces_alone() {
     let got = support::runtime().block_on(async {
         use http_body_util::BodyExt;
         let chunks = futures_util::stream::iter((0..10).map(|_| {
-            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(
-                vec![b' '; 1000],
-            )))
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from(vec![
+                b' ';
+                1000
+            ])))
         }));
         let body = http_body_util::StreamBody::new(chunks).boxed();
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build_http();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
         let request = http::Request::post(format!("{}v1/traces", viewer.url()))
             .header("content-type", "application/json")
             .body(body)
@@ -559,10 +609,17 @@ fn the_bounds_hold_and_the_oldest_traces_go_first() {
     let newest: Vec<String> = (16..=20u128).rev().map(|t| format!("{t:032x}")).collect();
     assert_eq!(ids, newest);
     let scrape = metrics(&viewer);
-    assert_eq!(sample(&scrape, "tracewire_ui_traces_dropped_total", &[]), 15.0);
+    assert_eq!(
+        sample(&scrape, "tracewire_ui_traces_dropped_total", &[]),
+        15.0
+    );
     assert_eq!(sample(&scrape, "tracewire_ui_traces_held", &[]), 5.0);
     assert_eq!(
-        sample(&scrape, "tracewire_ui_spans_received_total", &[("source", "otlp")]),
+        sample(
+            &scrape,
+            "tracewire_ui_spans_received_total",
+            &[("source", "otlp")]
+        ),
         20.0
     );
 
@@ -585,6 +642,9 @@ fn the_bounds_hold_and_the_oldest_traces_go_first() {
         assert!(stats.bytes_held <= 64 << 10, "{stats:?}");
     }
     let stats = viewer.stats();
-    assert!(stats.traces_held > 10 && stats.traces_held < 64, "{stats:?}");
+    assert!(
+        stats.traces_held > 10 && stats.traces_held < 64,
+        "{stats:?}"
+    );
     assert_eq!(stats.traces_held as u64 + stats.traces_dropped, 500);
 }

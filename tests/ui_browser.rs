@@ -203,10 +203,15 @@ fn the_demo_renders_in_headless_chromium() {
         "an error trace is highlighted: {list}"
     );
     assert!(list.contains("checkout → inventory, payment"));
-    assert!(list.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(list.contains(
+        "&lt;script&gt;document.title='pwned'&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+    ));
     assert!(!list.contains("<script>document.title"), "injected markup");
     assert!(!list.contains("<img src=\"x\""), "injected markup");
-    assert!(list.contains("<title>tracewire traces</title>"), "no script ran");
+    assert!(
+        list.contains("<title>tracewire traces</title>"),
+        "no script ran"
+    );
     assert!(list.contains("Latency per operation"));
     assert!(list.contains("payment.Pay/Charge"));
 

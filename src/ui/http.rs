@@ -38,7 +38,9 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock leaves a consistent store (every update is
         // complete before the next line runs), so a poisoned lock is still usable.
-        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -617,8 +619,9 @@ mod tests {
 
     #[test]
     fn filters_parse_and_refuse_bad_values() {
-        let f = Filter::parse("service=checkout&errors=true&min_duration_ms=2.5&limit=3&operation=")
-            .unwrap();
+        let f =
+            Filter::parse("service=checkout&errors=true&min_duration_ms=2.5&limit=3&operation=")
+                .unwrap();
         assert_eq!(f.service.as_deref(), Some("checkout"));
         assert!(f.errors_only);
         assert_eq!(f.min_duration, Some(Duration::from_micros(2500)));

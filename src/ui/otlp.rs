@@ -49,7 +49,10 @@ pub(crate) enum DecodeError {
     Protobuf(prost::DecodeError),
     Json(serde_json::Error),
     /// A span with a trace id or span id of the wrong length, or all zeros.
-    BadId { span: usize, field: &'static str },
+    BadId {
+        span: usize,
+        field: &'static str,
+    },
 }
 
 impl fmt::Display for DecodeError {
