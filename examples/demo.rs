@@ -12,6 +12,10 @@
 //! - Every finished trace prints as a tree; at exit the guard prints a per-operation summary.
 //!
 //! `RUST_LOG` filters the log lines (default `info`); `NO_COLOR` turns colour off.
+//!
+//! With `--ui` (and the feature `ui`: `cargo run --features ui --example demo -- --ui`) it
+//! also serves the trace viewer (on `TRACEWIRE_UI_ADDR`, default `127.0.0.1:16686`), prints
+//! its URL, and keeps placing an order every second until interrupted (Ctrl-C).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -208,7 +212,12 @@ async fn listen() -> (tokio::net::TcpListener, SocketAddr) {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Recorder + console trees + fmt logs; the layers name each service.
-    let guard = tracewire::dev::init("demo");
+    let ui = std::env::args().skip(1).any(|arg| arg == "--ui");
+    let guard = if ui {
+        init_with_ui()?
+    } else {
+        tracewire::dev::init("demo")
+    };
 
     let (listener, inventory) = listen().await;
     let app = Router::new()
@@ -250,19 +259,49 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         ("C-3", "declined"),
         ("D-4", "mastercard"),
     ];
+    let order = |sku: &'static str, card: &'static str| {
+        let mut shopper = shopper.clone();
+        async move {
+            let request = http::Request::post(format!("http://{checkout_addr}/checkout/{sku}"))
+                .header("x-card", card)
+                .body(Full::new(Bytes::new()))?;
+            let response = shopper.call(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            tracing::info!(%sku, %status, "{}", String::from_utf8_lossy(&body).trim());
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }
+    };
     for (sku, card) in orders {
-        let request = http::Request::post(format!("http://{checkout_addr}/checkout/{sku}"))
-            .header("x-card", card)
-            .body(Full::new(Bytes::new()))?;
-        let response = shopper.clone().call(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        tracing::info!(%sku, %status, "{}", String::from_utf8_lossy(&body).trim());
+        order(sku, card).await?;
         // Let the console print this trace before the next request's logs.
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if ui {
+        // Keep serving the viewer, an order a second, until Ctrl-C.
+        let mut every_second = tokio::time::interval(Duration::from_secs(1));
+        let interrupted = tokio::signal::ctrl_c();
+        tokio::pin!(interrupted);
+        for (sku, card) in orders.into_iter().cycle() {
+            tokio::select! {
+                _ = &mut interrupted => break,
+                _ = every_second.tick() => order(sku, card).await?,
+            }
+        }
     }
 
     // Prints what is left and the summary.
     drop(guard);
     Ok(())
+}
+
+/// `dev::init` with the trace viewer on.
+#[cfg(feature = "ui")]
+fn init_with_ui() -> Result<tracewire::dev::DevGuard, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(tracewire::dev::init_with_ui("demo"))
+}
+
+#[cfg(not(feature = "ui"))]
+fn init_with_ui() -> Result<tracewire::dev::DevGuard, Box<dyn std::error::Error + Send + Sync>> {
+    Err("--ui needs the feature `ui`: cargo run --features ui --example demo -- --ui".into())
 }

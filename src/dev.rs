@@ -101,14 +101,22 @@ pub fn init(service_name: impl Into<Arc<str>>) -> DevGuard {
 /// Installs the development setup for `service_name`, or fails with
 /// [`InstallError::AlreadyInstalled`] when a global subscriber is already set.
 pub fn try_init(service_name: impl Into<Arc<str>>) -> Result<DevGuard, InstallError> {
+    install(service_name.into(), false)
+}
+
+fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
     let console = ConsoleReporter::builder().summary(true).build();
     let handle = console.handle();
     let record = std::env::var(TRACEWIRE_RECORD).ok();
-    let (recorder, guard) = Recorder::builder()
+    let builder = Recorder::builder()
         .service_name(service_name)
         .reporter(console)
-        .record_internals(asks_for_internals(record.as_deref()))
-        .build();
+        .record_internals(asks_for_internals(record.as_deref()));
+    #[cfg(feature = "ui")]
+    let builder = with_viewer(builder, ui);
+    #[cfg(not(feature = "ui"))]
+    let _ = ui;
+    let (recorder, guard) = builder.build();
     let ansi = ConsoleReporter::auto_color(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -153,6 +161,53 @@ pub(crate) fn subscriber(
     }
     registry.with(layer.event_format(format).with_filter(filter).boxed())
 }
+
+// ---- The trace viewer (feature `ui`) ----
+
+/// Like [`init`], and also serves the [trace viewer](crate::ui) on `TRACEWIRE_UI_ADDR`, or
+/// `127.0.0.1:16686` when that is unset, and prints its URL once. (With the feature `ui`,
+/// plain [`init`] serves it too when `TRACEWIRE_UI_ADDR` is set.) If the viewer cannot
+/// start, a warning says why and the rest of the setup goes on without it.
+///
+/// ```no_run
+/// let _guard = tracewire::dev::init_with_ui("checkout");
+/// ```
+#[cfg(feature = "ui")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ui")))]
+pub fn init_with_ui(service_name: impl Into<Arc<str>>) -> DevGuard {
+    match install(service_name.into(), true) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!(
+                "tracewire::dev::init_with_ui: {error}; the development setup is not installed"
+            );
+            DevGuard {
+                recorder: None,
+                console: None,
+            }
+        }
+    }
+}
+
+/// Adds the viewer's reporter when the viewer is asked for. The viewer lives as long as the
+/// process, as the global subscriber does.
+#[cfg(feature = "ui")]
+fn with_viewer(
+    builder: crate::record::RecorderBuilder,
+    asked: bool,
+) -> crate::record::RecorderBuilder {
+    static VIEWER: std::sync::OnceLock<crate::ui::Viewer> = std::sync::OnceLock::new();
+    match crate::ui::start_for_dev(asked) {
+        Some(viewer) => {
+            let reporter = viewer.reporter();
+            let _ = VIEWER.set(viewer);
+            builder.reporter(reporter)
+        }
+        None => builder,
+    }
+}
+
+// ---- end of the trace viewer ----
 
 /// The directives given, or `info` when unset or blank.
 fn directives(rust_log: Option<&str>) -> &str {

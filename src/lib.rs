@@ -33,6 +33,7 @@
 //! | `grpc`    |         | tonic `MetadataMap` helpers and interceptors (gRPC tracing itself needs no feature) |
 //! | `b3`      |         | the B3 propagator for `OTEL_PROPAGATORS` |
 //! | `jaeger`  |         | the Jaeger propagator for `OTEL_PROPAGATORS` |
+//! | `ui`      |         | the trace viewer in the browser (`ui::Viewer`, `dev::init_with_ui`), which also takes OTLP/HTTP from other local services |
 //!
 //! # Quick start
 //!
@@ -116,6 +117,9 @@ pub mod reqwest;
 mod rpc;
 pub mod semconv;
 pub mod server;
+#[cfg(feature = "ui")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ui")))]
+pub mod ui;
 
 pub use client::ClientLayer;
 pub use server::ServerLayer;

@@ -194,7 +194,7 @@
 //! the grace period runs from a trace's first local root (or first late span) and does not
 //! restart, and each trace holds at most its share of spans and bytes.
 
-mod assemble;
+pub(crate) mod assemble; // Also assembles the trace viewer's traces (`ui`).
 mod builder;
 mod clock;
 mod render;

@@ -1,0 +1,468 @@
+//! A trace viewer in the browser, for development.
+//!
+//! [`Viewer`] keeps the most recent traces in memory and serves them on a loopback address:
+//! a list of traces with filters, per-operation latency, and a waterfall of each trace. Other
+//! local services, in any language, can send their spans to it over OTLP/HTTP and appear in
+//! the same traces as the Rust services they call.
+//!
+//! The quickest way in is [`dev::init_with_ui`](crate::dev::init_with_ui), or setting
+//! `TRACEWIRE_UI_ADDR` (for example `127.0.0.1:16686`) before
+//! [`dev::init`](crate::dev::init); both print the viewer's URL once. By hand:
+//!
+//! ```
+//! use tracewire::record::Recorder;
+//! use tracewire::ui::Viewer;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! # fn main() -> Result<(), tracewire::ui::StartError> {
+//! let viewer = Viewer::builder().addr(([127, 0, 0, 1], 0).into()).start()?;
+//! println!("traces at {}", viewer.url());
+//! let (recorder, guard) = Recorder::builder()
+//!     .service_name("checkout")
+//!     .reporter(viewer.reporter())
+//!     .build();
+//! let subscriber = tracing_subscriber::registry().with(recorder);
+//! tracing::subscriber::with_default(subscriber, || {
+//!     tracing::info_span!("POST /checkout").in_scope(|| {});
+//! });
+//! guard.flush().unwrap();
+//! assert_eq!(viewer.stats().traces_held, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What it keeps
+//!
+//! Spans are gathered into traces by the same assembly as the
+//! [console reporter](crate::report::console) (orphans, late spans, the remote-parent grace
+//! period, idle and maximum-age timeouts): a trace appears once its root has arrived, and
+//! spans arriving later (say from an OTLP service) join it. Held traces are bounded in number
+//! ([`ViewerBuilder::max_traces`], 1000 by default) and in approximate bytes
+//! ([`ViewerBuilder::max_bytes`], 64 MiB); the oldest go first, and the drops are counted
+//! ([`ViewerStats`], `/metrics`).
+//!
+//! The server listens on `127.0.0.1:16686` unless told otherwise; it listens on another
+//! interface only when named one. It has no authentication: keep it on loopback.
+//!
+//! # Pages
+//!
+//! `GET /` is the whole application (HTML, JavaScript and CSS compiled into the crate, no
+//! CDN): the trace list, newest first, refreshed every 2 seconds, with filters by service,
+//! operation, errors only, minimum duration and trace id; counts of traces, spans and
+//! services; p50/p95/p99 latency per operation; and, at `#/trace/{trace_id}`, the trace's
+//! service path (`checkout → inventory, payment`) and a waterfall with a bar per span on a
+//! shared time axis. Clicking a span shows its attributes, events, links and status. Every
+//! name and value is inserted as text, never as markup.
+//!
+//! # JSON API
+//!
+//! Times are microseconds since the Unix epoch (`start_us`); durations and offsets are
+//! milliseconds with microsecond precision (`duration_ms`, `offset_ms`). Errors are
+//! `{"error": "message"}` with status 400 (a bad parameter) or 404 (no such trace held).
+//!
+//! `GET /api/traces` lists held traces, newest first. Query parameters, all optional (an
+//! empty value means no filter; any other parameter is a 400):
+//!
+//! | parameter | meaning |
+//! |---|---|
+//! | `service` | a span of the trace ran in this service |
+//! | `operation` | a span of the trace has this name |
+//! | `errors` | `true`: only traces with a span whose status is Error |
+//! | `min_duration_ms` | the trace lasted at least this long (a number ≥ 0) |
+//! | `trace_id` | 32 lower-case hex digits |
+//! | `limit` | at most this many traces, 1 to 1000 (default 100) |
+//!
+//! ```text
+//! {"traces": [{"trace_id": "4bf9…", "name": "POST /checkout/{sku}", "service": "checkout",
+//!              "start_us": 1718000000000000, "duration_ms": 98.1, "span_count": 5,
+//!              "services": ["checkout", "inventory", "payment"],
+//!              "path": "checkout → inventory, payment", "error": true, "dropped_spans": 0}],
+//!  "matched": 1,
+//!  "counts": {"traces": 12, "spans": 60, "services": 3}}
+//! ```
+//!
+//! `GET /api/traces/{trace_id}` is one trace: the fields of a list entry, plus `spans`,
+//! ordered by start:
+//!
+//! ```text
+//! {"span_id": "00f067aa0ba902b7", "parent_span_id": null, "parent_is_remote": false,
+//!  "name": "POST /checkout/{sku}", "kind": "server", "service": "checkout", "scope": "tracewire",
+//!  "start_us": 1718000000000000, "offset_ms": 0.0, "duration_ms": 98.1,
+//!  "status": {"code": "error", "message": ""},
+//!  "attributes": {"http.response.status_code": 500, "url.path": "/checkout/C-3"},
+//!  "events": [{"name": "exception", "offset_ms": 97.0, "attributes": {"exception.message": "…"}}],
+//!  "links": [{"trace_id": "…", "span_id": "…", "attributes": {}}]}
+//! ```
+//!
+//! `GET /api/stats` is the per-operation latency of the traces held, for entry spans (roots,
+//! server and consumer spans):
+//!
+//! ```text
+//! {"counts": {"traces": 12, "spans": 60, "services": 3},
+//!  "operations": [{"service": "checkout", "name": "POST /checkout/{sku}", "count": 12,
+//!                  "errors": 2, "p50_ms": 31.2, "p95_ms": 98.1, "p99_ms": 98.1}]}
+//! ```
+//!
+//! # OTLP/HTTP
+//!
+//! `POST /v1/traces` takes an OTLP `ExportTraceServiceRequest`, as protobuf
+//! (`application/x-protobuf`) or JSON (`application/json`), uncompressed. Point another
+//! service's SDK at the viewer with `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:16686`
+//! (and, for SDKs that default to gRPC, `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`). A body
+//! that cannot be decoded, or has a span with an invalid id, gets 400 with a message and
+//! nothing of it is kept; a body over [`ViewerBuilder::max_body_bytes`] (4 MiB by default)
+//! gets 413; another `Content-Type` or a compressed body gets 415.
+//!
+//! # Metrics
+//!
+//! `GET /metrics` is in the Prometheus text format:
+//! - `tracewire_ui_spans_received_total{source="local"|"otlp"}`;
+//! - `tracewire_ui_spans_dropped_total` (refused at the assembly limits) and
+//!   `tracewire_ui_traces_dropped_total` (let go to stay within the bounds);
+//! - `tracewire_ui_traces_held`;
+//! - per operation (`service`, `operation`; entry spans only; after 1000 operations, new
+//!   ones count under `operation="_other"`): `tracewire_ui_requests_total` by
+//!   `status_class` (`2xx`…`5xx` from `http.response.status_code`, else `ok` or `error`),
+//!   and the histogram `tracewire_ui_request_duration_seconds` with the semantic
+//!   conventions' bucket boundaries (5 ms to 10 s).
+
+mod http;
+mod otlp;
+mod store;
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::record::data::SpanRecord;
+use crate::report::console::assemble;
+use crate::report::Reporter;
+
+use http::Shared;
+use store::{Bounds, Store};
+
+/// Where the viewer listens unless told otherwise: Jaeger's UI port, on loopback.
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 16686);
+
+/// The environment variable [`dev`](crate::dev) reads the viewer's address from.
+pub const ADDR_ENV: &str = "TRACEWIRE_UI_ADDR";
+
+/// How often held-back traces are checked for their timeouts when no span arrives.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Configures and starts a [`Viewer`]. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct ViewerBuilder {
+    addr: SocketAddr,
+    max_traces: usize,
+    max_bytes: usize,
+    max_body_bytes: usize,
+}
+
+impl Default for ViewerBuilder {
+    fn default() -> Self {
+        ViewerBuilder {
+            addr: DEFAULT_ADDR,
+            max_traces: 1000,
+            max_bytes: 64 << 20,
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+impl ViewerBuilder {
+    /// The address to listen on; `127.0.0.1:16686` by default. Port 0 picks a free port.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// The most traces held; the oldest go first. 1000 by default.
+    pub fn max_traces(mut self, traces: usize) -> Self {
+        self.max_traces = traces;
+        self
+    }
+
+    /// About the most bytes of span data held; the oldest traces go first. 64 MiB by
+    /// default. Spans still being assembled into traces are bounded apart from this, by
+    /// count (20,000 spans).
+    pub fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// The largest OTLP request body accepted; larger ones get 413. 4 MiB by default.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Binds the address and starts serving on a thread of its own.
+    pub fn start(self) -> Result<Viewer, StartError> {
+        let bind_error = |source| StartError::Bind {
+            addr: self.addr,
+            source,
+        };
+        let listener = TcpListener::bind(self.addr).map_err(bind_error)?;
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let bounds = Bounds {
+            max_traces: self.max_traces,
+            max_bytes: self.max_bytes,
+            assembly: assemble::Limits {
+                max_traces: 2_000,
+                max_spans: 20_000,
+                max_spans_per_trace: 5_000,
+                // Traces being assembled; the store bounds the finished ones by `max_bytes`.
+                max_bytes: 64 * 1024 * 1024,
+                max_bytes_per_trace: 8 * 1024 * 1024,
+                remember: 10_000,
+            },
+            timeouts: assemble::Timeouts {
+                grace: Duration::from_millis(500),
+                idle: Duration::from_secs(5),
+                max_age: Duration::from_secs(60),
+            },
+        };
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(bounds)),
+            max_body_bytes: self.max_body_bytes,
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("tracewire-ui".into())
+            .spawn(move || runtime.block_on(serve(listener, serving, stopped)))
+            .map_err(StartError::Runtime)?;
+        Ok(Viewer {
+            shared,
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("tracewire: the trace viewer cannot serve: {e}");
+            return;
+        }
+    };
+    let ticking = shared.clone();
+    let ticker = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(TICK);
+        loop {
+            interval.tick().await;
+            ticking.lock().tick(Instant::now());
+        }
+    });
+    let server = axum::serve(listener, http::router(shared)).with_graceful_shutdown(async {
+        let _ = stopped.await;
+    });
+    if let Err(e) = server.await {
+        eprintln!("tracewire: the trace viewer stopped: {e}");
+    }
+    ticker.abort();
+}
+
+/// Why a [`Viewer`] did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The address could not be bound (in use, not local, no permission).
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// `TRACEWIRE_UI_ADDR` is not a socket address such as `127.0.0.1:16686`.
+    BadAddr {
+        /// The value found, cut to 100 characters.
+        value: String,
+    },
+    /// The server thread or its runtime could not start.
+    Runtime(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::BadAddr { value } => write!(
+                f,
+                "{ADDR_ENV}={value:?} is not an address such as 127.0.0.1:16686"
+            ),
+            StartError::Runtime(e) => write!(f, "cannot start the server thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } | StartError::Runtime(source) => Some(source),
+            StartError::BadAddr { .. } => None,
+        }
+    }
+}
+
+/// The running trace viewer; dropping it stops the server. See the [module docs](self).
+pub struct Viewer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Viewer {
+    /// A builder: `127.0.0.1:16686`, 1000 traces, 64 MiB.
+    pub fn builder() -> ViewerBuilder {
+        ViewerBuilder::default()
+    }
+
+    /// The address the viewer listens on (with the port picked, if 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The viewer's page, e.g. `http://127.0.0.1:16686/`.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// A reporter that feeds this viewer; give it to
+    /// [`RecorderBuilder::reporter`](crate::record::RecorderBuilder::reporter).
+    pub fn reporter(&self) -> ViewerReporter {
+        ViewerReporter {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// What the viewer holds and has dropped so far.
+    pub fn stats(&self) -> ViewerStats {
+        let store = self.shared.lock();
+        ViewerStats {
+            traces_held: store.traces_held(),
+            bytes_held: store.bytes_held(),
+            spans_assembling: store.spans_assembling(),
+            spans_received_local: store.counters.received_local,
+            spans_received_otlp: store.counters.received_otlp,
+            spans_dropped: store.counters.spans_dropped,
+            traces_dropped: store.counters.traces_dropped,
+        }
+    }
+}
+
+impl fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Viewer")
+            .field("addr", &self.addr)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What a [`Viewer`] holds and has dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ViewerStats {
+    /// Traces held for the pages.
+    pub traces_held: usize,
+    /// About the bytes of span data those traces take.
+    pub bytes_held: usize,
+    /// Spans waiting for their trace's root (or a timeout) before they show.
+    pub spans_assembling: usize,
+    /// Spans received from this process's recorder.
+    pub spans_received_local: u64,
+    /// Spans received over OTLP/HTTP.
+    pub spans_received_otlp: u64,
+    /// Spans refused at the assembly limits.
+    pub spans_dropped: u64,
+    /// Traces let go, oldest first, to stay within the bounds.
+    pub traces_dropped: u64,
+}
+
+/// The [`Reporter`] that feeds a [`Viewer`]; from [`Viewer::reporter`].
+#[derive(Clone)]
+pub struct ViewerReporter {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ViewerReporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViewerReporter").finish_non_exhaustive()
+    }
+}
+
+impl Reporter for ViewerReporter {
+    fn report(&mut self, batch: &[SpanRecord]) {
+        self.shared
+            .lock()
+            .add(batch, store::Source::Local, Instant::now());
+    }
+
+    fn tick(&mut self) {
+        self.shared.lock().tick(Instant::now());
+    }
+
+    fn flush(&mut self) {
+        self.shared.lock().flush();
+    }
+}
+
+/// Starts the viewer for [`dev`](crate::dev): at `TRACEWIRE_UI_ADDR` when set, else at
+/// [`DEFAULT_ADDR`] if `asked`; `None` when neither. Prints the URL, or why it did not
+/// start, once on stderr.
+pub(crate) fn start_for_dev(asked: bool) -> Option<Viewer> {
+    let from_env = std::env::var(ADDR_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    if !asked && from_env.is_none() {
+        return None;
+    }
+    let started = match from_env {
+        Some(value) => match value.trim().parse::<SocketAddr>() {
+            Ok(addr) => Viewer::builder().addr(addr).start(),
+            Err(_) => Err(StartError::BadAddr {
+                value: value.chars().take(100).collect(),
+            }),
+        },
+        None => Viewer::builder().start(),
+    };
+    match started {
+        Ok(viewer) => {
+            eprintln!("tracewire: trace viewer at {}", viewer.url());
+            Some(viewer)
+        }
+        Err(e) => {
+            eprintln!("tracewire: the trace viewer is not running: {e}");
+            None
+        }
+    }
+}

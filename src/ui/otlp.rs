@@ -1,0 +1,295 @@
+//! `POST /v1/traces`: OTLP/HTTP requests, protobuf or JSON, turned into span records.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as ProtoKeyValue};
+use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
+use prost::Message;
+
+use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use crate::record::data::{
+    Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRecord, Status, StringValue, Value,
+};
+
+/// The service name of spans whose resource has no `service.name`, as the SDKs default it.
+const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// OTLP span flags: bit 8 says whether bit 9 (parent is remote) is known.
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// The two OTLP/HTTP encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    /// The encoding named by a `Content-Type` value, ignoring parameters.
+    pub(crate) fn from_content_type(content_type: &str) -> Option<Encoding> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("application/x-protobuf") {
+            Some(Encoding::Protobuf)
+        } else if media.eq_ignore_ascii_case("application/json") {
+            Some(Encoding::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a request body was refused.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    Protobuf(prost::DecodeError),
+    Json(serde_json::Error),
+    /// A span with a trace id or span id of the wrong length, or all zeros.
+    BadId {
+        span: usize,
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Protobuf(e) => write!(f, "invalid OTLP protobuf: {e}"),
+            DecodeError::Json(e) => write!(f, "invalid OTLP JSON: {e}"),
+            DecodeError::BadId { span, field } => {
+                write!(f, "span {span}: invalid {field}")
+            }
+        }
+    }
+}
+
+/// Decodes a whole request; nothing is kept from a body with any error in it.
+pub(crate) fn decode(body: &[u8], encoding: Encoding) -> Result<Vec<SpanRecord>, DecodeError> {
+    let request = match encoding {
+        Encoding::Protobuf => {
+            ExportTraceServiceRequest::decode(body).map_err(DecodeError::Protobuf)?
+        }
+        Encoding::Json => serde_json::from_slice(body).map_err(DecodeError::Json)?,
+    };
+    convert(request)
+}
+
+/// The empty `ExportTraceServiceResponse` (full success), in `encoding`.
+pub(crate) fn success(encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => Vec::new(),
+        Encoding::Json => b"{}".to_vec(),
+    }
+}
+
+fn convert(request: ExportTraceServiceRequest) -> Result<Vec<SpanRecord>, DecodeError> {
+    let mut spans = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = resource_spans.resource.unwrap_or_default();
+        let service: Arc<str> = resource
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) if !s.is_empty() => Some(Arc::from(s.as_str())),
+                _ => None,
+            })
+            .unwrap_or_else(|| Arc::from(UNKNOWN_SERVICE));
+        for scope_spans in resource_spans.scope_spans {
+            let scope = match scope_spans.scope {
+                Some(scope) => InstrumentationScope::builder(scope.name)
+                    .with_version(scope.version)
+                    .build(),
+                None => InstrumentationScope::builder("").build(),
+            };
+            for one in scope_spans.spans {
+                let index = spans.len();
+                spans.push(span_record(one, index, &service, &scope)?);
+            }
+        }
+    }
+    Ok(spans)
+}
+
+fn span_record(
+    span: Span,
+    index: usize,
+    service: &Arc<str>,
+    scope: &InstrumentationScope,
+) -> Result<SpanRecord, DecodeError> {
+    let bad = |field| DecodeError::BadId { span: index, field };
+    let trace_id = trace_id(&span.trace_id).ok_or(bad("trace_id"))?;
+    let span_id = span_id(&span.span_id).ok_or(bad("span_id"))?;
+    let parent_span_id = if span.parent_span_id.is_empty() {
+        SpanId::INVALID
+    } else {
+        span_id_or_zero(&span.parent_span_id).ok_or(bad("parent_span_id"))?
+    };
+    let kind = match span::SpanKind::try_from(span.kind) {
+        Ok(span::SpanKind::Server) => SpanKind::Server,
+        Ok(span::SpanKind::Client) => SpanKind::Client,
+        Ok(span::SpanKind::Producer) => SpanKind::Producer,
+        Ok(span::SpanKind::Consumer) => SpanKind::Consumer,
+        _ => SpanKind::Internal,
+    };
+    let status = match span.status {
+        Some(s) => match status::StatusCode::try_from(s.code) {
+            Ok(status::StatusCode::Error) => Status::Error {
+                description: Cow::Owned(s.message),
+            },
+            Ok(status::StatusCode::Ok) => Status::Ok,
+            _ => Status::Unset,
+        },
+        None => Status::Unset,
+    };
+    let start_time = time(span.start_time_unix_nano);
+    let end_time = time(span.end_time_unix_nano).max(start_time);
+    let events = span
+        .events
+        .into_iter()
+        .map(|e| {
+            Event::new(
+                e.name,
+                time(e.time_unix_nano),
+                attributes(e.attributes),
+                e.dropped_attributes_count,
+            )
+        })
+        .collect();
+    let links = span
+        .links
+        .into_iter()
+        .filter_map(|l| {
+            Some(Link {
+                span_context: SpanContext::new(
+                    trace_id_or_zero(&l.trace_id)?,
+                    span_id_or_zero(&l.span_id)?,
+                    TraceFlags::new((l.flags & 0xff) as u8),
+                    true,
+                    TraceState::NONE,
+                ),
+                attributes: attributes(l.attributes),
+            })
+        })
+        .collect();
+    Ok(SpanRecord {
+        span_context: SpanContext::new(
+            trace_id,
+            span_id,
+            TraceFlags::new((span.flags & 0xff) as u8),
+            false,
+            TraceState::NONE,
+        ),
+        parent_span_id,
+        parent_is_remote: span.flags & FLAG_HAS_IS_REMOTE != 0 && span.flags & FLAG_IS_REMOTE != 0,
+        name: Cow::Owned(span.name),
+        kind,
+        start_time,
+        end_time,
+        attributes: attributes(span.attributes),
+        dropped_attributes_count: span.dropped_attributes_count,
+        events,
+        dropped_events_count: span.dropped_events_count,
+        links,
+        dropped_links_count: span.dropped_links_count,
+        status,
+        service_name: service.clone(),
+        scope: scope.clone(),
+    })
+}
+
+fn time(unix_nanos: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(unix_nanos)
+}
+
+fn trace_id_or_zero(bytes: &[u8]) -> Option<TraceId> {
+    Some(TraceId::from_bytes(bytes.try_into().ok()?))
+}
+
+fn span_id_or_zero(bytes: &[u8]) -> Option<SpanId> {
+    Some(SpanId::from_bytes(bytes.try_into().ok()?))
+}
+
+fn trace_id(bytes: &[u8]) -> Option<TraceId> {
+    trace_id_or_zero(bytes).filter(|id| *id != TraceId::INVALID)
+}
+
+fn span_id(bytes: &[u8]) -> Option<SpanId> {
+    span_id_or_zero(bytes).filter(|id| *id != SpanId::INVALID)
+}
+
+fn attributes(list: Vec<ProtoKeyValue>) -> Vec<KeyValue> {
+    list.into_iter()
+        .map(|kv| KeyValue::new(kv.key, value(kv.value)))
+        .collect()
+}
+
+fn value(v: Option<AnyValue>) -> Value {
+    match v.and_then(|v| v.value) {
+        Some(any_value::Value::StringValue(s)) => Value::String(s.into()),
+        Some(any_value::Value::BoolValue(b)) => Value::Bool(b),
+        Some(any_value::Value::IntValue(i)) => Value::I64(i),
+        Some(any_value::Value::DoubleValue(d)) => Value::F64(d),
+        Some(any_value::Value::ArrayValue(a)) => Value::Array(
+            a.values
+                .into_iter()
+                .map(|v| StringValue::from(display(value(Some(v)))))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+        Some(any_value::Value::KvlistValue(list)) => Value::String(
+            list.values
+                .into_iter()
+                .map(|kv| format!("{}={}", kv.key, display(value(kv.value))))
+                .collect::<Vec<_>>()
+                .join(", ")
+                .into(),
+        ),
+        Some(any_value::Value::BytesValue(bytes)) => Value::String(
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
+        ),
+        Some(any_value::Value::StringValueStrindex(_)) | None => Value::String("".into()),
+    }
+}
+
+fn display(v: Value) -> String {
+    match v {
+        Value::String(s) => s.to_string(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            Encoding::from_content_type("application/x-protobuf"),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            Encoding::from_content_type("Application/JSON; charset=utf-8"),
+            Some(Encoding::Json)
+        );
+        assert_eq!(Encoding::from_content_type("text/plain"), None);
+    }
+
+    #[test]
+    fn bad_bodies_are_errors_not_panics() {
+        assert!(decode(b"\xff\xff\xff", Encoding::Protobuf).is_err());
+        assert!(decode(b"{\"resourceSpans\": 3}", Encoding::Json).is_err());
+        let short_id = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"ab","spanId":"0102030405060708","name":"x"}]}]}]}"#;
+        let error = decode(short_id.as_bytes(), Encoding::Json).unwrap_err();
+        assert_eq!(error.to_string(), "span 0: invalid trace_id");
+    }
+}
