@@ -16,7 +16,7 @@
 //! 1.42 (the version of the `opentelemetry-semantic-conventions` crate tracewire pins): the
 //! RPC metrics follow the RPC conventions of that version (`rpc.system.name`,
 //! `rpc.response.status_code` as the status code's name), which tracewire's RPC spans do not
-//! yet (see [`semconv`](crate::semconv)).
+//! yet (see [`semconv`]).
 //!
 //! A duration ends where the span ends: at the end of the response body, at an error, or when
 //! the response or its body is dropped (`error.type = cancelled`). A layer without a provider
@@ -43,6 +43,7 @@ use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
 
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
 use crate::rpc::{self, GrpcMethods};
+use crate::semconv;
 
 /// The semantic conventions' bucket boundaries for request durations, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -384,8 +385,6 @@ impl Measured {
 const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
 /// `rpc.response.status_code` (semantic conventions 1.42).
 const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
-
-use crate::semconv;
 
 /// An HTTP status code as text (`error.type`), without formatting it on every request.
 fn status_text(code: u16) -> StringValue {
