@@ -126,6 +126,14 @@ pub use server::ServerLayer;
 
 // The README's snippets are compiled (and run, unless marked otherwise) as doc tests, so they
 // cannot drift from the API.
-#[cfg(all(doctest, feature = "axum", feature = "console", feature = "otel"))]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "console",
+    feature = "hyper-util",
+    feature = "metrics",
+    feature = "otlp",
+    feature = "ui"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
