@@ -38,6 +38,7 @@ impl WithTraceIds {
     }
 
     /// Whether the lines are JSON (and need their fields recorded as JSON).
+    #[cfg(feature = "otlp")]
     pub(crate) fn is_json(&self) -> bool {
         !matches!(self, WithTraceIds::Text { .. })
     }
