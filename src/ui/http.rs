@@ -332,16 +332,6 @@ async fn one_trace(State(shared): State<Arc<Shared>>, Path(trace_id): Path<Strin
     json(&Json::Object(body))
 }
 
-fn kind(kind: &SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Server => "server",
-        SpanKind::Client => "client",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
-    }
-}
-
 fn value_json(value: &Value) -> Json {
     match value {
         Value::Bool(b) => Json::Bool(*b),
@@ -397,7 +387,7 @@ fn span_json(span: &SpanRecord, origin: SystemTime) -> Json {
         "parent_span_id": (!span.is_root()).then(|| span.parent_span_id.to_string()),
         "parent_is_remote": span.parent_is_remote,
         "name": span.name,
-        "kind": kind(&span.kind),
+        "kind": crate::report::memory::kind_name(&span.kind),
         "service": &*span.service_name,
         "scope": span.scope.name(),
         "start_us": micros(span.start_time),

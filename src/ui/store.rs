@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::context::TraceId;
 use crate::record::data::{SpanKind, SpanRecord, Status, Value};
-use crate::report::console::assemble::{self, Added, Assembler, Ready};
+use crate::report::console::assemble::{self, held_bytes, Added, Assembler, Ready};
 
 /// Where a span came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,7 +147,7 @@ impl Store {
         for span in &ready.spans {
             self.count_operation(span);
         }
-        let bytes: usize = ready.spans.iter().map(approx_bytes).sum();
+        let bytes: usize = ready.spans.iter().map(held_bytes).sum();
         self.bytes += bytes;
         match self.held.get_mut(&ready.trace_id) {
             Some(held) => {
@@ -247,42 +247,6 @@ pub(crate) fn status_class(span: &SpanRecord) -> &'static str {
     }
 }
 
-/// About what a span costs in memory: the record, its strings and its lists.
-pub(crate) fn approx_bytes(span: &SpanRecord) -> usize {
-    fn value(v: &Value) -> usize {
-        match v {
-            Value::String(s) => s.as_str().len(),
-            Value::Array(a) => format!("{a:?}").len(),
-            _ => 0,
-        }
-    }
-    fn attributes(list: &[opentelemetry::KeyValue]) -> usize {
-        list.iter()
-            .map(|kv| std::mem::size_of_val(kv) + kv.key.as_str().len() + value(&kv.value))
-            .sum()
-    }
-    let events: usize = span
-        .events
-        .iter()
-        .map(|e| std::mem::size_of_val(e) + e.name.len() + attributes(&e.attributes))
-        .sum();
-    let links: usize = span
-        .links
-        .iter()
-        .map(|l| std::mem::size_of_val(l) + attributes(&l.attributes))
-        .sum();
-    let status = match &span.status {
-        Status::Error { description } => description.len(),
-        _ => 0,
-    };
-    std::mem::size_of::<SpanRecord>()
-        + span.name.len()
-        + attributes(&span.attributes)
-        + events
-        + links
-        + status
-}
-
 /// The duration of a list of spans: first start to last end.
 pub(crate) fn extent(spans: &[SpanRecord]) -> (SystemTime, Duration) {
     let start = spans
@@ -340,7 +304,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_holds() {
-        let one = approx_bytes(&SpanRecord::for_test(1, 1, 0));
+        let one = held_bytes(&SpanRecord::for_test(1, 1, 0));
         let mut store = Store::new(bounds(100, one * 4));
         let now = Instant::now();
         for trace in 1..=10u128 {
