@@ -94,14 +94,12 @@ pub fn parse_traceparent(value: &[u8]) -> Result<SpanContext, TraceparentError> 
         }
         _ => {}
     }
-    let trace_id = match (hex_u64(&value[3..19]), hex_u64(&value[19..35])) {
-        (Some(high), Some(low)) if value[35] == b'-' => {
-            TraceId::from((u128::from(high) << 64) | u128::from(low))
-        }
+    let trace_id = match decode_hex::<16>(&value[3..35]) {
+        Some(id) if value[35] == b'-' => TraceId::from_bytes(id),
         _ => return Err(TraceparentError::InvalidTraceId),
     };
-    let span_id = match hex_u64(&value[36..52]) {
-        Some(id) if value[52] == b'-' => SpanId::from(id),
+    let span_id = match decode_hex::<8>(&value[36..52]) {
+        Some(id) if value[52] == b'-' => SpanId::from_bytes(id),
         _ => return Err(TraceparentError::InvalidParentId),
     };
     let Some([flags]) = decode_hex::<1>(&value[53..55]) else {
@@ -318,103 +316,6 @@ fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
     (bad & 0xf0 == 0).then_some(out)
 }
 
-/// Sixteen lower-case hex digits to the number they spell: the ids are most of a
-/// `traceparent`, and this runs on every request. `None` unless `hex` is exactly sixteen
-/// `0-9a-f` digits.
-fn hex_u64(hex: &[u8]) -> Option<u64> {
-    let hex: &[u8; 16] = hex.try_into().ok()?;
-    // SAFETY: `hex16_sse2` needs only SSE2, which this build enables (the `cfg` says so, and
-    // every x86_64 target does), so every CPU that runs this code has it.
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    return unsafe { hex16_sse2(hex) };
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    return hex16_words(hex);
-}
-
-/// [`hex_u64`] sixteen digits at once, in one SSE2 register (SSE2 is part of every x86_64
-/// CPU): a third of the instructions of [`hex16_words`].
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-#[target_feature(enable = "sse2")]
-fn hex16_sse2(hex: &[u8; 16]) -> Option<u64> {
-    use std::arch::x86_64::{
-        _mm_add_epi8, _mm_and_si128, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_cvtsi128_si64,
-        _mm_movemask_epi8, _mm_or_si128, _mm_packus_epi16, _mm_set1_epi16, _mm_set1_epi8,
-        _mm_set_epi64x, _mm_setzero_si128, _mm_slli_epi16, _mm_srli_epi16,
-    };
-    // Built from two words rather than loaded through a pointer, which keeps this free of
-    // `unsafe`; the compiler makes it one unaligned load.
-    let low = i64::from_le_bytes([
-        hex[0], hex[1], hex[2], hex[3], hex[4], hex[5], hex[6], hex[7],
-    ]);
-    let high = i64::from_le_bytes([
-        hex[8], hex[9], hex[10], hex[11], hex[12], hex[13], hex[14], hex[15],
-    ]);
-    let x = _mm_set_epi64x(high, low);
-    // Signed byte comparisons: a byte of 0x80 or more is negative, so it is in neither range.
-    let between = |first: u8, last: u8| {
-        _mm_and_si128(
-            _mm_cmpgt_epi8(x, _mm_set1_epi8(first as i8 - 1)),
-            _mm_cmplt_epi8(x, _mm_set1_epi8(last as i8 + 1)),
-        )
-    };
-    let letter = between(b'a', b'f');
-    if _mm_movemask_epi8(_mm_or_si128(between(b'0', b'9'), letter)) != 0xffff {
-        return None;
-    }
-    // A digit's value is its low four bits; a letter's is that plus 9 (`a` is 0x61).
-    let nibbles = _mm_add_epi8(
-        _mm_and_si128(x, _mm_set1_epi8(0x0f)),
-        _mm_and_si128(letter, _mm_set1_epi8(9)),
-    );
-    // Each 16-bit lane holds a digit pair, the first digit in its low byte: make the pair's
-    // byte there, then pack the eight lanes' low bytes into the register's first word.
-    let pairs = _mm_or_si128(
-        _mm_slli_epi16(_mm_and_si128(nibbles, _mm_set1_epi16(0x00ff)), 4),
-        _mm_srli_epi16(nibbles, 8),
-    );
-    let packed = _mm_cvtsi128_si64(_mm_packus_epi16(pairs, _mm_setzero_si128())) as u64;
-    // The first digit pair is the lowest byte here, and the most significant in the number.
-    Some(packed.swap_bytes())
-}
-
-/// [`hex_u64`] eight digits at a time, in plain 64-bit words.
-#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))] // tested against the SSE2 version
-fn hex16_words(hex: &[u8; 16]) -> Option<u64> {
-    let word = |digits: &[u8]| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(digits);
-        u64::from_le_bytes(bytes)
-    };
-    Some((u64::from(hex8(word(&hex[..8]))?) << 32) | u64::from(hex8(word(&hex[8..]))?))
-}
-
-/// Eight lower-case hex digits, as the little-endian word of their ASCII bytes, to the
-/// number they spell; `None` if any is not `0-9a-f`.
-fn hex8(word: u64) -> Option<u32> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    if word & HIGH != 0 {
-        return None;
-    }
-    // Every byte is below 0x80, so adding at most 0x7f to each carries into no other byte:
-    // the sum's high bit says on which side of a bound the byte lies.
-    let at_least = |low: u8| (word + ONES * u64::from(0x80 - low)) & HIGH;
-    let at_most = |high: u8| !(word + ONES * u64::from(0x7f - high)) & HIGH;
-    let digit = at_least(b'0') & at_most(b'9');
-    let letter = at_least(b'a') & at_most(b'f');
-    if digit | letter != HIGH {
-        return None;
-    }
-    // A digit's value is its low four bits; a letter's is that plus 9 (`a` is 0x61).
-    let nibbles = (word & 0x0f0f_0f0f_0f0f_0f0f) + (letter >> 7) * 9;
-    // Byte i holds the i-th digit: put each odd digit under its even one, then close the gaps.
-    let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00ff_00ff_00ff_00ff;
-    let packed = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
-    let packed = (packed | (packed >> 16)) & 0xffff_ffff;
-    // The first digit pair is the lowest byte here, and the most significant in the number.
-    Some((packed as u32).swap_bytes())
-}
-
 /// Lower-case hex digit values; every other byte maps to `0xff`.
 const HEX: [u8; 256] = {
     let mut table = [0xffu8; 256];
@@ -441,30 +342,31 @@ fn encode_hex(bytes: &[u8], out: &mut [u8]) {
 }
 
 #[cfg(test)]
-mod word_tests {
+mod hex_tests {
     use super::*;
 
     #[test]
-    fn word_decoding_agrees_with_the_table_for_every_byte_at_every_position() {
+    fn hex_decoding_takes_lower_case_digits_only_at_every_position() {
         let base = *b"0123456789abcdef";
-        let table = |hex: &[u8]| decode_hex::<8>(hex).map(u64::from_be_bytes);
-        assert_eq!(hex_u64(&base), Some(0x0123_4567_89ab_cdef));
-        assert_eq!(hex_u64(&base), table(&base));
-        assert_eq!(hex16_words(&base), Some(0x0123_4567_89ab_cdef));
+        assert_eq!(
+            decode_hex::<8>(&base).map(u64::from_be_bytes),
+            Some(0x0123_4567_89ab_cdef)
+        );
         for position in 0..base.len() {
             for byte in 0..=255u8 {
                 let mut hex = base;
                 hex[position] = byte;
-                assert_eq!(hex_u64(&hex), table(&hex), "byte {byte:#04x} at {position}");
-                assert_eq!(
-                    hex16_words(&hex),
-                    table(&hex),
-                    "words: {byte:#04x} at {position}"
-                );
+                let valid = byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+                let want = valid.then(|| {
+                    let text = std::str::from_utf8(&hex).unwrap();
+                    u64::from_str_radix(text, 16).unwrap()
+                });
+                let got = decode_hex::<8>(&hex).map(u64::from_be_bytes);
+                assert_eq!(got, want, "byte {byte:#04x} at {position}");
             }
         }
-        assert_eq!(hex_u64(b"0123456789abcde"), None);
-        assert_eq!(hex_u64(b"0123456789abcdef0"), None);
+        assert_eq!(decode_hex::<8>(b"0123456789abcde"), None);
+        assert_eq!(decode_hex::<8>(b"0123456789abcdef0"), None);
     }
 }
 

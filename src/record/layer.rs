@@ -33,27 +33,27 @@ use crate::semconv;
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    // Dispatch on the first two bytes, then compare prefixes in place: most targets, the
-    // application's own and this crate's, leave after two byte comparisons, and none is
-    // scanned for `::` (a scan that cost as much as the rest of the check on every span).
-    let target = target.as_bytes();
-    let is = |krate: &[u8]| {
-        target.starts_with(krate) && matches!(target.get(krate.len()), None | Some(b':'))
-    };
-    match (target.first(), target.get(1)) {
-        (Some(b'h'), Some(b'y')) => is(b"hyper") || is(b"hyper_util"),
-        (Some(b'h'), Some(b'2')) => is(b"h2"),
-        (Some(b't'), Some(b'o')) => is(b"tower") || is(b"tonic") || is(b"tokio"),
-        (Some(b'r'), Some(b'e')) => is(b"reqwest"),
-        (Some(b'r'), Some(b'u')) => is(b"rustls"),
-        (Some(b'm'), Some(b'i')) => is(b"mio"),
-        (Some(b'w'), Some(b'a')) => is(b"want"),
-        (Some(b'o'), Some(b'p')) => {
-            is(b"opentelemetry") || is(b"opentelemetry_sdk") || is(b"opentelemetry_otlp")
-        }
-        _ => false,
-    }
+    let krate = target.split_once("::").map_or(target, |(krate, _)| krate);
+    INTERNAL_CRATES.contains(&krate)
 }
+
+/// The crates whose spans and events the recorder leaves out by default: the HTTP, gRPC and
+/// export stacks underneath the layers, whose spans would otherwise drown the application's.
+const INTERNAL_CRATES: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "mio",
+    "opentelemetry",
+    "opentelemetry_otlp",
+    "opentelemetry_sdk",
+    "reqwest",
+    "rustls",
+    "tokio",
+    "tonic",
+    "tower",
+    "want",
+];
 
 /// Settings shared by every span of one recorder.
 pub(crate) struct RecorderConfig {

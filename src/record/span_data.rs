@@ -302,7 +302,7 @@ impl Drop for SpanData {
     /// itself): the span ends here.
     fn drop(&mut self) {
         if self.sampled && !self.record.ended {
-            // Not before the start, whatever a re-anchoring of the clock did in between.
+            // Not before the start, should the wall clock step back in between.
             self.record.end = clock::now_nanos().max(self.record.start);
         }
         // SAFETY: the node came from `LivePtr::new`, and this is its own reference, given up

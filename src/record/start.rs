@@ -6,7 +6,7 @@
 //! through a thread-local slot that the next span created inside [`SpanStart::create`] takes.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::baggage::Baggage;
@@ -60,14 +60,17 @@ pub struct SpanStart {
     pub(crate) facts: Option<HttpServerFacts>,
 }
 
-thread_local! {
-    /// The seed of the span being created on this thread: a pointer to the slot
-    /// [`with_pending`] was given.
-    static PENDING: Cell<*mut Option<SpanStart>> = const { Cell::new(std::ptr::null_mut()) };
+// Scoped thread-locals: each is set for the length of one call and put back (also when the
+// call unwinds) by `scoped-tls`, so the recorder can borrow what the caller owns without a
+// copy into the thread-local or an allocation.
+scoped_tls::scoped_thread_local! {
+    /// The seed of the span being created on this thread, set by [`with_pending`].
+    static PENDING: RefCell<Option<SpanStart>>
+}
+scoped_tls::scoped_thread_local! {
     /// The remote context of a request that has no recorded span of its own (a filtered
-    /// request, or no recorder), set while its service is called and its future polled:
-    /// a pointer to it, so that setting it costs two pointer writes.
-    static AMBIENT: Cell<*const Ambient> = const { Cell::new(std::ptr::null()) };
+    /// request, or no recorder), set while its service is called and its future polled.
+    static AMBIENT: Ambient
 }
 
 /// A request's remote context, in effect while no recorded span carries it.
@@ -186,67 +189,34 @@ impl SpanStart {
 
 /// Runs `create` with `seed` pending on this thread: the recorder takes it for the next span
 /// created inside, and whatever it leaves stays in `seed` (nothing, once a recorder took it).
-/// The slot is reached through a pointer, so handing a seed over copies nothing.
 pub(crate) fn with_pending<R>(seed: &mut Option<SpanStart>, create: impl FnOnce() -> R) -> R {
-    /// Puts back the seed that was pending before, also if creating the span panics.
-    struct Restore(*mut Option<SpanStart>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let _ = PENDING.try_with(|p| p.set(self.0));
-        }
-    }
-    let slot: *mut Option<SpanStart> = seed;
-    let previous = PENDING
-        .try_with(|p| p.replace(slot))
-        .unwrap_or(std::ptr::null_mut());
-    let _restore = Restore(previous);
-    create()
+    let slot = RefCell::new(seed.take());
+    let out = PENDING.set(&slot, create);
+    *seed = slot.into_inner();
+    out
 }
 
 /// Runs `f` with `ambient` in effect on this thread.
 #[inline(always)]
 pub(crate) fn with_ambient<R>(ambient: &Ambient, f: impl FnOnce() -> R) -> R {
-    struct Restore(*const Ambient);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let _ = AMBIENT.try_with(|a| a.set(self.0));
-        }
-    }
-    let previous = AMBIENT
-        .try_with(|a| a.replace(ambient))
-        .unwrap_or(std::ptr::null());
-    let _restore = Restore(previous);
-    f()
+    AMBIENT.set(ambient, f)
 }
 
 /// The ambient remote context, if a request without a recorded span is being called or
 /// polled here.
 pub(crate) fn ambient() -> Option<Ambient> {
-    let current = AMBIENT.try_with(Cell::get).ok()?;
-    // SAFETY: a non-null pointer was set by `with_ambient` from a shared borrow of an
-    // `Ambient` that outlives the call of `f` it is set for, and is put back (also when `f`
-    // unwinds) before that call returns. Calls nest, so the pointer read here belongs to
-    // the innermost `with_ambient` still running on this thread, whose `Ambient` is alive
-    // and, being borrowed, unchanged. The thread-local is never shared across threads.
-    unsafe { current.as_ref() }.cloned()
+    AMBIENT.is_set().then(|| AMBIENT.with(Ambient::clone))
 }
 
 /// Takes the settings for the span being created on this thread, if any.
 #[inline]
 pub(crate) fn take() -> Option<SpanStart> {
-    let slot = PENDING.try_with(Cell::get).ok()?;
-    // SAFETY: a non-null pointer was set by `with_pending` from an exclusive borrow of a slot
-    // that outlives the call of `create` it is set for, and is put back (also when `create`
-    // unwinds) before that call returns; `with_pending` does not touch the slot meanwhile.
-    // Calls nest, so the pointer read here is the innermost `with_pending`'s, whose slot is
-    // alive. The borrow taken here ends with this function, which calls nothing that could
-    // reach the slot again, and the thread-local is never shared across threads.
-    let slot = unsafe { slot.as_mut() }?;
-    // Most spans have none: `take` on an empty slot would still copy it.
-    if slot.is_none() {
+    if !PENDING.is_set() {
         return None;
     }
-    slot.take()
+    // `try_borrow_mut`: a seed is taken by one span at a time; a span created while another
+    // takes its seed (which nothing does) finds none rather than panicking.
+    PENDING.with(|slot| slot.try_borrow_mut().ok()?.take())
 }
 
 #[cfg(test)]
@@ -300,7 +270,7 @@ mod tests {
                 with_pending(&mut inner, || panic!("span creation failed"));
             });
             assert!(unwound.is_err());
-            // The inner slot is gone; the pointer must be the outer one again.
+            // The inner seed is gone; the outer one is pending again.
             taken_name()
         });
         assert_eq!(after_panic.as_deref(), Some("outer"));
