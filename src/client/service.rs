@@ -1,4 +1,5 @@
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt::{self, Display};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -201,7 +202,7 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
             &mut attributes,
         );
     }
-    let mut seed = Some(SpanStart {
+    let seed = RefCell::new(Some(SpanStart {
         kind: Some(SpanKind::Client),
         name: Some(name),
         attributes,
@@ -209,9 +210,9 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
         decided: Some(context.clone()),
         skip_fields: true,
         ..SpanStart::default()
-    });
-    let span = with_pending(&mut seed, || client_span(grpc, head, target));
-    if seed.is_some() {
+    }));
+    let span = with_pending(&seed, || client_span(grpc, head, target));
+    if seed.borrow().is_some() {
         // The recorder filtered the span out: as without a recorder.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
     }

@@ -33,7 +33,8 @@ use crate::semconv;
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    let krate = target.split_once("::").map_or(target, |(krate, _)| krate);
+    // A crate name holds no `:`, and a search for one character is a `memchr`.
+    let krate = target.split_once(':').map_or(target, |(krate, _)| krate);
     INTERNAL_CRATES.contains(&krate)
 }
 

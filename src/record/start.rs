@@ -183,17 +183,16 @@ impl SpanStart {
     /// Runs `create`, which should create one span; that span gets these settings. Anything
     /// left unused (the span was disabled, or no recorder is installed) is discarded.
     pub fn create<R>(self, create: impl FnOnce() -> R) -> R {
-        with_pending(&mut Some(self), create)
+        with_pending(&RefCell::new(Some(self)), create)
     }
 }
 
 /// Runs `create` with `seed` pending on this thread: the recorder takes it for the next span
 /// created inside, and whatever it leaves stays in `seed` (nothing, once a recorder took it).
-pub(crate) fn with_pending<R>(seed: &mut Option<SpanStart>, create: impl FnOnce() -> R) -> R {
-    let slot = RefCell::new(seed.take());
-    let out = PENDING.set(&slot, create);
-    *seed = slot.into_inner();
-    out
+/// The caller owns the cell, so that a seed (a few hundred bytes) is moved only by the
+/// recorder's take.
+pub(crate) fn with_pending<R>(seed: &RefCell<Option<SpanStart>>, create: impl FnOnce() -> R) -> R {
+    PENDING.set(seed, create)
 }
 
 /// Runs `f` with `ambient` in effect on this thread.
@@ -216,15 +215,22 @@ pub(crate) fn take() -> Option<SpanStart> {
     }
     // `try_borrow_mut`: a seed is taken by one span at a time; a span created while another
     // takes its seed (which nothing does) finds none rather than panicking.
-    PENDING.with(|slot| slot.try_borrow_mut().ok()?.take())
+    PENDING.with(|slot| {
+        let mut slot = slot.try_borrow_mut().ok()?;
+        // Most spans have none: `take` on an empty slot would still copy it.
+        if slot.is_none() {
+            return None;
+        }
+        slot.take()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn named(name: &'static str) -> Option<SpanStart> {
-        Some(SpanStart::new().name(name))
+    fn named(name: &'static str) -> RefCell<Option<SpanStart>> {
+        RefCell::new(Some(SpanStart::new().name(name)))
     }
 
     fn taken_name() -> Option<Cow<'static, str>> {
@@ -233,28 +239,29 @@ mod tests {
 
     #[test]
     fn a_seed_nobody_takes_comes_back() {
-        let mut seed = named("unused");
-        with_pending(&mut seed, || ());
+        let seed = named("unused");
+        with_pending(&seed, || ());
+        let seed = seed.into_inner();
         assert_eq!(seed.and_then(|s| s.name).as_deref(), Some("unused"));
         assert!(take().is_none(), "nothing pending once the call returned");
     }
 
     #[test]
     fn the_first_span_takes_the_seed_and_the_next_finds_none() {
-        let mut seed = named("first");
-        let (first, second) = with_pending(&mut seed, || (taken_name(), taken_name()));
+        let seed = named("first");
+        let (first, second) = with_pending(&seed, || (taken_name(), taken_name()));
         assert_eq!(first.as_deref(), Some("first"));
         assert_eq!(second, None);
-        assert!(seed.is_none());
+        assert!(seed.into_inner().is_none());
     }
 
     #[test]
     fn nested_seeds_are_taken_innermost_first_and_the_outer_one_is_restored() {
-        let mut outer = named("outer");
-        let (inner_taken, outer_taken) = with_pending(&mut outer, || {
-            let mut inner = named("inner");
-            let inner_taken = with_pending(&mut inner, taken_name);
-            assert!(inner.is_none());
+        let outer = named("outer");
+        let (inner_taken, outer_taken) = with_pending(&outer, || {
+            let inner = named("inner");
+            let inner_taken = with_pending(&inner, taken_name);
+            assert!(inner.into_inner().is_none());
             (inner_taken, taken_name())
         });
         assert_eq!(inner_taken.as_deref(), Some("inner"));
@@ -263,11 +270,11 @@ mod tests {
 
     #[test]
     fn a_panic_while_creating_restores_the_previous_seed() {
-        let mut outer = named("outer");
-        let after_panic = with_pending(&mut outer, || {
+        let outer = named("outer");
+        let after_panic = with_pending(&outer, || {
             let unwound = std::panic::catch_unwind(|| {
-                let mut inner = named("inner");
-                with_pending(&mut inner, || panic!("span creation failed"));
+                let inner = named("inner");
+                with_pending(&inner, || panic!("span creation failed"));
             });
             assert!(unwound.is_err());
             // The inner seed is gone; the outer one is pending again.

@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt::{self, Display};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -317,7 +317,7 @@ where
                 &mut attributes,
             );
         }
-        let mut seed = Some(SpanStart {
+        let seed = RefCell::new(Some(SpanStart {
             new_root: parent.is_none(),
             remote_parent: parent,
             baggage: Some(baggage),
@@ -333,9 +333,13 @@ where
             decided: Some(context),
             skip_fields: true,
             facts,
-        });
-        let span = with_pending(&mut seed, || server_span(grpc, &req, route));
-        if let Some(seed) = seed {
+        }));
+        let span = with_pending(&seed, || server_span(grpc, &req, route));
+        // Checked in place: the seed is usually taken, and moving the empty cell out would
+        // still copy it.
+        let filtered_out = seed.borrow().is_some();
+        if filtered_out {
+            let seed = seed.into_inner().unwrap_or_default();
             // The recorder filtered the span out: as without a recorder.
             let ambient = Ambient {
                 context: seed.decided,
