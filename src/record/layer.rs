@@ -21,7 +21,7 @@ use crate::record::data::{
 use crate::record::ids::{new_span_id, new_trace_id};
 use crate::record::sampler::Sampler;
 use crate::record::span_data::{
-    Adopted, EventVisitor, Limits, LiveRecord, LiveSpan, SpanData, SpanVisitor,
+    EventVisitor, Limits, LiveRecord, Node, SpanData, SpanVisitor,
 };
 use crate::record::start::{self, SpanStart};
 use crate::report::pipeline::Shared;
@@ -408,7 +408,7 @@ impl RecordLayer {
         let mut parent = remote_parent;
         let mut inherited_service = None;
         let mut inherited_baggage = Baggage::new();
-        let mut adopted: Option<Adopted> = None;
+        let mut adopted: Option<Arc<Node>> = None;
         if parent.is_none() && !new_root {
             // The nearest ancestor the recorder tracks (skipped internals have no data).
             let mut ancestor = span.parent();
@@ -449,11 +449,8 @@ impl RecordLayer {
         let seeded_links = !links.is_empty();
         let wants_vec =
             sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
-        let (slot, recycled) = self.shared.record_slot(wants_vec);
-        let mut node = Box::write(
-            slot,
-            LiveSpan::new(
-                LiveRecord {
+        let (mut record, recycled) = self.shared.record_slot(wants_vec);
+        *record = Some(LiveRecord {
                     record: SpanRecord {
                         span_context,
                         parent_span_id,
@@ -493,17 +490,13 @@ impl RecordLayer {
                     end: now,
                     // A seed's attributes may hold text.
                     plain_attributes: !seeded_attributes,
-                },
-                sampled,
-                adopted,
-                &self.shared,
-            ),
-        );
-        if facts.is_some() {
-            node.live.facts = facts;
+        });
+        if let (Some(facts), Some(live)) = (facts, Option::as_mut(&mut record)) {
+            live.facts = Some(facts);
         }
         let mut data = SpanData::new(
-            node,
+            record,
+            Node::new(sampled, adopted, &self.shared),
             baggage.unwrap_or(inherited_baggage),
             sampled,
             self.config.limits,

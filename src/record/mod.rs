@@ -73,9 +73,7 @@ pub use layer::RecordLayer;
 #[cfg(feature = "console")]
 pub(crate) use layer::is_internal_target;
 pub(crate) use layer::{current_parent, decide, with_span_data, Decision};
-#[cfg(test)]
-pub(crate) use span_data::LiveRecord;
-pub(crate) use span_data::{error_chain, LiveSpan, SpanData};
+pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};
 

@@ -3,10 +3,7 @@
 use std::borrow::Cow;
 use std::error::Error;
 use std::fmt::{self, Write as _};
-use std::mem::ManuallyDrop;
-use std::ptr::{addr_of, addr_of_mut, NonNull};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tracing_core::field::{Field, Visit};
 
@@ -14,7 +11,7 @@ use crate::baggage::Baggage;
 use crate::record::clock;
 use crate::record::data::{Event, Key, KeyValue, SpanKind, SpanRecord, Status, Value};
 use crate::record::facts::HttpServerFacts;
-use crate::report::pipeline::Shared;
+use crate::report::pipeline::{RecordSlot, Shared};
 use crate::semconv;
 
 /// A live span's record, and the request facts its attributes will be made of on the
@@ -53,191 +50,98 @@ impl std::ops::DerefMut for LiveRecord {
     }
 }
 
-/// A span's heap node: its record, and what ties it to its recorded parent.
+/// A span's place in the tree of recorded spans: what ties it to its recorded parent.
 ///
 /// A span is handed to the pipeline when its `SpanData` is dropped, that is when the registry
 /// clears a closed span, and not before all its recorded children have been handed over: a
 /// span closed by its last child's close (its handle was dropped while a child still ran) is
 /// cleared by the registry *before* that child's data is dropped, and reporters (the tail
-/// sampler, the console) expect a trace's spans before its root. The node counts the
-/// references to it, its own and one per recorded child; whoever gives up the last one
-/// hands it over, then gives up its reference to its parent. Handing spans over here rather
-/// than in `Layer::on_close` saves a registry lookup and an extension lock per span.
-pub(crate) struct LiveSpan {
-    pub(crate) live: LiveRecord,
-    tree: Tree,
-}
-
-/// The part of a [`LiveSpan`] shared with the span's children. `SpanData` hands out `&mut`
-/// only to [`LiveSpan::live`], never to this, so children touching `pending` through a
-/// pointer alias nothing.
-struct Tree {
-    /// The span's own reference (held by its `SpanData`), plus one per recorded child whose
-    /// node still holds one.
-    pending: AtomicUsize,
-    /// The node of the recorded parent, on which this span holds a reference.
-    parent: Option<NonNull<LiveSpan>>,
-    /// The pipeline the span goes to: `owner`'s, or that of an ancestor that owns it (held
-    /// alive by the chain of references up to that ancestor).
-    shared: NonNull<Shared>,
-    /// Set on spans without a recorded parent on the same pipeline; taken before handing over.
+/// sampler, the console) expect a trace's spans before its root. So each recorded child holds
+/// its parent's node, and the node hands its record over when the last holder lets go.
+/// Handing spans over here rather than in `Layer::on_close` saves a registry lookup and an
+/// extension lock per span.
+pub(crate) struct Node {
+    /// The record, put here by the span's `SpanData` as it goes; taken at hand-over.
+    record: Mutex<Option<RecordSlot>>,
+    /// The node of the recorded parent.
+    parent: Option<Arc<Node>>,
+    /// The pipeline the span goes to, on spans without a recorded parent on the same
+    /// pipeline; the others reach it through their parent.
     owner: Option<Arc<Shared>>,
     sampled: bool,
 }
 
-// SAFETY: `live` is reached only by the one `SpanData` (through `LivePtr`, as a `Box` would
-// be) and then by whoever owns the node after the last reference is given up. Of `tree`,
-// only `pending` is touched by other threads, atomically; `parent` and `shared` point to
-// nodes and a pipeline that are themselves `Send + Sync` and are only followed under the
-// reference protocol of `release`.
-unsafe impl Send for LiveSpan {}
-// SAFETY: as above: shared access to a node reads immutable fields and the atomic count.
-unsafe impl Sync for LiveSpan {}
-
-/// A recorded parent's node, with one more reference taken for a new child. Given up again
-/// if the child's node is never made (a sampler panicked, say).
-pub(crate) struct Adopted {
-    node: NonNull<LiveSpan>,
-    shared: NonNull<Shared>,
-}
-
-impl Drop for Adopted {
-    fn drop(&mut self) {
-        // SAFETY: the reference `adopt_child` took, unused since.
-        unsafe { release(self.node) }
-    }
-}
-
-impl LiveSpan {
-    /// A node for a new span, holding its own reference (and its parent's, taken by
-    /// [`SpanData::adopt_child`]).
-    pub(crate) fn new(
-        live: LiveRecord,
-        sampled: bool,
-        parent: Option<Adopted>,
-        shared: &Arc<Shared>,
-    ) -> Self {
-        let own = NonNull::from(&**shared);
-        // The node keeps the parent's reference from here on.
-        let parent = parent.map(ManuallyDrop::new);
-        // A parent on the same pipeline keeps it alive for this span: no count to take.
-        let borrows = parent.as_ref().is_some_and(|a| a.shared == own);
-        LiveSpan {
-            live,
-            tree: Tree {
-                pending: AtomicUsize::new(1),
-                parent: parent.map(|a| a.node),
-                shared: own,
-                owner: (!borrows).then(|| shared.clone()),
-                sampled,
-            },
+impl Node {
+    /// A node for a new span under `parent` (recorded on this thread's subscriber, if any).
+    pub(crate) fn new(sampled: bool, parent: Option<Arc<Node>>, shared: &Arc<Shared>) -> Self {
+        // A parent on the same pipeline reaches it for this span: no count to take.
+        let borrows = parent
+            .as_ref()
+            .is_some_and(|p| std::ptr::eq(p.pipeline(), &**shared));
+        Node {
+            record: Mutex::new(None),
+            parent,
+            owner: (!borrows).then(|| shared.clone()),
+            sampled,
         }
     }
 
-    /// A node outside any tree, for tests that hand records to the pipeline directly.
-    #[cfg(test)]
-    pub(crate) fn detached(live: LiveRecord) -> Box<Self> {
-        Box::new(LiveSpan {
-            live,
-            tree: Tree {
-                pending: AtomicUsize::new(1),
-                parent: None,
-                // Never followed: these nodes are sent, not released.
-                shared: NonNull::dangling(),
-                owner: None,
-                sampled: true,
-            },
-        })
-    }
-
-    /// Whether the node still owns a reference to its pipeline (it must not once queued: the
-    /// worker reuses the box without dropping it).
-    pub(crate) fn owns_pipeline(&self) -> bool {
-        self.tree.owner.is_some()
-    }
-}
-
-/// Gives up one reference to `node`. The last one hands the span to its pipeline, then gives
-/// up the span's reference to its parent, and so on up.
-///
-/// # Safety
-///
-/// `node` comes from `Box::into_raw` of a [`LiveSpan`] and the caller holds one of its
-/// references, which it does not use again.
-unsafe fn release(mut node: NonNull<LiveSpan>) {
-    // The span's own reference first, then its ancestors', each given up by a child.
-    let mut by_child = false;
-    loop {
-        // SAFETY: the caller's reference keeps the node alive; only the atomic is borrowed.
-        let pending = unsafe { &*addr_of!((*node.as_ptr()).tree.pending) };
-        // A count of one is ours alone: no child can be added any more (the span's data is
-        // gone) and no other holder is left to change it, so skip the atomic write.
-        if pending.load(Ordering::Acquire) != 1 && pending.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
-        }
-        // SAFETY: the last reference was ours, so nobody else reaches the node: own it again.
-        let mut span = unsafe { Box::from_raw(node.as_ptr()) };
-        let parent = span.tree.parent;
-        let sampled = span.tree.sampled;
-        if by_child && sampled && !span.live.ended {
-            // Its handle went before this child closed: it closes now, after the child.
-            span.live.end = clock::now_nanos().max(span.live.end);
-        }
-        match span.tree.owner.take() {
-            Some(owner) => owner.finish(span, sampled),
-            None => {
-                let shared = span.tree.shared;
-                // SAFETY: the pipeline is owned by an ancestor on the parent chain, which
-                // this span's reference (given up only below) keeps from being handed over.
-                unsafe { shared.as_ref() }.finish(span, sampled);
+    /// The pipeline: this node's, or its nearest owning ancestor's (which the chain of
+    /// parents keeps alive).
+    fn pipeline(&self) -> &Shared {
+        let mut node = self;
+        loop {
+            match (&node.owner, &node.parent) {
+                (Some(owner), _) => return owner,
+                (None, Some(parent)) => node = parent,
+                // Every root owns its pipeline (see `new`).
+                (None, None) => unreachable!("a root node owns its pipeline"),
             }
         }
-        match parent {
-            Some(parent) => node = parent,
-            None => return,
+    }
+
+    /// Hands the record over, if the span's data put it here. `by_child`: the last holder was
+    /// a child, so a span whose handle went first ends now, after that child.
+    fn hand_over(&mut self, by_child: bool) {
+        let record = self
+            .record
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut record) = record else {
+            return;
+        };
+        if let Some(live) = Option::as_mut(&mut record).filter(|live| by_child && self.sampled && !live.ended) {
+            // Its handle went before this child closed: it closes now, after the child.
+            live.end = clock::now_nanos().max(live.end);
         }
-        by_child = true;
+        self.pipeline().finish(record, self.sampled);
     }
 }
 
-/// The owning pointer from a span's `SpanData` to its node: a `Box` that reaches only the
-/// record, and hands the node over on drop through [`release`].
-pub(crate) struct LivePtr(NonNull<LiveSpan>);
-
-// SAFETY: it owns access to the node's record as a `Box<LiveSpan>` would, and `LiveSpan` is
-// `Send + Sync`.
-unsafe impl Send for LivePtr {}
-// SAFETY: as above; `&LivePtr` only reads.
-unsafe impl Sync for LivePtr {}
-
-impl LivePtr {
-    pub(crate) fn new(span: Box<LiveSpan>) -> Self {
-        LivePtr(NonNull::from(Box::leak(span)))
-    }
-}
-
-impl std::ops::Deref for LivePtr {
-    type Target = LiveRecord;
-
-    fn deref(&self) -> &LiveRecord {
-        // SAFETY: the node lives while its own reference (this pointer's) is held, and no one
-        // else reaches `live` until it is given up.
-        unsafe { &*addr_of!((*self.0.as_ptr()).live) }
-    }
-}
-
-impl std::ops::DerefMut for LivePtr {
-    fn deref_mut(&mut self) -> &mut LiveRecord {
-        // SAFETY: as for `deref`; the borrow covers `live` only, never the `tree` that
-        // children reach.
-        unsafe { &mut *addr_of_mut!((*self.0.as_ptr()).live) }
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.hand_over(false);
+        // Up the chain in a loop rather than by recursive drops, which a deep chain of
+        // spans would overflow the stack with: each parent whose last holder this was is
+        // handed over too.
+        let mut parent = self.parent.take();
+        while let Some(node) = parent {
+            let Some(mut node) = Arc::into_inner(node) else {
+                return;
+            };
+            node.hand_over(true);
+            parent = node.parent.take();
+            // `node` drops here with nothing left to hand over.
+        }
     }
 }
 
 /// What the recorder knows of a live span. Sampled-out spans keep only the context, service
 /// and baggage (for propagation); the rest of `record` stays empty.
 pub(crate) struct SpanData {
-    pub(crate) record: LivePtr,
+    pub(crate) record: LiveBox,
+    node: Arc<Node>,
     pub(crate) baggage: Baggage,
     pub(crate) sampled: bool,
     /// Set by an explicit status (`otel.status_code`, [`SpanExt::set_status`]), which error
@@ -301,25 +205,51 @@ impl Drop for SpanData {
     /// The registry clears a span's extensions once it has closed (or when it is dropped
     /// itself): the span ends here.
     fn drop(&mut self) {
-        if self.sampled && !self.record.ended {
+        let Some(mut record) = self.record.0.take() else {
+            return;
+        };
+        if let Some(live) = Option::as_mut(&mut record).filter(|live| self.sampled && !live.ended) {
             // Not before the start, should the wall clock step back in between.
-            self.record.end = clock::now_nanos().max(self.record.start);
+            live.end = clock::now_nanos().max(live.start);
         }
-        // SAFETY: the node came from `LivePtr::new`, and this is its own reference, given up
-        // once, as the data goes.
-        unsafe { release(self.record.0) }
+        *self.node.record.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+        // The node hands the record over when its last holder, this data or a child's
+        // node, lets go.
+    }
+}
+
+/// A live span's record, owned by its `SpanData` until the data is dropped.
+pub(crate) struct LiveBox(Option<RecordSlot>);
+
+const TAKEN: &str = "a span's record is taken only when its data is dropped";
+
+impl std::ops::Deref for LiveBox {
+    type Target = LiveRecord;
+
+    fn deref(&self) -> &LiveRecord {
+        // Taken only by `SpanData::drop`, after which nothing reaches it.
+        self.0.as_deref().and_then(Option::as_ref).expect(TAKEN)
+    }
+}
+
+impl std::ops::DerefMut for LiveBox {
+    fn deref_mut(&mut self) -> &mut LiveRecord {
+        self.0.as_deref_mut().and_then(Option::as_mut).expect(TAKEN)
     }
 }
 
 impl SpanData {
+    /// A span's data, for the record in `record` (`Some`).
     pub(crate) fn new(
-        record: Box<LiveSpan>,
+        record: RecordSlot,
+        node: Node,
         baggage: Baggage,
         sampled: bool,
         limits: Limits,
     ) -> Self {
         SpanData {
-            record: LivePtr::new(record),
+            record: LiveBox(Some(record)),
+            node: Arc::new(node),
             baggage,
             sampled,
             status_explicit: false,
@@ -328,20 +258,10 @@ impl SpanData {
         }
     }
 
-    /// Takes a reference to this span's node for a new recorded child: this span is not
-    /// handed over before the child is.
-    pub(crate) fn adopt_child(&self) -> Adopted {
-        let node = self.record.0;
-        // SAFETY: the node lives while this data holds its own reference; only the atomic
-        // and the immutable pipeline pointer are read.
-        unsafe {
-            // Relaxed, as for `Arc::clone`: the caller already reaches the node.
-            (*addr_of!((*node.as_ptr()).tree.pending)).fetch_add(1, Ordering::Relaxed);
-            Adopted {
-                node,
-                shared: *addr_of!((*node.as_ptr()).tree.shared),
-            }
-        }
+    /// This span's node, for a new recorded child: this span is not handed over before the
+    /// child is.
+    pub(crate) fn adopt_child(&self) -> Arc<Node> {
+        self.node.clone()
     }
 
     /// Sets an attribute, replacing one with the same key.

@@ -7,7 +7,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -18,8 +17,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::record::clock;
 use crate::record::data::{KeyValue, SpanRecord, Value};
-use crate::record::facts::HttpServerFacts;
-use crate::record::LiveSpan;
+use crate::record::LiveRecord;
 use crate::report::recycle::{ChunkPool, CHUNK};
 use crate::report::stats::{self, Books, DropLog, Outcomes, ShutdownError, Stats};
 use crate::report::Reporter;
@@ -73,15 +71,13 @@ struct SyncState {
     stopped: bool,
 }
 
-/// The heap home of one span's record, empty and ready for the next span.
-type RecordSlot = Box<MaybeUninit<LiveSpan>>;
-
 pub(crate) struct Shared {
     /// Finished spans. Boxed: the hand-off moves a pointer, not the record, and the record
     /// is written once, where the span starts.
-    queue: ArrayQueue<Box<LiveSpan>>,
-    /// Record slots and emptied attribute vectors of reported spans, for new spans to
-    /// reuse: no allocation per span, and the memory goes back to the recording threads.
+    queue: ArrayQueue<RecordSlot>,
+    /// Emptied record slots and attribute vectors of reported spans, for new spans to
+    /// reuse: no allocation per span, and the memory goes back to the recording threads
+    /// (see [`recycle`](crate::report::recycle) for why that matters).
     record_slots: ChunkPool<RecordSlot>,
     attribute_vecs: ChunkPool<Vec<KeyValue>>,
     wake_at: usize,
@@ -105,6 +101,10 @@ pub(crate) struct Shared {
     sync: Mutex<SyncState>,
     cond: Condvar,
 }
+
+/// The heap home of a span's record: `Some` while the span is live or queued, `None` once
+/// reported and waiting for the next span. Recycled whole, so a span allocates no record.
+pub(crate) type RecordSlot = Box<Option<LiveRecord>>;
 
 /// The largest attribute capacity worth recycling.
 const RECYCLED_CAPACITY: usize = 32;
@@ -170,8 +170,8 @@ impl Shared {
             .unwrap_or_default()
     }
 
-    /// A heap slot for a span's record and, when `with_vec`, a recycled empty attribute
-    /// vector if there is one: from one visit to this thread's cache.
+    /// An empty record slot and, when `with_vec`, an empty attribute vector: recycled ones
+    /// when there are some, from one visit to this thread's cache.
     #[inline]
     pub(crate) fn record_slot(&self, with_vec: bool) -> (RecordSlot, Option<Vec<KeyValue>>) {
         let (slot, vec) = LOCAL
@@ -181,7 +181,7 @@ impl Shared {
                 (local.slot(self), vec)
             })
             .unwrap_or((None, None));
-        (slot.unwrap_or_else(Box::new_uninit), vec)
+        (slot.unwrap_or_else(|| Box::new(None)), vec)
     }
 
     /// The lengths of the attribute vectors waiting in the pool for the recording threads.
@@ -195,10 +195,19 @@ impl Shared {
         lengths
     }
 
+    /// Queues a finished span (`sampled`), or drops its record, keeping the slot.
+    #[inline]
+    pub(crate) fn finish(&self, span: RecordSlot, sampled: bool) {
+        if sampled {
+            self.send(span);
+        } else {
+            self.discard(span);
+        }
+    }
+
     /// Drops the record of a span that is not reported, keeping its slot on this thread.
-    pub(crate) fn discard(&self, record: Box<LiveSpan>) {
-        let (record, (), slot) = take_record(record, |_, _| ());
-        drop(record);
+    fn discard(&self, mut slot: RecordSlot) {
+        *slot = None;
         let _ = LOCAL.try_with(|local| {
             let mut local = local.borrow_mut();
             if local.slots.len() < CHUNK {
@@ -207,23 +216,9 @@ impl Shared {
         });
     }
 
-    /// Queues a finished span (`sampled`), or drops its record, keeping the box.
-    #[inline]
-    pub(crate) fn finish(&self, span: Box<LiveSpan>, sampled: bool) {
-        if sampled {
-            self.send(span);
-        } else {
-            self.discard(span);
-        }
-    }
-
     /// Queues a finished span; never blocks.
     #[inline]
-    pub(crate) fn send(&self, span: Box<LiveSpan>) {
-        debug_assert!(
-            !span.owns_pipeline(),
-            "a queued box must not keep its pipeline"
-        );
+    pub(crate) fn send(&self, span: RecordSlot) {
         if self.closed.load(Ordering::Relaxed) {
             self.late.fetch_add(1, Ordering::Release);
             return;
@@ -359,56 +354,6 @@ fn is_large(value: &Value) -> bool {
         Value::String(s) => s.as_str().len() > LARGE,
         Value::Array(_) => true,
         _ => false,
-    }
-}
-
-// `take_record` leaves the facts in the box without dropping them.
-const _: () = assert!(!std::mem::needs_drop::<Option<HttpServerFacts>>());
-
-/// What `take_record` reads of a node in place, beside its record.
-struct Rest<'a> {
-    facts: Option<&'a HttpServerFacts>,
-    max_attributes: u32,
-    /// The span's times, in nanoseconds since the epoch.
-    start: u64,
-    end: u64,
-    plain_attributes: bool,
-}
-
-/// Moves a record out of its box, keeping the allocation for another record. Only the
-/// record is copied out: `rest` reads the request facts (most of the box, most of it unused
-/// bytes) where they are, with the span's attribute limit and times.
-fn take_record<R>(
-    span: Box<LiveSpan>,
-    rest: impl FnOnce(&mut SpanRecord, Rest<'_>) -> R,
-) -> (SpanRecord, R, RecordSlot) {
-    let raw = Box::into_raw(span);
-    // SAFETY: `raw` comes from `Box::into_raw`, so it is aligned, allocated by the global
-    // allocator and holds an initialised `LiveSpan`. Its `live.record` field is read out
-    // exactly once; the other fields of `live` (`facts` and plain numbers and flags) are
-    // `Copy`, with no drop glue, and are only borrowed, before the allocation is owned
-    // again. Of the node's tree links, only the pipeline `owner` has drop glue, and it is
-    // `None` once a span is handed over (`release` takes it first). The box is then owned as
-    // a `MaybeUninit<LiveSpan>` (same size and alignment, no drop glue), so nothing is
-    // dropped twice and the memory is freed with the layout it was allocated with.
-    unsafe {
-        let live = std::ptr::addr_of!((*raw).live);
-        let mut record = std::ptr::addr_of!((*live).record).read();
-        let out = rest(
-            &mut record,
-            Rest {
-                facts: (*live).facts.as_ref(),
-                max_attributes: (*live).max_attributes,
-                start: (*live).start,
-                end: (*live).end,
-                plain_attributes: (*live).plain_attributes,
-            },
-        );
-        (
-            record,
-            out,
-            Box::from_raw(raw.cast::<MaybeUninit<LiveSpan>>()),
-        )
     }
 }
 
@@ -562,27 +507,35 @@ impl Worker {
         loop {
             while batch.len() < self.max_batch {
                 match self.shared.queue.pop() {
-                    Some(span) => {
-                        let own_vecs = &mut self.own_vecs;
-                        let (span, (recorded, plain), slot) = take_record(span, |record, rest| {
-                            record.start_time = clock::to_system_time(rest.start);
-                            record.end_time = clock::to_system_time(rest.end);
-                            let recorded = rest.facts.map(|facts| {
-                                let out = own_vecs.pop().unwrap_or_default();
-                                facts.finish(record, rest.max_attributes, out)
-                            });
-                            (recorded, rest.plain_attributes)
+                    Some(mut slot) => {
+                        let Some(LiveRecord {
+                            mut record,
+                            facts,
+                            max_attributes,
+                            start,
+                            end,
+                            plain_attributes,
+                            ended: _,
+                        }) = slot.take()
+                        else {
+                            continue;
+                        };
+                        record.start_time = clock::to_system_time(start);
+                        record.end_time = clock::to_system_time(end);
+                        let recorded = facts.map(|facts| {
+                            let out = self.own_vecs.pop().unwrap_or_default();
+                            facts.finish(&mut record, max_attributes, out)
                         });
                         self.owned.push(match recorded {
                             Some(_) => AttributeVec::Worker,
-                            None if plain => AttributeVec::Plain,
+                            None if plain_attributes => AttributeVec::Plain,
                             None => AttributeVec::Full,
                         });
                         if let Some(recorded) = recorded {
                             // Emptied: back to the recording threads.
                             self.recycle(recorded);
                         }
-                        batch.push(span);
+                        batch.push(record);
                         self.slots.push(slot);
                         if self.slots.len() == CHUNK {
                             self.shared.record_slots.give(&mut self.slots);
@@ -827,7 +780,6 @@ impl fmt::Debug for RecorderGuard {
 mod tests {
     use super::*;
     use crate::record::data::StringValue;
-    use crate::record::LiveRecord;
 
     struct Discard;
 
@@ -835,8 +787,8 @@ mod tests {
         fn report(&mut self, _: &[SpanRecord]) {}
     }
 
-    fn record(attributes: Vec<KeyValue>) -> Box<LiveSpan> {
-        LiveSpan::detached(LiveRecord {
+    fn record(attributes: Vec<KeyValue>) -> RecordSlot {
+        Box::new(Some(LiveRecord {
             record: SpanRecord {
                 attributes,
                 ..SpanRecord::for_test(1, 1, 0)
@@ -847,7 +799,7 @@ mod tests {
             start: 0,
             end: 0,
             plain_attributes: false,
-        })
+        }))
     }
 
     /// An HTTP server span's facts become its first attributes on the worker, before any
@@ -856,7 +808,7 @@ mod tests {
     #[test]
     fn facts_become_attributes_before_reporting() {
         use crate::record::facts::HttpServerFacts;
-        use crate::report::InMemoryReporter;
+                use crate::report::InMemoryReporter;
 
         let spans = InMemoryReporter::new();
         let (shared, guard) = start(vec![Box::new(spans.clone())], &PipelineConfig::default());
@@ -871,7 +823,9 @@ mod tests {
         let mut recorded = Vec::with_capacity(4);
         recorded.push(KeyValue::new("error.type", "503"));
         let mut live = record(recorded);
-        live.live.facts = Some(facts);
+        if let Some(live) = Option::as_mut(&mut live) {
+            live.facts = Some(facts);
+        }
         shared.send(live);
         guard.flush().expect("flush");
 
@@ -950,7 +904,9 @@ mod tests {
             "marked",
             StringValue::from(marked.clone()),
         )]);
-        plain.live.plain_attributes = true;
+        if let Some(plain) = Option::as_mut(&mut plain) {
+            plain.plain_attributes = true;
+        }
         shared.send(plain);
         shared.send(record(vec![KeyValue::new(
             "kept",
@@ -971,8 +927,10 @@ mod tests {
         let spans = crate::report::InMemoryReporter::new();
         let (shared, guard) = start(vec![Box::new(spans.clone())], &PipelineConfig::default());
         let mut span = record(Vec::new());
-        span.live.start = 1_700_000_000_123_456_789;
-        span.live.end = 1_700_000_001_000_000_000;
+        if let Some(span) = Option::as_mut(&mut span) {
+            span.start = 1_700_000_000_123_456_789;
+            span.end = 1_700_000_001_000_000_000;
+        }
         shared.send(span);
         guard.flush().expect("flush");
         let got = &spans.spans()[0];
