@@ -129,9 +129,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::Link as OtelLink;
@@ -340,15 +339,22 @@ impl OtelReporter {
         let count = chunk.len() as u64;
         let timeout = self.export_timeout;
         let outcome = match &mut self.exporter {
-            Exec::Here(exporter) => {
+            Exec::Here { exporter, runtime } => {
                 if let Some(resource) = &resource {
                     exporter.set_resource(resource);
                 }
-                let exporter = &*exporter;
-                match without_subscriber(|| block_on_timeout(exporter.export(chunk), timeout)) {
-                    Some(Ok(())) => Ok(()),
-                    Some(Err(error)) => Err(ExportFailure::Exporter(error)),
-                    None => Err(ExportFailure::Timeout(timeout)),
+                match runtime.get_or_init(here_runtime) {
+                    Some(runtime) => {
+                        let export = exporter.export(chunk);
+                        // The timer is made inside `block_on`, in the runtime's context.
+                        let timed = async { tokio::time::timeout(timeout, export).await };
+                        match without_subscriber(|| runtime.block_on(timed)) {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(error)) => Err(ExportFailure::Exporter(error)),
+                            Err(_elapsed) => Err(ExportFailure::Timeout(timeout)),
+                        }
+                    }
+                    None => Err(ExportFailure::RuntimeGone),
                 }
             }
             Exec::OnRuntime(runtime) => runtime.export(resource, chunk, timeout),
@@ -393,7 +399,7 @@ impl OtelReporter {
     /// Runs `force_flush` or `shutdown`, counting and logging a failure.
     fn call(&mut self, f: fn(&dyn DynExporter) -> OTelSdkResult) {
         let result = match &self.exporter {
-            Exec::Here(exporter) => {
+            Exec::Here { exporter, .. } => {
                 let exporter = &**exporter;
                 Ok(without_subscriber(|| f(exporter)))
             }
@@ -617,7 +623,10 @@ impl OtelReporterBuilder {
         base_attributes.retain(|kv| kv.key.as_str() != "service.name");
         let exporter = match self.runtime {
             Some(runtime) => Exec::OnRuntime(OnRuntime::start(&runtime, self.exporter)),
-            None => Exec::Here(self.exporter),
+            None => Exec::Here {
+                exporter: self.exporter,
+                runtime: OnceLock::new(),
+            },
         };
         OtelReporter {
             exporter,
@@ -655,8 +664,13 @@ impl fmt::Debug for OtelReporterBuilder {
 
 /// Where exports run.
 enum Exec {
-    /// Polled on the worker thread.
-    Here(Box<dyn DynExporter>),
+    /// Polled on the worker thread, by a runtime of its own made at the first export (so it
+    /// is made, and dropped, on the reporter thread, outside any other runtime).
+    Here {
+        exporter: Box<dyn DynExporter>,
+        /// `None` if the runtime could not be made: exports then fail, counted.
+        runtime: OnceLock<Option<tokio::runtime::Runtime>>,
+    },
     /// As tasks on a tokio runtime.
     OnRuntime(OnRuntime),
 }
@@ -664,7 +678,7 @@ enum Exec {
 impl fmt::Debug for Exec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Exec::Here(exporter) => DebugExporter(&**exporter).fmt(f),
+            Exec::Here { exporter, .. } => DebugExporter(&**exporter).fmt(f),
             Exec::OnRuntime(runtime) => f.write_str(&runtime.name),
         }
     }
@@ -796,40 +810,13 @@ fn without_subscriber<R>(f: impl FnOnce() -> R) -> R {
     tracing::dispatcher::with_default(&Dispatch::none(), f)
 }
 
-/// Wakes the blocked worker thread.
-struct Unpark(Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// Polls `future` on this thread until it completes or `timeout` passes (`None`). A stray
-/// unpark only causes an extra poll.
-fn block_on_timeout<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    let deadline = Instant::now().checked_add(timeout);
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return Some(out);
-        }
-        match deadline {
-            Some(deadline) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return None;
-                }
-                thread::park_timeout(deadline - now);
-            }
-            None => thread::park(),
-        }
-    }
+/// A runtime for exports polled on the reporter thread: one thread, with a timer for the
+/// export timeout and I/O for exporters that open connections as they are polled.
+fn here_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
 }
 
 /// Why an export failed.
@@ -998,35 +985,5 @@ mod tests {
         );
         assert!(second.last.to_string().contains("down"));
         assert!(log.take_due(t0 + Duration::from_secs(30)).is_none());
-    }
-
-    #[test]
-    fn block_on_timeout_gives_up() {
-        assert_eq!(block_on_timeout(async { 7 }, Duration::ZERO), Some(7));
-        assert_eq!(
-            block_on_timeout(std::future::pending::<()>(), Duration::from_millis(10)),
-            None
-        );
-        // A future woken from another thread completes.
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let seen = flag.clone();
-        let fut = std::future::poll_fn(move |cx| {
-            if seen.load(Ordering::SeqCst) {
-                return Poll::Ready(1);
-            }
-            let waker = cx.waker().clone();
-            let tx = tx.clone();
-            let seen = seen.clone();
-            thread::spawn(move || {
-                seen.store(true, Ordering::SeqCst);
-                waker.wake();
-                let _ = tx.send(());
-            });
-            Poll::Pending
-        });
-        assert_eq!(block_on_timeout(fut, Duration::from_secs(60)), Some(1));
-        let _ = rx.recv();
-        assert!(flag.load(Ordering::SeqCst));
     }
 }
