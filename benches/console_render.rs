@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-use tracewire::record::data::{Event, InstrumentationScope, KeyValue, SpanKind, Status};
 use tracewire::record::SpanRecord;
 use tracewire::report::ConsoleReporter;
+use tracewire::span::{Event, InstrumentationScope, KeyValue, SpanKind, Status};
 
 const SPANS: u64 = 1_000;
 const SERVICES: [&str; 5] = [

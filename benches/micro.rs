@@ -23,7 +23,7 @@ use tracewire::baggage::Baggage;
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use tracewire::propagation::{parse_tracestate, BaggagePropagator, Propagator, W3cPropagator};
 use tracewire::record::Recorder;
-use tracewire::report::RecorderGuard;
+use tracewire::record::RecorderGuard;
 use tracing_subscriber::layer::SubscriberExt;
 
 mod support;

@@ -48,7 +48,7 @@ use http_body_util::{BodyExt, Full};
 use tower::util::BoxCloneSyncService;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tracewire::record::Recorder;
-use tracewire::report::RecorderGuard;
+use tracewire::record::RecorderGuard;
 use tracewire::{ClientLayer, ServerLayer};
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::propagation::baggage as baggage_wire;
+use crate::propagation::w3c_baggage as baggage_wire;
 
 /// Most list members a `baggage` header carries (the W3C grammar's `0*179` repetitions).
 pub const BAGGAGE_MAX_MEMBERS: usize = 180;

@@ -23,10 +23,10 @@ use crate::attrs;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
 use crate::config::QueryRedaction;
 use crate::future::ResponseCapture;
-use crate::record::data::{Event, Key, KeyValue, Status, Value};
 use crate::record::{with_span_data, SpanData};
 use crate::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
+use crate::span::{Event, Key, KeyValue, Status, Value};
 
 /// gRPC status codes the layers produce themselves.
 const CANCELLED_CODE: i32 = 1;
@@ -289,7 +289,7 @@ impl SpanEnd {
                 Ending::Failed(..) => {}
                 Ending::Unread => d.add_event(Event::new(
                     UNREAD_BODY_EVENT,
-                    crate::record::clock::now(),
+                    crate::record::timestamp::now(),
                     Vec::new(),
                     0,
                 )),

@@ -9,7 +9,7 @@ use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri, Version};
 
 use crate::future::ResponseCapture;
 use crate::propagation::Propagator;
-use crate::record::data::{Key, KeyValue, StringValue, Value};
+use crate::span::{Key, KeyValue, StringValue, Value};
 
 /// A borrowed view of a request's head, handed to the layers' hooks (filters, span names,
 /// trust policies).

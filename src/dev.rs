@@ -35,8 +35,9 @@ use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
+use crate::record::{FlushError, RecorderGuard, RecorderHandle};
 use crate::record::{InstallError, RecordLayer, Recorder};
-use crate::report::{ConsoleHandle, ConsoleReporter, FlushError, RecorderGuard, RecorderHandle};
+use crate::report::{ConsoleHandle, ConsoleReporter};
 
 /// The recorder's own filter, in `RUST_LOG`'s syntax (default `info`): which spans become
 /// trace trees (or are exported, with [`otlp`](crate::otlp)), whatever `RUST_LOG` says of

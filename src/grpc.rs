@@ -49,8 +49,8 @@ use tonic::service::Interceptor;
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
 use crate::propagation::{Extracted, Extractor, Injector, NoOverwrite, Propagator, W3cPropagator};
-use crate::record::data::SpanKind;
 use crate::record::SpanStart;
+use crate::span::SpanKind;
 
 impl Extractor for MetadataMap {
     fn get_each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {

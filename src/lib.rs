@@ -92,6 +92,7 @@ pub mod context;
 #[cfg(feature = "console")]
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod dev;
+pub mod env;
 mod future;
 // The parsers the fuzz targets in `fuzz/` reach; the unit tests keep the same properties.
 #[cfg(any(fuzzing, test))]
@@ -115,8 +116,10 @@ pub mod report;
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 mod rpc;
+pub mod sampler;
 pub mod semconv;
 pub mod server;
+pub mod span;
 #[cfg(feature = "ui")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ui")))]
 pub mod ui;

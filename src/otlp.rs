@@ -50,7 +50,7 @@
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the most spans per export (default 512) |
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | the longest one export may take, in ms (default 10000) |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | the most finished spans waiting; more are dropped and counted (default 8192) |
-//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::record::env)) |
+//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::env)) |
 //! | `RUST_LOG` | the log lines' filter (default `info`) |
 //! | `TRACEWIRE_RECORD` | the recorder's filter (default `info`) |
 //! | `TRACEWIRE_LOG_FORMAT` | `text` (default) or `json` |
@@ -68,15 +68,13 @@ use std::time::Duration;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 
 use crate::dev::TRACEWIRE_RECORD;
+use crate::env::{EnvConfig, EnvWarning};
 use crate::log::WithTraceIds;
 use crate::propagation::Propagator;
-use crate::record::data::KeyValue;
-use crate::record::env::{EnvConfig, EnvWarning};
-use crate::record::sampler::Sampler;
-use crate::record::Recorder;
-use crate::report::{
-    ConsoleReporter, FlushError, OtelCounters, OtelReporter, RecorderGuard, RecorderHandle,
-};
+use crate::record::{FlushError, Recorder, RecorderGuard, RecorderHandle};
+use crate::report::{ConsoleReporter, OtelCounters, OtelReporter};
+use crate::sampler::Sampler;
+use crate::span::KeyValue;
 
 /// `text` or `json`: the format of the log lines.
 pub const TRACEWIRE_LOG_FORMAT: &str = "TRACEWIRE_LOG_FORMAT";
@@ -118,7 +116,7 @@ pub enum LogFormat {
     Json,
 }
 
-pub use crate::record::env::{OtlpProtocol, TracesExporter};
+pub use crate::env::{OtlpProtocol, TracesExporter};
 
 /// Configures the production setup; see [`builder`].
 #[must_use = "a builder does nothing until `init`"]

@@ -64,9 +64,9 @@ use crate::body::{Measure, ResponseBody};
 use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLayer};
 use crate::config::{common_builder_methods, Common, RequestHead};
 use crate::future::ResponseState;
-use crate::record::data::KeyValue;
 use crate::record::{error_chain, with_span_data};
 use crate::semconv;
+use crate::span::KeyValue;
 
 /// Traces requests sent through a `reqwest_middleware::ClientWithMiddleware`: one
 /// `SpanKind::Client` span per attempt, its context injected into the request headers.

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
-use crate::record::data::{Event, KeyValue};
 use crate::record::with_span_data;
 use crate::semconv;
+use crate::span::{Event, KeyValue};
 
 /// gRPC by `content-type`: `application/grpc`, `application/grpc+proto`,
 /// `application/grpc;charset=…`. gRPC-Web (`application/grpc-web*`) carries its status in
@@ -292,7 +292,7 @@ impl MessageCounter {
             Direction::Sent => "SENT",
             Direction::Received => "RECEIVED",
         };
-        let now = crate::record::clock::now();
+        let now = crate::record::timestamp::now();
         with_span_data(span, |d| {
             for m in messages {
                 let size_key = if m.compressed {

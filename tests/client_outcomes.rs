@@ -9,7 +9,7 @@ use axum::Router;
 use support::*;
 use tower::{Service, ServiceExt};
 use tracewire::client::{ClientLayer, HyperClient};
-use tracewire::record::data::{SpanKind, Status, Value};
+use tracewire::span::{SpanKind, Status, Value};
 
 fn exception_message(span: &tracewire::record::SpanRecord) -> String {
     let exception = span.event("exception").expect("an exception event");

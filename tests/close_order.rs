@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use tracewire::record::data::{SpanRecord, Status};
 use tracewire::record::{Recorder, RecorderBuilder};
 use tracewire::report::{InMemoryReporter, TailSampler};
+use tracewire::span::{SpanRecord, Status};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Runs `f` under a registry with the recorder built from `builder`, flushes, and returns

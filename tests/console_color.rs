@@ -51,7 +51,7 @@ fn colour_on_paints_errors_red_and_keeps_the_layout() {
 
 #[test]
 fn client_errors_are_yellow() {
-    use tracewire::record::data::SpanKind;
+    use tracewire::span::SpanKind;
     let spans = [span(1, 0, "api", SpanKind::Server, "GET /x", 0, 1_000)
         .attr("http.response.status_code", 404)];
     let console = ConsoleReporter::builder()

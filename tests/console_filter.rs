@@ -7,8 +7,8 @@ mod console_support;
 use std::time::Duration;
 
 use console_support::*;
-use tracewire::record::data::SpanKind::*;
 use tracewire::report::{Reporter, TraceFilter};
+use tracewire::span::SpanKind::*;
 
 #[test]
 fn errors_only_leaves_ok_traces_out_and_counts_them() {

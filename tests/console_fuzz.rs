@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use console_support::*;
 use proptest::prelude::*;
-use tracewire::record::data::{KeyValue, SpanKind};
 use tracewire::record::SpanRecord;
 use tracewire::report::Reporter;
+use tracewire::span::{KeyValue, SpanKind};
 
 fn any_span() -> impl Strategy<Value = SpanRecord> {
     (
@@ -66,7 +66,7 @@ fn any_span() -> impl Strategy<Value = SpanRecord> {
                     } else {
                         s.end_time
                     };
-                    s.events.push(tracewire::record::data::Event::new(
+                    s.events.push(tracewire::span::Event::new(
                         if k == 0 { "exception" } else { "note" },
                         at,
                         vec![KeyValue::new("exception.message", name.clone())],
@@ -142,7 +142,7 @@ proptest! {
             .attr("http.route", name.clone())
             .error("x");
         let mut s = s;
-        s.events.push(tracewire::record::data::Event::new(
+        s.events.push(tracewire::span::Event::new(
             "exception",
             SystemTime::UNIX_EPOCH,
             vec![KeyValue::new("exception.message", name.clone())],

@@ -5,8 +5,8 @@
 mod console_support;
 
 use console_support::*;
-use tracewire::record::data::SpanKind::*;
 use tracewire::report::Reporter;
+use tracewire::span::SpanKind::*;
 
 #[test]
 fn spans_of_traces_beyond_the_trace_limit_are_dropped_and_counted() {

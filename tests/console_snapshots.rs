@@ -7,9 +7,9 @@ mod console_support;
 use std::time::Duration;
 
 use console_support::*;
-use tracewire::record::data::{KeyValue, SpanKind::*};
 use tracewire::record::SpanRecord;
 use tracewire::report::Reporter;
+use tracewire::span::{KeyValue, SpanKind::*};
 
 #[test]
 fn three_services_print_as_one_tree_when_the_root_arrives() {

@@ -8,9 +8,9 @@ mod console_support;
 use std::time::Duration;
 
 use console_support::*;
-use tracewire::record::data::SpanKind::*;
 use tracewire::record::SpanRecord;
 use tracewire::report::{ConsoleReporter, Reporter};
+use tracewire::span::SpanKind::*;
 
 /// `n` requests of `service`/`name` lasting 1 ms, 2 ms, … n ms; every `error_every`-th fails.
 fn requests(trace0: u128, service: &str, name: &str, n: u64, error_every: u64) -> Vec<SpanRecord> {

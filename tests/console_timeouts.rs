@@ -8,8 +8,8 @@ mod console_support;
 use std::time::Duration;
 
 use console_support::*;
-use tracewire::record::data::SpanKind::*;
 use tracewire::report::{ConsoleReporter, Reporter};
+use tracewire::span::SpanKind::*;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -6,8 +6,8 @@
 mod console_support;
 
 use console_support::*;
-use tracewire::record::data::{KeyValue, SpanKind};
 use tracewire::record::SpanRecord;
+use tracewire::span::{KeyValue, SpanKind};
 
 const SERVICES: [&str; 4] = [
     "gateway",

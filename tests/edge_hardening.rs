@@ -15,10 +15,10 @@ use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tracewire::config::ALWAYS_REDACTED_HEADERS;
 use tracewire::context::TraceId;
-use tracewire::record::data::{SpanKind, Value};
-use tracewire::record::env::EnvConfig;
-use tracewire::record::sampler::AlwaysOff;
+use tracewire::env::EnvConfig;
 use tracewire::record::{Recorder, DEFAULT_VALUE_LENGTH_LIMIT};
+use tracewire::sampler::AlwaysOff;
+use tracewire::span::{SpanKind, Value};
 use tracewire::{ClientLayer, ServerLayer};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

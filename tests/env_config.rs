@@ -1,7 +1,7 @@
 //! The recorder applies OpenTelemetry environment settings only when asked, read here
 //! through a lookup function rather than the process environment.
 
-use tracewire::record::env::{EnvConfig, EnvWarning};
+use tracewire::env::{EnvConfig, EnvWarning};
 use tracewire::record::Recorder;
 use tracewire::report::InMemoryReporter;
 use tracing_subscriber::layer::SubscriberExt;

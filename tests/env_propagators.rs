@@ -7,8 +7,8 @@ mod support;
 use http::{HeaderMap, HeaderValue};
 use tracewire::baggage::Baggage;
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use tracewire::env::{EnvConfig, EnvWarning};
 use tracewire::propagation::Propagator;
-use tracewire::record::env::{EnvConfig, EnvWarning};
 
 fn env(value: Option<&str>) -> EnvConfig {
     EnvConfig::from_lookup(|name| (name == "OTEL_PROPAGATORS").then_some(value).flatten())

@@ -15,9 +15,9 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tracewire::baggage::Baggage;
 use tracewire::grpc::{ExtractContext, InjectContext};
-use tracewire::record::data::SpanKind;
 use tracewire::record::SpanExt;
 use tracewire::record::SpanStart;
+use tracewire::span::SpanKind;
 use tracing::Instrument;
 
 /// Opens its own span per call from the interceptor's context; reports the span's baggage.

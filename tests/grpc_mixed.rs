@@ -13,7 +13,7 @@ use tonic::service::Routes;
 use tonic::Code;
 use tonic_health::pb::health_server::HealthServer;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tracewire::record::data::{SpanKind, Status};
+use tracewire::span::{SpanKind, Status};
 use tracewire::{ClientLayer, ServerLayer};
 
 fn mixed_app() -> axum::Router {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use grpc_support::*;
 use support::*;
 use tonic::Code;
-use tracewire::record::data::{Status, Value};
 use tracewire::record::SpanRecord;
+use tracewire::span::{Status, Value};
 use tracewire::{ClientLayer, ServerLayer};
 use tracing::Instrument;
 

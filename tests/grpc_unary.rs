@@ -10,8 +10,8 @@ use std::time::Duration;
 use grpc_support::*;
 use support::*;
 use tonic::Code;
-use tracewire::record::data::{SpanKind, Status, Value};
 use tracewire::record::SpanRecord;
+use tracewire::span::{SpanKind, Status, Value};
 use tracewire::{ClientLayer, ServerLayer};
 use tracing::Instrument;
 

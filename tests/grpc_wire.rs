@@ -19,8 +19,8 @@ use tonic::Code;
 use tracewire::baggage::Baggage;
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use tracewire::propagation::format_traceparent;
-use tracewire::record::data::{SpanKind, Status, Value};
 use tracewire::record::{SpanRecord, SpanStart};
+use tracewire::span::{SpanKind, Status, Value};
 use tracewire::{ClientLayer, ServerLayer};
 use tracing::Instrument;
 

@@ -12,8 +12,8 @@ use http::{HeaderName, HeaderValue};
 use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tracewire::context::{SpanId, TraceId};
-use tracewire::record::data::{SpanKind, Value};
 use tracewire::record::{current_baggage, current_context};
+use tracewire::span::{SpanKind, Value};
 use tracewire::{ClientLayer, ServerLayer};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -16,7 +16,7 @@ use futures_util::stream;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tracewire::record::data::{Status, Value};
+use tracewire::span::{Status, Value};
 use tracewire::{ClientLayer, ServerLayer};
 
 /// Four chunks, 50 ms apart.

@@ -16,8 +16,8 @@ use http::StatusCode;
 use http_body_util::Full;
 use support::*;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use tracewire::record::data::{SpanKind, Status, Value};
 use tracewire::record::SpanRecord;
+use tracewire::span::{SpanKind, Status, Value};
 use tracewire::{ClientLayer, ServerLayer};
 use tracing::Instrument;
 

@@ -17,8 +17,8 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tracewire::metrics::DURATION_BUCKETS;
-use tracewire::record::sampler::AlwaysOff;
 use tracewire::record::Recorder;
+use tracewire::sampler::AlwaysOff;
 use tracewire::{ClientLayer, ServerLayer};
 
 /// A meter provider and what it exported.

@@ -14,10 +14,10 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_RANDOM};
-use tracewire::record::data::Link;
-use tracewire::record::env::EnvConfig;
+use tracewire::env::EnvConfig;
 use tracewire::record::{Recorder, SpanRecord, SpanStart};
 use tracewire::report::{OtelReporter, Reporter};
+use tracewire::span::Link;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// One `export` call: the resource set at that moment and the spans.

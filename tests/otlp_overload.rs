@@ -24,8 +24,9 @@ use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tonic::transport::server::TcpIncoming;
+use tracewire::record::RecorderGuard;
 use tracewire::record::{RecordLayer, Recorder};
-use tracewire::report::{OtelCounters, OtelReporter, RecorderGuard, Stats};
+use tracewire::report::{OtelCounters, OtelReporter, Stats};
 use tracing_subscriber::layer::SubscriberExt;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -13,9 +13,9 @@ use otlp_support::{attr, Receiver};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-use tracewire::record::data::SpanKind;
 use tracewire::record::{Recorder, SpanExt, SpanStart};
 use tracewire::report::OtelReporter;
+use tracewire::span::SpanKind;
 use tracing_subscriber::layer::SubscriberExt;
 
 fn runtime() -> Runtime {

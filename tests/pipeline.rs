@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tracewire::record::FlushError;
 use tracewire::record::{Recorder, SpanRecord};
-use tracewire::report::{FlushError, InMemoryReporter, Reporter};
+use tracewire::report::{InMemoryReporter, Reporter};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Panics on batches of odd rounds (a span attribute), takes the others.
@@ -17,7 +18,7 @@ struct Flaky {
 impl Reporter for Flaky {
     fn report(&mut self, batch: &[SpanRecord]) {
         let odd = batch.iter().any(|span| {
-            matches!(span.attribute("round"), Some(tracewire::record::data::Value::I64(r)) if r % 2 == 1)
+            matches!(span.attribute("round"), Some(tracewire::span::Value::I64(r)) if r % 2 == 1)
         });
         if odd {
             panic!("flaky reporter fails a batch of an odd round");

@@ -19,10 +19,10 @@ use http::HeaderMap;
 use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tracewire::context::TraceId;
+use tracewire::env::EnvConfig;
 use tracewire::propagation::Propagator;
-use tracewire::record::env::EnvConfig;
-use tracewire::record::sampler::{AlwaysOff, ParentBased};
 use tracewire::record::Recorder;
+use tracewire::sampler::{AlwaysOff, ParentBased};
 use tracewire::{ClientLayer, ServerLayer};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -214,7 +214,7 @@ proptest! {
 #[cfg(feature = "b3")]
 mod b3 {
     use super::*;
-    use tracewire::record::env::EnvConfig;
+    use tracewire::env::EnvConfig;
 
     fn propagator(name: &'static str) -> Box<dyn Propagator> {
         EnvConfig::from_lookup(|var| (var == "OTEL_PROPAGATORS").then_some(name)).propagator()

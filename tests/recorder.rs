@@ -4,10 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_RANDOM};
-use tracewire::record::data::{KeyValue, SpanKind, Status, StringValue, Value};
-use tracewire::record::sampler::AlwaysOff;
+use tracewire::record::RecorderGuard;
 use tracewire::record::{current_context, Recorder, RecorderBuilder, SpanExt, SpanStart};
-use tracewire::report::{InMemoryReporter, RecorderGuard};
+use tracewire::report::InMemoryReporter;
+use tracewire::sampler::AlwaysOff;
+use tracewire::span::{KeyValue, SpanKind, Status, StringValue, Value};
 use tracing::instrument;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;

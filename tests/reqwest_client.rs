@@ -22,9 +22,9 @@ use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::RetryTransientMiddleware;
 use support::*;
 use tokio::sync::oneshot;
-use tracewire::record::data::{SpanKind, Status, Value};
 use tracewire::record::SpanRecord;
 use tracewire::reqwest::TracingMiddleware;
+use tracewire::span::{SpanKind, Status, Value};
 use tracewire::{ClientLayer, ServerLayer};
 use tracing::Instrument;
 

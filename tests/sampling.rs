@@ -4,9 +4,9 @@
 
 mod support;
 
-use tracewire::record::sampler::{Sampler, TraceIdRatio};
 use tracewire::record::{Recorder, SpanExt};
 use tracewire::report::InMemoryReporter;
+use tracewire::sampler::{Sampler, TraceIdRatio};
 use tracing_subscriber::layer::SubscriberExt;
 
 const ROOTS: usize = 100_000;
@@ -29,7 +29,7 @@ fn ratio_sampling_keeps_the_expected_share_of_100_000_roots() {
                     None,
                     cx.trace_id,
                     "root",
-                    &tracewire::record::data::SpanKind::Internal,
+                    &tracewire::span::SpanKind::Internal,
                 );
                 assert_eq!(cx.is_sampled(), expected, "decided by trace id alone");
                 sampled += usize::from(cx.is_sampled());

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-use tracewire::record::data::{InstrumentationScope, SpanKind, Status};
-use tracewire::record::sampler::{Sampler, TraceIdRatio};
 use tracewire::record::SpanRecord;
 use tracewire::report::{InMemoryReporter, Reporter, TailSampler};
+use tracewire::sampler::{Sampler, TraceIdRatio};
+use tracewire::span::{InstrumentationScope, SpanKind, Status};
 
 const TRACES: usize = 10_000;
 const RATIO: f64 = 0.25;

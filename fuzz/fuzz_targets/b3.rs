@@ -4,7 +4,7 @@
 
 use http::HeaderMap;
 use tracewire::propagation::{Extracted, Propagator};
-use tracewire::record::env::EnvConfig;
+use tracewire::env::EnvConfig;
 
 /// The propagator `OTEL_PROPAGATORS={name}` gives.
 pub fn propagator(name: &'static str) -> Box<dyn Propagator> {

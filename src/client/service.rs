@@ -17,10 +17,10 @@ use crate::config::RequestHead;
 use crate::context::SpanContext;
 use crate::future::{ResponseFuture, ResponseState};
 use crate::propagation::NoOverwrite;
-use crate::record::data::{KeyValue, SpanKind};
 use crate::record::{current_parent, decide, with_pending, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
 use crate::semconv;
+use crate::span::{KeyValue, SpanKind};
 
 /// The service [`ClientLayer`](crate::client::ClientLayer) wraps around an inner client.
 #[derive(Clone)]

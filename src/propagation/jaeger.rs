@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::baggage::BaggageBuilder;
+use super::w3c_baggage::BaggageBuilder;
 use super::{Extracted, Extractor, Injector, Propagator};
 use crate::baggage::{Baggage, BaggageMember};
 use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};

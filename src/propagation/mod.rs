@@ -16,7 +16,7 @@
 //! - `JaegerPropagator` (feature `jaeger`): Jaeger's `uber-trace-id` and `uberctx-*`;
 //! - [`NoopPropagator`]: reads and writes nothing.
 //!
-//! [`from_env`] (or [`EnvConfig::propagator`](crate::record::env::EnvConfig::propagator) with
+//! [`from_env`] (or [`EnvConfig::propagator`](crate::env::EnvConfig::propagator) with
 //! a lookup function) builds the propagator that `OTEL_PROPAGATORS` names: `tracecontext`,
 //! `baggage`, `b3` and `b3multi` (feature `b3`, through `opentelemetry-propagator-b3`),
 //! `jaeger` (feature `jaeger`) or `none`. A `Box<dyn Propagator>` and an `Arc<dyn Propagator>` are
@@ -73,30 +73,30 @@ use http::{HeaderName, HeaderValue};
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
 
-pub(crate) mod baggage;
 mod carrier;
 mod composite;
-pub(crate) mod env;
+pub(crate) mod from_env;
 mod global;
 #[cfg(feature = "jaeger")]
 mod jaeger;
-mod otel;
+mod text_map;
 mod trace_context;
+pub(crate) mod w3c_baggage;
 
-pub use self::baggage::{format_baggage, parse_baggage, BaggagePropagator};
 pub use self::carrier::NoOverwrite;
 pub use self::composite::{CompositePropagator, NoopPropagator, W3cPropagator};
-pub use self::env::from_env;
+pub use self::from_env::from_env;
 pub use self::global::{global_default, set_global_default, GlobalDefaultSet};
 #[cfg(feature = "jaeger")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jaeger")))]
 pub use self::jaeger::{JaegerPropagator, UBERCTX_PREFIX, UBER_TRACE_ID};
-pub use self::otel::OtelPropagator;
+pub use self::text_map::OtelPropagator;
 pub use self::trace_context::{
     format_traceparent, format_traceresponse, parse_traceparent, parse_traceresponse,
     parse_tracestate, traceparent_header_value, traceresponse_header_value, TraceContextPropagator,
     TraceparentError,
 };
+pub use self::w3c_baggage::{format_baggage, parse_baggage, BaggagePropagator};
 
 /// The W3C Trace Context request header `traceparent`.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

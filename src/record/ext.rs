@@ -4,9 +4,9 @@ use std::error::Error;
 
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
-use crate::record::data::{KeyValue, Link, Status};
 use crate::record::layer::with_span_data;
 use crate::record::span_data::error_chain;
+use crate::span::{KeyValue, Link, Status};
 
 mod sealed {
     pub trait Sealed {}

@@ -9,8 +9,8 @@
 
 use std::net::SocketAddr;
 
-use crate::record::data::{Key, KeyValue, SpanRecord, StringValue};
 use crate::semconv;
+use crate::span::{Key, KeyValue, SpanRecord, StringValue};
 
 /// Bytes of request text (path, host, user agent) kept inline. Longer values are recorded as
 /// ordinary attributes at once.
@@ -196,7 +196,7 @@ fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::data::Value;
+    use crate::span::Value;
 
     fn facts() -> HttpServerFacts {
         let mut facts = HttpServerFacts {

@@ -14,19 +14,15 @@ use tracing_subscriber::Layer;
 
 use crate::baggage::Baggage;
 use crate::context::{SpanContext, SpanId, TraceState, FLAG_RANDOM};
-use crate::record::clock;
-use crate::record::data::{
-    Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRecord, Status,
-};
 use crate::record::ids::{new_span_id, new_trace_id};
-use crate::record::sampler::Sampler;
-use crate::record::span_data::{
-    EventVisitor, Limits, LiveRecord, Node, SpanData, SpanVisitor,
-};
+use crate::record::pipeline::Shared;
+use crate::record::span_data::{EventVisitor, Limits, LiveRecord, Node, SpanData, SpanVisitor};
 use crate::record::start::{self, SpanStart};
-use crate::report::pipeline::Shared;
-use crate::report::RecorderHandle;
+use crate::record::timestamp;
+use crate::record::RecorderHandle;
+use crate::sampler::Sampler;
 use crate::semconv;
+use crate::span::{Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRecord, Status};
 
 /// `target` belongs to a library the recorder leaves out unless asked: its crate (the part
 /// before the first `::`) is one of those [`record_internals`] lists.
@@ -353,7 +349,7 @@ where
         };
         let mut attributes = fields.attributes;
         attributes.push(KeyValue::new("level", metadata.level().as_str()));
-        data.add_event(Event::new(name, clock::now(), attributes, 0));
+        data.add_event(Event::new(name, timestamp::now(), attributes, 0));
     }
 
     /// # Safety
@@ -444,52 +440,52 @@ impl RecordLayer {
         };
         let sampled = span_context.is_sampled();
         let parent_span_id = parent.as_ref().map_or(SpanId::INVALID, |p| p.span_id);
-        let now = if sampled { clock::now_nanos() } else { 0 };
+        let now = if sampled { timestamp::now_nanos() } else { 0 };
         let seeded_attributes = !attributes.is_empty();
         let seeded_links = !links.is_empty();
         let wants_vec =
             sampled && attributes.capacity() == 0 && !skip_fields && !metadata.fields().is_empty();
         let (mut record, recycled) = self.shared.record_slot(wants_vec);
         *record = Some(LiveRecord {
-                    record: SpanRecord {
-                        span_context,
-                        parent_span_id,
-                        parent_is_remote,
-                        name,
-                        kind,
-                        // Set from `start` and `end` when reported.
-                        start_time: SystemTime::UNIX_EPOCH,
-                        end_time: SystemTime::UNIX_EPOCH,
-                        attributes: match recycled {
-                            Some(recycled) => {
-                                // Only asked for when the seed's vector has no capacity:
-                                // nothing to free, so skip its drop call.
-                                debug_assert_eq!(attributes.capacity(), 0);
-                                std::mem::forget(attributes);
-                                recycled
-                            }
-                            None => attributes,
-                        },
-                        dropped_attributes_count: 0,
-                        events: Vec::new(),
-                        dropped_events_count: 0,
-                        links,
-                        dropped_links_count: 0,
-                        status: Status::Unset,
-                        service_name: service_name
-                            .or(inherited_service)
-                            .unwrap_or_else(|| self.config.service_name.clone()),
-                        scope: InstrumentationScope::builder(metadata.target()).build(),
-                    },
-                    // Set below, only when there are some: most spans have none, and writing
-                    // the variable here would copy all of its bytes.
-                    facts: None,
-                    max_attributes: self.config.max_attributes,
-                    ended: false,
-                    start: now,
-                    end: now,
-                    // A seed's attributes may hold text.
-                    plain_attributes: !seeded_attributes,
+            record: SpanRecord {
+                span_context,
+                parent_span_id,
+                parent_is_remote,
+                name,
+                kind,
+                // Set from `start` and `end` when reported.
+                start_time: SystemTime::UNIX_EPOCH,
+                end_time: SystemTime::UNIX_EPOCH,
+                attributes: match recycled {
+                    Some(recycled) => {
+                        // Only asked for when the seed's vector has no capacity:
+                        // nothing to free, so skip its drop call.
+                        debug_assert_eq!(attributes.capacity(), 0);
+                        std::mem::forget(attributes);
+                        recycled
+                    }
+                    None => attributes,
+                },
+                dropped_attributes_count: 0,
+                events: Vec::new(),
+                dropped_events_count: 0,
+                links,
+                dropped_links_count: 0,
+                status: Status::Unset,
+                service_name: service_name
+                    .or(inherited_service)
+                    .unwrap_or_else(|| self.config.service_name.clone()),
+                scope: InstrumentationScope::builder(metadata.target()).build(),
+            },
+            // Set below, only when there are some: most spans have none, and writing
+            // the variable here would copy all of its bytes.
+            facts: None,
+            max_attributes: self.config.max_attributes,
+            ended: false,
+            start: now,
+            end: now,
+            // A seed's attributes may hold text.
+            plain_attributes: !seeded_attributes,
         });
         if let (Some(facts), Some(live)) = (facts, Option::as_mut(&mut record)) {
             live.facts = Some(facts);

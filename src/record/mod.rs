@@ -14,7 +14,7 @@
 //!   never before the records of its recorded children, even when its last child's close
 //!   is what closes it.
 //!
-//! Sampling is decided when a span starts ([`sampler`]); it is parent-based by default, with
+//! Sampling is decided when a span starts ([`sampler`](crate::sampler)); it is parent-based by default, with
 //! a ratio for new roots ([`RecorderBuilder::sample_ratio`]). A sampled-out span keeps its ids
 //! so that they propagate, flagged not sampled, but records nothing.
 //!
@@ -47,7 +47,7 @@
 //!
 //! let charge = spans.find("charge").unwrap();
 //! assert_eq!(charge.attribute("amount"), Some(&42i64.into()));
-//! assert_eq!(charge.kind, tracewire::record::data::SpanKind::Client);
+//! assert_eq!(charge.kind, tracewire::span::SpanKind::Client);
 //! assert_eq!(charge.events[0].name, "authorised");
 //! ```
 
@@ -55,20 +55,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) mod clock;
-pub mod data;
-pub mod env;
 mod ext;
 pub(crate) mod facts;
 mod ids;
 mod layer;
-pub mod sampler;
+pub(crate) mod pipeline;
+mod recycle;
 mod span_data;
 mod start;
+pub(crate) mod timestamp;
 
-pub use data::SpanRecord;
+pub use crate::span::SpanRecord;
 pub use ext::{current_baggage, current_context, SpanExt};
 pub use layer::RecordLayer;
+pub use pipeline::{FlushError, RecorderGuard, RecorderHandle};
 
 #[cfg(feature = "console")]
 pub(crate) use layer::is_internal_target;
@@ -77,10 +77,10 @@ pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};
 
-use crate::report::pipeline::{self, PipelineConfig};
-use crate::report::{RecorderGuard, Reporter};
+use crate::report::Reporter;
+use crate::sampler::{AlwaysOn, ParentBased, Sampler, TraceIdRatio};
 use layer::RecorderConfig;
-use sampler::{AlwaysOn, ParentBased, Sampler, TraceIdRatio};
+use pipeline::PipelineConfig;
 use span_data::Limits;
 
 /// Entry point: `Recorder::builder()`.
@@ -253,23 +253,23 @@ impl RecorderBuilder {
     /// `OTEL_RESOURCE_ATTRIBUTES`'s `service.name`, `OTEL_TRACES_SAMPLER`,
     /// `OTEL_TRACES_SAMPLER_ARG`, the span limits `OTEL_SPAN_*_LIMIT` and
     /// `OTEL_ATTRIBUTE_*_LIMIT`, `OTEL_BSP_MAX_QUEUE_SIZE`) of this process; see
-    /// [`env`](mod@env). Invalid values keep the
+    /// [`env`](crate::env). Invalid values keep the
     /// current setting and are logged once through `tracing` at WARN, now (so only a
     /// subscriber already installed sees them; read [`EnvConfig::from_env`] yourself to
     /// handle them). Later builder calls override earlier ones, so call this first to let
     /// code override the environment, or last to let the environment override code.
     ///
-    /// [`EnvConfig::from_env`]: env::EnvConfig::from_env
+    /// [`EnvConfig::from_env`]: crate::env::EnvConfig::from_env
     pub fn with_env(self) -> Self {
-        let config = env::EnvConfig::from_env();
+        let config = crate::env::EnvConfig::from_env();
         config.log_warnings();
         self.with_env_config(&config)
     }
 
-    /// Applies settings read with [`EnvConfig`](env::EnvConfig): its service name, sampler,
+    /// Applies settings read with [`EnvConfig`](crate::env::EnvConfig): its service name, sampler,
     /// span limits and `OTEL_BSP_MAX_QUEUE_SIZE` (the [queue capacity](Self::queue_capacity)),
     /// when set. Warnings are left to the caller.
-    pub fn with_env_config(mut self, config: &env::EnvConfig) -> Self {
+    pub fn with_env_config(mut self, config: &crate::env::EnvConfig) -> Self {
         if let Some(name) = &config.service_name {
             self.service_name = Some(Arc::from(name.as_str()));
         }

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use tracing_core::field::{Field, Visit};
 
 use crate::baggage::Baggage;
-use crate::record::clock;
-use crate::record::data::{Event, Key, KeyValue, SpanKind, SpanRecord, Status, Value};
 use crate::record::facts::HttpServerFacts;
-use crate::report::pipeline::{RecordSlot, Shared};
+use crate::record::pipeline::{RecordSlot, Shared};
+use crate::record::timestamp;
 use crate::semconv;
+use crate::span::{Event, Key, KeyValue, SpanKind, SpanRecord, Status, Value};
 
 /// A live span's record, and the request facts its attributes will be made of on the
 /// reporter thread (see [`facts`](crate::record::facts)). Reads and writes of the record go
@@ -28,7 +28,7 @@ pub(crate) struct LiveRecord {
     /// closes it then.
     pub(crate) ended: bool,
     /// The start and end times, in nanoseconds since the Unix epoch (see
-    /// [`clock::now_nanos`]); the record's are set from them when it is reported.
+    /// [`timestamp::now_nanos`]); the record's are set from them when it is reported.
     pub(crate) start: u64,
     pub(crate) end: u64,
     /// No attribute holds memory to free (each has a static key and a number or a bool): the
@@ -111,9 +111,11 @@ impl Node {
         let Some(mut record) = record else {
             return;
         };
-        if let Some(live) = Option::as_mut(&mut record).filter(|live| by_child && self.sampled && !live.ended) {
+        if let Some(live) =
+            Option::as_mut(&mut record).filter(|live| by_child && self.sampled && !live.ended)
+        {
             // Its handle went before this child closed: it closes now, after the child.
-            live.end = clock::now_nanos().max(live.end);
+            live.end = timestamp::now_nanos().max(live.end);
         }
         self.pipeline().finish(record, self.sampled);
     }
@@ -210,7 +212,7 @@ impl Drop for SpanData {
         };
         if let Some(live) = Option::as_mut(&mut record).filter(|live| self.sampled && !live.ended) {
             // Not before the start, should the wall clock step back in between.
-            live.end = clock::now_nanos().max(live.start);
+            live.end = timestamp::now_nanos().max(live.start);
         }
         *self.node.record.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
         // The node hands the record over when its last holder, this data or a child's
@@ -295,7 +297,7 @@ impl SpanData {
 
     /// Marks the span's end now; closing it later keeps this time.
     pub(crate) fn end_now(&mut self) {
-        self.record.end = clock::now_nanos().max(self.record.start);
+        self.record.end = timestamp::now_nanos().max(self.record.start);
         self.record.ended = true;
     }
 
@@ -320,7 +322,7 @@ impl SpanData {
     }
 
     /// Adds a link, unless the span has as many as its limit allows.
-    pub(crate) fn add_link(&mut self, link: crate::record::data::Link) {
+    pub(crate) fn add_link(&mut self, link: crate::span::Link) {
         if self.record.links.len() < self.limits.links as usize {
             self.record.links.push(link);
         } else {
@@ -379,7 +381,7 @@ impl SpanData {
         attributes.append(&mut extra);
         self.add_event(Event::new(
             semconv::EXCEPTION_EVENT,
-            clock::now(),
+            timestamp::now(),
             attributes,
             0,
         ));

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
-use crate::record::data::{KeyValue, Link, SpanKind};
 use crate::record::facts::HttpServerFacts;
+use crate::span::{KeyValue, Link, SpanKind};
 
 /// What the recorder should know about a span before it starts.
 ///

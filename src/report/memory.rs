@@ -5,8 +5,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::context::{SpanId, TraceId};
-use crate::record::data::{SpanKind, SpanRecord, Status};
 use crate::report::Reporter;
+use crate::span::{SpanKind, SpanRecord, Status};
 
 /// Collects every span it receives. Clones share the same store: install one clone, keep
 /// another to read from.

@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use tracewire::report::Reporter;
-//! use tracewire::record::data::SpanRecord;
+//! use tracewire::span::SpanRecord;
 //!
 //! /// Counts spans per batch.
 //! struct Count(usize);
@@ -30,7 +30,7 @@
 //! }
 //! ```
 
-use crate::record::data::SpanRecord;
+use crate::span::SpanRecord;
 
 #[cfg(feature = "console")]
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
@@ -39,8 +39,6 @@ pub(crate) mod memory;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
-pub(crate) mod pipeline;
-mod recycle;
 pub mod stats;
 pub mod tail;
 
@@ -52,7 +50,6 @@ pub use memory::{InMemoryReporter, WaitTimeout};
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use otel::{OtelCounters, OtelReporter, OtelReporterBuilder, OtelStats};
-pub use pipeline::{FlushError, RecorderGuard, RecorderHandle};
 pub use stats::{Drops, Outcomes, ShutdownError, Stats, DROP_LOG_TARGET};
 pub use tail::{TailCounters, TailSampler, TailSamplerBuilder, TailStats};
 

@@ -141,9 +141,9 @@ use opentelemetry_sdk::Resource;
 use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
 
-use crate::record::data::SpanRecord;
-use crate::record::env::{EnvConfig, OTEL_RESOURCE_ATTRIBUTES};
+use crate::env::{EnvConfig, OTEL_RESOURCE_ATTRIBUTES};
 use crate::report::{Outcomes, Reporter};
+use crate::span::SpanRecord;
 
 /// Target of the failure reports logged through `tracing`.
 pub const LOG_TARGET: &str = "tracewire::report::otel";

@@ -157,7 +157,7 @@ impl AddAssign for Outcomes {
 }
 
 /// Counters of the whole path, recorder queue and reporters together, read with
-/// [`RecorderHandle::stats`](crate::report::RecorderHandle::stats).
+/// [`RecorderHandle::stats`](crate::record::RecorderHandle::stats).
 ///
 /// At every moment `spans_recorded == spans_exported + dropped.total() + queued`; once the
 /// pipeline has shut down, `queued` is 0 and the counts are final. With several reporters,
@@ -206,7 +206,7 @@ pub struct Stats {
 }
 
 /// Shutting down could not deliver every span; see
-/// [`RecorderGuard::shutdown_within`](crate::report::RecorderGuard::shutdown_within).
+/// [`RecorderGuard::shutdown_within`](crate::record::RecorderGuard::shutdown_within).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownError {

@@ -59,9 +59,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::context::{SpanId, TraceId};
-use crate::record::data::{SpanKind, SpanRecord, Status};
-use crate::record::sampler::{Sampler, TraceIdRatio};
 use crate::report::{Outcomes, Reporter};
+use crate::sampler::{Sampler, TraceIdRatio};
+use crate::span::{SpanKind, SpanRecord, Status};
 
 /// A reporter that forwards whole traces, keeping errors, slow traces and a ratio of the rest.
 /// See the [module docs](crate::report::tail).

@@ -15,12 +15,12 @@ use crate::body::{Measure, ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
-use crate::record::data::{Key, KeyValue, Link, SpanKind};
 use crate::record::facts::HttpServerFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
+use crate::span::{Key, KeyValue, Link, SpanKind};
 
 /// The service [`ServerLayer`](crate::server::ServerLayer) wraps around an inner service.
 #[derive(Clone)]

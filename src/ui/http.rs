@@ -18,7 +18,7 @@ use serde_json::{Map, Value as Json};
 use super::otlp::{self, Encoding};
 use super::store::{self, Held, Source, Store, BUCKETS};
 use crate::context::TraceId;
-use crate::record::data::{SpanKind, SpanRecord, Status, Value};
+use crate::span::{SpanKind, SpanRecord, Status, Value};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");

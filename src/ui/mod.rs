@@ -136,9 +136,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::record::data::SpanRecord;
 use crate::report::console::assemble;
 use crate::report::Reporter;
+use crate::span::SpanRecord;
 
 use http::Shared;
 use store::{Bounds, Store};

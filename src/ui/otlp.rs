@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 use prost::Message;
 
 use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-use crate::record::data::{
+use crate::span::{
     Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRecord, Status, StringValue, Value,
 };
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::context::TraceId;
-use crate::record::data::{SpanKind, SpanRecord, Status, Value};
 use crate::report::console::assemble::{self, held_bytes, Added, Assembler, Ready};
+use crate::span::{SpanKind, SpanRecord, Status, Value};
 
 /// Where a span came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-use tracewire::record::data::{Event, InstrumentationScope, KeyValue, SpanKind, Status, Value};
 use tracewire::record::SpanRecord;
 use tracewire::report::{ConsoleBuilder, ConsoleReporter};
+use tracewire::span::{Event, InstrumentationScope, KeyValue, SpanKind, Status, Value};
 
 /// The trace id of the hand-built spans unless [`SpanBuild::trace`] says otherwise.
 pub const TRACE: u128 = 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736;

@@ -21,8 +21,8 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::ServiceBuilder;
 use tracewire::client::ClientTrace;
-use tracewire::record::data::{SpanKind, Value};
 use tracewire::record::SpanRecord;
+use tracewire::span::{SpanKind, Value};
 use tracewire::{ClientLayer, ServerLayer};
 
 pub const CHECK: &str = "grpc.health.v1.Health/Check";

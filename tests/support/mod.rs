@@ -11,8 +11,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tracewire::record::RecorderGuard;
 use tracewire::record::{Recorder, RecorderBuilder};
-use tracewire::report::{InMemoryReporter, RecorderGuard};
+use tracewire::report::InMemoryReporter;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub const WAIT: Duration = Duration::from_secs(10);

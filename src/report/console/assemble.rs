@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::context::{SpanId, TraceId};
-use crate::record::data::{KeyValue, SpanRecord, Status, Value};
+use crate::span::{KeyValue, SpanRecord, Status, Value};
 
 /// Memory limits.
 #[derive(Clone, Copy, Debug)]
@@ -534,7 +534,7 @@ mod tests {
         assert_eq!(held_bytes(&s), base + 100 - "s2".len());
         s.status = Status::error("e".repeat(50));
         assert_eq!(held_bytes(&s), base + 150 - "s2".len());
-        s.events.push(crate::record::data::Event::new(
+        s.events.push(crate::span::Event::new(
             "exception",
             SystemTime::UNIX_EPOCH,
             vec![KeyValue::new("exception.message", "m".repeat(300))],

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::record::data::SpanRecord;
+use crate::span::SpanRecord;
 
 use super::assemble::{Assembler, Limits, Timeouts};
 use super::clock::{Clock, SystemClock};

@@ -209,8 +209,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::context::TraceId;
-use crate::record::data::SpanRecord;
 use crate::report::Reporter;
+use crate::span::SpanRecord;
 
 use assemble::{Added, Assembler, Ready};
 use render::Block;

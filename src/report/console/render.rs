@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::context::SpanId;
-use crate::record::data::{SpanKind, SpanRecord, Status, Value};
 use crate::semconv;
+use crate::span::{SpanKind, SpanRecord, Status, Value};
 
 use super::text::{self, duration, pad, write_fit, Short};
 use super::tree::{self, Node, Row};

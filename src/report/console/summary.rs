@@ -18,8 +18,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::record::data::{SpanKind, SpanRecord, Status};
 use crate::report::memory::kind_name;
+use crate::span::{SpanKind, SpanRecord, Status};
 
 use super::text::{self, duration, pad, write_fit, Short};
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::context::SpanId;
-use crate::record::data::SpanRecord;
+use crate::span::SpanRecord;
 
 /// What a row shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

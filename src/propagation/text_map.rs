@@ -8,7 +8,7 @@ use opentelemetry::baggage::{BaggageExt, KeyValueMetadata};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TraceFlags};
 
-use super::baggage::BaggageBuilder;
+use super::w3c_baggage::BaggageBuilder;
 use super::{Extracted, Extractor, Injector, Propagator};
 use crate::baggage::{Baggage, BaggageMember};
 use crate::context::SpanContext;

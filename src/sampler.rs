@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::context::{SpanContext, TraceId};
-use crate::record::data::SpanKind;
+use crate::span::SpanKind;
 
 /// Decides whether a new span is sampled.
 pub trait Sampler: Send + Sync + fmt::Debug + 'static {

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::record::clock;
-use crate::record::data::{KeyValue, SpanRecord, Value};
+use crate::record::recycle::{ChunkPool, CHUNK};
+use crate::record::timestamp;
 use crate::record::LiveRecord;
-use crate::report::recycle::{ChunkPool, CHUNK};
 use crate::report::stats::{self, Books, DropLog, Outcomes, ShutdownError, Stats};
 use crate::report::Reporter;
+use crate::span::{KeyValue, SpanRecord, Value};
 
 /// Pipeline settings.
 #[derive(Clone, Debug)]
@@ -77,7 +77,7 @@ pub(crate) struct Shared {
     queue: ArrayQueue<RecordSlot>,
     /// Emptied record slots and attribute vectors of reported spans, for new spans to
     /// reuse: no allocation per span, and the memory goes back to the recording threads
-    /// (see [`recycle`](crate::report::recycle) for why that matters).
+    /// (see [`recycle`](crate::record::recycle) for why that matters).
     record_slots: ChunkPool<RecordSlot>,
     attribute_vecs: ChunkPool<Vec<KeyValue>>,
     wake_at: usize,
@@ -520,8 +520,8 @@ impl Worker {
                         else {
                             continue;
                         };
-                        record.start_time = clock::to_system_time(start);
-                        record.end_time = clock::to_system_time(end);
+                        record.start_time = timestamp::to_system_time(start);
+                        record.end_time = timestamp::to_system_time(end);
                         let recorded = facts.map(|facts| {
                             let out = self.own_vecs.pop().unwrap_or_default();
                             facts.finish(&mut record, max_attributes, out)
@@ -779,7 +779,7 @@ impl fmt::Debug for RecorderGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::data::StringValue;
+    use crate::span::StringValue;
 
     struct Discard;
 
@@ -808,7 +808,7 @@ mod tests {
     #[test]
     fn facts_become_attributes_before_reporting() {
         use crate::record::facts::HttpServerFacts;
-                use crate::report::InMemoryReporter;
+        use crate::report::InMemoryReporter;
 
         let spans = InMemoryReporter::new();
         let (shared, guard) = start(vec![Box::new(spans.clone())], &PipelineConfig::default());

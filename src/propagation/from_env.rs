@@ -4,7 +4,7 @@ use super::{
     BaggagePropagator, CompositePropagator, NoopPropagator, Propagator, TraceContextPropagator,
     W3cPropagator,
 };
-use crate::record::env::{EnvConfig, EnvWarning, PropagatorName};
+use crate::env::{EnvConfig, EnvWarning, PropagatorName};
 
 /// The propagator `OTEL_PROPAGATORS` names in this process's environment (W3C Trace Context
 /// and Baggage when unset), for the layers'
@@ -99,7 +99,7 @@ mod b3 {
     use crate::context::{
         SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_DEFERRED, FLAG_SAMPLED,
     };
-    use crate::propagation::otel::{OtelExtractor, OtelInjector};
+    use crate::propagation::text_map::{OtelExtractor, OtelInjector};
     use crate::propagation::{Extracted, Extractor, Injector, Propagator};
 
     /// `opentelemetry-propagator-b3`'s flag for "deferred" (ids without a sampling state).

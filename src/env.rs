@@ -26,7 +26,7 @@
 //! lookup function to [`EnvConfig::from_lookup`]:
 //!
 //! ```
-//! use tracewire::record::env::{EnvConfig, EnvWarning, SamplerConfig};
+//! use tracewire::env::{EnvConfig, EnvWarning, SamplerConfig};
 //!
 //! let env = EnvConfig::from_lookup(|name| match name {
 //!     "OTEL_RESOURCE_ATTRIBUTES" => Some("service.name=checkout,team=pay%20ments"),
@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
-use crate::record::data::KeyValue;
-use crate::record::sampler::{AlwaysOff, AlwaysOn, ParentBased, Sampler, TraceIdRatio};
+use crate::sampler::{AlwaysOff, AlwaysOn, ParentBased, Sampler, TraceIdRatio};
+use crate::span::KeyValue;
 
 /// `OTEL_SERVICE_NAME`.
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -509,7 +509,7 @@ impl EnvConfig {
         for name in config.propagators.iter().flatten() {
             config
                 .warnings
-                .extend(crate::propagation::env::unavailable(name));
+                .extend(crate::propagation::from_env::unavailable(name));
         }
         config.warnings.splice(0..0, unicode_warnings);
         config
@@ -534,7 +534,7 @@ impl EnvConfig {
     /// ```
     /// use http::HeaderMap;
     /// use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-    /// use tracewire::record::env::{EnvConfig, EnvWarning};
+    /// use tracewire::env::{EnvConfig, EnvWarning};
     ///
     /// let env = EnvConfig::from_lookup(|name| {
     ///     (name == "OTEL_PROPAGATORS").then_some("tracecontext,xray")
@@ -558,7 +558,7 @@ impl EnvConfig {
     /// # drop(layer);
     /// ```
     pub fn propagator(&self) -> Box<dyn crate::propagation::Propagator> {
-        crate::propagation::env::from_names(self.propagators.as_deref())
+        crate::propagation::from_env::from_names(self.propagators.as_deref())
     }
 
     /// Logs each warning once through `tracing`, at WARN level.

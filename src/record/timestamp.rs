@@ -37,7 +37,10 @@ mod tests {
         let t = to_system_time(now_nanos());
         let after = SystemTime::now();
         // `SystemTime` on Linux has nanosecond resolution, so nothing is lost either way.
-        assert!(before <= t && t <= after, "{t:?} outside [{before:?}, {after:?}]");
+        assert!(
+            before <= t && t <= after,
+            "{t:?} outside [{before:?}, {after:?}]"
+        );
         assert_eq!(to_system_time(0), SystemTime::UNIX_EPOCH);
     }
 }
