@@ -5,6 +5,8 @@
 #
 #   benches/instructions.sh [case ...]        (default: every case; one valgrind at a time)
 #
+# The per-request figures are also written to target/instructions.txt.
+#
 # Each case runs twice under callgrind, for 10,000 and 20,000 requests; the difference,
 # divided by 10,000, is the cost per request, so start-up and shutdown cancel out. Each run
 # ends by flushing the case's pipeline and checking that every span reached its reporter or
@@ -53,7 +55,9 @@ count() { # case requests
   echo "$all $main $allocations"
 }
 
-figures="$tmp/figures"
+# Kept for `TRACEWIRE_BENCH_TABLE=target/instructions.txt target/release/deps/overhead-<hash> --bench`.
+figures=target/instructions.txt
+: >"$figures"
 echo "per request, all threads: instructions, request thread, other threads, allocations" >&2
 for case in "${cases[@]}"; do
   read -r a_all a_main a_alloc < <(count "$case" 10000)
