@@ -465,3 +465,43 @@ fn exports_run_with_no_subscriber() {
     });
     assert_eq!(*seen.lock().unwrap(), [true]);
 }
+
+/// The last reporter takes the records' contents instead of copying them: the SDK data is
+/// the same either way, and a reporter installed before it still sees every field.
+#[test]
+fn taking_the_records_gives_the_same_span_data_as_copying_them() {
+    let (exporter, copied) = Recording::new();
+    let mut otel = OtelReporter::new(exporter);
+    otel.report(&[full_record()]);
+    otel.flush();
+    let (exporter, taken) = Recording::new();
+    let mut otel = OtelReporter::new(exporter);
+    let mut batch = [full_record()];
+    otel.report_mut(&mut batch);
+    otel.flush();
+    let (copied, taken) = (copied.lock().unwrap(), taken.lock().unwrap());
+    assert_eq!(copied[0].1, taken[0].1);
+    assert!(!taken[0].1[0].attributes.is_empty());
+    assert!(batch[0].attributes.is_empty(), "taken, not copied");
+
+    // Through the pipeline: an in-memory reporter first, the OTel reporter last.
+    let spans = tracewire::report::InMemoryReporter::new();
+    let (exporter, exports) = Recording::new();
+    let (layer, guard) = Recorder::builder()
+        .service_name("checkout")
+        .reporter(spans.clone())
+        .reporter(OtelReporter::new(exporter))
+        .build();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("charge", amount = 42i64, card = "visa").in_scope(|| {});
+    });
+    guard.flush().expect("flush");
+    let seen = spans
+        .find("charge")
+        .expect("the first reporter saw the span");
+    assert_eq!(seen.attribute("card"), Some(&"visa".into()));
+    let exports = exports.lock().unwrap();
+    let exported = &exports[0].1[0];
+    assert_eq!(exported.name, "charge");
+    assert_eq!(exported.attributes, seen.attributes);
+}

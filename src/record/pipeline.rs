@@ -464,12 +464,12 @@ impl Worker {
 
             self.drain(&mut batch, &mut last_tick);
             if last_tick.elapsed() >= self.interval {
-                self.each(0, |r| r.tick());
+                self.each(0, |_, r| r.tick());
                 last_tick = Instant::now();
             }
             if closing {
                 self.drain(&mut batch, &mut last_tick);
-                self.each(0, |r| r.shutdown());
+                self.each(0, |_, r| r.shutdown());
                 // Whatever the reporters still hold now, they will never deliver.
                 self.shared.close_books();
                 let mut state = self.shared.lock();
@@ -481,7 +481,7 @@ impl Worker {
             // Before a flush completes: a flush waits for the warning about earlier drops.
             self.shared.warn_drops(Instant::now(), false);
             if flush_target > self.shared.lock().flushed {
-                self.each(0, |r| r.flush());
+                self.each(0, |_, r| r.flush());
                 self.shared.lock().flushed = flush_target;
                 self.shared.cond.notify_all();
             }
@@ -550,8 +550,15 @@ impl Worker {
                 self.shared.attribute_vecs.give(&mut self.vecs);
                 return;
             }
-            let spans: &[SpanRecord] = batch;
-            self.each(spans.len() as u64, |r| r.report(spans));
+            // The last reporter may take what it keeps out of the records, rather than clone it.
+            let last = self.reporters.len().saturating_sub(1);
+            self.each(batch.len() as u64, |i, r| {
+                if i == last {
+                    r.report_mut(batch)
+                } else {
+                    r.report(batch)
+                }
+            });
             self.shared
                 .reported
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -562,7 +569,8 @@ impl Worker {
                 match owned {
                     AttributeVec::Worker => {
                         attributes.clear();
-                        if self.own_vecs.len() < self.max_batch {
+                        // Empty and without capacity when the last reporter took it.
+                        if attributes.capacity() > 0 && self.own_vecs.len() < self.max_batch {
                             self.own_vecs.push(attributes);
                         }
                     }
@@ -578,7 +586,7 @@ impl Worker {
             self.owned.clear();
             batch.clear();
             if last_tick.elapsed() >= self.interval {
-                self.each(0, |r| r.tick());
+                self.each(0, |_, r| r.tick());
                 *last_tick = Instant::now();
             }
         }
@@ -603,7 +611,7 @@ impl Worker {
     /// Calls every reporter, catching and counting panics so one bad reporter neither stops
     /// the others nor the worker, and settles the first reporter's outcomes: `handed` spans
     /// are handed to it by this call.
-    fn each(&mut self, handed: u64, mut f: impl FnMut(&mut dyn Reporter)) {
+    fn each(&mut self, handed: u64, mut f: impl FnMut(usize, &mut dyn Reporter)) {
         if handed > 0 {
             self.shared.books().handed += handed;
         }
@@ -614,7 +622,7 @@ impl Worker {
         }
         for (i, reporter) in self.reporters.iter_mut().enumerate() {
             let reporter: &mut dyn Reporter = &mut **reporter;
-            let ok = catch_unwind(AssertUnwindSafe(|| f(reporter))).is_ok();
+            let ok = catch_unwind(AssertUnwindSafe(|| f(i, reporter))).is_ok();
             if !ok {
                 self.shared.panics.fetch_add(1, Ordering::Relaxed);
             }

@@ -60,6 +60,14 @@ pub trait Reporter: Send + 'static {
     /// Handles a batch of finished spans, oldest first.
     fn report(&mut self, batch: &[SpanRecord]);
 
+    /// Handles a batch of finished spans, oldest first, and may take what it keeps out of
+    /// them (`std::mem::take` of their attributes, events, links…) instead of cloning it:
+    /// no reporter sees the batch after this one. The pipeline calls it, instead of
+    /// [`report`](Self::report), on the last reporter installed. The default calls `report`.
+    fn report_mut(&mut self, batch: &mut [SpanRecord]) {
+        self.report(batch)
+    }
+
     /// Called about every flush interval even when no span arrived, for reporters that act on
     /// time (timeouts, periodic export).
     fn tick(&mut self) {}
@@ -118,6 +126,9 @@ pub trait Reporter: Send + 'static {
 impl<R: Reporter + ?Sized> Reporter for Box<R> {
     fn report(&mut self, batch: &[SpanRecord]) {
         (**self).report(batch)
+    }
+    fn report_mut(&mut self, batch: &mut [SpanRecord]) {
+        (**self).report_mut(batch)
     }
     fn tick(&mut self) {
         (**self).tick()

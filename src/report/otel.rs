@@ -151,6 +151,35 @@ pub const LOG_TARGET: &str = "tracewire::report::otel";
 /// Most per-service resources kept built; past it the cache starts over.
 const MAX_CACHED_RESOURCES: usize = 256;
 
+/// `record` as SDK span data, taking its attributes, events, links and name rather than
+/// copying them (the record is left with empty ones).
+fn take_span_data(record: &mut SpanRecord) -> SpanData {
+    let mut events = SpanEvents::default();
+    events.events = std::mem::take(&mut record.events);
+    events.dropped_count = record.dropped_events_count;
+    let mut links = SpanLinks::default();
+    links.links = std::mem::take(&mut record.links)
+        .into_iter()
+        .map(|link| OtelLink::new((&link.span_context).into(), link.attributes, 0))
+        .collect();
+    links.dropped_count = record.dropped_links_count;
+    SpanData {
+        span_context: (&record.span_context).into(),
+        parent_span_id: record.parent_span_id,
+        parent_span_is_remote: record.parent_is_remote,
+        span_kind: record.kind.clone(),
+        name: std::mem::take(&mut record.name),
+        start_time: record.start_time,
+        end_time: record.end_time,
+        attributes: std::mem::take(&mut record.attributes),
+        dropped_attributes_count: record.dropped_attributes_count,
+        events,
+        links,
+        status: std::mem::replace(&mut record.status, opentelemetry::trace::Status::Unset),
+        instrumentation_scope: record.scope.clone(),
+    }
+}
+
 impl From<&SpanRecord> for SpanData {
     /// A faithful copy; `tracestate` members that `opentelemetry`'s `TraceState` refuses are
     /// left out (see [`TraceState::to_otel`](crate::context::TraceState::to_otel)).
@@ -280,16 +309,11 @@ impl OtelReporter {
         self.counters.clone()
     }
 
-    fn push(&mut self, record: &SpanRecord) {
-        let data = SpanData::from(record);
-        match self
-            .buffer
-            .iter_mut()
-            .find(|b| b.service == record.service_name)
-        {
+    fn push(&mut self, service: &Arc<str>, data: SpanData) {
+        match self.buffer.iter_mut().find(|b| b.service == *service) {
             Some(bucket) => bucket.spans.push(data),
             None => self.buffer.push(Bucket {
-                service: record.service_name.clone(),
+                service: service.clone(),
                 spans: vec![data],
             }),
         }
@@ -438,24 +462,48 @@ impl OtelReporter {
     }
 }
 
-impl Reporter for OtelReporter {
-    fn report(&mut self, batch: &[SpanRecord]) {
+impl OtelReporter {
+    /// Whether a batch of `len` spans is taken in; spans handed over after shutdown are
+    /// counted as dropped.
+    fn accepts(&mut self, len: usize) -> bool {
         if self.shut_down {
-            self.outcomes.dropped.shutdown += batch.len() as u64;
-            return;
+            self.outcomes.dropped.shutdown += len as u64;
+            return false;
         }
-        if batch.is_empty() {
-            return;
-        }
-        for record in batch {
-            self.push(record);
-        }
+        len > 0
+    }
+
+    /// After a batch is buffered: starts the interval, and exports if a batch is full.
+    fn buffered_batch(&mut self) {
         if self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
         if self.buffered >= self.max_batch {
             self.export_all();
         }
+    }
+}
+
+impl Reporter for OtelReporter {
+    fn report(&mut self, batch: &[SpanRecord]) {
+        if !self.accepts(batch.len()) {
+            return;
+        }
+        for record in batch {
+            self.push(&record.service_name, SpanData::from(record));
+        }
+        self.buffered_batch();
+    }
+
+    fn report_mut(&mut self, batch: &mut [SpanRecord]) {
+        if !self.accepts(batch.len()) {
+            return;
+        }
+        for record in batch {
+            let data = take_span_data(record);
+            self.push(&record.service_name, data);
+        }
+        self.buffered_batch();
     }
 
     fn tick(&mut self) {
