@@ -16,7 +16,9 @@ use crate::baggage::Baggage;
 use crate::context::{SpanContext, SpanId, TraceState, FLAG_RANDOM};
 use crate::record::ids::{new_span_id, new_trace_id};
 use crate::record::pipeline::Shared;
-use crate::record::span_data::{EventVisitor, Limits, LiveRecord, Node, SpanData, SpanVisitor};
+use crate::record::span_data::{
+    EventVisitor, Limits, LiveRecord, Node, SpanData, SpanVisitor, Tree,
+};
 use crate::record::start::{self, SpanStart};
 use crate::record::timestamp;
 use crate::record::RecorderHandle;
@@ -492,7 +494,7 @@ impl RecordLayer {
         }
         let mut data = SpanData::new(
             record,
-            Node::new(sampled, adopted, &self.shared),
+            Tree::new(sampled, adopted, &self.shared),
             baggage.unwrap_or(inherited_baggage),
             sampled,
             self.config.limits,

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::error::Error;
 use std::fmt::{self, Write as _};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing_core::field::{Field, Visit};
 
@@ -57,13 +57,11 @@ impl std::ops::DerefMut for LiveRecord {
 /// span closed by its last child's close (its handle was dropped while a child still ran) is
 /// cleared by the registry *before* that child's data is dropped, and reporters (the tail
 /// sampler, the console) expect a trace's spans before its root. So each recorded child holds
-/// its parent's node, and the node hands its record over when the last holder lets go.
-/// Handing spans over here rather than in `Layer::on_close` saves a registry lookup and an
-/// extension lock per span.
-pub(crate) struct Node {
-    /// The record, put here by the span's `SpanData` as it goes; taken at hand-over.
-    record: Mutex<Option<RecordSlot>>,
-    /// The node of the recorded parent.
+/// its parent's [`Node`], and the node hands the parent's record over when the last holder
+/// lets go. Handing spans over here rather than in `Layer::on_close` saves a registry lookup
+/// and an extension lock per span.
+pub(crate) struct Tree {
+    /// The node of the recorded parent, held until this span is handed over.
     parent: Option<Arc<Node>>,
     /// The pipeline the span goes to, on spans without a recorded parent on the same
     /// pipeline; the others reach it through their parent.
@@ -71,71 +69,84 @@ pub(crate) struct Node {
     sampled: bool,
 }
 
-impl Node {
-    /// A node for a new span under `parent` (recorded on this thread's subscriber, if any).
+impl Tree {
+    /// The tree of a new span under `parent` (recorded on this thread's subscriber, if any).
     pub(crate) fn new(sampled: bool, parent: Option<Arc<Node>>, shared: &Arc<Shared>) -> Self {
         // A parent on the same pipeline reaches it for this span: no count to take.
         let borrows = parent
             .as_ref()
-            .is_some_and(|p| std::ptr::eq(p.pipeline(), &**shared));
-        Node {
-            record: Mutex::new(None),
+            .is_some_and(|p| std::ptr::eq(p.tree.pipeline(), &**shared));
+        Tree {
             parent,
             owner: (!borrows).then(|| shared.clone()),
             sampled,
         }
     }
 
-    /// The pipeline: this node's, or its nearest owning ancestor's (which the chain of
+    /// The pipeline: this span's, or its nearest owning ancestor's (which the chain of
     /// parents keeps alive).
     fn pipeline(&self) -> &Shared {
-        let mut node = self;
+        let mut tree = self;
         loop {
-            match (&node.owner, &node.parent) {
+            match (&tree.owner, &tree.parent) {
                 (Some(owner), _) => return owner,
-                (None, Some(parent)) => node = parent,
+                (None, Some(parent)) => tree = &parent.tree,
                 // Every root owns its pipeline (see `new`).
-                (None, None) => unreachable!("a root node owns its pipeline"),
+                (None, None) => unreachable!("a root span owns its pipeline"),
             }
         }
     }
 
-    /// Hands the record over, if the span's data put it here. `by_child`: the last holder was
-    /// a child, so a span whose handle went first ends now, after that child.
-    fn hand_over(&mut self, by_child: bool) {
-        let record = self
-            .record
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let Some(mut record) = record else {
-            return;
-        };
+    /// Hands `record` over. `by_child`: the last holder was a child, so a span whose handle
+    /// went first ends now, after that child.
+    fn hand_over(&self, mut record: RecordSlot, by_child: bool) {
         if let Some(live) =
             Option::as_mut(&mut record).filter(|live| by_child && self.sampled && !live.ended)
         {
-            // Its handle went before this child closed: it closes now, after the child.
             live.end = timestamp::now_nanos().max(live.end);
         }
         self.pipeline().finish(record, self.sampled);
     }
+
+    /// Lets go of the parent: the parents whose last holder this was are handed over, in a
+    /// loop rather than by recursive drops, which a deep chain of spans would overflow the
+    /// stack with.
+    fn release_parent(&mut self) {
+        let mut parent = self.parent.take();
+        while let Some(mut node) = parent.and_then(Arc::into_inner) {
+            let record = node
+                .record
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(record) = record {
+                node.tree.hand_over(record, true);
+            }
+            parent = node.tree.parent.take();
+            // `node` drops here with nothing left to hand over.
+        }
+    }
+}
+
+/// A span with recorded children: its tree, shared with them, and its record once its data
+/// is dropped. Made only when a first child arrives, so leaf spans (most spans) need none.
+pub(crate) struct Node {
+    /// Put here by the span's `SpanData` as it goes; taken at hand-over.
+    record: Mutex<Option<RecordSlot>>,
+    tree: Tree,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.hand_over(false);
-        // Up the chain in a loop rather than by recursive drops, which a deep chain of
-        // spans would overflow the stack with: each parent whose last holder this was is
-        // handed over too.
-        let mut parent = self.parent.take();
-        while let Some(node) = parent {
-            let Some(mut node) = Arc::into_inner(node) else {
-                return;
-            };
-            node.hand_over(true);
-            parent = node.parent.take();
-            // `node` drops here with nothing left to hand over.
+        if let Some(record) = self
+            .record
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            self.tree.hand_over(record, false);
         }
+        self.tree.release_parent();
     }
 }
 
@@ -143,7 +154,10 @@ impl Drop for Node {
 /// and baggage (for propagation); the rest of `record` stays empty.
 pub(crate) struct SpanData {
     pub(crate) record: LiveBox,
-    node: Arc<Node>,
+    /// The span's tree until a first child arrives; then it moves into the node the
+    /// children share.
+    tree: Mutex<Option<Tree>>,
+    node: OnceLock<Arc<Node>>,
     pub(crate) baggage: Baggage,
     pub(crate) sampled: bool,
     /// Set by an explicit status (`otel.status_code`, [`SpanExt::set_status`]), which error
@@ -214,9 +228,24 @@ impl Drop for SpanData {
             // Not before the start, should the wall clock step back in between.
             live.end = timestamp::now_nanos().max(live.start);
         }
-        *self.node.record.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
-        // The node hands the record over when its last holder, this data or a child's
-        // node, lets go.
+        let tree = self
+            .tree
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match (tree, self.node.take()) {
+            // A leaf: handed over now, then its parent is let go of.
+            (Some(mut tree), _) => {
+                tree.hand_over(record, false);
+                tree.release_parent();
+            }
+            // The node hands the record over when its last holder, this data or a child,
+            // lets go.
+            (None, Some(node)) => {
+                *node.record.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+            }
+            (None, None) => unreachable!("a span's tree moves only into its node"),
+        }
     }
 }
 
@@ -244,14 +273,15 @@ impl SpanData {
     /// A span's data, for the record in `record` (`Some`).
     pub(crate) fn new(
         record: RecordSlot,
-        node: Node,
+        tree: Tree,
         baggage: Baggage,
         sampled: bool,
         limits: Limits,
     ) -> Self {
         SpanData {
             record: LiveBox(Some(record)),
-            node: Arc::new(node),
+            tree: Mutex::new(Some(tree)),
+            node: OnceLock::new(),
             baggage,
             sampled,
             status_explicit: false,
@@ -261,9 +291,18 @@ impl SpanData {
     }
 
     /// This span's node, for a new recorded child: this span is not handed over before the
-    /// child is.
+    /// child is. Made at the first child, with the span's tree.
     pub(crate) fn adopt_child(&self) -> Arc<Node> {
-        self.node.clone()
+        self.node
+            .get_or_init(|| {
+                let tree = self.tree.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Arc::new(Node {
+                    record: Mutex::new(None),
+                    // Present: it moves out only here, once, or when the data is dropped.
+                    tree: tree.expect("a span's tree moves only into its node"),
+                })
+            })
+            .clone()
     }
 
     /// Sets an attribute, replacing one with the same key.
