@@ -135,9 +135,8 @@ impl Local {
         // The worker hands vectors with strings back full: their strings were allocated on a
         // recording thread and are freed on one too. Freed on the worker, each would leave
         // the allocator's per-thread cache of the thread that made it empty and the worker's
-        // overflowing, and both would take the allocator's shared, locked path (about 750
-        // instructions per request for the one `url.path` string). Vectors with nothing to
-        // free come back empty.
+        // overflowing, and both would take the allocator's shared, locked path. Vectors with
+        // nothing to free come back empty.
         if !vec.is_empty() {
             vec.clear();
         }
