@@ -37,9 +37,9 @@
 //! [console reporter](crate::report::console) (orphans, late spans, the remote-parent grace
 //! period, idle and maximum-age timeouts): a trace appears once its root has arrived, and
 //! spans arriving later (say from an OTLP service) join it. Held traces are bounded in number
-//! ([`ViewerBuilder::max_traces`], 1000 by default) and in approximate bytes
-//! ([`ViewerBuilder::max_bytes`], 64 MiB); the oldest go first, and the drops are counted
-//! ([`ViewerStats`], `/metrics`).
+//! ([`ViewerBuilder::max_traces`], 1000 by default) and in bytes
+//! ([`ViewerBuilder::max_bytes`], 64 MiB, counting every allocation the viewer's data
+//! takes); the oldest go first, and the drops are counted ([`ViewerStats`], `/metrics`).
 //!
 //! The server listens on `127.0.0.1:16686` unless told otherwise; it listens on another
 //! interface only when named one. It has no authentication: keep it on loopback.
@@ -128,6 +128,7 @@
 
 mod http;
 mod otlp;
+mod size;
 mod store;
 
 use std::fmt;
@@ -186,9 +187,17 @@ impl ViewerBuilder {
         self
     }
 
-    /// About the most bytes of span data held; the oldest traces go first. 64 MiB by
-    /// default. Spans still being assembled into traces are bounded apart from this, by
-    /// count (20,000 spans).
+    /// The most memory the viewer's data takes; the oldest traces go first. 64 MiB by
+    /// default.
+    ///
+    /// It counts everything the viewer keeps: held traces, spans still being assembled
+    /// into traces (a quarter of the bound at most), and the indexes, each allocation as
+    /// the allocator rounds it and with its header, and strings that may be shared as if
+    /// they were not. What it does not count is fixed or passing: the server and its
+    /// thread (a few MiB), the recorder's queue (bounded by its
+    /// [capacity](crate::record::RecorderBuilder::queue_capacity)), and a request in
+    /// flight (an OTLP body of up to [`max_body_bytes`](Self::max_body_bytes), decoded, or
+    /// a page of the JSON API). See [`ViewerStats::bytes_held`].
     pub fn max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes;
         self
@@ -209,17 +218,21 @@ impl ViewerBuilder {
         let listener = TcpListener::bind(self.addr).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        // Traces being assembled take a quarter of the byte bound at most (the store counts
+        // them more fully than the assembler does, and refuses first); the assembler's
+        // tables, sized by these counts, are counted at their largest, so they shrink with
+        // a small bound.
+        let assembling = self.max_bytes / 4;
         let bounds = Bounds {
             max_traces: self.max_traces,
             max_bytes: self.max_bytes,
             assembly: assemble::Limits {
-                max_traces: 2_000,
+                max_traces: (self.max_bytes / (16 << 10)).clamp(16, 2_000),
                 max_spans: 20_000,
                 max_spans_per_trace: 5_000,
-                // Traces being assembled; the store bounds the finished ones by `max_bytes`.
-                max_bytes: 64 * 1024 * 1024,
-                max_bytes_per_trace: 8 * 1024 * 1024,
-                remember: 10_000,
+                max_bytes: assembling,
+                max_bytes_per_trace: assembling.min(8 << 20),
+                remember: (self.max_bytes / (4 << 10)).clamp(64, 10_000),
             },
             timeouts: assemble::Timeouts {
                 grace: Duration::from_millis(500),
@@ -394,7 +407,8 @@ impl Drop for Viewer {
 pub struct ViewerStats {
     /// Traces held for the pages.
     pub traces_held: usize,
-    /// About the bytes of span data those traces take.
+    /// The memory the viewer's data takes, as counted against
+    /// [`ViewerBuilder::max_bytes`]: held traces, spans being assembled, and the indexes.
     pub bytes_held: usize,
     /// Spans waiting for their trace's root (or a timeout) before they show.
     pub spans_assembling: usize,
