@@ -49,7 +49,7 @@ fn text(len: usize) -> usize {
 fn cow(value: &Cow<'static, str>) -> usize {
     match value {
         Cow::Borrowed(_) => 0,
-        Cow::Owned(s) => alloc(s.capacity()),
+        Cow::Owned(s) => alloc(s.len()),
     }
 }
 
@@ -67,8 +67,8 @@ fn value(value: &Value) -> usize {
     }
 }
 
-fn attributes(list: &Vec<KeyValue>) -> usize {
-    vec_of::<KeyValue>(list.capacity())
+fn attributes(list: &[KeyValue]) -> usize {
+    vec_of::<KeyValue>(list.len())
         + list
             .iter()
             .map(|kv| text(kv.key.as_str().len()) + value(&kv.value))
@@ -76,15 +76,18 @@ fn attributes(list: &Vec<KeyValue>) -> usize {
 }
 
 /// The heap memory `span` owns, beyond the `SpanRecord` itself (which lives in its trace's
-/// vector).
+/// vector). Lengths stand for capacities: the store holds clones, whose vectors and
+/// strings are allocated to their length, and the count of a span must not change when it
+/// is cloned (it is added when a span goes into the assembler and taken away when its
+/// clone comes out).
 pub(crate) fn span_heap(span: &SpanRecord) -> usize {
-    let events: usize = vec_of::<Event>(span.events.capacity())
+    let events: usize = vec_of::<Event>(span.events.len())
         + span
             .events
             .iter()
             .map(|e| cow(&e.name) + attributes(&e.attributes))
             .sum::<usize>();
-    let links: usize = vec_of::<Link>(span.links.capacity())
+    let links: usize = vec_of::<Link>(span.links.len())
         + span
             .links
             .iter()
@@ -144,5 +147,17 @@ mod tests {
         assert!(span_heap(&span) >= span_heap(&bare) + 1000 + "payload".len());
         span.status = Status::error("y".repeat(500));
         assert!(span_heap(&span) >= span_heap(&bare) + 1500);
+    }
+
+    #[test]
+    fn a_clone_counts_the_same_as_its_original() {
+        let mut span = SpanRecord::for_test(1, 1, 0);
+        span.attributes = Vec::with_capacity(64);
+        span.attributes.push(KeyValue::new("k", "v"));
+        let mut name = String::with_capacity(100);
+        name.push_str("GET /");
+        span.name = name.into();
+        assert_eq!(span_heap(&span), span_heap(&span.clone()));
+        assert_eq!(assembling(&span), assembling(&span.clone()));
     }
 }
