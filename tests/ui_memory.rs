@@ -65,7 +65,7 @@ fn record_trace(order: u64, body: &str) {
     tracing::info_span!("load", id = order, body = %body).in_scope(|| {
         tracing::info_span!("GET", otel.kind = "client", server.address = "inventory")
             .in_scope(|| {});
-        tracing::info_span!("cache", hit = order % 2 == 0).in_scope(|| {});
+        tracing::info_span!("cache", hit = order.is_multiple_of(2)).in_scope(|| {});
     });
     tracing::info_span!("render").in_scope(|| {});
     drop(root);
@@ -184,7 +184,7 @@ fn under_a_recorded_load_the_heap_stays_within_the_bound() {
         PEAK.store(baseline, Ordering::Relaxed);
         for order in 1..=20_000 {
             record_trace(order, "");
-            if order % 1000 == 0 {
+            if order.is_multiple_of(1000) {
                 // Lets the recorder keep up, so that no span is dropped on its side.
                 guard.flush().expect("flush");
             }

@@ -113,7 +113,7 @@ impl Hosts {
             return false;
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if self.extra.iter().any(|allowed| *allowed == name) {
+        if self.extra.contains(&name) {
             return true;
         }
         let our_port = match port {
