@@ -191,6 +191,19 @@ impl Browser {
     /// Sends a command (to a tab's session, if given) and returns its result; events and
     /// other answers on the way are skipped.
     fn call(&mut self, session: Option<&str>, method: &str, params: Json) -> Json {
+        match self.try_call(session, method, params) {
+            Ok(result) => result,
+            Err(error) => panic!("{method}: {error}"),
+        }
+    }
+
+    /// Like [`Browser::call`], with the protocol's error instead of a panic.
+    fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Json,
+    ) -> Result<Json, Json> {
         self.next_id += 1;
         let id = self.next_id;
         let mut command = serde_json::json!({"id": id, "method": method, "params": params});
@@ -212,8 +225,10 @@ impl Browser {
             message.pop();
             let message: Json = serde_json::from_slice(&message).expect("JSON from chromium");
             if message["id"] == id {
-                assert!(message["error"].is_null(), "{method}: {message}");
-                return message["result"].clone();
+                if !message["error"].is_null() {
+                    return Err(message["error"].clone());
+                }
+                return Ok(message["result"].clone());
             }
         }
     }
@@ -262,26 +277,34 @@ impl Browser {
     /// then returns the page's HTML.
     fn wait_for(&mut self, tab: &Tab, condition: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
-        // Errors while the page is still loading (no element yet) count as false.
+        // Exceptions while the page is still loading (no element yet) count as false.
         let guarded = format!(
             "(() => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }})()"
         );
-        while self.eval(tab, &guarded) != Json::Bool(true) {
-            let html = self.html(tab);
-            assert!(
-                Instant::now() < deadline,
-                "not true within 30 s: {condition}\n{html}"
-            );
+        // A page still loading may have no context to evaluate in yet: not true either.
+        let params = serde_json::json!({"expression": guarded, "returnByValue": true});
+        while self
+            .try_call(Some(&tab.session), "Runtime.evaluate", params.clone())
+            .map_or(true, |result| result["result"]["value"] != Json::Bool(true))
+        {
+            if Instant::now() >= deadline {
+                let html = self.html(tab);
+                panic!("not true within 30 s: {condition}\n{html}");
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         self.html(tab)
     }
 
     fn html(&mut self, tab: &Tab) -> String {
-        self.eval(tab, "document.documentElement.outerHTML")
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        // Nothing yet while a page is still loading.
+        self.eval(
+            tab,
+            "document.documentElement ? document.documentElement.outerHTML : ''",
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
     }
 
     fn screenshot(&mut self, tab: &Tab) -> Vec<u8> {
