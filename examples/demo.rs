@@ -13,9 +13,11 @@
 //!
 //! `RUST_LOG` filters the log lines (default `info`); `NO_COLOR` turns colour off.
 //!
-//! With `--ui` (and the feature `ui`: `cargo run --features ui --example demo -- --ui`) it
-//! also serves the trace viewer (on `TRACEWIRE_UI_ADDR`, default `127.0.0.1:16686`), prints
-//! its URL, and keeps placing an order every second until interrupted (Ctrl-C).
+//! With `--ui` (`cargo run --example demo -- --ui`) it also serves the trace viewer (on
+//! `TRACEWIRE_UI_ADDR`, default `127.0.0.1:16686`), prints its URL, and keeps placing an
+//! order every second until interrupted (Ctrl-C). (The examples are built with the feature
+//! `ui` through the crate's dev-dependency on itself; a library user turns it on with
+//! `features = ["ui"]`.)
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -214,7 +216,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Recorder + console trees + fmt logs; the layers name each service.
     let ui = std::env::args().skip(1).any(|arg| arg == "--ui");
     let guard = if ui {
-        init_with_ui()?
+        tracewire::dev::init_with_ui("demo")
     } else {
         tracewire::dev::init("demo")
     };
@@ -293,15 +295,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Prints what is left and the summary.
     drop(guard);
     Ok(())
-}
-
-/// `dev::init` with the trace viewer on.
-#[cfg(feature = "ui")]
-fn init_with_ui() -> Result<tracewire::dev::DevGuard, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(tracewire::dev::init_with_ui("demo"))
-}
-
-#[cfg(not(feature = "ui"))]
-fn init_with_ui() -> Result<tracewire::dev::DevGuard, Box<dyn std::error::Error + Send + Sync>> {
-    Err("--ui needs the feature `ui`: cargo run --features ui --example demo -- --ui".into())
 }

@@ -1,17 +1,22 @@
 //! The trace viewer in a real browser: `cargo run --example demo -- --ui` serves the checkout
 //! demo's traces, a hostile span name arrives over OTLP, and headless Chromium renders the
-//! list and trace pages (`--dump-dom` after the page's scripts ran).
+//! list and trace pages. The test drives Chromium over the DevTools protocol on a pipe
+//! (`--remote-debugging-pipe`: no WebSocket, no driver program) and waits on conditions in
+//! the page's DOM, with generous deadlines, before reading it: the list page keeps a
+//! server-sent event stream open, so there is no moment when the page is "done loading".
+//! A trace posted while the list is open must appear in it without a reload.
 //!
 //! Needs Debian's `chromium` (`apt-get install -y chromium`); `.ci/run` installs it. Without
 //! it this test fails and says so. `TRACEWIRE_UPDATE_SCREENSHOTS=1` also writes the README's
 //! screenshots into `docs/`.
 #![cfg(feature = "ui")]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use serde_json::Value as Json;
 
 const HOSTILE: &str = "<script>document.title='pwned'</script><img src=x onerror=alert(1)>";
@@ -83,17 +88,23 @@ fn get_json(url: &str) -> Json {
 /// Posts a trace of one span named [`HOSTILE`] over OTLP/JSON; returns its trace id.
 fn post_hostile_span(viewer: &str) -> String {
     let trace_id = "5ca1ab1e5ca1ab1e5ca1ab1e5ca1ab1e";
+    post_span(viewer, trace_id, HOSTILE, "<b>evil</b>");
+    trace_id.to_owned()
+}
+
+/// Posts a trace of one erroring server span over OTLP/JSON.
+fn post_span(viewer: &str, trace_id: &str, name: &str, service: &str) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
     let body = serde_json::json!({"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "<b>evil</b>"}}]},
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
         "scopeSpans": [{"spans": [{
-            "traceId": trace_id, "spanId": "0102030405060708", "name": HOSTILE, "kind": 2,
+            "traceId": trace_id, "spanId": "0102030405060708", "name": name, "kind": 2,
             "startTimeUnixNano": now.to_string(), "endTimeUnixNano": (now + 3_000_000).to_string(),
-            "attributes": [{"key": "note", "value": {"stringValue": HOSTILE}}],
-            "status": {"code": 2, "message": HOSTILE}
+            "attributes": [{"key": "note", "value": {"stringValue": name}}],
+            "status": {"code": 2, "message": name}
         }]}]
     }]});
     let status = runtime().block_on(async {
@@ -107,7 +118,6 @@ fn post_hostile_span(viewer: &str) -> String {
             .status()
     });
     assert_eq!(status, 200);
-    trace_id.to_owned()
 }
 
 fn chromium() -> PathBuf {
@@ -125,33 +135,196 @@ fn chromium() -> PathBuf {
     })
 }
 
-/// Runs headless Chromium on `url` with a fresh profile; `what` is `--dump-dom` or
-/// `--screenshot=…`. Returns stdout.
-fn browse(url: &str, what: &str) -> String {
-    let profile = tempdir("profile");
-    let output = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1280,800",
-            // Lets the page's fetches and rendering finish before the dump.
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(what)
-        .arg(url)
-        .stderr(Stdio::null())
-        .output()
-        .expect("run chromium");
-    let _ = std::fs::remove_dir_all(&profile);
-    assert!(output.status.success(), "chromium failed on {url}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// Headless Chromium driven over the DevTools protocol on a pipe: Chromium reads
+/// commands from its fd 3 and writes answers to its fd 4, each a JSON text ended by a NUL
+/// byte. A shell gives it its stdin and stdout as those two.
+struct Browser {
+    child: Child,
+    commands: ChildStdin,
+    answers: BufReader<ChildStdout>,
+    next_id: u64,
+    profile: PathBuf,
+}
+
+/// One tab of a [`Browser`].
+struct Tab {
+    session: String,
+    target: String,
+}
+
+impl Browser {
+    fn launch() -> Browser {
+        let profile = tempdir("profile");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>/dev/null"#)
+            .arg(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--window-size=1280,800",
+                "--remote-debugging-pipe",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run chromium");
+        let commands = child.stdin.take().unwrap();
+        let answers = BufReader::new(child.stdout.take().unwrap());
+        Browser {
+            child,
+            commands,
+            answers,
+            next_id: 0,
+            profile,
+        }
+    }
+
+    /// Sends a command (to a tab's session, if given) and returns its result; events and
+    /// other answers on the way are skipped.
+    fn call(&mut self, session: Option<&str>, method: &str, params: Json) -> Json {
+        match self.try_call(session, method, params) {
+            Ok(result) => result,
+            Err(error) => panic!("{method}: {error}"),
+        }
+    }
+
+    /// Like [`Browser::call`], with the protocol's error instead of a panic.
+    fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Json,
+    ) -> Result<Json, Json> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut command = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            command["sessionId"] = session.into();
+        }
+        let mut bytes = command.to_string().into_bytes();
+        bytes.push(0);
+        self.commands
+            .write_all(&bytes)
+            .expect("chromium takes commands");
+        loop {
+            let mut message = Vec::new();
+            let n = self
+                .answers
+                .read_until(0, &mut message)
+                .expect("chromium answers");
+            assert!(n > 0, "chromium closed the pipe during {method}");
+            message.pop();
+            let message: Json = serde_json::from_slice(&message).expect("JSON from chromium");
+            if message["id"] == id {
+                if !message["error"].is_null() {
+                    return Err(message["error"].clone());
+                }
+                return Ok(message["result"].clone());
+            }
+        }
+    }
+
+    /// Opens `url` in a new tab.
+    fn open(&mut self, url: &str) -> Tab {
+        let target = self.call(None, "Target.createTarget", serde_json::json!({"url": url}))
+            ["targetId"]
+            .as_str()
+            .expect("a target id")
+            .to_owned();
+        let session = self.call(
+            None,
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target, "flatten": true}),
+        )["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
+        Tab { session, target }
+    }
+
+    fn close(&mut self, tab: Tab) {
+        self.call(
+            None,
+            "Target.closeTarget",
+            serde_json::json!({"targetId": tab.target}),
+        );
+    }
+
+    /// The value of a JavaScript expression in `tab`.
+    fn eval(&mut self, tab: &Tab, expression: &str) -> Json {
+        let result = self.call(
+            Some(&tab.session),
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expression, "returnByValue": true}),
+        );
+        assert!(
+            result["exceptionDetails"].is_null(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits (30 s at most) until `condition`, a JavaScript expression, is true in `tab`;
+    /// then returns the page's HTML.
+    fn wait_for(&mut self, tab: &Tab, condition: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Exceptions while the page is still loading (no element yet) count as false.
+        let guarded = format!(
+            "(() => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }})()"
+        );
+        // A page still loading may have no context to evaluate in yet: not true either.
+        let params = serde_json::json!({"expression": guarded, "returnByValue": true});
+        while self
+            .try_call(Some(&tab.session), "Runtime.evaluate", params.clone())
+            .map_or(true, |result| result["result"]["value"] != Json::Bool(true))
+        {
+            if Instant::now() >= deadline {
+                let html = self.html(tab);
+                panic!("not true within 30 s: {condition}\n{html}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.html(tab)
+    }
+
+    fn html(&mut self, tab: &Tab) -> String {
+        // Nothing yet while a page is still loading.
+        self.eval(
+            tab,
+            "document.documentElement ? document.documentElement.outerHTML : ''",
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    fn screenshot(&mut self, tab: &Tab) -> Vec<u8> {
+        let shot = self.call(
+            Some(&tab.session),
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png"}),
+        );
+        base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("image data"))
+            .expect("base64")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -193,9 +366,21 @@ fn the_demo_renders_in_headless_chromium() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let hostile = post_hostile_span(&viewer);
+    let mut browser = Browser::launch();
 
-    // The list: the declined order highlighted, the hostile name as text.
-    let list = browse(&viewer, "--dump-dom");
+    // The list: the declined order highlighted, the hostile name as text, the stream of
+    // live updates open.
+    let tab = browser.open(&viewer);
+    let list = browser.wait_for(
+        &tab,
+        &format!(
+            "document.querySelectorAll('.trace-row').length >= 3 \
+             && document.querySelector('[data-trace-id=\"{hostile}\"]') \
+             && document.querySelector('[data-trace-id=\"{declined}\"]') \
+             && document.querySelectorAll('#stat-rows tr').length > 0 \
+             && document.body.dataset.live === 'events'"
+        ),
+    );
     assert!(count(&list, "class=\"trace-row") >= 3, "{list}");
     assert!(list.contains(&format!("data-trace-id=\"{declined}\"")));
     assert!(
@@ -215,8 +400,34 @@ fn the_demo_renders_in_headless_chromium() {
     assert!(list.contains("Latency per operation"));
     assert!(list.contains("payment.Pay/Charge"));
 
+    // Live: a trace posted now shows in the open list, without a reload (a reload would
+    // lose the mark set on the window).
+    browser.eval(&tab, "window.sameDocument = true");
+    let live = "11fe11fe11fe11fe11fe11fe11fe11fe";
+    post_span(&viewer, live, "GET /live", "late-comer");
+    let list = browser.wait_for(
+        &tab,
+        &format!("document.querySelector('[data-trace-id=\"{live}\"]')"),
+    );
+    assert!(list.contains("GET /live"), "{list}");
+    assert_eq!(browser.eval(&tab, "window.sameDocument"), Json::Bool(true));
+    let traces_png = browser.screenshot(&tab);
+    browser.close(tab);
+
     // The checkout trace: one waterfall row per span, services and kinds shown.
-    let page = browse(&format!("{viewer}#/trace/{checkout}"), "--dump-dom");
+    let trace_page = |browser: &mut Browser, id: &str| {
+        let tab = browser.open(&format!("{viewer}#/trace/{id}"));
+        let page = browser.wait_for(
+            &tab,
+            &format!(
+                "document.getElementById('trace-info').textContent.includes('{id}') \
+                 && document.querySelectorAll('#span-rows .span-row').length > 0"
+            ),
+        );
+        (tab, page)
+    };
+    let (tab, page) = trace_page(&mut browser, &checkout);
+    browser.close(tab);
     assert_eq!(count(&page, "class=\"span-row"), 7, "{page}");
     assert_eq!(count(&page, "class=\"span-row error"), 0, "{page}");
     for text in [
@@ -232,34 +443,29 @@ fn the_demo_renders_in_headless_chromium() {
     }
 
     // The declined order: its failing spans highlighted.
-    let page = browse(&format!("{viewer}#/trace/{declined}"), "--dump-dom");
+    let (tab, page) = trace_page(&mut browser, &declined);
+    let trace_png = browser.screenshot(&tab);
+    browser.close(tab);
     assert_eq!(count(&page, "class=\"span-row"), 7, "{page}");
     assert!(count(&page, "class=\"span-row error\"") >= 3, "{page}");
     assert!(page.contains("ERROR"));
 
     // The hostile trace page: its name and service as text.
-    let page = browse(&format!("{viewer}#/trace/{hostile}"), "--dump-dom");
+    let (tab, page) = trace_page(&mut browser, &hostile);
+    browser.close(tab);
     assert_eq!(count(&page, "class=\"span-row error\""), 1, "{page}");
     assert!(page.contains("&lt;b&gt;evil&lt;/b&gt;"), "{page}");
     assert!(!page.contains("<b>evil</b>"));
     assert!(!page.contains("<script>document.title"));
     assert!(page.contains("<title>tracewire traces</title>"));
 
-    // Screenshots: always rendered (they must not fail); kept for the README on request.
-    let shots = tempdir("shots");
-    for (name, url) in [
-        ("ui-traces.png", viewer.clone()),
-        ("ui-trace.png", format!("{viewer}#/trace/{declined}")),
-    ] {
-        let file = shots.join(name);
-        browse(&url, &format!("--screenshot={}", file.display()));
-        let png = std::fs::read(&file).expect("a screenshot");
+    // Screenshots: always taken (they must not fail); kept for the README on request.
+    for (name, png) in [("ui-traces.png", traces_png), ("ui-trace.png", trace_png)] {
         assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
         if std::env::var_os("TRACEWIRE_UPDATE_SCREENSHOTS").is_some() {
             let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
             std::fs::create_dir_all(&docs).unwrap();
-            std::fs::copy(&file, docs.join(name)).unwrap();
+            std::fs::write(docs.join(name), png).unwrap();
         }
     }
-    let _ = std::fs::remove_dir_all(&shots);
 }

@@ -1,19 +1,25 @@
-//! The viewer's HTTP side: pages, JSON API, OTLP/HTTP ingestion and `/metrics`.
+//! The viewer's HTTP side: pages, JSON API, live updates, OTLP/HTTP ingestion and
+//! `/metrics`, behind a check of the `Host` and `Origin` headers.
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
+use tokio::sync::{watch, Semaphore};
 
 use super::otlp::{self, Encoding};
 use super::store::{self, Held, Source, Store, BUCKETS};
@@ -28,13 +34,39 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 pub(crate) const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
+/// The most clients of `GET /api/events` at once; more get 503.
+pub(crate) const MAX_EVENT_CLIENTS: usize = 32;
+
+/// The least time between two live-update events to one client; changes meanwhile are
+/// told in one.
+const EVENT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// What the server and the reporter share.
 pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) max_body_bytes: usize,
+    /// The store's latest generation, watched by the live-update streams. A watch holds
+    /// one value, not a queue: a client that reads slowly sees only the latest.
+    pub(crate) changes: watch::Sender<u64>,
+    /// Set when the server stops, to end the live-update streams (else a graceful
+    /// shutdown would wait for them forever).
+    pub(crate) closing: watch::Sender<bool>,
+    pub(crate) event_slots: Arc<Semaphore>,
+    pub(crate) hosts: Hosts,
 }
 
 impl Shared {
+    pub(crate) fn new(store: Store, max_body_bytes: usize, hosts: Hosts) -> Shared {
+        Shared {
+            store: Mutex::new(store),
+            max_body_bytes,
+            changes: watch::Sender::new(0),
+            closing: watch::Sender::new(false),
+            event_slots: Arc::new(Semaphore::new(MAX_EVENT_CLIENTS)),
+            hosts,
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock leaves a consistent store (every update is
         // complete before the next line runs), so a poisoned lock is still usable.
@@ -42,6 +74,120 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// Runs `change` on the store, then tells the live-update streams if the held traces
+    /// changed.
+    pub(crate) fn update<R>(&self, change: impl FnOnce(&mut Store) -> R) -> R {
+        let (result, generation) = {
+            let mut store = self.lock();
+            let result = change(&mut store);
+            (result, store.generation())
+        };
+        self.changes.send_if_modified(|seen| {
+            let changed = *seen != generation;
+            *seen = generation;
+            changed
+        });
+        result
+    }
+}
+
+/// The hosts the viewer answers to, against DNS rebinding: a page of another site whose
+/// name the attacker points at 127.0.0.1 still sends its own name in `Host`.
+#[derive(Clone, Debug)]
+pub(crate) struct Hosts {
+    /// The address listened on.
+    pub(crate) addr: SocketAddr,
+    /// Names allowed besides, lower-case, without port.
+    pub(crate) extra: Vec<String>,
+}
+
+impl Hosts {
+    /// Whether a `Host` value (`name`, `name:port`, `[v6]:port`) is one of ours: a loopback
+    /// name or address with the port listened on, the address listened on (any address,
+    /// when listening on all interfaces: an address is not a name that can be rebound),
+    /// or a name allowed by [`ViewerBuilder::allow_host`](super::ViewerBuilder::allow_host)
+    /// with any port.
+    pub(crate) fn allows(&self, host: &str) -> bool {
+        let Some((name, port)) = split_host(host) else {
+            return false;
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if self.extra.contains(&name) {
+            return true;
+        }
+        let our_port = match port {
+            Some(port) => port == self.addr.port(),
+            None => self.addr.port() == 80,
+        };
+        if !our_port {
+            return false;
+        }
+        match name.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback() || ip == self.addr.ip() || self.addr.ip().is_unspecified(),
+            Err(_) => name == "localhost",
+        }
+    }
+}
+
+/// `name[:port]` or `[v6][:port]` into the name (without brackets) and the port.
+fn split_host(host: &str) -> Option<(&str, Option<u16>)> {
+    let host = host.trim();
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let (name, after) = rest.split_once(']')?;
+        match after {
+            "" => (name, None),
+            _ => (name, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(port) => Some(port.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((name, port))
+}
+
+/// Refuses requests addressed to another host (403), and requests that change something
+/// (`POST /v1/traces`) sent by a page of another origin.
+async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let Some(host) = host.filter(|host| shared.hosts.allows(host)) else {
+        return forbidden(format!(
+            "this trace viewer answers only to its own address (http://localhost:{0}/, \
+             http://127.0.0.1:{0}/) and the hosts named with ViewerBuilder::allow_host\n",
+            shared.hosts.addr.port()
+        ));
+    };
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        if let Some(origin) = request.headers().get(header::ORIGIN) {
+            let own = format!("http://{host}");
+            if !origin.as_bytes().eq_ignore_ascii_case(own.as_bytes()) {
+                return forbidden("requests from the pages of other sites are refused\n".into());
+            }
+        }
+    }
+    next.run(request).await
+}
+
+fn forbidden(text: String) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -58,9 +204,68 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/traces", get(list_traces))
         .route("/api/traces/{trace_id}", get(one_trace))
         .route("/api/stats", get(stats))
+        .route("/api/events", get(events))
         .route("/metrics", get(metrics))
         .route("/v1/traces", post(ingest))
+        .layer(middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
+}
+
+/// `GET /api/events`: a server-sent event `traces` at once and then whenever the held
+/// traces change (at most one each [`EVENT_INTERVAL`]), with `{"generation": n,
+/// "traces_held": n}`; the page then fetches what it shows. At most [`MAX_EVENT_CLIENTS`]
+/// at once; more get 503.
+async fn events(State(shared): State<Arc<Shared>>) -> Response {
+    let Ok(slot) = shared.event_slots.clone().try_acquire_owned() else {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("too many live-update clients (at most {MAX_EVENT_CLIENTS}); poll /api/traces instead"),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return response;
+    };
+    struct Client {
+        shared: Arc<Shared>,
+        changes: watch::Receiver<u64>,
+        closing: watch::Receiver<bool>,
+        first: bool,
+        /// Held for as long as the stream lives.
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    }
+    let client = Client {
+        changes: shared.changes.subscribe(),
+        closing: shared.closing.subscribe(),
+        shared,
+        first: true,
+        _slot: slot,
+    };
+    let stream = futures_util::stream::unfold(client, |mut client| async move {
+        if *client.closing.borrow() {
+            return None;
+        }
+        if !client.first {
+            tokio::select! {
+                _ = tokio::time::sleep(EVENT_INTERVAL) => {}
+                _ = client.closing.changed() => return None,
+            }
+            tokio::select! {
+                changed = client.changes.changed() => changed.ok()?,
+                _ = client.closing.changed() => return None,
+            }
+        }
+        client.first = false;
+        let generation = *client.changes.borrow_and_update();
+        let held = client.shared.lock().traces_held();
+        let event = Event::default().event("traces").data(format!(
+            r#"{{"generation":{generation},"traces_held":{held}}}"#
+        ));
+        Some((Ok::<_, Infallible>(event), client))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn asset(text: &'static str, content_type: &'static str) -> Response {
@@ -591,7 +796,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Ok(spans) => spans,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    shared.lock().add(&spans, Source::Otlp, Instant::now());
+    shared.update(|store| store.add(&spans, Source::Otlp, Instant::now()));
     let content_type = match encoding {
         Encoding::Protobuf => "application/x-protobuf",
         Encoding::Json => "application/json",
@@ -642,6 +847,57 @@ mod tests {
         assert_eq!(percentile(&d, 99.0), 99.0);
         assert_eq!(percentile(&d[..1], 99.0), 1.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn hosts_are_ours_or_refused() {
+        let loopback = Hosts {
+            addr: ([127, 0, 0, 1], 16686).into(),
+            extra: vec!["traces.internal".into()],
+        };
+        for ok in [
+            "localhost:16686",
+            "127.0.0.1:16686",
+            "127.0.0.2:16686",
+            "[::1]:16686",
+            "localhost.:16686",
+            "traces.internal",
+            "traces.internal:443",
+        ] {
+            assert!(loopback.allows(ok), "{ok}");
+        }
+        for refused in [
+            "",
+            ":16686",
+            "localhost",
+            "localhost:80",
+            "localhost:16686:1",
+            "evil.example:16686",
+            "192.168.1.5:16686",
+            "[::1]",
+            "[::1]x",
+            "[::1",
+            "localhost:99999",
+        ] {
+            assert!(!loopback.allows(refused), "{refused}");
+        }
+        // Listening on a LAN address by choice: that address too.
+        let lan = Hosts {
+            addr: ([192, 168, 1, 5], 16686).into(),
+            extra: Vec::new(),
+        };
+        assert!(lan.allows("192.168.1.5:16686"));
+        assert!(lan.allows("localhost:16686"));
+        assert!(!lan.allows("192.168.1.6:16686"));
+        assert!(!lan.allows("myhost.lan:16686"));
+        // On all interfaces: any address (an address is not a name that can be rebound).
+        let all = Hosts {
+            addr: ([0, 0, 0, 0], 80).into(),
+            extra: Vec::new(),
+        };
+        assert!(all.allows("10.0.0.7"));
+        assert!(all.allows("10.0.0.7:80"));
+        assert!(!all.allows("myhost.lan"));
     }
 
     #[test]

@@ -37,17 +37,25 @@
 //! [console reporter](crate::report::console) (orphans, late spans, the remote-parent grace
 //! period, idle and maximum-age timeouts): a trace appears once its root has arrived, and
 //! spans arriving later (say from an OTLP service) join it. Held traces are bounded in number
-//! ([`ViewerBuilder::max_traces`], 1000 by default) and in approximate bytes
-//! ([`ViewerBuilder::max_bytes`], 64 MiB); the oldest go first, and the drops are counted
-//! ([`ViewerStats`], `/metrics`).
+//! ([`ViewerBuilder::max_traces`], 1000 by default) and in bytes
+//! ([`ViewerBuilder::max_bytes`], 64 MiB, counting every allocation the viewer's data
+//! takes); the oldest go first, and the drops are counted ([`ViewerStats`], `/metrics`).
 //!
 //! The server listens on `127.0.0.1:16686` unless told otherwise; it listens on another
 //! interface only when named one. It has no authentication: keep it on loopback.
 //!
+//! Against [DNS rebinding](https://en.wikipedia.org/wiki/DNS_rebinding) (a page of another
+//! site whose name the attacker points at 127.0.0.1), every request, `/v1/traces`
+//! included, must be addressed to the viewer: a `Host` of `localhost`, `127.0.0.1` or
+//! `[::1]` with the port listened on, the address listened on, or a name allowed with
+//! [`ViewerBuilder::allow_host`]; others get 403. A `POST` from a browser page (with an
+//! `Origin` header) of another origin gets 403 too.
+//!
 //! # Pages
 //!
 //! `GET /` is the whole application (HTML, JavaScript and CSS compiled into the crate, no
-//! CDN): the trace list, newest first, refreshed every 2 seconds, with filters by service,
+//! CDN): the trace list, newest first, updated live (from `/api/events`; it polls every 2
+//! seconds only while that stream is down), with filters by service,
 //! operation, errors only, minimum duration and trace id; counts of traces, spans and
 //! services; p50/p95/p99 latency per operation; and, at `#/trace/{trace_id}`, the trace's
 //! service path (`checkout → inventory, payment`) and a waterfall with a bar per span on a
@@ -103,6 +111,13 @@
 //!                  "errors": 2, "p50_ms": 31.2, "p95_ms": 98.1, "p99_ms": 98.1}]}
 //! ```
 //!
+//! `GET /api/events` is a stream of [server-sent events](https://html.spec.whatwg.org/multipage/server-sent-events.html)
+//! (`text/event-stream`): an event `traces` at once, then one whenever the held traces
+//! change, at most every 250 ms (changes meanwhile are told in one), with
+//! `{"generation": 42, "traces_held": 12}`; fetch `/api/traces` on each. Nothing queues
+//! for a slow reader: it gets the latest state when it reads again. At most 32 clients at
+//! once; more get 503.
+//!
 //! # OTLP/HTTP
 //!
 //! `POST /v1/traces` takes an OTLP `ExportTraceServiceRequest`, as protobuf
@@ -128,11 +143,12 @@
 
 mod http;
 mod otlp;
+mod size;
 mod store;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -140,7 +156,7 @@ use crate::report::console::assemble;
 use crate::report::Reporter;
 use crate::span::SpanRecord;
 
-use http::Shared;
+use http::{Hosts, Shared};
 use store::{Bounds, Store};
 
 /// Where the viewer listens unless told otherwise: Jaeger's UI port, on loopback.
@@ -160,6 +176,7 @@ pub struct ViewerBuilder {
     max_traces: usize,
     max_bytes: usize,
     max_body_bytes: usize,
+    hosts: Vec<String>,
 }
 
 impl Default for ViewerBuilder {
@@ -169,6 +186,7 @@ impl Default for ViewerBuilder {
             max_traces: 1000,
             max_bytes: 64 << 20,
             max_body_bytes: 4 << 20,
+            hosts: Vec::new(),
         }
     }
 }
@@ -186,9 +204,22 @@ impl ViewerBuilder {
         self
     }
 
-    /// About the most bytes of span data held; the oldest traces go first. 64 MiB by
-    /// default. Spans still being assembled into traces are bounded apart from this, by
-    /// count (20,000 spans).
+    /// The most memory the viewer's data takes; the oldest traces go first. 64 MiB by
+    /// default.
+    ///
+    /// It counts everything the viewer keeps: held traces, spans still being assembled
+    /// into traces (an eighth of the bound at most), and the indexes, each allocation as
+    /// the allocator rounds it and with its header, and strings that may be shared as if
+    /// they were not. All that is kept within two thirds of the bound; the last third is
+    /// for what the allocator keeps beyond the bytes in use (freed memory between live
+    /// allocations), measured at up to a third of the counted bytes with glibc.
+    ///
+    /// What it does not count is fixed or passing: the process, the server and its thread,
+    /// the recorder's queue and pools (bounded by its
+    /// [capacity](crate::record::RecorderBuilder::queue_capacity)), together about 8 MiB
+    /// with the defaults; and a request in flight (an OTLP body of up to
+    /// [`max_body_bytes`](Self::max_body_bytes), decoded, or a page of the JSON API). See
+    /// [`ViewerStats::bytes_held`].
     pub fn max_bytes(mut self, bytes: usize) -> Self {
         self.max_bytes = bytes;
         self
@@ -197,6 +228,20 @@ impl ViewerBuilder {
     /// The largest OTLP request body accepted; larger ones get 413. 4 MiB by default.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Also answers requests addressed to `host`, a name or address without port (say
+    /// `traces.dev.internal`), on any port: for a viewer reached through a proxy or a
+    /// name of your own. Requests whose `Host` is not one of the viewer's get 403, against
+    /// [DNS rebinding](https://en.wikipedia.org/wiki/DNS_rebinding); always allowed are
+    /// `localhost` and loopback addresses with the port listened on, and the address
+    /// listened on (any address, when listening on all interfaces).
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        let host: String = host.into();
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        self.hosts
+            .push(host.trim_end_matches('.').to_ascii_lowercase());
         self
     }
 
@@ -209,6 +254,9 @@ impl ViewerBuilder {
         let listener = TcpListener::bind(self.addr).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
+        // The store bounds the bytes of traces being assembled (an eighth of the bound,
+        // counted more fully than the assembler does) and lets every root in, as a root
+        // releases its trace at the end of its batch; the assembler bounds them by count.
         let bounds = Bounds {
             max_traces: self.max_traces,
             max_bytes: self.max_bytes,
@@ -216,10 +264,11 @@ impl ViewerBuilder {
                 max_traces: 2_000,
                 max_spans: 20_000,
                 max_spans_per_trace: 5_000,
-                // Traces being assembled; the store bounds the finished ones by `max_bytes`.
-                max_bytes: 64 * 1024 * 1024,
-                max_bytes_per_trace: 8 * 1024 * 1024,
-                remember: 10_000,
+                max_bytes: usize::MAX,
+                max_bytes_per_trace: (self.max_bytes / 8).max(1 << 20),
+                // The ids of released traces, to join late spans to them: counted in the
+                // bound, so fewer for a small one.
+                remember: (self.max_bytes >> 10).clamp(64, 10_000),
             },
             timeouts: assemble::Timeouts {
                 grace: Duration::from_millis(500),
@@ -227,10 +276,11 @@ impl ViewerBuilder {
                 max_age: Duration::from_secs(60),
             },
         };
-        let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(bounds)),
-            max_body_bytes: self.max_body_bytes,
-        });
+        let hosts = Hosts {
+            addr,
+            extra: self.hosts,
+        };
+        let shared = Arc::new(Shared::new(Store::new(bounds), self.max_body_bytes, hosts));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -267,11 +317,13 @@ async fn serve(
         let mut interval = tokio::time::interval(TICK);
         loop {
             interval.tick().await;
-            ticking.lock().tick(Instant::now());
+            ticking.update(|store| store.tick(Instant::now()));
         }
     });
-    let server = axum::serve(listener, http::router(shared)).with_graceful_shutdown(async {
+    let closing = shared.clone();
+    let server = axum::serve(listener, http::router(shared)).with_graceful_shutdown(async move {
         let _ = stopped.await;
+        closing.closing.send_replace(true);
     });
     if let Err(e) = server.await {
         eprintln!("tracewire: the trace viewer stopped: {e}");
@@ -394,7 +446,8 @@ impl Drop for Viewer {
 pub struct ViewerStats {
     /// Traces held for the pages.
     pub traces_held: usize,
-    /// About the bytes of span data those traces take.
+    /// The memory the viewer's data takes, as counted against
+    /// [`ViewerBuilder::max_bytes`]: held traces, spans being assembled, and the indexes.
     pub bytes_held: usize,
     /// Spans waiting for their trace's root (or a timeout) before they show.
     pub spans_assembling: usize,
@@ -423,16 +476,15 @@ impl fmt::Debug for ViewerReporter {
 impl Reporter for ViewerReporter {
     fn report(&mut self, batch: &[SpanRecord]) {
         self.shared
-            .lock()
-            .add(batch, store::Source::Local, Instant::now());
+            .update(|store| store.add(batch, store::Source::Local, Instant::now()));
     }
 
     fn tick(&mut self) {
-        self.shared.lock().tick(Instant::now());
+        self.shared.update(|store| store.tick(Instant::now()));
     }
 
     fn flush(&mut self) {
-        self.shared.lock().flush();
+        self.shared.update(Store::flush);
     }
 }
 

@@ -2,8 +2,14 @@
 // never as markup.
 "use strict";
 
+// The list updates when the server says the held traces changed (server-sent events,
+// /api/events); it polls only while that stream is down.
 const POLL_MS = 2000;
+const EVENTS_RETRY_MS = 30000;
 let pollTimer = null;
+let events = null;
+let refreshing = false;
+let refreshAgain = false;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -123,11 +129,53 @@ async function refreshList() {
   }
 }
 
+/// One refresh at a time; changes told meanwhile make one more.
+async function refreshSoon() {
+  if (refreshing) { refreshAgain = true; return; }
+  refreshing = true;
+  try {
+    do {
+      refreshAgain = false;
+      await refreshList();
+    } while (refreshAgain);
+  } finally {
+    refreshing = false;
+  }
+}
+
+function listShown() {
+  return !document.getElementById("list-view").hidden;
+}
+
+function startPolling() {
+  if (pollTimer === null) pollTimer = setInterval(() => { if (listShown()) refreshSoon(); }, POLL_MS);
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+function listen() {
+  if (!window.EventSource) { startPolling(); return; }
+  events = new EventSource("/api/events");
+  events.addEventListener("traces", () => { if (listShown()) refreshSoon(); });
+  events.addEventListener("open", () => { stopPolling(); document.body.dataset.live = "events"; });
+  events.addEventListener("error", () => {
+    document.body.dataset.live = "polling";
+    startPolling();
+    // Refused (too many clients) or gone for good: try again later.
+    if (events.readyState === EventSource.CLOSED) {
+      events = null;
+      setTimeout(listen, EVENTS_RETRY_MS);
+    }
+  });
+}
+
 function showList() {
   document.getElementById("trace-view").hidden = true;
   document.getElementById("list-view").hidden = false;
-  refreshList();
-  pollTimer = setInterval(refreshList, POLL_MS);
+  refreshSoon();
 }
 
 // ---- one trace ----
@@ -249,13 +297,13 @@ async function showTrace(traceId) {
 // ---- routing ----
 
 function route() {
-  clearInterval(pollTimer);
   const match = location.hash.match(/^#\/trace\/([^/]+)$/);
   if (match) showTrace(decodeURIComponent(match[1]));
   else showList();
 }
 
-document.getElementById("filters").addEventListener("input", () => refreshList());
-document.getElementById("filters").addEventListener("submit", (e) => { e.preventDefault(); refreshList(); });
+document.getElementById("filters").addEventListener("input", () => refreshSoon());
+document.getElementById("filters").addEventListener("submit", (e) => { e.preventDefault(); refreshSoon(); });
 window.addEventListener("hashchange", route);
 route();
+listen();
