@@ -1,0 +1,571 @@
+//! The instruments of a layer, its series, and the measurement of one request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use http::HeaderMap;
+use opentelemetry::metrics::{BoundHistogram, Histogram, Meter, MeterProvider, UpDownCounter};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
+
+use super::DURATION_BUCKETS;
+use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
+use crate::record::clock;
+use crate::rpc::{self, GrpcMethods};
+use crate::semconv;
+
+/// Request parts (routes, servers, gRPC methods) a layer keeps series for.
+const MAX_SERIES: usize = 1024;
+/// Sets of the rest of the attributes (method, status, …) a series keeps.
+const MAX_ENDS: usize = 64;
+
+/// The instruments of one layer, and its series.
+pub(crate) struct LayerMetrics {
+    role: Role,
+    http: Histogram<f64>,
+    rpc: Histogram<f64>,
+    active: Option<UpDownCounter<i64>>,
+    /// The provider is the SDK's, whose instruments bind attribute sets.
+    bind: bool,
+    /// Requests without a route (server) or server address (client).
+    unnamed: Arc<Series>,
+    /// The first route or server seen: most client layers call one server.
+    first: OnceLock<Arc<Series>>,
+    /// By route (server) or server address and port (client).
+    named: RwLock<HashMap<Box<str>, Vec<(u16, Arc<Series>)>>>,
+    /// gRPC calls, by method.
+    calls: RwLock<HashMap<&'static str, Arc<Series>>>,
+}
+
+impl std::fmt::Debug for LayerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerMetrics")
+            .field("role", &self.role)
+            .field("active_requests", &self.active.is_some())
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
+fn meter<M: MeterProvider + ?Sized>(provider: &M) -> Meter {
+    provider.meter_with_scope(
+        InstrumentationScope::builder("tracewire")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .with_schema_url(opentelemetry_semantic_conventions::SCHEMA_URL)
+            .build(),
+    )
+}
+
+fn duration(meter: &Meter, name: &'static str, description: &'static str) -> Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_unit("s")
+        .with_description(description)
+        .with_boundaries(DURATION_BUCKETS.to_vec())
+        .build()
+}
+
+/// The SDK's provider implements bound instruments (tracewire turns the SDK's feature on);
+/// another provider may not, and its bound handles would drop what they record.
+fn binds<M: MeterProvider + ?Sized + 'static>() -> bool {
+    std::any::TypeId::of::<M>()
+        == std::any::TypeId::of::<opentelemetry_sdk::metrics::SdkMeterProvider>()
+}
+
+impl LayerMetrics {
+    pub(crate) fn server<M: MeterProvider + ?Sized + 'static>(provider: &M, active: bool) -> Self {
+        let meter = meter(provider);
+        let active = active.then(|| {
+            meter
+                .i64_up_down_counter("http.server.active_requests")
+                .with_unit("{request}")
+                .with_description("Number of active HTTP server requests.")
+                .build()
+        });
+        Self::new(
+            Role::Server,
+            binds::<M>(),
+            duration(
+                &meter,
+                "http.server.request.duration",
+                "Duration of HTTP server requests.",
+            ),
+            duration(
+                &meter,
+                "rpc.server.call.duration",
+                "Measures the duration of inbound remote procedure calls (RPC).",
+            ),
+            active,
+        )
+    }
+
+    pub(crate) fn client<M: MeterProvider + ?Sized + 'static>(provider: &M) -> Self {
+        let meter = meter(provider);
+        Self::new(
+            Role::Client,
+            binds::<M>(),
+            duration(
+                &meter,
+                "http.client.request.duration",
+                "Duration of HTTP client requests.",
+            ),
+            duration(
+                &meter,
+                "rpc.client.call.duration",
+                "Measures the duration of outbound remote procedure calls (RPC).",
+            ),
+            None,
+        )
+    }
+
+    fn new(
+        role: Role,
+        bind: bool,
+        http: Histogram<f64>,
+        rpc: Histogram<f64>,
+        active: Option<UpDownCounter<i64>>,
+    ) -> Self {
+        let unnamed = Arc::new(Series::new(role, bind, &http, active.clone(), Fixed::None));
+        LayerMetrics {
+            role,
+            http,
+            rpc,
+            active,
+            bind,
+            unnamed,
+            first: OnceLock::new(),
+            named: RwLock::default(),
+            calls: RwLock::default(),
+        }
+    }
+
+    /// The series of HTTP requests to `name` (a route template, or the server's address) and
+    /// `port` (client).
+    pub(crate) fn series(&self, name: Option<&str>, port: u16) -> Arc<Series> {
+        let Some(name) = name else {
+            return self.unnamed.clone();
+        };
+        if let Some(first) = self.first.get() {
+            if first.is(name, port) {
+                return first.clone();
+            }
+        }
+        let found = self
+            .named
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|ports| ports.iter().find(|(p, _)| *p == port))
+            .map(|(_, series)| series.clone());
+        if let Some(series) = found {
+            return series;
+        }
+        let mut named = self.named.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, series)) = named
+            .get(name)
+            .and_then(|ports| ports.iter().find(|(p, _)| *p == port))
+        {
+            return series.clone();
+        }
+        let fixed = match self.role {
+            Role::Server => Fixed::Route(StringValue::from(name.to_owned())),
+            Role::Client => Fixed::Server(StringValue::from(name.to_owned()), port),
+        };
+        let series = Arc::new(Series::new(
+            self.role,
+            self.bind,
+            &self.http,
+            self.active.clone(),
+            fixed,
+        ));
+        let count: usize = named.values().map(Vec::len).sum();
+        if count < MAX_SERIES {
+            named
+                .entry(name.into())
+                .or_default()
+                .push((port, series.clone()));
+            let _ = self.first.set(series.clone());
+        }
+        series
+    }
+
+    /// The series of gRPC calls to `method` (`None`: `_OTHER`).
+    fn call_series(&self, method: Option<&'static str>) -> Arc<Series> {
+        let method = method.unwrap_or("_OTHER");
+        if let Some(series) = self
+            .calls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(method)
+        {
+            return series.clone();
+        }
+        let mut calls = self.calls.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = calls.get(method) {
+            return series.clone();
+        }
+        let series = Arc::new(Series::new(
+            self.role,
+            self.bind,
+            &self.rpc,
+            None,
+            Fixed::Method(method),
+        ));
+        if calls.len() < MAX_SERIES {
+            calls.insert(method, series.clone());
+        }
+        series
+    }
+}
+
+/// The attributes every request of a series has.
+enum Fixed {
+    None,
+    Route(StringValue),
+    Server(StringValue, u16),
+    Method(&'static str),
+}
+
+/// The requests of one route, server or gRPC method: their attribute sets, built once.
+pub(crate) struct Series {
+    role: Role,
+    bind: bool,
+    histogram: Histogram<f64>,
+    active: Option<UpDownCounter<i64>>,
+    fixed: Fixed,
+    ends: RwLock<Vec<(EndKey, Recorder)>>,
+}
+
+/// The attributes of a request that its series does not fix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct EndKey {
+    method: &'static str,
+    scheme: &'static str,
+    version: &'static str,
+    /// The HTTP status code, or the gRPC status code.
+    status: Option<i32>,
+    /// An error type that the status does not tell.
+    error_type: Option<&'static str>,
+}
+
+/// Records into one attribute set.
+enum Recorder {
+    Bound(BoundHistogram<f64>),
+    Unbound(Box<[KeyValue]>),
+}
+
+impl Series {
+    fn new(
+        role: Role,
+        bind: bool,
+        histogram: &Histogram<f64>,
+        active: Option<UpDownCounter<i64>>,
+        fixed: Fixed,
+    ) -> Self {
+        Series {
+            role,
+            bind,
+            histogram: histogram.clone(),
+            active,
+            fixed,
+            ends: RwLock::default(),
+        }
+    }
+
+    /// The series of `name` and `port`.
+    fn is(&self, name: &str, port: u16) -> bool {
+        match &self.fixed {
+            Fixed::Route(route) => route.as_str() == name,
+            Fixed::Server(host, p) => *p == port && host.as_str() == name,
+            Fixed::None | Fixed::Method(_) => false,
+        }
+    }
+
+    /// The series of this route template.
+    pub(crate) fn is_route(&self, route: &str) -> bool {
+        self.is(route, 0)
+    }
+
+    fn record(&self, seconds: f64, key: EndKey) {
+        {
+            let ends = self.ends.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, recorder)) = ends.iter().find(|(k, _)| *k == key) {
+                match recorder {
+                    Recorder::Bound(bound) => bound.record(seconds),
+                    Recorder::Unbound(attributes) => self.histogram.record(seconds, attributes),
+                }
+                return;
+            }
+        }
+        let attributes = self.attributes(key);
+        let mut ends = self.ends.write().unwrap_or_else(|e| e.into_inner());
+        if ends.len() >= MAX_ENDS || ends.iter().any(|(k, _)| *k == key) {
+            drop(ends);
+            self.histogram.record(seconds, &attributes);
+            return;
+        }
+        let recorder = if self.bind {
+            Recorder::Bound(self.histogram.bind(&attributes))
+        } else {
+            Recorder::Unbound(attributes.into_boxed_slice())
+        };
+        match &recorder {
+            Recorder::Bound(bound) => bound.record(seconds),
+            Recorder::Unbound(attributes) => self.histogram.record(seconds, attributes),
+        }
+        ends.push((key, recorder));
+    }
+
+    /// The attribute set of a request of this series that ended with `key`.
+    fn attributes(&self, key: EndKey) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(8);
+        if let Fixed::Method(method) = self.fixed {
+            attributes.push(KeyValue::new(RPC_SYSTEM_NAME, "grpc"));
+            attributes.push(KeyValue::new(semconv::RPC_METHOD, method));
+            let code = key.status.unwrap_or(2);
+            let name = grpc_code_name(code);
+            attributes.push(KeyValue::new(
+                RPC_RESPONSE_STATUS_CODE,
+                name.map_or_else(|| Value::from(code.to_string()), Value::from),
+            ));
+            match key.error_type {
+                Some(error_type) => attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type)),
+                None if grpc_code_is_error(self.role, code) => {
+                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, name.unwrap_or("_OTHER")))
+                }
+                None => {}
+            }
+            return attributes;
+        }
+        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, key.method));
+        attributes.push(KeyValue::new(semconv::URL_SCHEME, key.scheme));
+        attributes.push(KeyValue::new(
+            semconv::NETWORK_PROTOCOL_VERSION,
+            key.version,
+        ));
+        match &self.fixed {
+            Fixed::Route(route) => {
+                attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
+            }
+            Fixed::Server(host, port) => {
+                attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.clone()));
+                attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*port)));
+            }
+            Fixed::None | Fixed::Method(_) => {}
+        }
+        if let Some(code) = key.status {
+            attributes.push(KeyValue::new(
+                semconv::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(code),
+            ));
+        }
+        match (key.error_type, key.status) {
+            (Some(error_type), _) => {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
+            }
+            (None, Some(code)) if http_status_is_error(self.role, code as u16) => {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
+            }
+            _ => {}
+        }
+        attributes
+    }
+
+    fn active_add(&self, delta: i64, method: &'static str, scheme: &'static str) {
+        if let Some(active) = &self.active {
+            active.add(
+                delta,
+                &[
+                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
+                    KeyValue::new(semconv::URL_SCHEME, scheme),
+                ],
+            );
+        }
+    }
+}
+
+/// The gRPC part of a measured call.
+struct GrpcCall {
+    metrics: Arc<LayerMetrics>,
+    /// The method's name when already known to be the application's.
+    method: Option<&'static str>,
+    /// The called path's method, kept (copied) only while it is not known, to learn it.
+    path: Option<Box<str>>,
+    /// The server's methods (server side).
+    methods: Option<Arc<GrpcMethods>>,
+    code: Option<i32>,
+    answered: bool,
+}
+
+/// What a request is measured into.
+enum Target {
+    Http(Arc<Series>),
+    Grpc(Box<GrpcCall>),
+}
+
+/// One request being measured: started when the layer saw it, recorded once when it ends.
+pub struct Measured {
+    target: Target,
+    /// When it started ([`clock::now_nanos`], as the span's times).
+    start: u64,
+    method: &'static str,
+    scheme: &'static str,
+    version: &'static str,
+    status: Option<u16>,
+    error_type: Option<&'static str>,
+}
+
+/// What the layer knows of a request when it starts measuring it.
+pub(crate) struct Start<'a> {
+    pub(crate) method: &'static str,
+    pub(crate) scheme: &'static str,
+    pub(crate) version: &'static str,
+    /// The series of the route (server) or server (client), for an HTTP request.
+    pub(crate) series: Option<Arc<Series>>,
+    /// The gRPC path, for a gRPC call.
+    pub(crate) grpc_path: Option<&'a str>,
+    /// The server's gRPC methods.
+    pub(crate) grpc_methods: Option<&'a Arc<GrpcMethods>>,
+}
+
+impl Measured {
+    pub(crate) fn start(metrics: &Arc<LayerMetrics>, start: Start<'_>) -> Self {
+        let target = match (start.grpc_path, start.series) {
+            (Some(path), _) => {
+                let full = rpc::full_method(path);
+                let method = match start.grpc_methods {
+                    Some(methods) => methods.known(full),
+                    // A client calls the application's own methods.
+                    None => client_methods().known_or_learn(full),
+                };
+                Target::Grpc(Box::new(GrpcCall {
+                    metrics: metrics.clone(),
+                    method,
+                    path: match (method, start.grpc_methods) {
+                        (None, Some(_)) => Some(full.into()),
+                        _ => None,
+                    },
+                    methods: start.grpc_methods.cloned(),
+                    code: None,
+                    answered: false,
+                }))
+            }
+            (None, Some(series)) => Target::Http(series),
+            (None, None) => Target::Http(metrics.series(None, 0)),
+        };
+        if let Target::Http(series) = &target {
+            series.active_add(1, start.method, start.scheme);
+        }
+        Measured {
+            target,
+            start: clock::now_nanos(),
+            method: start.method,
+            scheme: start.scheme,
+            version: start.version,
+            status: None,
+            error_type: None,
+        }
+    }
+
+    /// The response head arrived.
+    pub(crate) fn on_response(&mut self, code: u16, headers: &HeaderMap) {
+        self.status = Some(code);
+        if let Target::Grpc(grpc) = &mut self.target {
+            if let Some(status) = rpc::parse_status(headers) {
+                grpc.code = Some(status);
+            } else if code != 200 {
+                grpc.code = Some(rpc::status_from_http(code));
+            }
+            grpc.answered = code == 200 && rpc::is_grpc(headers);
+        }
+    }
+
+    /// The body ended, with these trailers.
+    pub(crate) fn finish(mut self, trailers: Option<&HeaderMap>) {
+        if let Target::Grpc(grpc) = &mut self.target {
+            if grpc.code.is_none() {
+                // A gRPC response that ends without a status is UNKNOWN.
+                grpc.code = Some(trailers.and_then(rpc::parse_status).unwrap_or(2));
+            }
+        }
+        self.record();
+    }
+
+    /// The call failed with an error of this type.
+    pub(crate) fn fail(mut self, error_type: &'static str) {
+        self.error_type = Some(error_type);
+        self.record();
+    }
+
+    /// The call was abandoned before it completed. An HTTP client that drops the body of a
+    /// response it has (`unread`) completed its call.
+    pub(crate) fn cancel(mut self, unread: bool) {
+        let (grpc, role) = match &self.target {
+            Target::Http(series) => (false, series.role),
+            Target::Grpc(grpc) => (true, grpc.metrics.role),
+        };
+        let completed = unread && !grpc && role == Role::Client;
+        if !completed {
+            match &mut self.target {
+                Target::Grpc(grpc) if grpc.code.is_some() => {}
+                Target::Grpc(grpc) => {
+                    grpc.code = Some(1);
+                    self.error_type = Some(CANCELLED);
+                }
+                Target::Http(_) => self.error_type = Some(CANCELLED),
+            }
+        }
+        self.record();
+    }
+
+    fn record(self) {
+        let nanos = clock::now_nanos().saturating_sub(self.start);
+        // Nanoseconds to seconds: exact enough for any duration a request takes.
+        let seconds = nanos as f64 / 1e9;
+        match self.target {
+            Target::Http(series) => {
+                series.record(
+                    seconds,
+                    EndKey {
+                        method: self.method,
+                        scheme: self.scheme,
+                        version: self.version,
+                        status: self.status.map(i32::from),
+                        error_type: self.error_type,
+                    },
+                );
+                series.active_add(-1, self.method, self.scheme);
+            }
+            Target::Grpc(grpc) => {
+                let method = grpc.method.or_else(|| {
+                    let methods = grpc.methods.as_ref()?;
+                    let refused = grpc.code == Some(12);
+                    (grpc.answered && !refused)
+                        .then(|| methods.learn(grpc.path.as_deref()?))
+                        .flatten()
+                });
+                grpc.metrics.call_series(method).record(
+                    seconds,
+                    EndKey {
+                        method: "",
+                        scheme: "",
+                        version: "",
+                        status: Some(grpc.code.unwrap_or(2)),
+                        error_type: self.error_type,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// `rpc.system.name` (semantic conventions 1.42).
+const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
+/// `rpc.response.status_code` (semantic conventions 1.42).
+const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
+
+/// The gRPC methods clients of this process call: the application's own, so learned on first
+/// use (up to a bound) to name them without copying.
+fn client_methods() -> &'static GrpcMethods {
+    static METHODS: OnceLock<GrpcMethods> = OnceLock::new();
+    METHODS.get_or_init(GrpcMethods::default)
+}
