@@ -57,7 +57,7 @@
 mod measure;
 
 #[cfg(feature = "metrics")]
-pub(crate) use measure::{LayerMetrics, Measured, Series, Start};
+pub(crate) use measure::{LayerMetrics, Measured, RequestCode, Series, Start};
 
 /// The semantic conventions' bucket boundaries for request durations, in seconds.
 #[cfg(feature = "metrics")]

@@ -148,9 +148,7 @@ fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Optio
     Some(Measured::start(
         metrics,
         crate::metrics::Start {
-            method: attrs::method(head.method).0,
-            scheme,
-            version: attrs::version(head.version),
+            request: crate::metrics::RequestCode::new(head.method, scheme, head.version),
             series,
             grpc_path: grpc.then(|| head.uri.path()),
             grpc_methods: None,

@@ -18,6 +18,9 @@ const MAX_SERIES: usize = 1024;
 /// Sets of the rest of the attributes (method, status, …) a series keeps.
 const MAX_ENDS: usize = 64;
 
+/// The series of one route (port 0) or server address, by port.
+type Ports = Vec<(u16, Arc<Series>)>;
+
 /// The instruments of one layer, and its series.
 pub(crate) struct LayerMetrics {
     role: Role,
@@ -31,7 +34,7 @@ pub(crate) struct LayerMetrics {
     /// The first route or server seen: most client layers call one server.
     first: OnceLock<Arc<Series>>,
     /// By route (server) or server address and port (client).
-    named: RwLock<HashMap<Box<str>, Vec<(u16, Arc<Series>)>>>,
+    named: RwLock<HashMap<Box<str>, Ports>>,
     /// gRPC calls, by method.
     calls: RwLock<HashMap<&'static str, Arc<Series>>>,
 }
@@ -238,13 +241,69 @@ pub(crate) struct Series {
 /// The attributes of a request that its series does not fix.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct EndKey {
-    method: &'static str,
-    scheme: &'static str,
-    version: &'static str,
+    request: RequestCode,
     /// The HTTP status code, or the gRPC status code.
     status: Option<i32>,
     /// An error type that the status does not tell.
     error_type: Option<&'static str>,
+}
+
+/// `http.request.method`, `url.scheme` and `network.protocol.version` of a request, as
+/// indexes into [`METHODS`], [`SCHEMES`] and [`VERSIONS`]: small to carry and to compare.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RequestCode {
+    method: u8,
+    scheme: u8,
+    version: u8,
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+const SCHEMES: [&str; 2] = ["http", "https"];
+const VERSIONS: [&str; 6] = ["0.9", "1.0", "1.1", "2", "3", "_OTHER"];
+
+impl RequestCode {
+    pub(crate) fn new(method: &http::Method, scheme: &str, version: http::Version) -> Self {
+        use http::{Method, Version};
+        let method = match *method {
+            Method::GET => 0,
+            Method::POST => 1,
+            Method::PUT => 2,
+            Method::DELETE => 3,
+            Method::HEAD => 4,
+            Method::OPTIONS => 5,
+            Method::PATCH => 6,
+            Method::CONNECT => 7,
+            Method::TRACE => 8,
+            _ => 9,
+        };
+        let version = match version {
+            Version::HTTP_09 => 0,
+            Version::HTTP_10 => 1,
+            Version::HTTP_11 => 2,
+            Version::HTTP_2 => 3,
+            Version::HTTP_3 => 4,
+            _ => 5,
+        };
+        RequestCode {
+            method,
+            scheme: u8::from(scheme == "https"),
+            version,
+        }
+    }
+
+    fn method(self) -> &'static str {
+        METHODS[usize::from(self.method)]
+    }
+
+    fn scheme(self) -> &'static str {
+        SCHEMES[usize::from(self.scheme)]
+    }
+
+    fn version(self) -> &'static str {
+        VERSIONS[usize::from(self.version)]
+    }
 }
 
 /// Records into one attribute set.
@@ -336,11 +395,14 @@ impl Series {
             }
             return attributes;
         }
-        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, key.method));
-        attributes.push(KeyValue::new(semconv::URL_SCHEME, key.scheme));
+        attributes.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD,
+            key.request.method(),
+        ));
+        attributes.push(KeyValue::new(semconv::URL_SCHEME, key.request.scheme()));
         attributes.push(KeyValue::new(
             semconv::NETWORK_PROTOCOL_VERSION,
-            key.version,
+            key.request.version(),
         ));
         match &self.fixed {
             Fixed::Route(route) => {
@@ -370,13 +432,13 @@ impl Series {
         attributes
     }
 
-    fn active_add(&self, delta: i64, method: &'static str, scheme: &'static str) {
+    fn active_add(&self, delta: i64, request: RequestCode) {
         if let Some(active) = &self.active {
             active.add(
                 delta,
                 &[
-                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
-                    KeyValue::new(semconv::URL_SCHEME, scheme),
+                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, request.method()),
+                    KeyValue::new(semconv::URL_SCHEME, request.scheme()),
                 ],
             );
         }
@@ -407,18 +469,14 @@ pub struct Measured {
     target: Target,
     /// When it started ([`clock::now_nanos`], as the span's times).
     start: u64,
-    method: &'static str,
-    scheme: &'static str,
-    version: &'static str,
+    request: RequestCode,
     status: Option<u16>,
     error_type: Option<&'static str>,
 }
 
 /// What the layer knows of a request when it starts measuring it.
 pub(crate) struct Start<'a> {
-    pub(crate) method: &'static str,
-    pub(crate) scheme: &'static str,
-    pub(crate) version: &'static str,
+    pub(crate) request: RequestCode,
     /// The series of the route (server) or server (client), for an HTTP request.
     pub(crate) series: Option<Arc<Series>>,
     /// The gRPC path, for a gRPC call.
@@ -453,14 +511,12 @@ impl Measured {
             (None, None) => Target::Http(metrics.series(None, 0)),
         };
         if let Target::Http(series) = &target {
-            series.active_add(1, start.method, start.scheme);
+            series.active_add(1, start.request);
         }
         Measured {
             target,
             start: clock::now_nanos(),
-            method: start.method,
-            scheme: start.scheme,
-            version: start.version,
+            request: start.request,
             status: None,
             error_type: None,
         }
@@ -526,14 +582,12 @@ impl Measured {
                 series.record(
                     seconds,
                     EndKey {
-                        method: self.method,
-                        scheme: self.scheme,
-                        version: self.version,
+                        request: self.request,
                         status: self.status.map(i32::from),
                         error_type: self.error_type,
                     },
                 );
-                series.active_add(-1, self.method, self.scheme);
+                series.active_add(-1, self.request);
             }
             Target::Grpc(grpc) => {
                 let method = grpc.method.or_else(|| {
@@ -546,9 +600,7 @@ impl Measured {
                 grpc.metrics.call_series(method).record(
                     seconds,
                     EndKey {
-                        method: "",
-                        scheme: "",
-                        version: "",
+                        request: RequestCode::default(),
                         status: Some(grpc.code.unwrap_or(2)),
                         error_type: self.error_type,
                     },

@@ -145,9 +145,11 @@ impl<S, M: Metering> ServerTrace<S, M> {
         Some(Measured::start(
             metrics,
             crate::metrics::Start {
-                method: attrs::method(req.method()).0,
-                scheme: attrs::scheme(req.uri()),
-                version: attrs::version(req.version()),
+                request: crate::metrics::RequestCode::new(
+                    req.method(),
+                    attrs::scheme(req.uri()),
+                    req.version(),
+                ),
                 series,
                 grpc_path: grpc.then(|| req.uri().path()),
                 grpc_methods: grpc.then_some(&config.grpc_methods),
