@@ -35,6 +35,9 @@
 //! # }
 //! ```
 //!
+//! In development, [`dev::init`](crate::dev::init)'s per-operation summary takes the server
+//! layers' requests from these measurements, so it counts every request too.
+//!
 //! # Cost
 //!
 //! A layer without metrics pays nothing: [`ServerLayer::metrics`](crate::ServerLayer::metrics)
@@ -56,6 +59,8 @@
 #[cfg(feature = "metrics")]
 mod measure;
 
+#[cfg(all(feature = "metrics", feature = "console"))]
+pub(crate) use measure::summarize_into;
 #[cfg(feature = "metrics")]
 pub(crate) use measure::{LayerMetrics, Measured, RequestCode, Series, Start};
 

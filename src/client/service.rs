@@ -142,8 +142,9 @@ fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Optio
         Some((host, port)) => metrics.series(
             Some(host),
             port.unwrap_or_else(|| attrs::default_port(scheme)),
+            None,
         ),
-        None => metrics.series(None, 0),
+        None => metrics.series(None, 0, None),
     });
     Some(Measured::start(
         metrics,
@@ -152,6 +153,7 @@ fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Optio
             series,
             grpc_path: grpc.then(|| head.uri.path()),
             grpc_methods: None,
+            service: None,
         },
     ))
 }

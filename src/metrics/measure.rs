@@ -30,7 +30,7 @@ pub(crate) struct LayerMetrics {
     /// The provider is the SDK's, whose instruments bind attribute sets.
     bind: bool,
     /// Requests without a route (server) or server address (client).
-    unnamed: Arc<Series>,
+    unnamed: OnceLock<Arc<Series>>,
     /// The first route or server seen: most client layers call one server.
     first: OnceLock<Arc<Series>>,
     /// By route (server) or server address and port (client).
@@ -127,14 +127,13 @@ impl LayerMetrics {
         rpc: Histogram<f64>,
         active: Option<UpDownCounter<i64>>,
     ) -> Self {
-        let unnamed = Arc::new(Series::new(role, bind, &http, active.clone(), Fixed::None));
         LayerMetrics {
             role,
             http,
             rpc,
             active,
             bind,
-            unnamed,
+            unnamed: OnceLock::new(),
             first: OnceLock::new(),
             named: RwLock::default(),
             calls: RwLock::default(),
@@ -142,10 +141,19 @@ impl LayerMetrics {
     }
 
     /// The series of HTTP requests to `name` (a route template, or the server's address) and
-    /// `port` (client).
-    pub(crate) fn series(&self, name: Option<&str>, port: u16) -> Arc<Series> {
+    /// `port` (client). `service`: the layer's service name, for the development summary
+    /// (the first layer to create a series names it).
+    pub(crate) fn series(
+        &self,
+        name: Option<&str>,
+        port: u16,
+        service: Option<&Arc<str>>,
+    ) -> Arc<Series> {
         let Some(name) = name else {
-            return self.unnamed.clone();
+            return self
+                .unnamed
+                .get_or_init(|| self.new_series(&self.http, Fixed::None, service))
+                .clone();
         };
         if let Some(first) = self.first.get() {
             if first.is(name, port) {
@@ -173,13 +181,7 @@ impl LayerMetrics {
             Role::Server => Fixed::Route(StringValue::from(name.to_owned())),
             Role::Client => Fixed::Server(StringValue::from(name.to_owned()), port),
         };
-        let series = Arc::new(Series::new(
-            self.role,
-            self.bind,
-            &self.http,
-            self.active.clone(),
-            fixed,
-        ));
+        let series = self.new_series(&self.http, fixed, service);
         let count: usize = named.values().map(Vec::len).sum();
         if count < MAX_SERIES {
             named
@@ -191,8 +193,29 @@ impl LayerMetrics {
         series
     }
 
+    fn new_series(
+        &self,
+        histogram: &Histogram<f64>,
+        fixed: Fixed,
+        service: Option<&Arc<str>>,
+    ) -> Arc<Series> {
+        let active = match fixed {
+            Fixed::Method(_) => None,
+            _ => self.active.clone(),
+        };
+        Arc::new(Series {
+            role: self.role,
+            bind: self.bind,
+            histogram: histogram.clone(),
+            active,
+            fixed,
+            service: service.cloned(),
+            ends: RwLock::default(),
+        })
+    }
+
     /// The series of gRPC calls to `method` (`None`: `_OTHER`).
-    fn call_series(&self, method: Option<&'static str>) -> Arc<Series> {
+    fn call_series(&self, method: Option<&'static str>, service: Option<&Arc<str>>) -> Arc<Series> {
         let method = method.unwrap_or("_OTHER");
         if let Some(series) = self
             .calls
@@ -206,13 +229,7 @@ impl LayerMetrics {
         if let Some(series) = calls.get(method) {
             return series.clone();
         }
-        let series = Arc::new(Series::new(
-            self.role,
-            self.bind,
-            &self.rpc,
-            None,
-            Fixed::Method(method),
-        ));
+        let series = self.new_series(&self.rpc, Fixed::Method(method), service);
         if calls.len() < MAX_SERIES {
             calls.insert(method, series.clone());
         }
@@ -235,6 +252,9 @@ pub(crate) struct Series {
     histogram: Histogram<f64>,
     active: Option<UpDownCounter<i64>>,
     fixed: Fixed,
+    /// The service name of the layer that made it, for the development summary.
+    #[cfg_attr(not(feature = "console"), allow(dead_code))]
+    service: Option<Arc<str>>,
     ends: RwLock<Vec<(EndKey, Recorder)>>,
 }
 
@@ -313,23 +333,6 @@ enum Recorder {
 }
 
 impl Series {
-    fn new(
-        role: Role,
-        bind: bool,
-        histogram: &Histogram<f64>,
-        active: Option<UpDownCounter<i64>>,
-        fixed: Fixed,
-    ) -> Self {
-        Series {
-            role,
-            bind,
-            histogram: histogram.clone(),
-            active,
-            fixed,
-            ends: RwLock::default(),
-        }
-    }
-
     /// The series of `name` and `port`.
     fn is(&self, name: &str, port: u16) -> bool {
         match &self.fixed {
@@ -344,7 +347,11 @@ impl Series {
         self.is(route, 0)
     }
 
-    fn record(&self, seconds: f64, key: EndKey) {
+    fn record(&self, nanos: u64, key: EndKey) {
+        #[cfg(feature = "console")]
+        self.summarize(nanos, key);
+        // Nanoseconds to seconds: exact enough for any duration a request takes.
+        let seconds = nanos as f64 / 1e9;
         {
             let ends = self.ends.read().unwrap_or_else(|e| e.into_inner());
             if let Some((_, recorder)) = ends.iter().find(|(k, _)| *k == key) {
@@ -432,6 +439,47 @@ impl Series {
         attributes
     }
 
+    /// Hands the request to the development summary, when [`dev::init`](crate::dev::init)
+    /// installed one: a server request, under the span name the layer gives by default.
+    #[cfg(feature = "console")]
+    fn summarize(&self, nanos: u64, key: EndKey) {
+        let Some((console, default_service)) = SUMMARY.get() else {
+            return;
+        };
+        if self.role != Role::Server {
+            return;
+        }
+        use std::borrow::Cow;
+        let method = match key.request.method() {
+            "_OTHER" => "HTTP",
+            method => method,
+        };
+        let (operation, error) = match &self.fixed {
+            Fixed::Method(method) => {
+                let code = key.status.unwrap_or(2);
+                let name = if *method == "_OTHER" { "grpc" } else { method };
+                (Cow::Borrowed(name), grpc_code_is_error(self.role, code))
+            }
+            fixed => {
+                let error = key
+                    .status
+                    .is_some_and(|code| http_status_is_error(self.role, code as u16));
+                let name = match fixed {
+                    Fixed::Route(route) => Cow::Owned(format!("{method} {}", route.as_str())),
+                    _ => Cow::Borrowed(method),
+                };
+                (name, error)
+            }
+        };
+        let service = self.service.as_ref().unwrap_or(default_service);
+        console.record_measured(
+            service,
+            &operation,
+            nanos,
+            error || key.error_type.is_some(),
+        );
+    }
+
     fn active_add(&self, delta: i64, request: RequestCode) {
         if let Some(active) = &self.active {
             active.add(
@@ -448,6 +496,8 @@ impl Series {
 /// The gRPC part of a measured call.
 struct GrpcCall {
     metrics: Arc<LayerMetrics>,
+    /// The layer's service name (see [`Series`]).
+    service: Option<Arc<str>>,
     /// The method's name when already known to be the application's.
     method: Option<&'static str>,
     /// The called path's method, kept (copied) only while it is not known, to learn it.
@@ -483,6 +533,8 @@ pub(crate) struct Start<'a> {
     pub(crate) grpc_path: Option<&'a str>,
     /// The server's gRPC methods.
     pub(crate) grpc_methods: Option<&'a Arc<GrpcMethods>>,
+    /// The layer's service name (see [`Series`]).
+    pub(crate) service: Option<&'a Arc<str>>,
 }
 
 impl Measured {
@@ -497,6 +549,7 @@ impl Measured {
                 };
                 Target::Grpc(Box::new(GrpcCall {
                     metrics: metrics.clone(),
+                    service: start.service.cloned(),
                     method,
                     path: match (method, start.grpc_methods) {
                         (None, Some(_)) => Some(full.into()),
@@ -508,7 +561,7 @@ impl Measured {
                 }))
             }
             (None, Some(series)) => Target::Http(series),
-            (None, None) => Target::Http(metrics.series(None, 0)),
+            (None, None) => Target::Http(metrics.series(None, 0, start.service)),
         };
         if let Target::Http(series) = &target {
             series.active_add(1, start.request);
@@ -575,12 +628,10 @@ impl Measured {
 
     fn record(self) {
         let nanos = clock::now_nanos().saturating_sub(self.start);
-        // Nanoseconds to seconds: exact enough for any duration a request takes.
-        let seconds = nanos as f64 / 1e9;
         match self.target {
             Target::Http(series) => {
                 series.record(
-                    seconds,
+                    nanos,
                     EndKey {
                         request: self.request,
                         status: self.status.map(i32::from),
@@ -597,14 +648,16 @@ impl Measured {
                         .then(|| methods.learn(grpc.path.as_deref()?))
                         .flatten()
                 });
-                grpc.metrics.call_series(method).record(
-                    seconds,
-                    EndKey {
-                        request: RequestCode::default(),
-                        status: Some(grpc.code.unwrap_or(2)),
-                        error_type: self.error_type,
-                    },
-                );
+                grpc.metrics
+                    .call_series(method, grpc.service.as_ref())
+                    .record(
+                        nanos,
+                        EndKey {
+                            request: RequestCode::default(),
+                            status: Some(grpc.code.unwrap_or(2)),
+                            error_type: self.error_type,
+                        },
+                    );
             }
         }
     }
@@ -614,6 +667,19 @@ impl Measured {
 const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
 /// `rpc.response.status_code` (semantic conventions 1.42).
 const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
+
+/// The development summary measured server requests also go to, with its default service
+/// name; set by [`dev::init`](crate::dev::init).
+#[cfg(feature = "console")]
+static SUMMARY: OnceLock<(crate::report::ConsoleHandle, Arc<str>)> = OnceLock::new();
+
+/// Server requests measured from now on also count in `console`'s summary, under
+/// `service` when their layer has no service name.
+#[cfg(feature = "console")]
+pub(crate) fn summarize_into(console: crate::report::ConsoleHandle, service: Arc<str>) {
+    // One development setup per process: `dev::init` installs the global subscriber.
+    let _ = SUMMARY.set((console, service));
+}
 
 /// The gRPC methods clients of this process call: the application's own, so learned on first
 /// use (up to a bound) to name them without copying.

@@ -130,17 +130,18 @@ impl<S, M: Metering> ServerTrace<S, M> {
     fn measure<B>(&self, req: &Request<B>, traced: bool) -> Option<Measured> {
         let config = &*self.config;
         let metrics = config.common.measured(traced)?;
+        let service = config.common.service_name.as_ref();
         let grpc = config.grpc_only || rpc::is_grpc(req.headers());
         let series = (!grpc).then(|| match matched_route(req.extensions()) {
             Some(route) => match self.route.series.get() {
                 Some(series) if series.is_route(route) => series.clone(),
                 _ => {
-                    let series = metrics.series(Some(route), 0);
+                    let series = metrics.series(Some(route), 0, service);
                     let _ = self.route.series.set(series.clone());
                     series
                 }
             },
-            None => metrics.series(None, 0),
+            None => metrics.series(None, 0, service),
         });
         Some(Measured::start(
             metrics,
@@ -153,6 +154,7 @@ impl<S, M: Metering> ServerTrace<S, M> {
                 series,
                 grpc_path: grpc.then(|| req.uri().path()),
                 grpc_methods: grpc.then_some(&config.grpc_methods),
+                service,
             },
         ))
     }
