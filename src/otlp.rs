@@ -81,6 +81,10 @@
 //! # fn main() {}
 //! ```
 //!
+//! The provider also reports the recorder pipeline's lost spans, `tracewire.spans.dropped`
+//! (a counter, by `reason`: `queue_full`, `export_failed`, `shutdown`, `tail_sampler`,
+//! `reporter_panic`; see [`Drops`](crate::report::Drops)).
+//!
 //! The guard exports what is left when dropped. The SDK's provider itself (rather than the
 //! global one, which hides its type) lets the layers record through bound instruments; see
 //! [the cost](crate::metrics#cost).
@@ -382,6 +386,9 @@ impl OtlpBuilder {
                 full_resource,
             )
             .map_err(InitError::Exporter)?;
+            if let Some(recorder) = &installed.recorder {
+                metrics::observe_pipeline(&provider, recorder.handle());
+            }
             installed.meters = Some(provider);
         }
         #[cfg(not(feature = "metrics"))]
@@ -798,6 +805,34 @@ mod metrics {
             "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION" => "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
             _ => return None,
         })
+    }
+
+    /// `tracewire.spans.dropped`: the recorder pipeline's lost spans, by `reason`, read from
+    /// its counters when the metrics are collected.
+    pub(super) fn observe_pipeline(
+        provider: &SdkMeterProvider,
+        recorder: crate::report::RecorderHandle,
+    ) {
+        use opentelemetry::metrics::MeterProvider as _;
+        let meter = provider.meter("tracewire");
+        // Registered with the provider for its life; the handle itself is not needed.
+        let _dropped = meter
+            .u64_observable_counter("tracewire.spans.dropped")
+            .with_unit("{span}")
+            .with_description("Spans the recorder pipeline dropped, by reason.")
+            .with_callback(move |observer| {
+                let drops = recorder.stats().dropped;
+                for (reason, count) in [
+                    ("queue_full", drops.queue_full),
+                    ("export_failed", drops.export_failed),
+                    ("shutdown", drops.shutdown),
+                    ("tail_sampler", drops.tail_sampler),
+                    ("reporter_panic", drops.reporter_panic),
+                ] {
+                    observer.observe(count, &[KeyValue::new("reason", reason)]);
+                }
+            })
+            .build();
     }
 
     /// The meter provider exporting through `settings`, on `runtime`.

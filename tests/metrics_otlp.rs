@@ -64,6 +64,34 @@ impl Store {
         }
     }
 
+    /// The last value of each data point of the sum `name`, by attributes.
+    fn sums(&self, name: &str) -> BTreeMap<BTreeMap<String, String>, i64> {
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+        let mut sums = BTreeMap::new();
+        for request in self.0 .0.lock().unwrap().iter() {
+            for sm in request
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+            {
+                for metric in sm.metrics.iter().filter(|m| m.name == name) {
+                    let Some(Data::Sum(sum)) = &metric.data else {
+                        panic!("{name} is not a sum: {:?}", metric.data);
+                    };
+                    assert!(sum.is_monotonic, "{name} is a counter");
+                    for point in &sum.data_points {
+                        let value = match point.value {
+                            Some(Value::AsInt(v)) => v,
+                            other => panic!("{name}: {other:?}"),
+                        };
+                        sums.insert(texts(&point.attributes), value);
+                    }
+                }
+            }
+        }
+        sums
+    }
+
     /// The resource attributes of the exports, as text.
     fn resources(&self) -> Vec<BTreeMap<String, String>> {
         self.0
@@ -404,7 +432,8 @@ fn users_point() -> Point {
 }
 
 /// Defaults: `OTEL_METRICS_EXPORTER` unset is `otlp`, over HTTP/protobuf, to
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` plus `/v1/metrics`, with the spans' resource.
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` plus `/v1/metrics`, with the spans' resource; the spans'
+/// failed exports are counted in `tracewire.spans.dropped`.
 #[test]
 fn init_exports_metrics_over_http_by_default() {
     let rt = runtime();
@@ -415,8 +444,12 @@ fn init_exports_metrics_over_http_by_default() {
             "OTEL_RESOURCE_ATTRIBUTES",
             "deployment.environment=test".into(),
         ),
-        ("OTEL_TRACES_EXPORTER", "none".into()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{receiver}")),
+        // Spans go where nothing listens: their export fails.
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://127.0.0.1:9/v1/traces".into(),
+        ),
     ]);
     assert!(stdout.contains("METER-PROVIDER true"), "{stdout}");
     let points = store.wait_for("http.server.request.duration", 2);
@@ -427,6 +460,24 @@ fn init_exports_metrics_over_http_by_default() {
         assert_eq!(resource.get("service.name").unwrap(), "checkout");
         assert_eq!(resource.get("deployment.environment").unwrap(), "test");
     }
+    // The recorder pipeline's lost spans, by reason: the two server spans, at export.
+    let dropped = store.sums("tracewire.spans.dropped");
+    let reasons: Vec<&str> = dropped
+        .keys()
+        .map(|attributes| attributes["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "export_failed",
+            "queue_full",
+            "reporter_panic",
+            "shutdown",
+            "tail_sampler"
+        ]
+    );
+    let counts: Vec<i64> = dropped.values().copied().collect();
+    assert_eq!(counts, [2, 0, 0, 0, 0], "{dropped:?}");
 }
 
 /// The metrics signal's own variables (gRPC, its endpoint) and the global meter provider.
