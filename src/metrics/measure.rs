@@ -152,7 +152,7 @@ impl LayerMetrics {
         let Some(name) = name else {
             return self
                 .unnamed
-                .get_or_init(|| self.new_series(&self.http, Fixed::None, service))
+                .get_or_init(|| self.new_series(&self.http, Fixed::None, service, true))
                 .clone();
         };
         if let Some(first) = self.first.get() {
@@ -181,9 +181,10 @@ impl LayerMetrics {
             Role::Server => Fixed::Route(StringValue::from(name.to_owned())),
             Role::Client => Fixed::Server(StringValue::from(name.to_owned()), port),
         };
-        let series = self.new_series(&self.http, fixed, service);
         let count: usize = named.values().map(Vec::len).sum();
-        if count < MAX_SERIES {
+        let kept = count < MAX_SERIES;
+        let series = self.new_series(&self.http, fixed, service, kept);
+        if kept {
             named
                 .entry(name.into())
                 .or_default()
@@ -193,11 +194,14 @@ impl LayerMetrics {
         series
     }
 
+    /// A series of `histogram`; `kept`: the layer keeps it (one that lives for one request
+    /// only, past the bound, binds nothing).
     fn new_series(
         &self,
         histogram: &Histogram<f64>,
         fixed: Fixed,
         service: Option<&Arc<str>>,
+        kept: bool,
     ) -> Arc<Series> {
         let active = match fixed {
             Fixed::Method(_) => None,
@@ -205,7 +209,7 @@ impl LayerMetrics {
         };
         Arc::new(Series {
             role: self.role,
-            bind: self.bind,
+            bind: self.bind && kept,
             histogram: histogram.clone(),
             active,
             fixed,
@@ -229,8 +233,9 @@ impl LayerMetrics {
         if let Some(series) = calls.get(method) {
             return series.clone();
         }
-        let series = self.new_series(&self.rpc, Fixed::Method(method), service);
-        if calls.len() < MAX_SERIES {
+        let kept = calls.len() < MAX_SERIES;
+        let series = self.new_series(&self.rpc, Fixed::Method(method), service, kept);
+        if kept {
             calls.insert(method, series.clone());
         }
         series
@@ -686,4 +691,58 @@ pub(crate) fn summarize_into(console: crate::report::ConsoleHandle, service: Arc
 fn client_methods() -> &'static GrpcMethods {
     static METHODS: OnceLock<GrpcMethods> = OnceLock::new();
     METHODS.get_or_init(GrpcMethods::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    use super::*;
+
+    /// Past the bound, a server (here: a port) still records its own series, unbound.
+    #[test]
+    fn past_the_bound_requests_still_record_their_series() {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        let metrics = LayerMetrics::client(&provider);
+        assert!(metrics.bind);
+        let ports = MAX_SERIES as u16 + 10;
+        let end = EndKey {
+            request: RequestCode::default(),
+            status: Some(200),
+            error_type: None,
+        };
+        for round in 0..2 {
+            for port in 1..=ports {
+                let series = metrics.series(Some("inventory"), port, None);
+                assert_eq!(series.bind, port <= MAX_SERIES as u16, "port {port}");
+                series.record(1_000_000 + round, end);
+            }
+        }
+        provider.force_flush().unwrap();
+        let exported = exporter.get_finished_metrics().unwrap();
+        let last = exported.last().unwrap();
+        let mut counts = Vec::new();
+        for metric in last.scope_metrics().flat_map(|s| s.metrics()) {
+            let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+                continue;
+            };
+            for point in histogram.data_points() {
+                let port = point
+                    .attributes()
+                    .find(|kv| kv.key.as_str() == semconv::SERVER_PORT)
+                    .map(|kv| kv.value.to_string());
+                counts.push((port, point.count()));
+            }
+        }
+        counts.sort();
+        let mut expected: Vec<_> = (1..=ports)
+            .map(|port| (Some(port.to_string()), 2))
+            .collect();
+        expected.sort();
+        assert_eq!(counts, expected);
+    }
 }
