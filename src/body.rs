@@ -23,6 +23,7 @@ use crate::attrs;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
 use crate::config::QueryRedaction;
 use crate::future::ResponseCapture;
+use crate::metrics::{Metering, Unmetered};
 use crate::record::{with_span_data, SpanData};
 use crate::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
@@ -434,41 +435,17 @@ fn capture_trailers(d: &mut SpanData, capture: &ResponseCapture, trailers: &Head
     }
 }
 
-/// A request's metrics (feature `metrics`).
-#[cfg(feature = "metrics")]
-pub(crate) type Measure = crate::metrics::Measure;
-
-/// Without the `metrics` feature nothing is measured: `Option<Measure>` is always `None`.
-#[cfg(not(feature = "metrics"))]
-#[derive(Debug)]
-pub(crate) enum Measure {}
-
-#[cfg(not(feature = "metrics"))]
-impl Measure {
-    pub(crate) fn on_response(&mut self, _: u16, _: &HeaderMap) {
-        match *self {}
-    }
-    pub(crate) fn finish(self, _: Option<&HeaderMap>) {
-        match self {}
-    }
-    pub(crate) fn fail(self, _: &'static str) {
-        match self {}
-    }
-    pub(crate) fn cancel(self, _: bool) {
-        match self {}
-    }
-}
-
 pin_project! {
-    /// A response body that keeps its request's span open until the body ends.
-    pub struct ResponseBody<B> {
+    /// A response body that keeps its request's span open until the body ends, and ends the
+    /// request's measurement (a metered layer's) with it.
+    pub struct ResponseBody<B, M: Metering = Unmetered> {
         #[pin]
         inner: B,
         end: Option<SpanEnd>,
-        measure: Option<Measure>,
+        measure: M,
     }
 
-    impl<B> PinnedDrop for ResponseBody<B> {
+    impl<B, M: Metering> PinnedDrop for ResponseBody<B, M> {
         fn drop(this: Pin<&mut Self>) {
             // Ends already seen (last frame, trailers, error, or an empty body) took `end`;
             // anything left was abandoned (unless a Trailers-Only response had ended it).
@@ -476,14 +453,12 @@ pin_project! {
             if let Some(end) = this.end.take() {
                 end.body_dropped();
             }
-            if let Some(measure) = this.measure.take() {
-                measure.cancel(true);
-            }
+            this.measure.cancel(true);
         }
     }
 }
 
-impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
+impl<B: std::fmt::Debug, M: Metering> std::fmt::Debug for ResponseBody<B, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
             .field("inner", &self.inner)
@@ -492,16 +467,14 @@ impl<B: std::fmt::Debug> std::fmt::Debug for ResponseBody<B> {
     }
 }
 
-impl<B: Body> ResponseBody<B> {
-    pub(crate) fn new(inner: B, mut end: Option<SpanEnd>, mut measure: Option<Measure>) -> Self {
+impl<B: Body, M: Metering> ResponseBody<B, M> {
+    pub(crate) fn new(inner: B, mut end: Option<SpanEnd>, mut measure: M) -> Self {
         // An empty body is never polled: its span ends with the response head.
-        if (end.is_some() || measure.is_some()) && inner.is_end_stream() {
+        if (end.is_some() || measure.active()) && inner.is_end_stream() {
             if let Some(end) = end.take() {
                 end.finish(None);
             }
-            if let Some(measure) = measure.take() {
-                measure.finish(None);
-            }
+            measure.finish(None);
         }
         ResponseBody {
             inner,
@@ -511,9 +484,10 @@ impl<B: Body> ResponseBody<B> {
     }
 }
 
-impl<B> Body for ResponseBody<B>
+impl<B, M> Body for ResponseBody<B, M>
 where
     B: Body,
+    M: Metering,
     B::Error: Display + 'static,
 {
     type Data = B::Data;
@@ -524,7 +498,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        if this.end.is_none() && this.measure.is_none() {
+        if this.end.is_none() && !this.measure.active() {
             // Untraced and unmeasured, or already ended: frames pass straight through.
             return this.inner.poll_frame(cx);
         }
@@ -552,9 +526,7 @@ where
                 if let Some(end) = this.end.take() {
                     end.finish(trailers);
                 }
-                if let Some(measure) = this.measure.take() {
-                    measure.finish(trailers);
-                }
+                this.measure.finish(trailers);
             }
             Some(Err(error)) => {
                 if let Some(end) = this.end.take() {
@@ -563,9 +535,7 @@ where
                         crate::future::error_message(error),
                     );
                 }
-                if let Some(measure) = this.measure.take() {
-                    measure.fail(std::any::type_name::<B::Error>());
-                }
+                this.measure.fail(std::any::type_name::<B::Error>());
             }
             None => {}
         }

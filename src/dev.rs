@@ -26,6 +26,28 @@
 //!
 //! Keep the returned [`DevGuard`] alive for the life of the program: dropping it flushes the
 //! reporter, prints the traces still held, then the summary.
+//!
+//! # Every request in the summary
+//!
+//! The summary counts spans, and spans are sampled and filtered. With the feature `metrics`,
+//! server layers that record [request metrics](crate::metrics) count every request they
+//! measure in the summary as well, sampled or not, filtered or not: give them any meter
+//! provider, even OpenTelemetry's global one, which records nothing until one is installed.
+//!
+//! ```no_run
+//! # #[cfg(feature = "metrics")] {
+//! let _guard = tracewire::dev::init("checkout");
+//! let layer = tracewire::ServerLayer::new()
+//!     .metrics(&*opentelemetry::global::meter_provider());
+//! # drop(layer);
+//! # }
+//! ```
+//!
+//! Such a request counts under its service (the layer's, else `service_name`) and the span
+//! name the layer gives by default (`GET /users/{id}`, or the gRPC method), with its duration
+//! and whether it failed (`error.type`); that operation's server spans are then left out of
+//! the table, so that no request counts twice. The measurements and the metrics come from
+//! the same place: the layer's measurement of the request, ended where its span ends.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -110,7 +132,7 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
     let handle = console.handle();
     let record = std::env::var(TRACEWIRE_RECORD).ok();
     let builder = Recorder::builder()
-        .service_name(service_name)
+        .service_name(service_name.clone())
         .reporter(console)
         .record_internals(asks_for_internals(record.as_deref()));
     #[cfg(feature = "ui")]
@@ -118,6 +140,7 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
     #[cfg(not(feature = "ui"))]
     let _ = ui;
     let (recorder, guard) = builder.build();
+    let summary = handle.clone();
     let ansi = ConsoleReporter::auto_color(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -130,6 +153,11 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
     );
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InstallError::AlreadyInstalled)?;
+    // Requests the server layers measure count in the summary, sampled or not.
+    #[cfg(feature = "metrics")]
+    crate::metrics::summarize_into(summary, service_name);
+    #[cfg(not(feature = "metrics"))]
+    let _ = summary;
     Ok(DevGuard {
         recorder: Some(guard),
         console: Some(handle),

@@ -13,9 +13,10 @@ use http::{HeaderName, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::body::{Measure, ResponseBody, ResponseHead, SpanEnd};
+use crate::body::{ResponseBody, ResponseHead, SpanEnd};
 use crate::config::HeaderCapture;
 use crate::context::SpanContext;
+use crate::metrics::{Metering, Unmetered};
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
 use crate::record::{with_ambient, Ambient};
 
@@ -131,30 +132,28 @@ enum Trace {
 
 pin_project! {
     /// Response future of the server and client layers.
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, M: Metering = Unmetered> {
         #[pin]
         inner: F,
         trace: Trace,
         // The server span's context, for the `traceresponse` header.
         traceresponse: Option<SpanContext>,
         // The request's metrics, measured whether or not it has a span.
-        measure: Option<Measure>,
+        measure: M,
     }
 
-    impl<F> PinnedDrop for ResponseFuture<F> {
+    impl<F, M: Metering> PinnedDrop for ResponseFuture<F, M> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Trace::Span(state) = std::mem::replace(this.trace, Trace::Done) {
                 state.end.cancel("response future dropped before completion");
             }
-            if let Some(measure) = this.measure.take() {
-                measure.cancel(false);
-            }
+            this.measure.cancel(false);
         }
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, M: Metering> std::fmt::Debug for ResponseFuture<F, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("traced", &matches!(self.trace, Trace::Span(_)))
@@ -162,7 +161,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, M: Metering> ResponseFuture<F, M> {
     /// Calls the inner service (`call`) as the future will poll it: inside the request's
     /// span, or with the request's context in effect and inside `log_span`, so that spans
     /// and events of a service's synchronous `call` belong to the request too.
@@ -177,7 +176,7 @@ impl<F> ResponseFuture<F> {
         ambient: Option<Ambient>,
         log_span: Option<tracing::Span>,
         traceresponse: Option<SpanContext>,
-        measure: Option<Measure>,
+        measure: M,
     ) -> Self {
         match state {
             Some(state) => ResponseFuture {
@@ -202,13 +201,14 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E, M> Future for ResponseFuture<F, M>
 where
     F: Future<Output = Result<Response<B>, E>>,
     B: Body,
     E: Display + 'static,
+    M: Metering,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<B, M>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -235,14 +235,10 @@ where
             }
             response
         });
-        let mut measure = this.measure.take();
-        match (&result, measure.take()) {
-            (Ok(response), Some(mut m)) => {
-                m.on_response(response.status().as_u16(), response.headers());
-                measure = Some(m);
-            }
-            (Err(_), Some(m)) => m.fail(std::any::type_name::<E>()),
-            (_, None) => {}
+        let mut measure = std::mem::take(this.measure);
+        match &result {
+            Ok(response) => measure.on_response(response.status().as_u16(), response.headers()),
+            Err(_) => measure.fail(std::any::type_name::<E>()),
         }
         let Trace::Span(mut state) = std::mem::replace(this.trace, Trace::Done) else {
             return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None, measure))));

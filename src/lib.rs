@@ -103,8 +103,6 @@ pub mod fuzzing;
 pub mod grpc;
 #[cfg(feature = "console")]
 mod log;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]

@@ -51,9 +51,43 @@
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | the longest one export may take, in ms (default 10000) |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | the most finished spans waiting; more are dropped and counted (default 8192) |
 //! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::env)) |
+//! | `OTEL_METRICS_EXPORTER` | feature `metrics`: `otlp` (default) or `none`; see [request metrics](#request-metrics) |
+//! | `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_{PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}` | as the `TRACES` ones, for metrics (`/v1/metrics` is added to `OTEL_EXPORTER_OTLP_ENDPOINT` for HTTP) |
+//! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative` (default) or `delta` |
+//! | `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT` | read by the SDK's periodic reader: the time between exports (default 60000 ms) and the longest one may take (default 30000 ms) |
 //! | `RUST_LOG` | the log lines' filter (default `info`) |
 //! | `TRACEWIRE_RECORD` | the recorder's filter (default `info`) |
 //! | `TRACEWIRE_LOG_FORMAT` | `text` (default) or `json` |
+//!
+//! # Request metrics
+//!
+//! With the feature `metrics`, `init` also builds an SDK `SdkMeterProvider` that exports over
+//! OTLP (`OTEL_METRICS_EXPORTER`, default `otlp`; `none` turns it off), with the same
+//! resource as the spans, and installs it as OpenTelemetry's global meter provider. Give it
+//! to the layers, which then record the [request metrics](crate::metrics) of every request:
+//!
+//! ```no_run
+//! # #[cfg(feature = "metrics")]
+//! # fn main() -> Result<(), tracewire::otlp::InitError> {
+//! let guard = tracewire::otlp::init()?;
+//! let layer = match guard.meter_provider() {
+//!     Some(provider) => tracewire::ServerLayer::new().metrics(provider),
+//!     None => tracewire::ServerLayer::new().metrics(&*opentelemetry::global::meter_provider()),
+//! };
+//! # drop(layer);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "metrics"))]
+//! # fn main() {}
+//! ```
+//!
+//! The provider also reports the recorder pipeline's lost spans, `tracewire.spans.dropped`
+//! (a counter, by `reason`: `queue_full`, `export_failed`, `shutdown`, `tail_sampler`,
+//! `reporter_panic`; see [`Drops`](crate::report::Drops)).
+//!
+//! The guard exports what is left when dropped. The SDK's provider itself (rather than the
+//! global one, which hides its type) lets the layers record through bound instruments; see
+//! [the cost](crate::metrics#cost).
 //!
 //! gRPC endpoints are plain-text (`http://`): TLS needs `opentelemetry-otlp`'s `tls-*`
 //! features, which tracewire leaves to you; HTTP goes through hyper without TLS as well. For
@@ -135,6 +169,8 @@ pub struct OtlpBuilder {
     log_format: LogFormat,
     rust_log: Option<String>,
     record: Option<String>,
+    #[cfg(feature = "metrics")]
+    metrics: metrics::MetricsEnv,
 }
 
 impl OtlpBuilder {
@@ -157,6 +193,8 @@ impl OtlpBuilder {
             },
             Err(_) => LogFormat::Text,
         };
+        #[cfg(feature = "metrics")]
+        let metrics = metrics::MetricsEnv::from_env(&mut warnings);
         OtlpBuilder {
             env,
             warnings,
@@ -172,7 +210,18 @@ impl OtlpBuilder {
             log_format,
             rust_log: std::env::var("RUST_LOG").ok(),
             record: std::env::var(TRACEWIRE_RECORD).ok(),
+            #[cfg(feature = "metrics")]
+            metrics,
         }
+    }
+
+    /// Exports request metrics over OTLP (`OTEL_METRICS_EXPORTER=otlp`, the default) or not
+    /// (`none`); see [request metrics](self#request-metrics).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics.enabled = enabled;
+        self
     }
 
     /// Where spans go (`OTEL_TRACES_EXPORTER`): OTLP, console trees, or nowhere.
@@ -258,6 +307,8 @@ impl OtlpBuilder {
             log_format,
             rust_log,
             record,
+            #[cfg(feature = "metrics")]
+            metrics,
         } = self;
         let exporter = if env.sdk_disabled {
             None
@@ -269,6 +320,10 @@ impl OtlpBuilder {
             )
         };
         let mut installed = Installed::default();
+        // The spans' resource, which the metrics share.
+        let mut full_resource = detected_resource();
+        full_resource.extend(env.resource_attributes.iter().cloned());
+        full_resource.extend(resource.iter().cloned());
         let recorder = match exporter {
             None => None,
             Some(kind) => {
@@ -283,34 +338,26 @@ impl OtlpBuilder {
                 }
                 match kind {
                     TracesExporter::Otlp => {
-                        let mut attributes = detected_resource();
-                        attributes.append(&mut env.resource_attributes);
-                        attributes.extend(resource);
-                        env.resource_attributes = attributes;
-                        let settings = Settings::new(&env, endpoint, protocol, headers, timeout);
-                        let runtime = tokio::runtime::Builder::new_multi_thread()
-                            .worker_threads(1)
-                            .thread_name("tracewire-otlp")
-                            .enable_all()
-                            .build()
-                            .map_err(InitError::Runtime)?;
+                        env.resource_attributes = full_resource.clone();
+                        let settings = Settings::new(
+                            &env.otlp,
+                            "traces",
+                            endpoint.clone(),
+                            protocol,
+                            headers.clone(),
+                            timeout,
+                        );
+                        let runtime = installed.runtime()?;
                         let built = {
                             let _entered = runtime.enter();
                             settings.build()
                         };
-                        let otlp = match built {
-                            Ok(otlp) => otlp,
-                            Err(error) => {
-                                runtime.shutdown_background();
-                                return Err(InitError::Exporter(error));
-                            }
-                        };
+                        let otlp = built.map_err(InitError::Exporter)?;
                         let otel = OtelReporter::builder(otlp)
                             .with_env_config(&env)
                             .runtime(runtime.handle().clone())
                             .build();
                         installed.counters = Some(otel.counters());
-                        installed.runtime = Some(runtime);
                         builder = builder.reporter(otel);
                     }
                     TracesExporter::Console => {
@@ -324,6 +371,26 @@ impl OtlpBuilder {
                 Some(layer)
             }
         };
+        #[cfg(feature = "metrics")]
+        if let (Some(layer), true) = (&recorder, metrics.enabled) {
+            let settings =
+                Settings::new(&metrics.otlp, "metrics", None, protocol, headers, timeout);
+            let runtime = installed.runtime()?;
+            let provider = metrics::meter_provider(
+                settings,
+                metrics.temporality,
+                runtime,
+                layer.service_name(),
+                full_resource,
+            )
+            .map_err(InitError::Exporter)?;
+            if let Some(recorder) = &installed.recorder {
+                metrics::observe_pipeline(&provider, recorder.handle());
+            }
+            installed.meters = Some(provider);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = full_resource;
         let format = match log_format {
             LogFormat::Text => WithTraceIds::text(ConsoleReporter::auto_color(
                 std::io::stderr().is_terminal(),
@@ -336,6 +403,10 @@ impl OtlpBuilder {
         if tracing::subscriber::set_global_default(subscriber).is_err() {
             // `installed` drops here: its pipeline and runtime stop; nothing was shared.
             return Err(InitError::AlreadyInstalled);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(provider) = &installed.meters {
+            opentelemetry::global::set_meter_provider(provider.clone());
         }
         let propagator = propagator.unwrap_or_else(|| env.propagator());
         // A default the application set itself, before, is kept.
@@ -363,6 +434,53 @@ impl fmt::Debug for OtlpBuilder {
     }
 }
 
+/// Builds an exporter (`SpanExporter::builder()`, `MetricExporter::builder()`) from
+/// [`Settings`]: their builders share the methods, not a type.
+macro_rules! configure {
+    ($settings:expr, $builder:expr) => {{
+        let settings: Settings = $settings;
+        let builder = $builder;
+        let timeout = settings.timeout.unwrap_or(Duration::from_secs(10));
+        if settings.protocol == OtlpProtocol::Grpc {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in &settings.headers {
+                if let (Ok(name), Ok(value)) = (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    http::HeaderValue::from_str(value),
+                ) {
+                    headers.append(name, value);
+                }
+            }
+            let mut builder = builder
+                .with_tonic()
+                .with_endpoint(settings.endpoint)
+                .with_timeout(timeout)
+                .with_metadata(
+                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
+                );
+            if settings.gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            builder.build()
+        } else {
+            let protocol = match settings.protocol {
+                OtlpProtocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+                _ => opentelemetry_otlp::Protocol::HttpBinary,
+            };
+            let mut builder = builder
+                .with_http()
+                .with_endpoint(settings.endpoint)
+                .with_protocol(protocol)
+                .with_timeout(timeout)
+                .with_headers(settings.headers.into_iter().collect::<HashMap<_, _>>());
+            if settings.gzip {
+                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+            }
+            builder.build()
+        }
+    }};
+}
+
 /// What the exporter is built from.
 struct Settings {
     protocol: OtlpProtocol,
@@ -373,14 +491,16 @@ struct Settings {
 }
 
 impl Settings {
+    /// The settings of the exporter of `signal` (`traces`, `metrics`): `otlp` holds the
+    /// signal's variables (its endpoint in `traces_endpoint`).
     fn new(
-        env: &EnvConfig,
+        otlp: &crate::env::OtlpEnv,
+        signal: &str,
         endpoint: Option<String>,
         protocol: Option<OtlpProtocol>,
         headers: Vec<(String, String)>,
         timeout: Option<Duration>,
     ) -> Settings {
-        let otlp = &env.otlp;
         let protocol = protocol
             .or(otlp.protocol)
             .unwrap_or(OtlpProtocol::HttpProtobuf);
@@ -392,14 +512,14 @@ impl Settings {
                 Some(if grpc {
                     base.to_owned()
                 } else {
-                    format!("{}/v1/traces", base.trim_end_matches('/'))
+                    format!("{}/v1/{signal}", base.trim_end_matches('/'))
                 })
             })
             .unwrap_or_else(|| {
                 if grpc {
                     "http://localhost:4317".to_owned()
                 } else {
-                    "http://localhost:4318/v1/traces".to_owned()
+                    format!("http://localhost:4318/v1/{signal}")
                 }
             });
         let mut all = otlp.headers.clone();
@@ -416,45 +536,7 @@ impl Settings {
     fn build(
         self,
     ) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
-        let builder = opentelemetry_otlp::SpanExporter::builder();
-        let timeout = self.timeout.unwrap_or(Duration::from_secs(10));
-        if self.protocol == OtlpProtocol::Grpc {
-            let mut headers = http::HeaderMap::new();
-            for (name, value) in &self.headers {
-                if let (Ok(name), Ok(value)) = (
-                    http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::from_str(value),
-                ) {
-                    headers.append(name, value);
-                }
-            }
-            let mut builder = builder
-                .with_tonic()
-                .with_endpoint(self.endpoint)
-                .with_timeout(timeout)
-                .with_metadata(
-                    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
-                );
-            if self.gzip {
-                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            builder.build()
-        } else {
-            let protocol = match self.protocol {
-                OtlpProtocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
-                _ => opentelemetry_otlp::Protocol::HttpBinary,
-            };
-            let mut builder = builder
-                .with_http()
-                .with_endpoint(self.endpoint)
-                .with_protocol(protocol)
-                .with_timeout(timeout)
-                .with_headers(self.headers.into_iter().collect::<HashMap<_, _>>());
-            if self.gzip {
-                builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            builder.build()
-        }
+        configure!(self, opentelemetry_otlp::SpanExporter::builder())
     }
 }
 
@@ -482,7 +564,25 @@ fn detected_resource() -> Vec<KeyValue> {
 struct Installed {
     recorder: Option<RecorderGuard>,
     counters: Option<OtelCounters>,
+    #[cfg(feature = "metrics")]
+    meters: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Installed {
+    /// The runtime exports run on, started on first use.
+    fn runtime(&mut self) -> Result<&tokio::runtime::Runtime, InitError> {
+        if self.runtime.is_none() {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("tracewire-otlp")
+                .enable_all()
+                .build()
+                .map_err(InitError::Runtime)?;
+            self.runtime = Some(runtime);
+        }
+        Ok(self.runtime.as_ref().expect("started above"))
+    }
 }
 
 impl Drop for Installed {
@@ -490,6 +590,11 @@ impl Drop for Installed {
         // Export what is left while the runtime still runs, then stop it without blocking
         // (the guard may be dropped on an async thread).
         drop(self.recorder.take());
+        #[cfg(feature = "metrics")]
+        if let Some(meters) = self.meters.take() {
+            // Errors are the SDK's to report (its internal logs); nothing is left to do.
+            let _ = meters.shutdown();
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
@@ -506,8 +611,13 @@ pub struct OtlpGuard {
 }
 
 impl OtlpGuard {
-    /// Exports (or prints) every span finished so far.
+    /// Exports (or prints) every span finished so far, and the metrics recorded so far.
     pub fn flush(&self) -> Result<(), FlushError> {
+        #[cfg(feature = "metrics")]
+        if let Some(meters) = &self.installed.meters {
+            // Errors are the SDK's to report (its internal logs).
+            let _ = meters.force_flush();
+        }
         match &self.installed.recorder {
             Some(recorder) => recorder.flush(),
             None => Ok(()),
@@ -523,6 +633,15 @@ impl OtlpGuard {
     /// The OTLP exporter's counters; `None` unless spans go to OTLP.
     pub fn exporter_counters(&self) -> Option<OtelCounters> {
         self.installed.counters.clone()
+    }
+
+    /// The meter provider exporting request metrics over OTLP, also installed as
+    /// OpenTelemetry's global one; `None` with `OTEL_METRICS_EXPORTER=none` or
+    /// `OTEL_SDK_DISABLED=true`. See [request metrics](self#request-metrics).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn meter_provider(&self) -> Option<&opentelemetry_sdk::metrics::SdkMeterProvider> {
+        self.installed.meters.as_ref()
     }
 
     /// Where spans go; `None` when `OTEL_SDK_DISABLED=true`.
@@ -575,6 +694,200 @@ impl std::error::Error for InitError {
             InitError::AlreadyInstalled => None,
             InitError::Runtime(error) => Some(error),
             InitError::Exporter(error) => Some(error),
+        }
+    }
+}
+
+/// The metrics part of the setup (feature `metrics`).
+#[cfg(feature = "metrics")]
+mod metrics {
+    use std::time::Duration;
+
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::metrics::data::ResourceMetrics;
+    use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+    use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+    use opentelemetry_sdk::Resource;
+
+    use std::collections::HashMap;
+
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+
+    use super::{OtlpProtocol, Settings};
+    use crate::env::{EnvConfig, EnvWarning, OtlpEnv};
+    use crate::span::KeyValue;
+
+    /// `OTEL_METRICS_EXPORTER`.
+    const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
+    const TEMPORALITY: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+
+    /// The metrics variables.
+    pub(super) struct MetricsEnv {
+        pub(super) enabled: bool,
+        /// The metrics signal's OTLP variables (its endpoint in `traces_endpoint`).
+        pub(super) otlp: OtlpEnv,
+        pub(super) temporality: Temporality,
+    }
+
+    impl MetricsEnv {
+        pub(super) fn from_env(warnings: &mut Vec<EnvWarning>) -> Self {
+            let var = |name: &'static str| std::env::var(name).ok().map(|v| (name, v));
+            let enabled = match var(OTEL_METRICS_EXPORTER) {
+                Some((_, value)) if value.trim().eq_ignore_ascii_case("none") => false,
+                Some((_, value)) if value.trim().eq_ignore_ascii_case("otlp") => true,
+                Some((_, value)) if value.trim().is_empty() => true,
+                Some((variable, value)) => {
+                    warnings.push(EnvWarning::InvalidValue { variable, value });
+                    true
+                }
+                None => true,
+            };
+            let temporality = match var(TEMPORALITY) {
+                Some((_, value)) if value.trim().eq_ignore_ascii_case("delta") => {
+                    Temporality::Delta
+                }
+                Some((_, value))
+                    if value.trim().eq_ignore_ascii_case("cumulative")
+                        || value.trim().is_empty() =>
+                {
+                    Temporality::Cumulative
+                }
+                Some((variable, value)) => {
+                    warnings.push(EnvWarning::InvalidValue { variable, value });
+                    Temporality::Cumulative
+                }
+                None => Temporality::Cumulative,
+            };
+            // The traces variables' parser, given the metrics variables under their names.
+            let parsed = EnvConfig::from_lookup(|name| {
+                std::env::var_os(name.replace("_OTLP_TRACES_", "_OTLP_METRICS_"))
+            });
+            warnings.extend(
+                parsed
+                    .warnings
+                    .into_iter()
+                    .filter_map(|warning| match warning {
+                        EnvWarning::InvalidValue { variable, value } => {
+                            Some(EnvWarning::InvalidValue {
+                                variable: metrics_name(variable)?,
+                                value,
+                            })
+                        }
+                        EnvWarning::Malformed { variable } => Some(EnvWarning::Malformed {
+                            variable: metrics_name(variable)?,
+                        }),
+                        EnvWarning::NotUnicode { variable } => Some(EnvWarning::NotUnicode {
+                            variable: metrics_name(variable)?,
+                        }),
+                        // The rest was reported when the traces' variables were read.
+                        _ => None,
+                    }),
+            );
+            MetricsEnv {
+                enabled,
+                otlp: parsed.otlp,
+                temporality,
+            }
+        }
+    }
+
+    /// The metrics variable read in place of a traces one; `None` for the others (read, and
+    /// reported, with the traces' variables).
+    fn metrics_name(traces: &str) -> Option<&'static str> {
+        Some(match traces {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" => "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS" => "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" => "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION" => "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+            _ => return None,
+        })
+    }
+
+    /// `tracewire.spans.dropped`: the recorder pipeline's lost spans, by `reason`, read from
+    /// its counters when the metrics are collected.
+    pub(super) fn observe_pipeline(
+        provider: &SdkMeterProvider,
+        recorder: crate::record::RecorderHandle,
+    ) {
+        use opentelemetry::metrics::MeterProvider as _;
+        let meter = provider.meter("tracewire");
+        // Registered with the provider for its life; the handle itself is not needed.
+        let _dropped = meter
+            .u64_observable_counter("tracewire.spans.dropped")
+            .with_unit("{span}")
+            .with_description("Spans the recorder pipeline dropped, by reason.")
+            .with_callback(move |observer| {
+                let drops = recorder.stats().dropped;
+                for (reason, count) in [
+                    ("queue_full", drops.queue_full),
+                    ("export_failed", drops.export_failed),
+                    ("shutdown", drops.shutdown),
+                    ("tail_sampler", drops.tail_sampler),
+                    ("reporter_panic", drops.reporter_panic),
+                ] {
+                    observer.observe(count, &[KeyValue::new("reason", reason)]);
+                }
+            })
+            .build();
+    }
+
+    /// The meter provider exporting through `settings`, on `runtime`.
+    pub(super) fn meter_provider(
+        settings: Settings,
+        temporality: Temporality,
+        runtime: &tokio::runtime::Runtime,
+        service_name: &str,
+        resource: Vec<KeyValue>,
+    ) -> Result<SdkMeterProvider, opentelemetry_otlp::ExporterBuildError> {
+        let exporter = {
+            let _entered = runtime.enter();
+            let builder = opentelemetry_otlp::MetricExporter::builder();
+            configure!(settings, builder.with_temporality(temporality))?
+        };
+        let exporter = OnRuntime {
+            exporter,
+            runtime: runtime.handle().clone(),
+        };
+        let resource = Resource::builder_empty()
+            .with_attributes(resource)
+            .with_service_name(service_name.to_owned())
+            .build();
+        Ok(SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(PeriodicReader::builder(exporter).build())
+            .build())
+    }
+
+    /// Runs the exporter's exports on the setup's runtime, which owns its connections: the
+    /// SDK's periodic reader calls them from a thread of its own.
+    #[derive(Debug)]
+    struct OnRuntime {
+        exporter: opentelemetry_otlp::MetricExporter,
+        runtime: tokio::runtime::Handle,
+    }
+
+    impl PushMetricExporter for OnRuntime {
+        fn export(
+            &self,
+            metrics: &ResourceMetrics,
+        ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+            // The reader's thread is no runtime's: blocking it on the runtime is allowed.
+            let result = self.runtime.block_on(self.exporter.export(metrics));
+            std::future::ready(result)
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            self.exporter.force_flush()
+        }
+
+        fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+            self.exporter.shutdown_with_timeout(timeout)
+        }
+
+        fn temporality(&self) -> Temporality {
+            self.exporter.temporality()
         }
     }
 }

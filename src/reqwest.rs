@@ -60,10 +60,11 @@ use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument;
 
-use crate::body::{Measure, ResponseBody};
+use crate::body::ResponseBody;
 use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLayer};
 use crate::config::{common_builder_methods, Common, RequestHead};
 use crate::future::ResponseState;
+use crate::metrics::{Measured, Metering, Unmetered};
 use crate::record::{error_chain, with_span_data};
 use crate::semconv;
 use crate::span::KeyValue;
@@ -96,11 +97,23 @@ impl TracingMiddleware {
     common_builder_methods!();
 
     client_builder_methods!();
+
+    /// Records the request metrics of every request (`http.client.request.duration`)
+    /// through `provider`; see [`metrics`](crate::metrics). Without it nothing is measured.
+    #[cfg(feature = "metrics")]
+    pub fn metrics<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::metrics::MeterProvider + ?Sized + 'static,
+    {
+        self.client_config_mut().common.metrics =
+            Some(Arc::new(crate::metrics::LayerMetrics::client(provider)));
+        self
+    }
 }
 
-impl From<ClientLayer> for TracingMiddleware {
+impl<M: Metering> From<ClientLayer<M>> for TracingMiddleware {
     /// The middleware with the layer's settings.
-    fn from(layer: ClientLayer) -> Self {
+    fn from(layer: ClientLayer<M>) -> Self {
         TracingMiddleware {
             config: layer.config().clone(),
         }
@@ -174,6 +187,7 @@ impl TracingMiddleware {
                 headers: req.headers(),
                 extensions: &*extensions,
             },
+            true,
         );
         call.inject(config, req.headers_mut());
         let measure = call.measure.take();
@@ -233,7 +247,7 @@ fn request_uri(req: &Request) -> Option<Uri> {
 
 /// The span and the measurement of a request in flight; ended as cancelled if the request
 /// is dropped.
-struct Pending(Option<ResponseState>, Option<Measure>);
+struct Pending(Option<ResponseState>, Option<Measured>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
@@ -251,7 +265,7 @@ impl Drop for Pending {
 /// Records the response head and hands the span and the measurement to the response body.
 fn traced_response(
     state: Option<ResponseState>,
-    mut measure: Option<Measure>,
+    mut measure: Option<Measured>,
     response: Response,
 ) -> Response {
     let url = response.url().clone();
@@ -263,8 +277,17 @@ fn traced_response(
         state.on_response(&response);
         state.end
     });
-    let mut response =
-        response.map(|body| reqwest::Body::wrap(ResponseBody::new(body, end, measure)));
+    let mut response = response.map(|body| match measure {
+        #[cfg(feature = "metrics")]
+        Some(measure) => reqwest::Body::wrap(ResponseBody::new(
+            body,
+            end,
+            crate::metrics::Metered(Some(measure)),
+        )),
+        #[cfg(not(feature = "metrics"))]
+        Some(measure) => match measure {},
+        None => reqwest::Body::wrap(ResponseBody::new(body, end, Unmetered)),
+    });
     // `reqwest::Response::from` reads the final URL from an extension that only
     // `ResponseBuilderExt::url` can set.
     if let Ok(marker) = http::Response::builder().url(url).body(()) {

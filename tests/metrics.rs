@@ -7,16 +7,18 @@ mod grpc_support;
 mod support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use http::StatusCode;
+use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use support::*;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tracewire::metrics::DURATION_BUCKETS;
+use tracewire::metrics::{Metered, DURATION_BUCKETS};
 use tracewire::record::Recorder;
 use tracewire::sampler::AlwaysOff;
 use tracewire::{ClientLayer, ServerLayer};
@@ -72,6 +74,10 @@ fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn app(meters: &Meters, layer: ServerLayer) -> Router {
+    routes(layer.metrics(&meters.provider))
+}
+
+fn routes(layer: ServerLayer<Metered>) -> Router {
     Router::new()
         .route("/users/{id}", get(|| async { "ana" }))
         .route(
@@ -86,7 +92,7 @@ fn app(meters: &Meters, layer: ServerLayer) -> Router {
                 "late"
             }),
         )
-        .layer(layer.metrics(&meters.provider))
+        .layer(layer)
 }
 
 async fn get_status(client: &HyperClient, url: String) -> u16 {
@@ -99,10 +105,23 @@ async fn get_status(client: &HyperClient, url: String) -> u16 {
 #[test]
 fn http_durations_carry_the_conventions_attributes_on_both_sides() {
     let meters = Meters::new();
+    http_durations(&meters, &meters.provider);
+}
+
+/// A provider other than the SDK's (here the SDK's behind `dyn MeterProvider`, as the global
+/// provider is) gets the prepared attribute sets instead of bound instruments: the same series.
+#[test]
+fn another_provider_records_the_same_series() {
+    let meters = Meters::new();
+    let provider: Arc<dyn MeterProvider + Send + Sync> = Arc::new(meters.provider.clone());
+    http_durations(&meters, &*provider);
+}
+
+fn http_durations<P: MeterProvider + ?Sized + 'static>(meters: &Meters, provider: &P) {
     let (_, port) = recorded(|_| async {
-        let addr = serve(app(&meters, ServerLayer::new())).await;
+        let addr = serve(routes(ServerLayer::new().metrics(provider))).await;
         let mut client = ServiceBuilder::new()
-            .layer(ClientLayer::new().metrics(&meters.provider))
+            .layer(ClientLayer::new().metrics(provider))
             .service(hyper_client());
         for path in ["/users/1", "/users/2", "/fail", "/nowhere"] {
             let response = client

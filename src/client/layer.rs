@@ -1,10 +1,12 @@
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use tower::Layer;
 
 use crate::client::ClientTrace;
 use crate::config::{common_builder_methods, Common};
+use crate::metrics::{Metering, Unmetered};
 
 /// Settings of a [`ClientLayer`].
 #[derive(Clone, Default)]
@@ -44,20 +46,6 @@ macro_rules! client_builder_methods {
                 .map(|h| crate::client::HostPattern::parse(h.as_ref()))
                 .collect();
             self.client_config_mut().propagate_to = Some(patterns);
-            self
-        }
-
-        /// Records the request metrics of every call (`http.client.request.duration`, and
-        /// `rpc.client.call.duration` for gRPC) through `provider`; see
-        /// [`metrics`](crate::metrics). Without it nothing is measured.
-        #[cfg(feature = "metrics")]
-        pub fn metrics<M>(mut self, provider: &M) -> Self
-        where
-            M: opentelemetry::metrics::MeterProvider + ?Sized,
-        {
-            self.client_config_mut().common.metrics = Some(std::sync::Arc::new(
-                crate::metrics::LayerMetrics::client(provider),
-            ));
             self
         }
 
@@ -106,9 +94,30 @@ impl HostPattern {
 ///
 /// Wraps a hyper-util `Client`, a tonic `Channel` or any
 /// `tower::Service<http::Request<B>>`. See the [module docs](crate::client).
-#[derive(Clone, Default)]
-pub struct ClientLayer {
+///
+/// `M` says whether it records request metrics: [`Unmetered`] until `metrics` (feature
+/// `metrics`) makes it `Metered`.
+pub struct ClientLayer<M: Metering = Unmetered> {
     config: Arc<ClientConfig>,
+    metering: PhantomData<fn() -> M>,
+}
+
+impl<M: Metering> Clone for ClientLayer<M> {
+    fn clone(&self) -> Self {
+        ClientLayer {
+            config: self.config.clone(),
+            metering: PhantomData,
+        }
+    }
+}
+
+impl Default for ClientLayer {
+    fn default() -> Self {
+        ClientLayer {
+            config: Arc::default(),
+            metering: PhantomData,
+        }
+    }
 }
 
 impl ClientLayer {
@@ -123,6 +132,27 @@ impl ClientLayer {
         let mut layer = Self::default();
         Arc::make_mut(&mut layer.config).grpc_only = true;
         layer
+    }
+}
+
+impl<M: Metering> ClientLayer<M> {
+    /// Records the request metrics of every call (`http.client.request.duration`, and
+    /// `rpc.client.call.duration` for gRPC) through `provider`; see
+    /// [`metrics`](crate::metrics). Without it nothing is measured.
+    ///
+    /// With the SDK's `SdkMeterProvider` each attribute set is recorded through a bound
+    /// instrument; see [the cost](crate::metrics#cost).
+    #[cfg(feature = "metrics")]
+    pub fn metrics<P>(mut self, provider: &P) -> ClientLayer<crate::metrics::Metered>
+    where
+        P: opentelemetry::metrics::MeterProvider + ?Sized + 'static,
+    {
+        self.client_config_mut().common.metrics =
+            Some(Arc::new(crate::metrics::LayerMetrics::client(provider)));
+        ClientLayer {
+            config: self.config,
+            metering: PhantomData,
+        }
     }
 
     fn common_mut(&mut self) -> &mut Common {
@@ -146,7 +176,7 @@ impl ClientLayer {
     /// client you configured yourself (TLS, HTTP/2, pool settings) with
     /// `ServiceBuilder::new().layer(layer).service(client)` instead.
     #[cfg(feature = "hyper-util")]
-    pub fn hyper_client<B>(&self) -> crate::client::HyperClient<B>
+    pub fn hyper_client<B>(&self) -> crate::client::HyperClient<B, M>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
@@ -166,15 +196,15 @@ impl ClientLayer {
     }
 }
 
-impl<S> Layer<S> for ClientLayer {
-    type Service = ClientTrace<S>;
+impl<S, M: Metering> Layer<S> for ClientLayer<M> {
+    type Service = ClientTrace<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ClientTrace::new(inner, self.config.clone())
     }
 }
 
-impl fmt::Debug for ClientLayer {
+impl<M: Metering> fmt::Debug for ClientLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientLayer")
             .field("common", &self.config.common)

@@ -105,11 +105,14 @@ pub use layer::ClientLayer;
 pub use service::ClientTrace;
 
 /// A hyper-util client for plain `http://` on tokio, traced by a [`ClientLayer`]: the type to
-/// name where a traced client is kept. `B` is the request body.
+/// name where a traced client is kept. `B` is the request body; `M` says whether it records
+/// request metrics (see [`ClientLayer::metrics`], feature `metrics`).
 #[cfg(feature = "hyper-util")]
-pub type HyperClient<B = http_body_util::Full<bytes::Bytes>> = ClientTrace<
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, B>,
->;
+pub type HyperClient<B = http_body_util::Full<bytes::Bytes>, M = crate::metrics::Unmetered> =
+    ClientTrace<
+        hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, B>,
+        M,
+    >;
 
 pub(crate) use layer::HostPattern;
 #[cfg(feature = "reqwest")]

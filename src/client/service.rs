@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt::{self, Display};
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -10,12 +11,13 @@ use tower::Service;
 
 use crate::attrs::{self, UrlFull};
 use crate::baggage::Baggage;
-use crate::body::{Measure, ResponseBody, SpanEnd};
+use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::client::layer::ClientConfig;
 use crate::config::RequestHead;
 use crate::context::SpanContext;
 use crate::future::{ResponseFuture, ResponseState};
+use crate::metrics::{Measured, Metering, Unmetered};
 use crate::propagation::NoOverwrite;
 use crate::record::{current_parent, decide, with_pending, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
@@ -23,15 +25,29 @@ use crate::semconv;
 use crate::span::{KeyValue, SpanKind};
 
 /// The service [`ClientLayer`](crate::client::ClientLayer) wraps around an inner client.
-#[derive(Clone)]
-pub struct ClientTrace<S> {
+pub struct ClientTrace<S, M: Metering = Unmetered> {
     inner: S,
     config: Arc<ClientConfig>,
+    metering: PhantomData<fn() -> M>,
 }
 
-impl<S> ClientTrace<S> {
+impl<S: Clone, M: Metering> Clone for ClientTrace<S, M> {
+    fn clone(&self) -> Self {
+        ClientTrace {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            metering: PhantomData,
+        }
+    }
+}
+
+impl<S, M: Metering> ClientTrace<S, M> {
     pub(crate) fn new(inner: S, config: Arc<ClientConfig>) -> Self {
-        ClientTrace { inner, config }
+        ClientTrace {
+            inner,
+            config,
+            metering: PhantomData,
+        }
     }
 
     /// The wrapped client.
@@ -50,7 +66,7 @@ impl<S> ClientTrace<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for ClientTrace<S> {
+impl<S: fmt::Debug, M: Metering> fmt::Debug for ClientTrace<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientTrace")
             .field("inner", &self.inner)
@@ -88,7 +104,7 @@ pub(crate) struct ClientCall {
     /// or (untraced) the current one.
     pub(crate) propagate: Option<(SpanContext, Baggage)>,
     /// The call's metrics, when the layer records them.
-    pub(crate) measure: Option<Measure>,
+    pub(crate) measure: Option<Measured>,
 }
 
 impl ClientCall {
@@ -102,43 +118,50 @@ impl ClientCall {
 
 /// Starts the client span of the request `head` (unless the filter skips it, the sampler
 /// leaves it out, or no recorder sees it) and says what to inject: the one place both client
-/// layers (Tower and reqwest) create their spans.
-pub(crate) fn start_call(config: &ClientConfig, head: &RequestHead<'_>) -> ClientCall {
+/// layers (Tower and reqwest) create their spans. `metered`: the layer may record metrics.
+#[inline]
+pub(crate) fn start_call(
+    config: &ClientConfig,
+    head: &RequestHead<'_>,
+    metered: bool,
+) -> ClientCall {
     let traced = config.common.traces(head);
     let mut call = trace_call(config, head, traced);
-    call.measure = measure(config, head, traced);
+    if metered {
+        call.measure = measure(config, head, traced);
+    }
     call
 }
 
 /// Starts measuring the call, when the layer records metrics and measures it.
-#[inline]
-fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Option<Measure> {
-    #[cfg(feature = "metrics")]
-    {
-        let metrics = config.common.measured(traced)?;
-        let grpc = config.grpc_only || is_grpc(head.headers);
-        let scheme = attrs::scheme(head.uri);
-        let server = attrs::server_host_port(head.uri, head.headers)
-            .map(|(host, port)| (host, port.unwrap_or_else(|| attrs::default_port(scheme))));
-        Some(Measure::start(
-            metrics,
-            crate::metrics::Start {
-                method: attrs::method(head.method).0,
-                scheme,
-                version: attrs::version(head.version),
-                route: None,
-                interned_route: None,
-                server,
-                grpc_path: grpc.then(|| head.uri.path()),
-                grpc_methods: None,
-            },
-        ))
-    }
-    #[cfg(not(feature = "metrics"))]
-    {
-        let _ = (config, head, traced);
-        None
-    }
+#[cfg(feature = "metrics")]
+fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Option<Measured> {
+    let metrics = config.common.measured(traced)?;
+    let grpc = config.grpc_only || is_grpc(head.headers);
+    let scheme = attrs::scheme(head.uri);
+    let series = (!grpc).then(|| match attrs::server_host_port(head.uri, head.headers) {
+        Some((host, port)) => metrics.series(
+            Some(host),
+            port.unwrap_or_else(|| attrs::default_port(scheme)),
+            None,
+        ),
+        None => metrics.series(None, 0, None),
+    });
+    Some(Measured::start(
+        metrics,
+        crate::metrics::Start {
+            request: crate::metrics::RequestCode::new(head.method, scheme, head.version),
+            series,
+            grpc_path: grpc.then(|| head.uri.path()),
+            grpc_methods: None,
+            service: None,
+        },
+    ))
+}
+
+#[cfg(not(feature = "metrics"))]
+fn measure(_: &ClientConfig, _: &RequestHead<'_>, _: bool) -> Option<Measured> {
+    None
 }
 
 /// The span part of [`start_call`].
@@ -263,16 +286,17 @@ fn client_span(grpc: bool, head: &RequestHead<'_>, target: Target<'_>) -> tracin
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClientTrace<S>
+impl<S, ReqBody, ResBody, M> Service<Request<ReqBody>> for ClientTrace<S, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Display + 'static,
     ResBody: Body,
     ResBody::Error: Display + 'static,
+    M: Metering,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResponseBody<ResBody, M>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -280,15 +304,16 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let mut call = start_call(config, &RequestHead::from(&req));
+        let mut call = start_call(config, &RequestHead::from(&req), M::ON);
         call.inject(config, req.headers_mut());
+        let measure = M::start(|| call.measure.take());
         ResponseFuture::new(
             || self.inner.call(req),
             call.state,
             None,
             None,
             None,
-            call.measure,
+            measure,
         )
     }
 }

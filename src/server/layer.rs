@@ -1,9 +1,11 @@
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use tower::Layer;
 
 use crate::config::{common_builder_methods, Common, Predicate, RequestHead};
+use crate::metrics::{Metering, Unmetered};
 use crate::rpc::GrpcMethods;
 use crate::server::ServerTrace;
 
@@ -26,9 +28,30 @@ pub(crate) struct ServerConfig {
 ///
 /// Serves HTTP and gRPC on one stack: a request whose `content-type` is
 /// `application/grpc*` gets an RPC span. See the [module docs](crate::server).
-#[derive(Clone, Default)]
-pub struct ServerLayer {
+///
+/// `M` says whether it records request metrics: [`Unmetered`] until
+/// `metrics` (feature `metrics`) makes it `Metered`.
+pub struct ServerLayer<M: Metering = Unmetered> {
     config: Arc<ServerConfig>,
+    metering: PhantomData<fn() -> M>,
+}
+
+impl<M: Metering> Clone for ServerLayer<M> {
+    fn clone(&self) -> Self {
+        ServerLayer {
+            config: self.config.clone(),
+            metering: PhantomData,
+        }
+    }
+}
+
+impl Default for ServerLayer {
+    fn default() -> Self {
+        ServerLayer {
+            config: Arc::default(),
+            metering: PhantomData,
+        }
+    }
 }
 
 impl ServerLayer {
@@ -44,7 +67,9 @@ impl ServerLayer {
         Arc::make_mut(&mut layer.config).grpc_only = true;
         layer
     }
+}
 
+impl<M: Metering> ServerLayer<M> {
     fn common_mut(&mut self) -> &mut Common {
         &mut Arc::make_mut(&mut self.config).common
     }
@@ -101,10 +126,10 @@ impl ServerLayer {
     ///     .grpc_methods(["grpc.health.v1.Health/Check", "grpc.health.v1.Health/Watch"]);
     /// # drop(layer);
     /// ```
-    pub fn grpc_methods<I, M>(mut self, methods: I) -> Self
+    pub fn grpc_methods<I, N>(mut self, methods: I) -> Self
     where
-        I: IntoIterator<Item = M>,
-        M: AsRef<str>,
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
     {
         let config = Arc::make_mut(&mut self.config);
         config.grpc_methods = Arc::new(
@@ -118,17 +143,23 @@ impl ServerLayer {
     /// Records the request metrics of every request (`http.server.request.duration`, and
     /// `rpc.server.call.duration` for gRPC) through `provider`; see
     /// [`metrics`](crate::metrics). Without it nothing is measured.
+    ///
+    /// With the SDK's `SdkMeterProvider` each attribute set is recorded through a bound
+    /// instrument; see [the cost](crate::metrics#cost).
     #[cfg(feature = "metrics")]
-    pub fn metrics<M>(mut self, provider: &M) -> Self
+    pub fn metrics<P>(mut self, provider: &P) -> ServerLayer<crate::metrics::Metered>
     where
-        M: opentelemetry::metrics::MeterProvider + ?Sized,
+        P: opentelemetry::metrics::MeterProvider + ?Sized + 'static,
     {
         let config = Arc::make_mut(&mut self.config);
         config.common.metrics = Some(Arc::new(crate::metrics::LayerMetrics::server(
             provider,
             config.active_requests,
         )));
-        self
+        ServerLayer {
+            config: self.config,
+            metering: PhantomData,
+        }
     }
 
     /// Also records `http.server.active_requests` (opt-in in the semantic conventions). Call
@@ -145,15 +176,15 @@ impl ServerLayer {
     }
 }
 
-impl<S> Layer<S> for ServerLayer {
-    type Service = ServerTrace<S>;
+impl<S, M: Metering> Layer<S> for ServerLayer<M> {
+    type Service = ServerTrace<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ServerTrace::new(inner, self.config.clone())
     }
 }
 
-impl fmt::Debug for ServerLayer {
+impl<M: Metering> fmt::Debug for ServerLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerLayer")
             .field("common", &self.config.common)

@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt::{self, Display};
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,10 +12,11 @@ use tower::Service;
 
 use crate::attrs::{self, SpanHeaders};
 use crate::baggage::Baggage;
-use crate::body::{Measure, ResponseBody, SpanEnd};
+use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::future::{ResponseFuture, ResponseState};
+use crate::metrics::{Measured, Metering, Unmetered};
 use crate::record::facts::HttpServerFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
@@ -23,19 +25,41 @@ use crate::server::layer::ServerConfig;
 use crate::span::{Key, KeyValue, Link, SpanKind};
 
 /// The service [`ServerLayer`](crate::server::ServerLayer) wraps around an inner service.
-#[derive(Clone)]
-pub struct ServerTrace<S> {
+pub struct ServerTrace<S, M: Metering = Unmetered> {
     inner: S,
     config: Arc<ServerConfig>,
-    first_route: Arc<attrs::FirstRoute>,
+    route: Arc<RouteCache>,
+    metering: PhantomData<fn() -> M>,
 }
 
-impl<S> ServerTrace<S> {
+/// What a service learns of the route it serves. axum gives each route its own layered
+/// service, which then sees the same template on every request.
+#[derive(Default)]
+struct RouteCache {
+    names: attrs::FirstRoute,
+    /// The metrics series of the first route seen.
+    #[cfg(feature = "metrics")]
+    series: std::sync::OnceLock<Arc<crate::metrics::Series>>,
+}
+
+impl<S: Clone, M: Metering> Clone for ServerTrace<S, M> {
+    fn clone(&self) -> Self {
+        ServerTrace {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            route: self.route.clone(),
+            metering: PhantomData,
+        }
+    }
+}
+
+impl<S, M: Metering> ServerTrace<S, M> {
     pub(crate) fn new(inner: S, config: Arc<ServerConfig>) -> Self {
         ServerTrace {
             inner,
             config,
-            first_route: Arc::default(),
+            route: Arc::default(),
+            metering: PhantomData,
         }
     }
 
@@ -65,7 +89,7 @@ struct Named<'r> {
     interned_route: Option<&'static str>,
 }
 
-impl<S> ServerTrace<S> {
+impl<S, M: Metering> ServerTrace<S, M> {
     /// `{method} {route}`, or `{method}`, or a gRPC call's `package.Service/Method`, or the
     /// configured name.
     fn span_name<'r, B>(
@@ -81,7 +105,7 @@ impl<S> ServerTrace<S> {
             matched_route(req.extensions())
         };
         let method = attrs::span_method(req.method());
-        let interned = route.and_then(|route| self.first_route.route_name(method, route));
+        let interned = route.and_then(|route| self.route.names.route_name(method, route));
         let name: Cow<'static, str> = match (&config.common.span_name, interned) {
             (Some(name), _) => name(head),
             (None, _) if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
@@ -100,49 +124,48 @@ impl<S> ServerTrace<S> {
     }
 }
 
-impl<S> ServerTrace<S> {
+impl<S, M: Metering> ServerTrace<S, M> {
     /// Starts measuring the request, when the layer records metrics and measures it.
-    #[inline]
-    fn measure<B>(&self, req: &Request<B>, traced: bool) -> Option<Measure> {
-        #[cfg(feature = "metrics")]
-        {
-            let config = &*self.config;
-            let metrics = config.common.measured(traced)?;
-            let grpc = config.grpc_only || rpc::is_grpc(req.headers());
-            let route = if grpc {
-                None
-            } else {
-                matched_route(req.extensions())
-            };
-            let interned_route = route
-                .and_then(|r| {
-                    self.first_route
-                        .route_name(attrs::span_method(req.method()), r)
-                })
-                .map(|(_, r)| r);
-            Some(Measure::start(
-                metrics,
-                crate::metrics::Start {
-                    method: attrs::method(req.method()).0,
-                    scheme: attrs::scheme(req.uri()),
-                    version: attrs::version(req.version()),
-                    route,
-                    interned_route,
-                    server: None,
-                    grpc_path: grpc.then(|| req.uri().path()),
-                    grpc_methods: grpc.then_some(&config.grpc_methods),
-                },
-            ))
-        }
-        #[cfg(not(feature = "metrics"))]
-        {
-            let _ = (req, traced);
-            None
-        }
+    #[cfg(feature = "metrics")]
+    fn measure<B>(&self, req: &Request<B>, traced: bool) -> Option<Measured> {
+        let config = &*self.config;
+        let metrics = config.common.measured(traced)?;
+        let service = config.common.service_name.as_ref();
+        let grpc = config.grpc_only || rpc::is_grpc(req.headers());
+        let series = (!grpc).then(|| match matched_route(req.extensions()) {
+            Some(route) => match self.route.series.get() {
+                Some(series) if series.is_route(route) => series.clone(),
+                _ => {
+                    let series = metrics.series(Some(route), 0, service);
+                    let _ = self.route.series.set(series.clone());
+                    series
+                }
+            },
+            None => metrics.series(None, 0, service),
+        });
+        Some(Measured::start(
+            metrics,
+            crate::metrics::Start {
+                request: crate::metrics::RequestCode::new(
+                    req.method(),
+                    attrs::scheme(req.uri()),
+                    req.version(),
+                ),
+                series,
+                grpc_path: grpc.then(|| req.uri().path()),
+                grpc_methods: grpc.then_some(&config.grpc_methods),
+                service,
+            },
+        ))
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn measure<B>(&self, _: &Request<B>, _: bool) -> Option<Measured> {
+        None
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for ServerTrace<S> {
+impl<S: fmt::Debug, M: Metering> fmt::Debug for ServerTrace<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerTrace")
             .field("inner", &self.inner)
@@ -177,16 +200,17 @@ fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
     extensions.get::<SocketAddr>().copied()
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S>
+impl<S, ReqBody, ResBody, M> Service<Request<ReqBody>> for ServerTrace<S, M>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Display + 'static,
     ResBody: Body,
     ResBody::Error: Display + 'static,
+    M: Metering,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResponseBody<ResBody, M>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -200,7 +224,7 @@ where
         // recorder).
         let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
         let traced = config.common.traces(&head);
-        let measure = self.measure(&req, traced);
+        let measure = M::start(|| self.measure(&req, traced));
         if !traced && untrusted {
             return ResponseFuture::new(|| self.inner.call(req), None, None, None, None, measure);
         }

@@ -21,6 +21,7 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::ServiceBuilder;
 use tracewire::client::ClientTrace;
+use tracewire::metrics::{Metering, Unmetered};
 use tracewire::record::SpanRecord;
 use tracewire::span::{SpanKind, Value};
 use tracewire::{ClientLayer, ServerLayer};
@@ -172,7 +173,7 @@ impl Health for TestHealth {
 }
 
 /// Serves `health` with tonic's server, behind `layer`, on 127.0.0.1:0.
-pub async fn serve_grpc(layer: ServerLayer, health: TestHealth) -> SocketAddr {
+pub async fn serve_grpc<M: Metering>(layer: ServerLayer<M>, health: TestHealth) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -194,11 +195,14 @@ pub async fn channel(addr: SocketAddr) -> Channel {
     Endpoint::from(uri(addr)).connect().await.unwrap()
 }
 
-pub type TracedChannel = ClientTrace<Channel>;
+pub type TracedChannel<M = Unmetered> = ClientTrace<Channel, M>;
 
 /// A health client over a `Channel` wrapped in `layer`; with the origin set, so that the
 /// layer sees the server's address.
-pub async fn client(addr: SocketAddr, layer: ClientLayer) -> HealthClient<TracedChannel> {
+pub async fn client<M: Metering>(
+    addr: SocketAddr,
+    layer: ClientLayer<M>,
+) -> HealthClient<TracedChannel<M>> {
     let channel = ServiceBuilder::new()
         .layer(layer)
         .service(channel(addr).await);

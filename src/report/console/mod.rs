@@ -337,6 +337,21 @@ impl ConsoleHandle {
             .map(|s| s.operations())
             .unwrap_or_default()
     }
+
+    /// Counts a request a server layer measured in the summary (see its
+    /// [module docs](summary)).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn record_measured(
+        &self,
+        service: &Arc<str>,
+        operation: &str,
+        nanos: u64,
+        error: bool,
+    ) {
+        if let Some(mut summary) = self.shared.summary() {
+            summary.record_measured(service, operation, nanos, error);
+        }
+    }
 }
 
 impl fmt::Debug for ConsoleHandle {

@@ -12,6 +12,18 @@
 //! operations are tracked. Percentiles are exact while an operation has no more traces than
 //! samples, estimates (marked `~`) after. Spans of operations beyond the limit are counted,
 //! not summarised.
+//!
+//! # Requests measured by the layers
+//!
+//! Spans are sampled and filtered; the layers' [request metrics](crate::metrics) count every
+//! request. When [`dev::init`](crate::dev::init) installs the reporter, the server layers
+//! that record metrics (`ServerLayer::metrics`, with any meter provider) also hand each
+//! request they measure to the summary, as it ends: its service, its operation (the span
+//! name the layer gives it by default: `{method} {route}`, `{method}`, or the gRPC method),
+//! its duration and whether it failed (`error.type`). Such an operation's row comes from
+//! those measurements alone, so unsampled and filtered requests count; its server spans are
+//! left out of the table, not to count a request twice. Operations no metered layer
+//! measures (an unmetered layer's requests, traces started by a job) still come from spans.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -58,9 +70,41 @@ struct Op {
     samples: Vec<u64>,
 }
 
+impl Op {
+    fn new(kind: SpanKind) -> Self {
+        Op {
+            kind,
+            traces: 0,
+            errors: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    /// One more trace (or request) of the operation.
+    fn observe(&mut self, nanos: u64, error: bool, samples: usize, rng: &mut fastrand::Rng) {
+        self.traces += 1;
+        if error {
+            self.errors += 1;
+        }
+        if self.samples.len() < samples {
+            self.samples.push(nanos);
+        } else if samples > 0 {
+            // Algorithm R: keep the new value with probability samples / traces.
+            let j = rng.u64(0..self.traces);
+            if let Ok(j) = usize::try_from(j) {
+                if j < samples {
+                    self.samples[j] = nanos;
+                }
+            }
+        }
+    }
+}
+
 /// The summary's state: service → kind → span name → operation.
 pub(crate) struct Summary {
     ops: HashMap<Arc<str>, HashMap<&'static str, HashMap<String, Op>>>,
+    /// Requests the server layers measured: service → operation.
+    measured: HashMap<Arc<str>, HashMap<String, Op>>,
     count: usize,
     max_operations: usize,
     samples: usize,
@@ -87,6 +131,7 @@ impl Summary {
     pub(crate) fn new(max_operations: usize, samples: usize) -> Self {
         Summary {
             ops: HashMap::new(),
+            measured: HashMap::new(),
             count: 0,
             max_operations,
             samples,
@@ -120,54 +165,87 @@ impl Summary {
             .or_default();
         let op = match names.get_mut(&*span.name) {
             Some(op) => op,
-            None => names.entry(span.name.to_string()).or_insert(Op {
-                kind: span.kind.clone(),
-                traces: 0,
-                errors: 0,
-                samples: Vec::new(),
-            }),
+            None => names
+                .entry(span.name.to_string())
+                .or_insert_with(|| Op::new(span.kind.clone())),
         };
-        op.traces += 1;
-        if matches!(span.status, Status::Error { .. }) {
-            op.errors += 1;
-        }
+        let error = matches!(span.status, Status::Error { .. });
         let nanos = u64::try_from(span.duration().as_nanos()).unwrap_or(u64::MAX);
-        if op.samples.len() < self.samples {
-            op.samples.push(nanos);
-        } else if self.samples > 0 {
-            // Algorithm R: keep the new value with probability samples / traces.
-            let j = self.rng.u64(0..op.traces);
-            if let Ok(j) = usize::try_from(j) {
-                if j < self.samples {
-                    op.samples[j] = nanos;
-                }
+        op.observe(nanos, error, self.samples, &mut self.rng);
+    }
+
+    /// A request a server layer measured (see the [module docs](self)).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn record_measured(
+        &mut self,
+        service: &Arc<str>,
+        operation: &str,
+        nanos: u64,
+        error: bool,
+    ) {
+        let known = self
+            .measured
+            .get(service)
+            .is_some_and(|names| names.contains_key(operation));
+        if !known {
+            if self.count >= self.max_operations {
+                self.untracked += 1;
+                return;
             }
+            self.count += 1;
         }
+        let names = self.measured.entry(service.clone()).or_default();
+        let op = match names.get_mut(operation) {
+            Some(op) => op,
+            None => names
+                .entry(operation.to_owned())
+                .or_insert_with(|| Op::new(SpanKind::Server)),
+        };
+        op.observe(nanos, error, self.samples, &mut self.rng);
+    }
+
+    /// The server spans of this operation are left out: the layer measured its requests.
+    fn measured(&self, service: &Arc<str>, kind: &SpanKind, operation: &str) -> bool {
+        *kind == SpanKind::Server
+            && self
+                .measured
+                .get(service)
+                .is_some_and(|names| names.contains_key(operation))
     }
 
     /// Every operation, by service, then operation name, then kind.
     pub(crate) fn operations(&self) -> Vec<OperationSummary> {
         let mut rows = Vec::with_capacity(self.count);
         let mut sorted = Vec::new();
+        let mut row = |service: &Arc<str>, name: &String, op: &Op| {
+            sorted.clear();
+            sorted.extend_from_slice(&op.samples);
+            sorted.sort_unstable();
+            let p = |p| Duration::from_nanos(nearest_rank(&sorted, p));
+            rows.push(OperationSummary {
+                service: service.clone(),
+                kind: op.kind.clone(),
+                operation: name.clone(),
+                traces: op.traces,
+                errors: op.errors,
+                p50: p(50),
+                p95: p(95),
+                p99: p(99),
+                sampled: op.traces > op.samples.len() as u64,
+            });
+        };
         for (service, kinds) in &self.ops {
             for names in kinds.values() {
                 for (name, op) in names {
-                    sorted.clear();
-                    sorted.extend_from_slice(&op.samples);
-                    sorted.sort_unstable();
-                    let p = |p| Duration::from_nanos(nearest_rank(&sorted, p));
-                    rows.push(OperationSummary {
-                        service: service.clone(),
-                        kind: op.kind.clone(),
-                        operation: name.clone(),
-                        traces: op.traces,
-                        errors: op.errors,
-                        p50: p(50),
-                        p95: p(95),
-                        p99: p(99),
-                        sampled: op.traces > op.samples.len() as u64,
-                    });
+                    if !self.measured(service, &op.kind, name) {
+                        row(service, name, op);
+                    }
                 }
+            }
+        }
+        for (service, names) in &self.measured {
+            for (name, op) in names {
+                row(service, name, op);
             }
         }
         rows.sort_by(|a, b| {

@@ -1,0 +1,748 @@
+//! The instruments of a layer, its series, and the measurement of one request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+
+use http::HeaderMap;
+use opentelemetry::metrics::{BoundHistogram, Histogram, Meter, MeterProvider, UpDownCounter};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
+
+use super::DURATION_BUCKETS;
+use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
+use crate::rpc::{self, GrpcMethods};
+use crate::semconv;
+
+/// Request parts (routes, servers, gRPC methods) a layer keeps series for.
+const MAX_SERIES: usize = 1024;
+/// Sets of the rest of the attributes (method, status, …) a series keeps.
+const MAX_ENDS: usize = 64;
+
+/// The series of one route (port 0) or server address, by port.
+type Ports = Vec<(u16, Arc<Series>)>;
+
+/// The instruments of one layer, and its series.
+pub(crate) struct LayerMetrics {
+    role: Role,
+    http: Histogram<f64>,
+    rpc: Histogram<f64>,
+    active: Option<UpDownCounter<i64>>,
+    /// The provider is the SDK's, whose instruments bind attribute sets.
+    bind: bool,
+    /// Requests without a route (server) or server address (client).
+    unnamed: OnceLock<Arc<Series>>,
+    /// The first route or server seen: most client layers call one server.
+    first: OnceLock<Arc<Series>>,
+    /// By route (server) or server address and port (client).
+    named: RwLock<HashMap<Box<str>, Ports>>,
+    /// gRPC calls, by method.
+    calls: RwLock<HashMap<&'static str, Arc<Series>>>,
+}
+
+impl std::fmt::Debug for LayerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerMetrics")
+            .field("role", &self.role)
+            .field("active_requests", &self.active.is_some())
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
+fn meter<M: MeterProvider + ?Sized>(provider: &M) -> Meter {
+    provider.meter_with_scope(
+        InstrumentationScope::builder("tracewire")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .with_schema_url(opentelemetry_semantic_conventions::SCHEMA_URL)
+            .build(),
+    )
+}
+
+fn duration(meter: &Meter, name: &'static str, description: &'static str) -> Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_unit("s")
+        .with_description(description)
+        .with_boundaries(DURATION_BUCKETS.to_vec())
+        .build()
+}
+
+/// The SDK's provider implements bound instruments (tracewire turns the SDK's feature on);
+/// another provider may not, and its bound handles would drop what they record.
+fn binds<M: MeterProvider + ?Sized + 'static>() -> bool {
+    std::any::TypeId::of::<M>()
+        == std::any::TypeId::of::<opentelemetry_sdk::metrics::SdkMeterProvider>()
+}
+
+impl LayerMetrics {
+    pub(crate) fn server<M: MeterProvider + ?Sized + 'static>(provider: &M, active: bool) -> Self {
+        let meter = meter(provider);
+        let active = active.then(|| {
+            meter
+                .i64_up_down_counter("http.server.active_requests")
+                .with_unit("{request}")
+                .with_description("Number of active HTTP server requests.")
+                .build()
+        });
+        Self::new(
+            Role::Server,
+            binds::<M>(),
+            duration(
+                &meter,
+                "http.server.request.duration",
+                "Duration of HTTP server requests.",
+            ),
+            duration(
+                &meter,
+                "rpc.server.call.duration",
+                "Measures the duration of inbound remote procedure calls (RPC).",
+            ),
+            active,
+        )
+    }
+
+    pub(crate) fn client<M: MeterProvider + ?Sized + 'static>(provider: &M) -> Self {
+        let meter = meter(provider);
+        Self::new(
+            Role::Client,
+            binds::<M>(),
+            duration(
+                &meter,
+                "http.client.request.duration",
+                "Duration of HTTP client requests.",
+            ),
+            duration(
+                &meter,
+                "rpc.client.call.duration",
+                "Measures the duration of outbound remote procedure calls (RPC).",
+            ),
+            None,
+        )
+    }
+
+    fn new(
+        role: Role,
+        bind: bool,
+        http: Histogram<f64>,
+        rpc: Histogram<f64>,
+        active: Option<UpDownCounter<i64>>,
+    ) -> Self {
+        LayerMetrics {
+            role,
+            http,
+            rpc,
+            active,
+            bind,
+            unnamed: OnceLock::new(),
+            first: OnceLock::new(),
+            named: RwLock::default(),
+            calls: RwLock::default(),
+        }
+    }
+
+    /// The series of HTTP requests to `name` (a route template, or the server's address) and
+    /// `port` (client). `service`: the layer's service name, for the development summary
+    /// (the first layer to create a series names it).
+    pub(crate) fn series(
+        &self,
+        name: Option<&str>,
+        port: u16,
+        service: Option<&Arc<str>>,
+    ) -> Arc<Series> {
+        let Some(name) = name else {
+            return self
+                .unnamed
+                .get_or_init(|| self.new_series(&self.http, Fixed::None, service, true))
+                .clone();
+        };
+        if let Some(first) = self.first.get() {
+            if first.is(name, port) {
+                return first.clone();
+            }
+        }
+        let found = self
+            .named
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|ports| ports.iter().find(|(p, _)| *p == port))
+            .map(|(_, series)| series.clone());
+        if let Some(series) = found {
+            return series;
+        }
+        let mut named = self.named.write().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, series)) = named
+            .get(name)
+            .and_then(|ports| ports.iter().find(|(p, _)| *p == port))
+        {
+            return series.clone();
+        }
+        let fixed = match self.role {
+            Role::Server => Fixed::Route(StringValue::from(name.to_owned())),
+            Role::Client => Fixed::Server(StringValue::from(name.to_owned()), port),
+        };
+        let count: usize = named.values().map(Vec::len).sum();
+        let kept = count < MAX_SERIES;
+        let series = self.new_series(&self.http, fixed, service, kept);
+        if kept {
+            named
+                .entry(name.into())
+                .or_default()
+                .push((port, series.clone()));
+            let _ = self.first.set(series.clone());
+        }
+        series
+    }
+
+    /// A series of `histogram`; `kept`: the layer keeps it (one that lives for one request
+    /// only, past the bound, binds nothing).
+    fn new_series(
+        &self,
+        histogram: &Histogram<f64>,
+        fixed: Fixed,
+        service: Option<&Arc<str>>,
+        kept: bool,
+    ) -> Arc<Series> {
+        let active = match fixed {
+            Fixed::Method(_) => None,
+            _ => self.active.clone(),
+        };
+        Arc::new(Series {
+            role: self.role,
+            bind: self.bind && kept,
+            histogram: histogram.clone(),
+            active,
+            fixed,
+            service: service.cloned(),
+            ends: RwLock::default(),
+        })
+    }
+
+    /// The series of gRPC calls to `method` (`None`: `_OTHER`).
+    fn call_series(&self, method: Option<&'static str>, service: Option<&Arc<str>>) -> Arc<Series> {
+        let method = method.unwrap_or("_OTHER");
+        if let Some(series) = self
+            .calls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(method)
+        {
+            return series.clone();
+        }
+        let mut calls = self.calls.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = calls.get(method) {
+            return series.clone();
+        }
+        let kept = calls.len() < MAX_SERIES;
+        let series = self.new_series(&self.rpc, Fixed::Method(method), service, kept);
+        if kept {
+            calls.insert(method, series.clone());
+        }
+        series
+    }
+}
+
+/// The attributes every request of a series has.
+enum Fixed {
+    None,
+    Route(StringValue),
+    Server(StringValue, u16),
+    Method(&'static str),
+}
+
+/// The requests of one route, server or gRPC method: their attribute sets, built once.
+pub(crate) struct Series {
+    role: Role,
+    bind: bool,
+    histogram: Histogram<f64>,
+    active: Option<UpDownCounter<i64>>,
+    fixed: Fixed,
+    /// The service name of the layer that made it, for the development summary.
+    #[cfg_attr(not(feature = "console"), allow(dead_code))]
+    service: Option<Arc<str>>,
+    ends: RwLock<Vec<(EndKey, Recorder)>>,
+}
+
+/// The attributes of a request that its series does not fix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct EndKey {
+    request: RequestCode,
+    /// The HTTP status code, or the gRPC status code.
+    status: Option<i32>,
+    /// An error type that the status does not tell.
+    error_type: Option<&'static str>,
+}
+
+/// `http.request.method`, `url.scheme` and `network.protocol.version` of a request, as
+/// indexes into [`METHODS`], [`SCHEMES`] and [`VERSIONS`]: small to carry and to compare.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RequestCode {
+    method: u8,
+    scheme: u8,
+    version: u8,
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+const SCHEMES: [&str; 2] = ["http", "https"];
+const VERSIONS: [&str; 6] = ["0.9", "1.0", "1.1", "2", "3", "_OTHER"];
+
+impl RequestCode {
+    pub(crate) fn new(method: &http::Method, scheme: &str, version: http::Version) -> Self {
+        use http::{Method, Version};
+        let method = match *method {
+            Method::GET => 0,
+            Method::POST => 1,
+            Method::PUT => 2,
+            Method::DELETE => 3,
+            Method::HEAD => 4,
+            Method::OPTIONS => 5,
+            Method::PATCH => 6,
+            Method::CONNECT => 7,
+            Method::TRACE => 8,
+            _ => 9,
+        };
+        let version = match version {
+            Version::HTTP_09 => 0,
+            Version::HTTP_10 => 1,
+            Version::HTTP_11 => 2,
+            Version::HTTP_2 => 3,
+            Version::HTTP_3 => 4,
+            _ => 5,
+        };
+        RequestCode {
+            method,
+            scheme: u8::from(scheme == "https"),
+            version,
+        }
+    }
+
+    fn method(self) -> &'static str {
+        METHODS[usize::from(self.method)]
+    }
+
+    fn scheme(self) -> &'static str {
+        SCHEMES[usize::from(self.scheme)]
+    }
+
+    fn version(self) -> &'static str {
+        VERSIONS[usize::from(self.version)]
+    }
+}
+
+/// Records into one attribute set.
+enum Recorder {
+    Bound(BoundHistogram<f64>),
+    Unbound(Box<[KeyValue]>),
+}
+
+impl Series {
+    /// The series of `name` and `port`.
+    fn is(&self, name: &str, port: u16) -> bool {
+        match &self.fixed {
+            Fixed::Route(route) => route.as_str() == name,
+            Fixed::Server(host, p) => *p == port && host.as_str() == name,
+            Fixed::None | Fixed::Method(_) => false,
+        }
+    }
+
+    /// The series of this route template.
+    pub(crate) fn is_route(&self, route: &str) -> bool {
+        self.is(route, 0)
+    }
+
+    fn record(&self, nanos: u64, key: EndKey) {
+        #[cfg(feature = "console")]
+        self.summarize(nanos, key);
+        // Nanoseconds to seconds: exact enough for any duration a request takes.
+        let seconds = nanos as f64 / 1e9;
+        {
+            let ends = self.ends.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, recorder)) = ends.iter().find(|(k, _)| *k == key) {
+                match recorder {
+                    Recorder::Bound(bound) => bound.record(seconds),
+                    Recorder::Unbound(attributes) => self.histogram.record(seconds, attributes),
+                }
+                return;
+            }
+        }
+        let attributes = self.attributes(key);
+        let mut ends = self.ends.write().unwrap_or_else(|e| e.into_inner());
+        if ends.len() >= MAX_ENDS || ends.iter().any(|(k, _)| *k == key) {
+            drop(ends);
+            self.histogram.record(seconds, &attributes);
+            return;
+        }
+        let recorder = if self.bind {
+            Recorder::Bound(self.histogram.bind(&attributes))
+        } else {
+            Recorder::Unbound(attributes.into_boxed_slice())
+        };
+        match &recorder {
+            Recorder::Bound(bound) => bound.record(seconds),
+            Recorder::Unbound(attributes) => self.histogram.record(seconds, attributes),
+        }
+        ends.push((key, recorder));
+    }
+
+    /// The attribute set of a request of this series that ended with `key`.
+    fn attributes(&self, key: EndKey) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(8);
+        if let Fixed::Method(method) = self.fixed {
+            attributes.push(KeyValue::new(RPC_SYSTEM_NAME, "grpc"));
+            attributes.push(KeyValue::new(semconv::RPC_METHOD, method));
+            let code = key.status.unwrap_or(2);
+            let name = grpc_code_name(code);
+            attributes.push(KeyValue::new(
+                RPC_RESPONSE_STATUS_CODE,
+                name.map_or_else(|| Value::from(code.to_string()), Value::from),
+            ));
+            match key.error_type {
+                Some(error_type) => attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type)),
+                None if grpc_code_is_error(self.role, code) => {
+                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, name.unwrap_or("_OTHER")))
+                }
+                None => {}
+            }
+            return attributes;
+        }
+        attributes.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD,
+            key.request.method(),
+        ));
+        attributes.push(KeyValue::new(semconv::URL_SCHEME, key.request.scheme()));
+        attributes.push(KeyValue::new(
+            semconv::NETWORK_PROTOCOL_VERSION,
+            key.request.version(),
+        ));
+        match &self.fixed {
+            Fixed::Route(route) => {
+                attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
+            }
+            Fixed::Server(host, port) => {
+                attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.clone()));
+                attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*port)));
+            }
+            Fixed::None | Fixed::Method(_) => {}
+        }
+        if let Some(code) = key.status {
+            attributes.push(KeyValue::new(
+                semconv::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(code),
+            ));
+        }
+        match (key.error_type, key.status) {
+            (Some(error_type), _) => {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
+            }
+            (None, Some(code)) if http_status_is_error(self.role, code as u16) => {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, code.to_string()));
+            }
+            _ => {}
+        }
+        attributes
+    }
+
+    /// Hands the request to the development summary, when [`dev::init`](crate::dev::init)
+    /// installed one: a server request, under the span name the layer gives by default.
+    #[cfg(feature = "console")]
+    fn summarize(&self, nanos: u64, key: EndKey) {
+        let Some((console, default_service)) = SUMMARY.get() else {
+            return;
+        };
+        if self.role != Role::Server {
+            return;
+        }
+        use std::borrow::Cow;
+        let method = match key.request.method() {
+            "_OTHER" => "HTTP",
+            method => method,
+        };
+        let (operation, error) = match &self.fixed {
+            Fixed::Method(method) => {
+                let code = key.status.unwrap_or(2);
+                let name = if *method == "_OTHER" { "grpc" } else { method };
+                (Cow::Borrowed(name), grpc_code_is_error(self.role, code))
+            }
+            fixed => {
+                let error = key
+                    .status
+                    .is_some_and(|code| http_status_is_error(self.role, code as u16));
+                let name = match fixed {
+                    Fixed::Route(route) => Cow::Owned(format!("{method} {}", route.as_str())),
+                    _ => Cow::Borrowed(method),
+                };
+                (name, error)
+            }
+        };
+        let service = self.service.as_ref().unwrap_or(default_service);
+        console.record_measured(
+            service,
+            &operation,
+            nanos,
+            error || key.error_type.is_some(),
+        );
+    }
+
+    fn active_add(&self, delta: i64, request: RequestCode) {
+        if let Some(active) = &self.active {
+            active.add(
+                delta,
+                &[
+                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, request.method()),
+                    KeyValue::new(semconv::URL_SCHEME, request.scheme()),
+                ],
+            );
+        }
+    }
+}
+
+/// The gRPC part of a measured call.
+struct GrpcCall {
+    metrics: Arc<LayerMetrics>,
+    /// The layer's service name (see [`Series`]).
+    service: Option<Arc<str>>,
+    /// The method's name when already known to be the application's.
+    method: Option<&'static str>,
+    /// The called path's method, kept (copied) only while it is not known, to learn it.
+    path: Option<Box<str>>,
+    /// The server's methods (server side).
+    methods: Option<Arc<GrpcMethods>>,
+    code: Option<i32>,
+    answered: bool,
+}
+
+/// What a request is measured into.
+enum Target {
+    Http(Arc<Series>),
+    Grpc(Box<GrpcCall>),
+}
+
+/// One request being measured: started when the layer saw it, recorded once when it ends.
+pub struct Measured {
+    target: Target,
+    /// When it started: a monotonic clock, which a step of the wall clock cannot skew.
+    start: Instant,
+    request: RequestCode,
+    status: Option<u16>,
+    error_type: Option<&'static str>,
+}
+
+/// What the layer knows of a request when it starts measuring it.
+pub(crate) struct Start<'a> {
+    pub(crate) request: RequestCode,
+    /// The series of the route (server) or server (client), for an HTTP request.
+    pub(crate) series: Option<Arc<Series>>,
+    /// The gRPC path, for a gRPC call.
+    pub(crate) grpc_path: Option<&'a str>,
+    /// The server's gRPC methods.
+    pub(crate) grpc_methods: Option<&'a Arc<GrpcMethods>>,
+    /// The layer's service name (see [`Series`]).
+    pub(crate) service: Option<&'a Arc<str>>,
+}
+
+impl Measured {
+    pub(crate) fn start(metrics: &Arc<LayerMetrics>, start: Start<'_>) -> Self {
+        let target = match (start.grpc_path, start.series) {
+            (Some(path), _) => {
+                let full = rpc::full_method(path);
+                let method = match start.grpc_methods {
+                    Some(methods) => methods.known(full),
+                    // A client calls the application's own methods.
+                    None => client_methods().known_or_learn(full),
+                };
+                Target::Grpc(Box::new(GrpcCall {
+                    metrics: metrics.clone(),
+                    service: start.service.cloned(),
+                    method,
+                    path: match (method, start.grpc_methods) {
+                        (None, Some(_)) => Some(full.into()),
+                        _ => None,
+                    },
+                    methods: start.grpc_methods.cloned(),
+                    code: None,
+                    answered: false,
+                }))
+            }
+            (None, Some(series)) => Target::Http(series),
+            (None, None) => Target::Http(metrics.series(None, 0, start.service)),
+        };
+        if let Target::Http(series) = &target {
+            series.active_add(1, start.request);
+        }
+        Measured {
+            target,
+            start: Instant::now(),
+            request: start.request,
+            status: None,
+            error_type: None,
+        }
+    }
+
+    /// The response head arrived.
+    pub(crate) fn on_response(&mut self, code: u16, headers: &HeaderMap) {
+        self.status = Some(code);
+        if let Target::Grpc(grpc) = &mut self.target {
+            if let Some(status) = rpc::parse_status(headers) {
+                grpc.code = Some(status);
+            } else if code != 200 {
+                grpc.code = Some(rpc::status_from_http(code));
+            }
+            grpc.answered = code == 200 && rpc::is_grpc(headers);
+        }
+    }
+
+    /// The body ended, with these trailers.
+    pub(crate) fn finish(mut self, trailers: Option<&HeaderMap>) {
+        if let Target::Grpc(grpc) = &mut self.target {
+            if grpc.code.is_none() {
+                // A gRPC response that ends without a status is UNKNOWN.
+                grpc.code = Some(trailers.and_then(rpc::parse_status).unwrap_or(2));
+            }
+        }
+        self.record();
+    }
+
+    /// The call failed with an error of this type.
+    pub(crate) fn fail(mut self, error_type: &'static str) {
+        self.error_type = Some(error_type);
+        self.record();
+    }
+
+    /// The call was abandoned before it completed. An HTTP client that drops the body of a
+    /// response it has (`unread`) completed its call.
+    pub(crate) fn cancel(mut self, unread: bool) {
+        let (grpc, role) = match &self.target {
+            Target::Http(series) => (false, series.role),
+            Target::Grpc(grpc) => (true, grpc.metrics.role),
+        };
+        let completed = unread && !grpc && role == Role::Client;
+        if !completed {
+            match &mut self.target {
+                Target::Grpc(grpc) if grpc.code.is_some() => {}
+                Target::Grpc(grpc) => {
+                    grpc.code = Some(1);
+                    self.error_type = Some(CANCELLED);
+                }
+                Target::Http(_) => self.error_type = Some(CANCELLED),
+            }
+        }
+        self.record();
+    }
+
+    fn record(self) {
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        match self.target {
+            Target::Http(series) => {
+                series.record(
+                    nanos,
+                    EndKey {
+                        request: self.request,
+                        status: self.status.map(i32::from),
+                        error_type: self.error_type,
+                    },
+                );
+                series.active_add(-1, self.request);
+            }
+            Target::Grpc(grpc) => {
+                let method = grpc.method.or_else(|| {
+                    let methods = grpc.methods.as_ref()?;
+                    let refused = grpc.code == Some(12);
+                    (grpc.answered && !refused)
+                        .then(|| methods.learn(grpc.path.as_deref()?))
+                        .flatten()
+                });
+                grpc.metrics
+                    .call_series(method, grpc.service.as_ref())
+                    .record(
+                        nanos,
+                        EndKey {
+                            request: RequestCode::default(),
+                            status: Some(grpc.code.unwrap_or(2)),
+                            error_type: self.error_type,
+                        },
+                    );
+            }
+        }
+    }
+}
+
+/// `rpc.system.name` (semantic conventions 1.42).
+const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
+/// `rpc.response.status_code` (semantic conventions 1.42).
+const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
+
+/// The development summary measured server requests also go to, with its default service
+/// name; set by [`dev::init`](crate::dev::init).
+#[cfg(feature = "console")]
+static SUMMARY: OnceLock<(crate::report::ConsoleHandle, Arc<str>)> = OnceLock::new();
+
+/// Server requests measured from now on also count in `console`'s summary, under
+/// `service` when their layer has no service name.
+#[cfg(feature = "console")]
+pub(crate) fn summarize_into(console: crate::report::ConsoleHandle, service: Arc<str>) {
+    // One development setup per process: `dev::init` installs the global subscriber.
+    let _ = SUMMARY.set((console, service));
+}
+
+/// The gRPC methods clients of this process call: the application's own, so learned on first
+/// use (up to a bound) to name them without copying.
+fn client_methods() -> &'static GrpcMethods {
+    static METHODS: OnceLock<GrpcMethods> = OnceLock::new();
+    METHODS.get_or_init(GrpcMethods::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    use super::*;
+
+    /// Past the bound, a server (here: a port) still records its own series, unbound.
+    #[test]
+    fn past_the_bound_requests_still_record_their_series() {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        let metrics = LayerMetrics::client(&provider);
+        assert!(metrics.bind);
+        let ports = MAX_SERIES as u16 + 10;
+        let end = EndKey {
+            request: RequestCode::default(),
+            status: Some(200),
+            error_type: None,
+        };
+        for round in 0..2 {
+            for port in 1..=ports {
+                let series = metrics.series(Some("inventory"), port, None);
+                assert_eq!(series.bind, port <= MAX_SERIES as u16, "port {port}");
+                series.record(1_000_000 + round, end);
+            }
+        }
+        provider.force_flush().unwrap();
+        let exported = exporter.get_finished_metrics().unwrap();
+        let last = exported.last().unwrap();
+        let mut counts = Vec::new();
+        for metric in last.scope_metrics().flat_map(|s| s.metrics()) {
+            let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+                continue;
+            };
+            for point in histogram.data_points() {
+                let port = point
+                    .attributes()
+                    .find(|kv| kv.key.as_str() == semconv::SERVER_PORT)
+                    .map(|kv| kv.value.to_string());
+                counts.push((port, point.count()));
+            }
+        }
+        counts.sort();
+        let mut expected: Vec<_> = (1..=ports)
+            .map(|port| (Some(port.to_string()), 2))
+            .collect();
+        expected.sort();
+        assert_eq!(counts, expected);
+    }
+}
