@@ -120,14 +120,36 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
 }
 
 /// How a request is traced while its response is awaited.
-enum Trace {
+pub(crate) enum Trace {
     /// A recorded span, handed to the response body.
     Span(ResponseState),
-    /// No recorded span: the request's context is in effect while the inner service is
-    /// polled, with a span for log layers when asked for.
-    Ambient(Option<Ambient>, Option<tracing::Span>),
+    /// No recorded span: the request's context (if any) is in effect while the inner
+    /// service is called and polled, inside a span for log layers when asked for.
+    Context {
+        ambient: Option<Ambient>,
+        log_span: Option<tracing::Span>,
+    },
     /// The response came.
     Done,
+}
+
+impl Trace {
+    /// Nothing of the caller's: an untrusted request the filter skips, or a call without
+    /// a span.
+    pub(crate) fn nothing() -> Self {
+        Trace::Context {
+            ambient: None,
+            log_span: None,
+        }
+    }
+
+    /// No recorded span: `ambient` is in effect instead, inside `log_span` if any.
+    pub(crate) fn context(ambient: Ambient, log_span: Option<tracing::Span>) -> Self {
+        Trace::Context {
+            ambient: Some(ambient),
+            log_span,
+        }
+    }
 }
 
 pin_project! {
@@ -166,37 +188,29 @@ impl<F, M: Metering> ResponseFuture<F, M> {
     /// span, or with the request's context in effect and inside `log_span`, so that spans
     /// and events of a service's synchronous `call` belong to the request too.
     /// `traceresponse`: the server span's context, for a `traceresponse` header.
-    ///
-    /// Each arm builds the future where it returns it: the inner future is most of its size,
-    /// and building it in a local first would copy it once more.
     #[inline(always)]
     pub(crate) fn new(
         call: impl FnOnce() -> F,
-        state: Option<ResponseState>,
-        ambient: Option<Ambient>,
-        log_span: Option<tracing::Span>,
+        trace: Trace,
         traceresponse: Option<SpanContext>,
         measure: M,
     ) -> Self {
-        match state {
-            Some(state) => ResponseFuture {
-                inner: state.end.span.in_scope(call),
-                trace: Trace::Span(state),
-                traceresponse,
-                measure,
-            },
-            None => ResponseFuture {
-                inner: {
-                    let _entered = log_span.as_ref().map(tracing::Span::enter);
-                    match &ambient {
-                        Some(ambient) => with_ambient(ambient, call),
-                        None => call(),
-                    }
-                },
-                trace: Trace::Ambient(ambient, log_span),
-                traceresponse,
-                measure,
-            },
+        let inner = match &trace {
+            Trace::Span(state) => state.end.span.in_scope(call),
+            Trace::Context { ambient, log_span } => {
+                let _entered = log_span.as_ref().map(tracing::Span::enter);
+                match ambient {
+                    Some(ambient) => with_ambient(ambient, call),
+                    None => call(),
+                }
+            }
+            Trace::Done => call(),
+        };
+        ResponseFuture {
+            inner,
+            trace,
+            traceresponse,
+            measure,
         }
     }
 }
@@ -218,7 +232,7 @@ where
                 let _entered = state.end.span.enter();
                 ready!(inner.poll(cx))
             }
-            Trace::Ambient(ambient, log_span) => {
+            Trace::Context { ambient, log_span } => {
                 let _entered = log_span.as_ref().map(tracing::Span::enter);
                 match ambient {
                     Some(ambient) => ready!(with_ambient(ambient, || inner.poll(cx))),

@@ -16,7 +16,7 @@ use crate::classify::Role;
 use crate::client::layer::ClientConfig;
 use crate::config::RequestHead;
 use crate::context::SpanContext;
-use crate::future::{ResponseFuture, ResponseState};
+use crate::future::{ResponseFuture, ResponseState, Trace};
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::propagation::NoOverwrite;
 use crate::record::{current_parent, decide, with_pending, Decision, SpanStart};
@@ -307,14 +307,11 @@ where
         let mut call = start_call(config, &RequestHead::from(&req), M::ON);
         call.inject(config, req.headers_mut());
         let measure = M::start(|| call.measure.take());
-        ResponseFuture::new(
-            || self.inner.call(req),
-            call.state,
-            None,
-            None,
-            None,
-            measure,
-        )
+        let trace = match call.state {
+            Some(state) => Trace::Span(state),
+            None => Trace::nothing(),
+        };
+        ResponseFuture::new(|| self.inner.call(req), trace, None, measure)
     }
 }
 

@@ -15,7 +15,8 @@ use crate::baggage::Baggage;
 use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::config::RequestHead;
-use crate::future::{ResponseFuture, ResponseState};
+use crate::context::SpanContext;
+use crate::future::{ResponseFuture, ResponseState, Trace};
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::record::facts::HttpServerFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
@@ -225,25 +226,40 @@ where
         let untrusted = config.untrusted.as_ref().is_some_and(|u| u(&head));
         let traced = config.common.traces(&head);
         let measure = M::start(|| self.measure(&req, traced));
-        if !traced && untrusted {
-            return ResponseFuture::new(|| self.inner.call(req), None, None, None, None, measure);
-        }
-        let extracted = config.common.propagator.extract(req.headers());
-        if !traced {
-            let ambient = Ambient {
-                context: extracted.span_context,
-                baggage: extracted.baggage,
-            };
-            return ResponseFuture::new(
-                || self.inner.call(req),
-                None,
-                Some(ambient),
-                None,
-                None,
-                measure,
-            );
-        }
+        let (trace, traceresponse) = if traced {
+            self.trace(&req, &head, untrusted)
+        } else {
+            (self.untraced(&req, untrusted), None)
+        };
+        ResponseFuture::new(|| self.inner.call(req), trace, traceresponse, measure)
+    }
+}
 
+impl<S, M: Metering> ServerTrace<S, M> {
+    /// A request the filter skips: no span, and on a trusted edge the caller's context
+    /// stays in effect, so that the handler's outgoing calls still propagate it.
+    fn untraced<B>(&self, req: &Request<B>, untrusted: bool) -> Trace {
+        if untrusted {
+            return Trace::nothing();
+        }
+        let extracted = self.config.common.propagator.extract(req.headers());
+        let ambient = Ambient {
+            context: extracted.span_context,
+            baggage: extracted.baggage,
+        };
+        Trace::context(ambient, None)
+    }
+
+    /// Decides whether the recorder records the request and, if it does, starts its span.
+    /// Also returns the context for a `traceresponse` header, when the layer sends one.
+    fn trace<B>(
+        &self,
+        req: &Request<B>,
+        head: &RequestHead<'_>,
+        untrusted: bool,
+    ) -> (Trace, Option<SpanContext>) {
+        let config = &*self.config;
+        let extracted = config.common.propagator.extract(req.headers());
         // A public edge: a new trace that only links to what the caller claimed.
         let (parent, baggage, claimed) = if untrusted {
             (None, Baggage::new(), extracted.span_context)
@@ -266,9 +282,7 @@ where
                 grpc
             }
         };
-        let named = || self.span_name(&req, &head, grpc());
-        // An HTTP span's request attributes are recorded as facts (see `record::facts`),
-        // without a vector.
+        let named = || self.span_name(req, head, grpc());
         let decided = decide(parent.as_ref(), &SpanKind::Server, || named().name, grpc);
         let Some(Decision {
             context,
@@ -277,22 +291,15 @@ where
         else {
             // No recorder: the request's context stays in effect while the handler runs,
             // so its outgoing calls still propagate it.
+            let span = config.common.log_spans.then(|| {
+                let named = named();
+                server_span(named.grpc, req, named.route)
+            });
             let ambient = Ambient {
                 context: parent,
                 baggage,
             };
-            let span = config.common.log_spans.then(|| {
-                let named = named();
-                server_span(named.grpc, &req, named.route)
-            });
-            return ResponseFuture::new(
-                || self.inner.call(req),
-                None,
-                Some(ambient),
-                span,
-                None,
-                measure,
-            );
+            return (Trace::context(ambient, span), None);
         };
         let traceresponse = config.traceresponse.then(|| context.clone());
         let sampled = context.is_sampled();
@@ -303,14 +310,7 @@ where
                 context: Some(context),
                 baggage,
             };
-            return ResponseFuture::new(
-                || self.inner.call(req),
-                None,
-                Some(ambient),
-                None,
-                traceresponse,
-                measure,
-            );
+            return (Trace::context(ambient, None), traceresponse);
         }
         let Named {
             grpc,
@@ -319,14 +319,16 @@ where
             interned_route,
         } = named();
 
+        // An HTTP span's request attributes are recorded as facts (see `record::facts`),
+        // without a vector.
         let mut facts = None;
         if sampled {
             if grpc {
                 attributes.reserve(16);
-                grpc_request_attributes(&req, &mut attributes);
+                grpc_request_attributes(req, &mut attributes);
             } else {
                 facts = Some(http_request_facts(
-                    &req,
+                    req,
                     span_headers(),
                     config,
                     interned_route,
@@ -358,26 +360,32 @@ where
             skip_fields: true,
             facts,
         }));
-        let span = with_pending(&seed, || server_span(grpc, &req, route));
+        let span = with_pending(&seed, || server_span(grpc, req, route));
         // Checked in place: the seed is usually taken, and moving the empty cell out would
         // still copy it.
         let filtered_out = seed.borrow().is_some();
         if filtered_out {
-            let seed = seed.into_inner().unwrap_or_default();
             // The recorder filtered the span out: as without a recorder.
+            let seed = seed.into_inner().unwrap_or_default();
             let ambient = Ambient {
                 context: seed.decided,
                 baggage: seed.baggage.unwrap_or_default(),
             };
-            return ResponseFuture::new(
-                || self.inner.call(req),
-                None,
-                Some(ambient),
-                Some(span),
-                traceresponse,
-                measure,
-            );
+            return (Trace::context(ambient, Some(span)), traceresponse);
         }
+        let state = self.response_state(req, span, sampled, grpc);
+        (Trace::Span(state), traceresponse)
+    }
+
+    /// What the response future and body keep of a recorded request, to end its span.
+    fn response_state<B>(
+        &self,
+        req: &Request<B>,
+        span: tracing::Span,
+        sampled: bool,
+        grpc: bool,
+    ) -> ResponseState {
+        let config = &*self.config;
         let mut end = SpanEnd::new(
             span,
             Role::Server,
@@ -397,18 +405,10 @@ where
                 g.routed = matched_route(req.extensions()).is_some_and(|r| !r.contains('{'));
             }
         }
-        let state = ResponseState {
+        ResponseState {
             end,
             capture: config.common.response_capture.clone(),
-        };
-        ResponseFuture::new(
-            || self.inner.call(req),
-            Some(state),
-            None,
-            None,
-            traceresponse,
-            measure,
-        )
+        }
     }
 }
 
