@@ -247,14 +247,28 @@ fn directives(rust_log: Option<&str>) -> &str {
 }
 
 /// The fmt layer's filter: `RUST_LOG`, default `info`. Invalid directives are skipped.
-pub(crate) fn log_filter(rust_log: Option<&str>) -> EnvFilter {
-    EnvFilter::builder().parse_lossy(directives(rust_log))
+pub(crate) fn log_filter<S: tracing::Subscriber>(rust_log: Option<&str>) -> DynFilter<S> {
+    filter_of(directives(rust_log))
 }
 
 /// The recorder's filter: `TRACEWIRE_RECORD`, default `info`. Internals are kept out by the
 /// recorder itself (see [`asks_for_internals`]).
-pub(crate) fn recorder_filter(record: Option<&str>) -> EnvFilter {
-    EnvFilter::builder().parse_lossy(directives(record))
+pub(crate) fn recorder_filter<S: tracing::Subscriber>(record: Option<&str>) -> DynFilter<S> {
+    filter_of(directives(record))
+}
+
+/// A per-layer filter of either kind.
+pub(crate) type DynFilter<S> = Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync>;
+
+/// The filter `directives` describe. A lone level (`info`, `warn`…), the usual case, is a
+/// `LevelFilter`: one comparison per span or event, where an `EnvFilter` matches its
+/// directives against each.
+fn filter_of<S: tracing::Subscriber>(directives: &str) -> DynFilter<S> {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter};
+    match directives.trim().parse::<LevelFilter>() {
+        Ok(level) => FilterExt::boxed(level),
+        Err(_) => FilterExt::boxed(EnvFilter::builder().parse_lossy(directives)),
+    }
 }
 
 /// A `TRACEWIRE_RECORD` directive names a library the recorder leaves out by default.
