@@ -19,17 +19,17 @@ fn one_header(name: &'static str, value: &[u8]) -> HeaderMap {
 
 /// `grpc-timeout: {value}` as the layers read it.
 pub fn grpc_timeout(value: &[u8]) -> Option<Duration> {
-    crate::rpc::parse_timeout(&one_header("grpc-timeout", value))
+    crate::request::rpc::parse_timeout(&one_header("grpc-timeout", value))
 }
 
 /// `grpc-status: {value}` as the layers read it.
 pub fn grpc_status(value: &[u8]) -> Option<i32> {
-    crate::rpc::parse_status(&one_header("grpc-status", value))
+    crate::request::rpc::parse_status(&one_header("grpc-status", value))
 }
 
 /// `grpc-message: {value}` as the layers read it (percent-decoded).
 pub fn grpc_message(value: &[u8]) -> Option<String> {
-    crate::rpc::parse_message(&one_header("grpc-message", value))
+    crate::request::rpc::parse_message(&one_header("grpc-message", value))
 }
 
 /// The layers' query redaction for exactly `params` (the defaults left out, so that a fuzzer
@@ -47,19 +47,19 @@ pub fn is_redacted(key: &str, params: &[String]) -> bool {
 
 /// `query` with the values of `params` redacted, as `url.query` and `url.full` record it.
 pub fn redact_query(query: &str, params: &[String]) -> String {
-    crate::attrs::redact_query(query, &redaction(params)).into_owned()
+    crate::request::attrs::redact_query(query, &redaction(params)).into_owned()
 }
 
 /// Free text (an error message) with the secrets of the URLs in it redacted.
 pub fn redact_text(text: &str, params: &[String]) -> String {
-    crate::attrs::redact_text(text, &redaction(params)).into_owned()
+    crate::request::attrs::redact_text(text, &redaction(params)).into_owned()
 }
 
 /// `url.full` of a request to `uri` (with `host` as its `Host` header when given), the
 /// values of `params` redacted.
 pub fn url_full(uri: &Uri, host: Option<&[u8]>, params: &[String]) -> String {
     let headers = host.map_or_else(HeaderMap::new, |host| one_header("host", host));
-    crate::attrs::UrlFull {
+    crate::request::attrs::UrlFull {
         uri,
         headers: &headers,
         redacted_query_params: &redaction(params),

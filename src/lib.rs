@@ -82,18 +82,13 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
-mod attrs;
 pub mod baggage;
-mod body;
-pub mod classify;
 pub mod client;
-pub mod config;
 pub mod context;
 #[cfg(feature = "console")]
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod dev;
 pub mod env;
-mod future;
 // The parsers the fuzz targets in `fuzz/` reach; the unit tests keep the same properties.
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]
@@ -110,10 +105,10 @@ pub mod otlp;
 pub mod propagation;
 pub mod record;
 pub mod report;
+mod request;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
-mod rpc;
 pub mod sampler;
 pub mod semconv;
 pub mod server;
@@ -123,6 +118,7 @@ pub mod span;
 pub mod ui;
 
 pub use client::ClientLayer;
+pub use request::{classify, config};
 pub use server::ServerLayer;
 
 // The README's snippets are compiled (and run, unless marked otherwise) as doc tests, so they

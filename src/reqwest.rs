@@ -60,12 +60,12 @@ use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
 use tracing::Instrument;
 
-use crate::body::ResponseBody;
 use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLayer};
 use crate::config::{common_builder_methods, Common, RequestHead};
-use crate::future::ResponseState;
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::record::{error_chain, with_span_data};
+use crate::request::body::ResponseBody;
+use crate::request::future::ResponseState;
 use crate::semconv;
 use crate::span::KeyValue;
 

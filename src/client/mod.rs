@@ -99,8 +99,8 @@
 mod layer;
 mod service;
 
-pub use crate::body::ResponseBody;
-pub use crate::future::ResponseFuture;
+pub use crate::request::body::ResponseBody;
+pub use crate::request::future::ResponseFuture;
 pub use layer::ClientLayer;
 pub use service::ClientTrace;
 

@@ -9,18 +9,20 @@ use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use tower::Service;
 
-use crate::attrs::{self, UrlFull};
 use crate::baggage::Baggage;
-use crate::body::{ResponseBody, SpanEnd};
 use crate::classify::Role;
 use crate::client::layer::ClientConfig;
 use crate::config::RequestHead;
 use crate::context::SpanContext;
-use crate::future::{ResponseFuture, ResponseState, Trace};
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::propagation::NoOverwrite;
 use crate::record::{current_parent, decide, with_pending, Decision, SpanStart};
-use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
+use crate::request::attrs::{self, UrlFull};
+use crate::request::body::{ResponseBody, SpanEnd};
+use crate::request::future::{ResponseFuture, ResponseState, Trace};
+use crate::request::rpc::{
+    self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter,
+};
 use crate::semconv;
 use crate::span::{KeyValue, SpanKind};
 

@@ -94,7 +94,7 @@
 mod layer;
 mod service;
 
-pub use crate::body::ResponseBody;
-pub use crate::future::ResponseFuture;
+pub use crate::request::body::ResponseBody;
+pub use crate::request::future::ResponseFuture;
 pub use layer::ServerLayer;
 pub use service::ServerTrace;

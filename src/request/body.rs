@@ -19,13 +19,13 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use crate::attrs;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
 use crate::config::QueryRedaction;
-use crate::future::ResponseCapture;
 use crate::metrics::{Metering, Unmetered};
 use crate::record::{with_span_data, SpanData};
-use crate::rpc::{self, GrpcMethods, MessageCounter};
+use crate::request::attrs;
+use crate::request::future::ResponseCapture;
+use crate::request::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
 use crate::span::{Event, Key, KeyValue, Status, Value};
 
@@ -532,7 +532,7 @@ where
                 if let Some(end) = this.end.take() {
                     end.fail(
                         std::any::type_name::<B::Error>(),
-                        crate::future::error_message(error),
+                        crate::request::future::error_message(error),
                     );
                 }
                 this.measure.fail(std::any::type_name::<B::Error>());

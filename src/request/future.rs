@@ -13,12 +13,12 @@ use http::{HeaderName, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::body::{ResponseBody, ResponseHead, SpanEnd};
 use crate::config::HeaderCapture;
 use crate::context::SpanContext;
 use crate::metrics::{Metering, Unmetered};
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
 use crate::record::{with_ambient, Ambient};
+use crate::request::body::{ResponseBody, ResponseHead, SpanEnd};
 
 /// Response headers to record, shared by every request of a layer.
 pub(crate) struct ResponseCapture {
@@ -45,7 +45,7 @@ impl ResponseState {
             if !end.grpc_status(response.headers()) && code != 200 {
                 end.grpc_http_failure(code);
             }
-            if code == 200 && crate::rpc::is_grpc(response.headers()) {
+            if code == 200 && crate::request::rpc::is_grpc(response.headers()) {
                 if let Some(g) = end.grpc_mut() {
                     // A gRPC service took the call (a status read above may still refuse it).
                     g.answered = true;

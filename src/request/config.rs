@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri, Version};
 
-use crate::future::ResponseCapture;
 use crate::propagation::Propagator;
+use crate::request::future::ResponseCapture;
 use crate::span::{Key, KeyValue, StringValue, Value};
 
 /// A borrowed view of a request's head, handed to the layers' hooks (filters, span names,
