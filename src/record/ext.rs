@@ -4,7 +4,7 @@ use std::error::Error;
 
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
-use crate::record::layer::with_span_data;
+use crate::record::record_layer::with_span_data;
 use crate::record::span_data::error_chain;
 use crate::span::{KeyValue, Link, Status};
 

@@ -58,8 +58,8 @@ use std::time::Duration;
 mod ext;
 pub(crate) mod facts;
 mod ids;
-mod layer;
 pub(crate) mod pipeline;
+mod record_layer;
 mod recycle;
 mod span_data;
 mod start;
@@ -67,20 +67,20 @@ pub(crate) mod timestamp;
 
 pub use crate::span::SpanRecord;
 pub use ext::{current_baggage, current_context, SpanExt};
-pub use layer::RecordLayer;
 pub use pipeline::{FlushError, RecorderGuard, RecorderHandle};
+pub use record_layer::RecordLayer;
 
 #[cfg(feature = "console")]
-pub(crate) use layer::is_internal_target;
-pub(crate) use layer::{current_parent, decide, with_span_data, Decision};
+pub(crate) use record_layer::is_internal_target;
+pub(crate) use record_layer::{current_parent, decide, with_span_data, Decision};
 pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};
 
 use crate::report::Reporter;
 use crate::sampler::{AlwaysOn, ParentBased, Sampler, TraceIdRatio};
-use layer::RecorderConfig;
 use pipeline::PipelineConfig;
+use record_layer::RecorderConfig;
 use span_data::Limits;
 
 /// Entry point: `Recorder::builder()`.

@@ -50,7 +50,7 @@ pub struct SpanStart {
     pub(crate) attributes: Vec<KeyValue>,
     pub(crate) new_root: bool,
     /// The span's own context (ids, flags, trace state), already decided by the layer with
-    /// the recorder's sampler (see `layer::decide`) for the same parent the recorder will
+    /// the recorder's sampler (see `record_layer::decide`) for the same parent the recorder will
     /// find: `remote_parent`, else the local or ambient parent, else none (`new_root`).
     pub(crate) decided: Option<SpanContext>,
     /// The span's `tracing` fields are for humans (fmt output); its attributes come from
