@@ -236,10 +236,7 @@ fn measured_operations_count_once_and_the_others_from_spans() {
                 requests(&scrape, "sampled", "GET /items", "2xx"),
                 SAMPLED as f64
             );
-            assert_eq!(
-                durations(&scrape, "sampled", "GET /items"),
-                SAMPLED as f64
-            );
+            assert_eq!(durations(&scrape, "sampled", "GET /items"), SAMPLED as f64);
             // Filtered: no span, measured all the same.
             assert_eq!(
                 requests(&scrape, "sampled", "GET /health", "2xx"),

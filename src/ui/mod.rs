@@ -135,11 +135,24 @@
 //! - `tracewire_ui_spans_dropped_total` (refused at the assembly limits) and
 //!   `tracewire_ui_traces_dropped_total` (let go to stay within the bounds);
 //! - `tracewire_ui_traces_held`;
-//! - per operation (`service`, `operation`; entry spans only; after 1000 operations, new
-//!   ones count under `operation="_other"`): `tracewire_ui_requests_total` by
-//!   `status_class` (`2xx`…`5xx` from `http.response.status_code`, else `ok` or `error`),
-//!   and the histogram `tracewire_ui_request_duration_seconds` with the semantic
-//!   conventions' bucket boundaries (5 ms to 10 s).
+//! - per operation (`service`, `operation`; after 1000 operations, new ones count under
+//!   `operation="_other"`): `tracewire_ui_requests_total` by `status_class` (`1xx`…`5xx`
+//!   from the HTTP status code, else `ok` or `error`), and the histogram
+//!   `tracewire_ui_request_duration_seconds` with the semantic conventions' bucket
+//!   boundaries (5 ms to 10 s).
+//!
+//! The per-operation series come from one of two places, never both:
+//! - **requests measured by metered server layers** ([`ServerLayer::metrics`](crate::ServerLayer::metrics),
+//!   feature `metrics`), once the viewer takes them
+//!   ([`Viewer::count_measured_requests`]; [`dev::init_with_ui`](crate::dev::init_with_ui)
+//!   and `TRACEWIRE_UI_ADDR` do): **every request**, sampled or not, filtered or not, under
+//!   its layer's service name and the span name the layer gives it by default (`GET
+//!   /users/{id}`, `GET`, or the gRPC method), with the duration and status of its
+//!   [request metrics](crate::metrics). Such an operation's spans are not counted, so that
+//!   no request counts twice.
+//! - **entry spans** (roots, server and consumer spans) for every other operation: the
+//!   requests of unmetered layers, jobs, spans from OTLP. Traces are sampled and filtered:
+//!   these count only the requests recorded.
 
 mod http;
 mod measured;
