@@ -48,6 +48,9 @@
 //! and whether it failed (`error.type`); that operation's server spans are then left out of
 //! the table, so that no request counts twice. The measurements and the metrics come from
 //! the same place: the layer's measurement of the request, ended where its span ends.
+//!
+//! When the [trace viewer](crate::ui) runs ([`init_with_ui`], `TRACEWIRE_UI_ADDR`), the same
+//! measurements feed its [`/metrics`](crate::ui#metrics) the same way.
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -92,6 +95,15 @@ impl DevGuard {
     /// The console reporter's counters and summary; `None` after a failed [`init`].
     pub fn console(&self) -> Option<ConsoleHandle> {
         self.console.clone()
+    }
+
+    /// The address the [trace viewer](crate::ui) listens on, when it runs (with the port
+    /// picked, for `TRACEWIRE_UI_ADDR=127.0.0.1:0`); `None` after a failed [`init`].
+    #[cfg(feature = "ui")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "ui")))]
+    pub fn viewer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.recorder.as_ref()?;
+        VIEWER.get().map(crate::ui::Viewer::addr)
     }
 }
 
@@ -140,7 +152,6 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
     #[cfg(not(feature = "ui"))]
     let _ = ui;
     let (recorder, guard) = builder.build();
-    let summary = handle.clone();
     let ansi = ConsoleReporter::auto_color(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -153,11 +164,18 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
     );
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InstallError::AlreadyInstalled)?;
-    // Requests the server layers measure count in the summary, sampled or not.
+    // Requests the server layers measure count in the summary, and in the viewer's
+    // `/metrics`, sampled or not.
     #[cfg(feature = "metrics")]
-    crate::metrics::summarize_into(summary, service_name);
+    {
+        crate::metrics::add_sink(Arc::new(handle.clone()), service_name.clone());
+        #[cfg(feature = "ui")]
+        if let Some(viewer) = VIEWER.get() {
+            viewer.count_measured_requests(service_name);
+        }
+    }
     #[cfg(not(feature = "metrics"))]
-    let _ = summary;
+    let _ = service_name;
     Ok(DevGuard {
         recorder: Some(guard),
         console: Some(handle),
@@ -218,14 +236,17 @@ pub fn init_with_ui(service_name: impl Into<Arc<str>>) -> DevGuard {
     }
 }
 
-/// Adds the viewer's reporter when the viewer is asked for. The viewer lives as long as the
-/// process, as the global subscriber does.
+/// The viewer of the development setup. It lives as long as the process, as the global
+/// subscriber does.
+#[cfg(feature = "ui")]
+static VIEWER: std::sync::OnceLock<crate::ui::Viewer> = std::sync::OnceLock::new();
+
+/// Adds the viewer's reporter when the viewer is asked for.
 #[cfg(feature = "ui")]
 fn with_viewer(
     builder: crate::record::RecorderBuilder,
     asked: bool,
 ) -> crate::record::RecorderBuilder {
-    static VIEWER: std::sync::OnceLock<crate::ui::Viewer> = std::sync::OnceLock::new();
     match crate::ui::start_for_dev(asked) {
         Some(viewer) => {
             let reporter = viewer.reporter();

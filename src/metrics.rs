@@ -60,7 +60,9 @@
 mod measure;
 
 #[cfg(all(feature = "metrics", feature = "console"))]
-pub(crate) use measure::summarize_into;
+pub(crate) use measure::add_sink;
+#[cfg(all(feature = "metrics", feature = "ui"))]
+pub(crate) use measure::{remove_sink, MeasuredRequest, MeasuredSink, SinkId};
 #[cfg(feature = "metrics")]
 pub(crate) use measure::{LayerMetrics, Measured, RequestCode, Series, Start};
 

@@ -1,6 +1,8 @@
 //! The instruments of a layer, its series, and the measurement of one request.
 
 use std::collections::HashMap;
+#[cfg(feature = "console")]
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -214,6 +216,8 @@ impl LayerMetrics {
             active,
             fixed,
             service: service.cloned(),
+            #[cfg(feature = "console")]
+            operations: std::array::from_fn(|_| OnceLock::new()),
             ends: RwLock::default(),
         })
     }
@@ -260,6 +264,10 @@ pub(crate) struct Series {
     /// The service name of the layer that made it, for the development summary.
     #[cfg_attr(not(feature = "console"), allow(dead_code))]
     service: Option<Arc<str>>,
+    /// The operation names (`{method} {route}`) of a route's requests, by method, made once
+    /// for the development views.
+    #[cfg(feature = "console")]
+    operations: [OnceLock<Box<str>>; METHODS.len()],
     ends: RwLock<Vec<(EndKey, Recorder)>>,
 }
 
@@ -353,8 +361,6 @@ impl Series {
     }
 
     fn record(&self, nanos: u64, key: EndKey) {
-        #[cfg(feature = "console")]
-        self.summarize(nanos, key);
         // Nanoseconds to seconds: exact enough for any duration a request takes.
         let seconds = nanos as f64 / 1e9;
         {
@@ -444,45 +450,46 @@ impl Series {
         attributes
     }
 
-    /// Hands the request to the development summary, when [`dev::init`](crate::dev::init)
-    /// installed one: a server request, under the span name the layer gives by default.
+    /// Hands a server request to the development views ([`add_sink`]), under the span name
+    /// the layer gives by default. `http_status`: the response's HTTP status code (for a
+    /// gRPC call, only one other than 200, as its span carries it).
     #[cfg(feature = "console")]
-    fn summarize(&self, nanos: u64, key: EndKey) {
-        let Some((console, default_service)) = SUMMARY.get() else {
-            return;
-        };
-        if self.role != Role::Server {
+    fn to_sinks(&self, nanos: u64, key: EndKey, http_status: Option<u16>) {
+        if self.role != Role::Server || !SINKING.load(Ordering::Relaxed) {
             return;
         }
-        use std::borrow::Cow;
-        let method = match key.request.method() {
-            "_OTHER" => "HTTP",
-            method => method,
-        };
         let (operation, error) = match &self.fixed {
             Fixed::Method(method) => {
                 let code = key.status.unwrap_or(2);
                 let name = if *method == "_OTHER" { "grpc" } else { method };
-                (Cow::Borrowed(name), grpc_code_is_error(self.role, code))
+                (name, grpc_code_is_error(self.role, code))
             }
             fixed => {
                 let error = key
                     .status
                     .is_some_and(|code| http_status_is_error(self.role, code as u16));
+                let method = match key.request.method() {
+                    "_OTHER" => "HTTP",
+                    method => method,
+                };
                 let name = match fixed {
-                    Fixed::Route(route) => Cow::Owned(format!("{method} {}", route.as_str())),
-                    _ => Cow::Borrowed(method),
+                    Fixed::Route(route) => &**self.operations[usize::from(key.request.method)]
+                        .get_or_init(|| format!("{method} {}", route.as_str()).into()),
+                    _ => method,
                 };
                 (name, error)
             }
         };
-        let service = self.service.as_ref().unwrap_or(default_service);
-        console.record_measured(
-            service,
-            &operation,
-            nanos,
-            error || key.error_type.is_some(),
-        );
+        let sinks = SINKS.read().unwrap_or_else(|e| e.into_inner());
+        for sink in sinks.iter() {
+            sink.sink.record(&MeasuredRequest {
+                service: self.service.as_ref().unwrap_or(&sink.default_service),
+                operation,
+                nanos,
+                http_status,
+                error: error || key.error_type.is_some(),
+            });
+        }
     }
 
     fn active_add(&self, delta: i64, request: RequestCode) {
@@ -635,15 +642,15 @@ impl Measured {
         let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         match self.target {
             Target::Http(series) => {
-                series.record(
-                    nanos,
-                    EndKey {
-                        request: self.request,
-                        status: self.status.map(i32::from),
-                        error_type: self.error_type,
-                    },
-                );
+                let key = EndKey {
+                    request: self.request,
+                    status: self.status.map(i32::from),
+                    error_type: self.error_type,
+                };
+                series.record(nanos, key);
                 series.active_add(-1, self.request);
+                #[cfg(feature = "console")]
+                series.to_sinks(nanos, key, self.status);
             }
             Target::Grpc(grpc) => {
                 let method = grpc.method.or_else(|| {
@@ -653,16 +660,15 @@ impl Measured {
                         .then(|| methods.learn(grpc.path.as_deref()?))
                         .flatten()
                 });
-                grpc.metrics
-                    .call_series(method, grpc.service.as_ref())
-                    .record(
-                        nanos,
-                        EndKey {
-                            request: RequestCode::default(),
-                            status: Some(grpc.code.unwrap_or(2)),
-                            error_type: self.error_type,
-                        },
-                    );
+                let key = EndKey {
+                    request: RequestCode::default(),
+                    status: Some(grpc.code.unwrap_or(2)),
+                    error_type: self.error_type,
+                };
+                let series = grpc.metrics.call_series(method, grpc.service.as_ref());
+                series.record(nanos, key);
+                #[cfg(feature = "console")]
+                series.to_sinks(nanos, key, self.status.filter(|code| *code != 200));
             }
         }
     }
@@ -673,17 +679,86 @@ const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");
 /// `rpc.response.status_code` (semantic conventions 1.42).
 const RPC_RESPONSE_STATUS_CODE: Key = Key::from_static_str("rpc.response.status_code");
 
-/// The development summary measured server requests also go to, with its default service
-/// name; set by [`dev::init`](crate::dev::init).
+/// A server request a metered layer measured, as the development views take it.
 #[cfg(feature = "console")]
-static SUMMARY: OnceLock<(crate::report::ConsoleHandle, Arc<str>)> = OnceLock::new();
+pub(crate) struct MeasuredRequest<'a> {
+    /// The layer's service name, else the sink's default.
+    pub(crate) service: &'a Arc<str>,
+    /// The span name the layer gives the request by default: `{method} {route}`,
+    /// `{method}`, or the gRPC method.
+    pub(crate) operation: &'a str,
+    pub(crate) nanos: u64,
+    /// The response's HTTP status code, as the request's span carries it (a gRPC call's
+    /// only when not 200); `None` when no response came.
+    #[cfg_attr(not(feature = "ui"), allow(dead_code))]
+    pub(crate) http_status: Option<u16>,
+    /// It failed: an `error.type`, or a status that is an error.
+    pub(crate) error: bool,
+}
 
-/// Server requests measured from now on also count in `console`'s summary, under
-/// `service` when their layer has no service name.
+/// A development view that measured server requests also go to: the console summary, the
+/// trace viewer's `/metrics`. Called on the request's path: it must be quick.
 #[cfg(feature = "console")]
-pub(crate) fn summarize_into(console: crate::report::ConsoleHandle, service: Arc<str>) {
-    // One development setup per process: `dev::init` installs the global subscriber.
-    let _ = SUMMARY.set((console, service));
+pub(crate) trait MeasuredSink: Send + Sync {
+    fn record(&self, request: &MeasuredRequest<'_>);
+}
+
+#[cfg(feature = "console")]
+impl MeasuredSink for crate::report::ConsoleHandle {
+    fn record(&self, request: &MeasuredRequest<'_>) {
+        self.record_measured(
+            request.service,
+            request.operation,
+            request.nanos,
+            request.error,
+        );
+    }
+}
+
+/// A sink and the service name of requests whose layer has none.
+#[cfg(feature = "console")]
+struct Sink {
+    id: SinkId,
+    default_service: Arc<str>,
+    sink: Arc<dyn MeasuredSink>,
+}
+
+/// Names a sink added with [`add_sink`], to remove it.
+#[cfg(feature = "console")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SinkId(u64);
+
+/// The development views measured server requests go to: a few (the console summary of
+/// [`dev::init`](crate::dev::init), trace viewers); read on each request only while there
+/// is one ([`SINKING`]), so that production pays one load.
+#[cfg(feature = "console")]
+static SINKS: RwLock<Vec<Sink>> = RwLock::new(Vec::new());
+#[cfg(feature = "console")]
+static SINKING: AtomicBool = AtomicBool::new(false);
+
+/// Server requests measured from now on also go to `sink`, under `default_service` when
+/// their layer has no service name.
+#[cfg(feature = "console")]
+pub(crate) fn add_sink(sink: Arc<dyn MeasuredSink>, default_service: Arc<str>) -> SinkId {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = SinkId(NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut sinks = SINKS.write().unwrap_or_else(|e| e.into_inner());
+    sinks.push(Sink {
+        id,
+        default_service,
+        sink,
+    });
+    SINKING.store(true, Ordering::Relaxed);
+    id
+}
+
+/// Measured requests no longer go to the sink `id`.
+#[cfg(feature = "console")]
+#[cfg_attr(not(feature = "ui"), allow(dead_code))]
+pub(crate) fn remove_sink(id: SinkId) {
+    let mut sinks = SINKS.write().unwrap_or_else(|e| e.into_inner());
+    sinks.retain(|sink| sink.id != id);
+    SINKING.store(!sinks.is_empty(), Ordering::Relaxed);
 }
 
 /// The gRPC methods clients of this process call: the application's own, so learned on first

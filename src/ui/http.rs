@@ -1,7 +1,7 @@
 //! The viewer's HTTP side: pages, JSON API, live updates, OTLP/HTTP ingestion and
 //! `/metrics`, behind a check of the `Host` and `Origin` headers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +22,7 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
 use super::otlp::{self, Encoding};
-use super::store::{self, Held, Source, Store, BUCKETS};
+use super::store::{self, Held, OpMetrics, Source, Store, BUCKETS};
 use crate::context::TraceId;
 use crate::span::{SpanKind, SpanRecord, Status, Value};
 
@@ -674,6 +674,33 @@ fn label(value: &str) -> String {
     out
 }
 
+/// The per-operation counts: an operation that metered layers measured from their
+/// measurements alone (its spans would count its sampled requests twice), the others from
+/// their entry spans; the operations past the bound, of both, under one
+/// [`OTHER_OPERATION`](store::OTHER_OPERATION).
+fn operations(store: &Store) -> BTreeMap<(Arc<str>, Arc<str>), OpMetrics> {
+    let mut operations = store.measured.snapshot();
+    for (key, op) in &store.operations {
+        match operations.get_mut(key) {
+            None => {
+                operations.insert(key.clone(), op.clone());
+            }
+            Some(measured) if &*key.1 == store::OTHER_OPERATION && key.0.is_empty() => {
+                for (class, n) in &op.by_class {
+                    *measured.by_class.entry(*class).or_default() += n;
+                }
+                for (sum, n) in measured.buckets.iter_mut().zip(op.buckets) {
+                    *sum += n;
+                }
+                measured.count += op.count;
+                measured.sum_seconds += op.sum_seconds;
+            }
+            Some(_) => {}
+        }
+    }
+    operations
+}
+
 pub(crate) fn metrics_text(store: &Store) -> String {
     let c = store.counters;
     let mut out = String::new();
@@ -698,11 +725,12 @@ pub(crate) fn metrics_text(store: &Store) -> String {
         c.traces_dropped,
         store.traces_held(),
     );
+    let operations = operations(store);
     out.push_str(
-        "# HELP tracewire_ui_requests_total Entry spans (server, consumer, roots) by status class.\n\
+        "# HELP tracewire_ui_requests_total Requests measured by metered layers, else entry spans (server, consumer, roots), by status class.\n\
          # TYPE tracewire_ui_requests_total counter\n",
     );
-    for ((service, operation), op) in &store.operations {
+    for ((service, operation), op) in &operations {
         for (class, n) in &op.by_class {
             let _ = writeln!(
                 out,
@@ -713,10 +741,10 @@ pub(crate) fn metrics_text(store: &Store) -> String {
         }
     }
     out.push_str(
-        "# HELP tracewire_ui_request_duration_seconds Duration of entry spans.\n\
+        "# HELP tracewire_ui_request_duration_seconds Duration of requests measured by metered layers, else of entry spans.\n\
          # TYPE tracewire_ui_request_duration_seconds histogram\n",
     );
-    for ((service, operation), op) in &store.operations {
+    for ((service, operation), op) in &operations {
         let labels = format!(
             "service=\"{}\",operation=\"{}\"",
             label(service),

@@ -135,13 +135,27 @@
 //! - `tracewire_ui_spans_dropped_total` (refused at the assembly limits) and
 //!   `tracewire_ui_traces_dropped_total` (let go to stay within the bounds);
 //! - `tracewire_ui_traces_held`;
-//! - per operation (`service`, `operation`; entry spans only; after 1000 operations, new
-//!   ones count under `operation="_other"`): `tracewire_ui_requests_total` by
-//!   `status_class` (`2xx`…`5xx` from `http.response.status_code`, else `ok` or `error`),
-//!   and the histogram `tracewire_ui_request_duration_seconds` with the semantic
-//!   conventions' bucket boundaries (5 ms to 10 s).
+//! - per operation (`service`, `operation`; after 1000 operations, new ones count under
+//!   `operation="_other"`): `tracewire_ui_requests_total` by `status_class` (`1xx`…`5xx`
+//!   from the HTTP status code, else `ok` or `error`), and the histogram
+//!   `tracewire_ui_request_duration_seconds` with the semantic conventions' bucket
+//!   boundaries (5 ms to 10 s).
+//!
+//! The per-operation series come from one of two places, never both:
+//! - **requests measured by metered server layers** ([`ServerLayer::metrics`](crate::ServerLayer::metrics),
+//!   feature `metrics`), once the viewer takes them
+//!   ([`Viewer::count_measured_requests`]; [`dev::init_with_ui`](crate::dev::init_with_ui)
+//!   and `TRACEWIRE_UI_ADDR` do): **every request**, sampled or not, filtered or not, under
+//!   its layer's service name and the span name the layer gives it by default (`GET
+//!   /users/{id}`, `GET`, or the gRPC method), with the duration and status of its
+//!   [request metrics](crate::metrics). Such an operation's spans are not counted, so that
+//!   no request counts twice.
+//! - **entry spans** (roots, server and consumer spans) for every other operation: the
+//!   requests of unmetered layers, jobs, spans from OTLP. Traces are sampled and filtered:
+//!   these count only the requests recorded.
 
 mod http;
+mod measured;
 mod otlp;
 mod size;
 mod store;
@@ -296,6 +310,8 @@ impl ViewerBuilder {
             addr,
             stop: Some(stop),
             thread: Some(thread),
+            #[cfg(feature = "metrics")]
+            counting: std::sync::Mutex::new(None),
         })
     }
 }
@@ -379,6 +395,9 @@ pub struct Viewer {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Where measured requests come from, after [`Viewer::count_measured_requests`].
+    #[cfg(feature = "metrics")]
+    counting: std::sync::Mutex<Option<crate::metrics::SinkId>>,
 }
 
 impl Viewer {
@@ -402,6 +421,38 @@ impl Viewer {
     pub fn reporter(&self) -> ViewerReporter {
         ViewerReporter {
             shared: self.shared.clone(),
+        }
+    }
+
+    /// From now on, the requests that metered server layers of this process measure
+    /// ([`ServerLayer::metrics`](crate::ServerLayer::metrics)) count in this viewer's
+    /// [`/metrics`](self#metrics): every request, sampled or not, filtered or not, under its
+    /// layer's service name, else `default_service` (give the recorder's, so that they meet
+    /// its spans). Until the viewer is dropped; a second call changes `default_service`.
+    /// [`dev::init_with_ui`](crate::dev::init_with_ui) calls it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tracewire::ui::StartError> {
+    /// let viewer = tracewire::ui::Viewer::builder()
+    ///     .addr(([127, 0, 0, 1], 0).into())
+    ///     .start()?;
+    /// viewer.count_measured_requests("checkout");
+    /// let layer = tracewire::ServerLayer::new()
+    ///     .metrics(&*opentelemetry::global::meter_provider());
+    /// # drop(layer);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn count_measured_requests(&self, default_service: impl Into<Arc<str>>) {
+        let sink = Arc::new(MeasuredSink {
+            measured: self.shared.lock().measured.clone(),
+        });
+        let mut counting = self.counting.lock().unwrap_or_else(|e| e.into_inner());
+        let id = crate::metrics::add_sink(sink, default_service.into());
+        if let Some(old) = counting.replace(id) {
+            crate::metrics::remove_sink(old);
         }
     }
 
@@ -431,6 +482,15 @@ impl fmt::Debug for Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        if let Some(id) = self
+            .counting
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            crate::metrics::remove_sink(id);
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -485,6 +545,21 @@ impl Reporter for ViewerReporter {
 
     fn flush(&mut self) {
         self.shared.update(Store::flush);
+    }
+}
+
+/// Hands measured requests to a viewer's counts.
+#[cfg(feature = "metrics")]
+struct MeasuredSink {
+    measured: Arc<measured::MeasuredOps>,
+}
+
+#[cfg(feature = "metrics")]
+impl crate::metrics::MeasuredSink for MeasuredSink {
+    fn record(&self, request: &crate::metrics::MeasuredRequest<'_>) {
+        let class = store::class(request.http_status.map(i64::from), request.error);
+        self.measured
+            .record(request.service, request.operation, class, request.nanos);
     }
 }
 

@@ -20,6 +20,7 @@ use crate::context::TraceId;
 use crate::report::console::assemble::{self, Added, Assembler, Printed, Ready};
 use crate::span::{SpanKind, SpanRecord, Status, Value};
 
+use super::measured::MeasuredOps;
 use super::size;
 
 /// Where a span came from.
@@ -41,6 +42,27 @@ pub(crate) const BUCKETS: [f64; 14] = [
 /// [`OTHER_OPERATION`], so that span names made of ids cannot grow memory without bound.
 pub(crate) const MAX_OPERATIONS: usize = 1000;
 pub(crate) const OTHER_OPERATION: &str = "_other";
+
+/// The status classes of `tracewire_ui_requests_total`: from the HTTP status code when there
+/// is one, else `ok` or `error`.
+pub(crate) const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error", "ok"];
+
+/// The index in [`CLASSES`] of a request with HTTP status `code` (if any) that failed or not.
+pub(crate) fn class(code: Option<i64>, error: bool) -> usize {
+    match code {
+        Some(code @ 100..=599) => (code / 100 - 1) as usize,
+        _ if error => 5,
+        _ => 6,
+    }
+}
+
+/// The index of the bucket of a duration of `seconds` in [`OpMetrics::buckets`].
+pub(crate) fn bucket(seconds: f64) -> usize {
+    BUCKETS
+        .iter()
+        .position(|&le| seconds <= le)
+        .unwrap_or(BUCKETS.len())
+}
 
 /// Cumulative counters, never reset.
 #[derive(Clone, Copy, Debug, Default)]
@@ -116,6 +138,8 @@ pub(crate) struct Store {
     generation: u64,
     pub(crate) counters: Counters,
     pub(crate) operations: BTreeMap<(Arc<str>, Arc<str>), OpMetrics>,
+    /// The requests metered layers measured, by operation: apart from the store's lock.
+    pub(crate) measured: Arc<MeasuredOps>,
     ready: Vec<Ready>,
 }
 
@@ -137,6 +161,7 @@ impl Store {
             generation: 0,
             counters: Counters::default(),
             operations: BTreeMap::new(),
+            measured: Arc::default(),
             ready: Vec::new(),
         }
     }
@@ -271,11 +296,7 @@ impl Store {
         let op = self.operations.entry(key).or_default();
         *op.by_class.entry(status_class(span)).or_default() += 1;
         let seconds = span.duration().as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|&le| seconds <= le)
-            .unwrap_or(BUCKETS.len());
-        op.buckets[bucket] += 1;
+        op.buckets[bucket(seconds)] += 1;
         op.count += 1;
         op.sum_seconds += seconds;
     }
@@ -302,6 +323,7 @@ impl Store {
         self.held_bytes
             + self.assembling_bytes
             + self.operation_bytes
+            + self.measured.bytes()
             + self.assembler_tables()
             + size::table_of::<(TraceId, Held)>(self.held.capacity())
             + size::vec_of::<TraceId>(self.order.capacity())
@@ -340,22 +362,14 @@ impl Store {
     }
 }
 
-/// `2xx`…`5xx` from the HTTP status code when there is one, else `ok` or `error` from the
+/// `1xx`…`5xx` from the HTTP status code when there is one, else `ok` or `error` from the
 /// span status.
 pub(crate) fn status_class(span: &SpanRecord) -> &'static str {
     let code = match span.attribute(crate::semconv::HTTP_RESPONSE_STATUS_CODE) {
         Some(Value::I64(code)) => Some(*code),
         _ => None,
     };
-    match code {
-        Some(100..=199) => "1xx",
-        Some(200..=299) => "2xx",
-        Some(300..=399) => "3xx",
-        Some(400..=499) => "4xx",
-        Some(500..=599) => "5xx",
-        _ if matches!(span.status, Status::Error { .. }) => "error",
-        _ => "ok",
-    }
+    CLASSES[class(code, matches!(span.status, Status::Error { .. }))]
 }
 
 /// The duration of a list of spans: first start to last end.
