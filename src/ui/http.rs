@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
-use super::otlp::{self, Encoding};
+use super::ingest::{self, Encoding};
 use super::store::{self, Held, OpMetrics, Source, Store, BUCKETS};
 use crate::context::TraceId;
 use crate::span::{SpanKind, SpanRecord, Status, Value};
@@ -820,7 +820,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Err(e) if e.is::<LengthLimitError>() => return too_large(),
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
     };
-    let spans = match otlp::decode(&bytes, encoding) {
+    let spans = match ingest::decode(&bytes, encoding) {
         Ok(spans) => spans,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
@@ -829,7 +829,7 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Encoding::Protobuf => "application/x-protobuf",
         Encoding::Json => "application/json",
     };
-    let mut response = otlp::success(encoding).into_response();
+    let mut response = ingest::success(encoding).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -155,8 +155,8 @@
 //!   these count only the requests recorded.
 
 mod http;
+mod ingest;
 mod measured;
-mod otlp;
 mod size;
 mod store;
 
