@@ -561,7 +561,7 @@ mod tests {
         let shared = layer.shared.clone();
         // One span at a time, and the pool emptied after each: otherwise a vector handed
         // back early (the worker may run at any moment) is reused by the next span.
-        let mut returned = |make: &dyn Fn()| {
+        let returned = |make: &dyn Fn()| {
             make();
             guard.flush().expect("flush");
             shared.pooled_vec_lengths()
