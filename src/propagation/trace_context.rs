@@ -94,12 +94,14 @@ pub fn parse_traceparent(value: &[u8]) -> Result<SpanContext, TraceparentError> 
         }
         _ => {}
     }
-    let trace_id = match decode_hex::<16>(&value[3..35]) {
-        Some(id) if value[35] == b'-' => TraceId::from_bytes(id),
+    let trace_id = match (hex_u64(&value[3..19]), hex_u64(&value[19..35])) {
+        (Some(high), Some(low)) if value[35] == b'-' => {
+            TraceId::from((u128::from(high) << 64) | u128::from(low))
+        }
         _ => return Err(TraceparentError::InvalidTraceId),
     };
-    let span_id = match decode_hex::<8>(&value[36..52]) {
-        Some(id) if value[52] == b'-' => SpanId::from_bytes(id),
+    let span_id = match hex_u64(&value[36..52]) {
+        Some(id) if value[52] == b'-' => SpanId::from(id),
         _ => return Err(TraceparentError::InvalidParentId),
     };
     let Some([flags]) = decode_hex::<1>(&value[53..55]) else {
@@ -316,6 +318,21 @@ fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
     (bad & 0xf0 == 0).then_some(out)
 }
 
+/// Sixteen lower-case hex digits as the number they spell; `None` unless `hex` is exactly
+/// sixteen `0-9a-f` digits. The ids are most of a `traceparent`, read on every request: a
+/// fixed-length loop, which the compiler unrolls, accumulating into a word.
+fn hex_u64(hex: &[u8]) -> Option<u64> {
+    let hex: &[u8; 16] = hex.try_into().ok()?;
+    let mut value = 0u64;
+    let mut bad = 0u8;
+    for &digit in hex {
+        let nibble = HEX[usize::from(digit)];
+        bad |= nibble;
+        value = (value << 4) | u64::from(nibble & 0x0f);
+    }
+    (bad & 0xf0 == 0).then_some(value)
+}
+
 /// Lower-case hex digit values; every other byte maps to `0xff`.
 const HEX: [u8; 256] = {
     let mut table = [0xffu8; 256];
@@ -363,10 +380,13 @@ mod hex_tests {
                 });
                 let got = decode_hex::<8>(&hex).map(u64::from_be_bytes);
                 assert_eq!(got, want, "byte {byte:#04x} at {position}");
+                assert_eq!(hex_u64(&hex), want, "words: byte {byte:#04x} at {position}");
             }
         }
         assert_eq!(decode_hex::<8>(b"0123456789abcde"), None);
         assert_eq!(decode_hex::<8>(b"0123456789abcdef0"), None);
+        assert_eq!(hex_u64(b"0123456789abcde"), None);
+        assert_eq!(hex_u64(b"0123456789abcdef0"), None);
     }
 }
 
