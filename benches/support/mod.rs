@@ -68,6 +68,10 @@ impl Reporter for Count {
     fn report(&mut self, batch: &[SpanRecord]) {
         self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
+
+    fn reads_attributes(&self) -> bool {
+        false
+    }
 }
 
 impl fastrace::collector::Reporter for Count {

@@ -7,7 +7,8 @@
 //! text for the peer's address, a vector to hold them) costs the request thread; the span's
 //! reporter thread does it instead, from these facts, before any reporter sees the span.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use crate::semconv;
 use crate::span::{Key, KeyValue, SpanRecord, StringValue};
@@ -52,13 +53,16 @@ impl InlineText {
         })
     }
 
-    /// The string at `range`.
-    fn get(&self, range: Range) -> &str {
+    /// The bytes of the string at `range`.
+    fn bytes(&self, range: Range) -> &[u8] {
         let start = usize::from(range.start);
-        let bytes = &self.bytes[start..start + usize::from(range.len)];
-        // Only whole `str`s go in, so the bytes are UTF-8; a mismatch would be a bug here,
-        // and records nothing rather than panicking.
-        std::str::from_utf8(bytes).unwrap_or_default()
+        &self.bytes[start..start + usize::from(range.len)]
+    }
+
+    /// The string at `range`.
+    #[cfg(test)]
+    fn get(&self, range: Range) -> &str {
+        text(self.bytes(range))
     }
 }
 
@@ -98,12 +102,12 @@ pub(crate) struct HttpServerFacts {
 
 impl HttpServerFacts {
     /// Appends the attributes, in the order they were recorded eagerly before.
-    pub(crate) fn write(&self, out: &mut Vec<KeyValue>) {
+    pub(crate) fn write(&self, out: &mut Vec<KeyValue>, repeated: &mut RepeatedText) {
         out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
         if let Some(path) = self.path {
             out.push(KeyValue::new(
                 semconv::URL_PATH,
-                self.text.get(path).to_owned(),
+                String::from(text(self.text.bytes(path))),
             ));
         }
         out.push(KeyValue::new(semconv::URL_SCHEME, self.scheme));
@@ -117,7 +121,7 @@ impl HttpServerFacts {
         if let Some((host, port)) = self.host {
             out.push(KeyValue::new(
                 semconv::SERVER_ADDRESS,
-                self.text.get(host).to_owned(),
+                shared(&mut repeated.host, self.text.bytes(host)),
             ));
             out.push(KeyValue::new(
                 Key::from_static_str(semconv::SERVER_PORT),
@@ -125,7 +129,7 @@ impl HttpServerFacts {
             ));
         }
         if let Some(peer) = self.peer {
-            let ip = StringValue::from(peer.ip().to_string());
+            let ip = repeated.peer(peer.ip());
             out.push(KeyValue::new(semconv::CLIENT_ADDRESS, ip.clone()));
             out.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(peer.port())));
             out.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, ip));
@@ -137,7 +141,7 @@ impl HttpServerFacts {
         if let Some(agent) = self.user_agent {
             out.push(KeyValue::new(
                 semconv::USER_AGENT_ORIGINAL,
-                self.text.get(agent).to_owned(),
+                shared(&mut repeated.user_agent, self.text.bytes(agent)),
             ));
         }
         if let Some(code) = self.status_code {
@@ -158,12 +162,58 @@ impl HttpServerFacts {
         record: &mut SpanRecord,
         max: u32,
         out: Vec<KeyValue>,
+        repeated: &mut RepeatedText,
     ) -> Vec<KeyValue> {
         let mut recorded = std::mem::replace(&mut record.attributes, out);
-        record.dropped_attributes_count +=
-            merge(self, &mut recorded, &mut record.attributes, max as usize);
+        record.dropped_attributes_count += merge(
+            self,
+            &mut recorded,
+            &mut record.attributes,
+            max as usize,
+            repeated,
+        );
         recorded
     }
+}
+
+/// Only whole `str`s go into an [`InlineText`], so its strings are UTF-8; a mismatch would be
+/// a bug here, and records an empty string rather than panicking.
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// The last host, user agent and peer address the worker made into attribute values. A
+/// server sees the same few again and again: a repeat shares the last value (an `Arc<str>`)
+/// instead of allocating, copying and later freeing its own. It holds three short strings at
+/// most.
+#[derive(Debug, Default)]
+pub(crate) struct RepeatedText {
+    host: Option<Arc<str>>,
+    user_agent: Option<Arc<str>>,
+    peer: Option<(IpAddr, Arc<str>)>,
+}
+
+impl RepeatedText {
+    fn peer(&mut self, ip: IpAddr) -> StringValue {
+        match &self.peer {
+            Some((last, text)) if *last == ip => StringValue::from(text.clone()),
+            _ => {
+                let text: Arc<str> = Arc::from(ip.to_string());
+                self.peer = Some((ip, text.clone()));
+                StringValue::from(text)
+            }
+        }
+    }
+}
+
+/// `bytes` as a value, shared with `last` when it holds the same text.
+fn shared(last: &mut Option<Arc<str>>, bytes: &[u8]) -> StringValue {
+    if let Some(last) = last.as_ref().filter(|last| last.as_bytes() == bytes) {
+        return StringValue::from(last.clone());
+    }
+    let value: Arc<str> = Arc::from(text(bytes));
+    *last = Some(value.clone());
+    StringValue::from(value)
 }
 
 /// Puts `facts`' attributes first in `out` and then `recorded` (the attributes recorded
@@ -174,8 +224,9 @@ fn merge(
     recorded: &mut Vec<KeyValue>,
     out: &mut Vec<KeyValue>,
     max: usize,
+    repeated: &mut RepeatedText,
 ) -> u32 {
-    facts.write(out);
+    facts.write(out, repeated);
     let mut dropped = 0;
     if out.len() > max {
         dropped += (out.len() - max) as u32;
@@ -223,7 +274,7 @@ mod tests {
     #[test]
     fn facts_become_the_semconv_attributes() {
         let mut out = Vec::new();
-        facts().write(&mut out);
+        facts().write(&mut out, &mut RepeatedText::default());
         let expect: [(&str, Value); 13] = [
             ("http.request.method", "GET".into()),
             ("url.path", "/users/42".into()),
@@ -269,7 +320,13 @@ mod tests {
             KeyValue::new("extra", 1i64),
         ];
         let mut out = Vec::new();
-        let dropped = merge(&facts(), &mut recorded, &mut out, 14);
+        let dropped = merge(
+            &facts(),
+            &mut recorded,
+            &mut out,
+            14,
+            &mut RepeatedText::default(),
+        );
         assert!(recorded.is_empty());
         assert_eq!(out.len(), 14);
         assert_eq!(get(&out, "http.route"), Some(&"/override".into()));
@@ -279,7 +336,13 @@ mod tests {
 
         // Facts beyond the limit are counted too.
         let mut out = Vec::new();
-        let dropped = merge(&facts(), &mut Vec::new(), &mut out, 3);
+        let dropped = merge(
+            &facts(),
+            &mut Vec::new(),
+            &mut out,
+            3,
+            &mut RepeatedText::default(),
+        );
         assert_eq!(out.len(), 3);
         assert_eq!(dropped, 10);
     }

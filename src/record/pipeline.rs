@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::record::facts::RepeatedText;
 use crate::record::recycle::{ChunkPool, CHUNK};
 use crate::record::timestamp;
 use crate::record::LiveRecord;
@@ -387,9 +388,15 @@ pub(crate) fn start(
         sync: Mutex::new(SyncState::default()),
         cond: Condvar::new(),
     });
+    // Asked once: request facts become attributes only for a reporter that reads them.
+    let facts_read = reporters
+        .iter()
+        .any(|r| catch_unwind(AssertUnwindSafe(|| r.reads_attributes())).unwrap_or(true));
     let worker = Worker {
         shared: shared.clone(),
         reporters,
+        facts_read,
+        repeated: RepeatedText::default(),
         max_batch,
         interval: config.interval,
         slots: Vec::with_capacity(CHUNK),
@@ -426,6 +433,9 @@ pub(crate) fn start(
 struct Worker {
     shared: Arc<Shared>,
     reporters: Vec<Box<dyn Reporter>>,
+    /// Some reporter reads attributes (see [`Reporter::reads_attributes`]).
+    facts_read: bool,
+    repeated: RepeatedText,
     max_batch: usize,
     interval: Duration,
     /// Chunks of emptied slots and vectors being gathered for the recording threads.
@@ -521,9 +531,9 @@ impl Worker {
                         };
                         record.start_time = timestamp::to_system_time(start);
                         record.end_time = timestamp::to_system_time(end);
-                        let recorded = facts.map(|facts| {
+                        let recorded = facts.filter(|_| self.facts_read).map(|facts| {
                             let out = self.own_vecs.pop().unwrap_or_default();
-                            facts.finish(&mut record, max_attributes, out)
+                            facts.finish(&mut record, max_attributes, out, &mut self.repeated)
                         });
                         self.owned.push(match recorded {
                             Some(_) => AttributeVec::Worker,

@@ -68,6 +68,19 @@ pub trait Reporter: Send + 'static {
         self.report(batch)
     }
 
+    /// Whether this reporter reads the attributes that the layers derive from a request
+    /// (method, path, route, host, peer, user agent, status code). The layers keep those as
+    /// raw request facts, and the recorder turns them into attributes only if some installed
+    /// reporter reads them, so a reporter that only counts, or looks at names, times and
+    /// statuses, does not pay for them. Attributes recorded directly (span fields, those a
+    /// layer records eagerly) are always there.
+    ///
+    /// The default is `true`. Return `false` only if this reporter never looks at
+    /// [`SpanRecord::attributes`].
+    fn reads_attributes(&self) -> bool {
+        true
+    }
+
     /// Called about every flush interval even when no span arrived, for reporters that act on
     /// time (timeouts, periodic export).
     fn tick(&mut self) {}
@@ -130,6 +143,9 @@ impl<R: Reporter + ?Sized> Reporter for Box<R> {
     fn report_mut(&mut self, batch: &mut [SpanRecord]) {
         (**self).report_mut(batch)
     }
+    fn reads_attributes(&self) -> bool {
+        (**self).reads_attributes()
+    }
     fn tick(&mut self) {
         (**self).tick()
     }
@@ -150,4 +166,8 @@ pub struct DropReporter;
 
 impl Reporter for DropReporter {
     fn report(&mut self, _batch: &[SpanRecord]) {}
+
+    fn reads_attributes(&self) -> bool {
+        false
+    }
 }

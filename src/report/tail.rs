@@ -322,6 +322,11 @@ impl<R: Reporter> Reporter for TailSampler<R> {
         self.forward();
     }
 
+    /// Its rules read names, times and statuses; what it keeps goes to `inner`.
+    fn reads_attributes(&self) -> bool {
+        self.inner.reads_attributes()
+    }
+
     fn tick(&mut self) {
         self.expire(Instant::now());
         self.forward();

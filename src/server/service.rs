@@ -496,7 +496,11 @@ fn http_request_facts<B>(
         }
     }
     if let Some(agent) = headers.user_agent {
-        let agent = String::from_utf8_lossy(agent.as_bytes());
+        // Checked as UTF-8 first: user agents are ASCII, and the lossy walk is slower.
+        let agent = match std::str::from_utf8(agent.as_bytes()) {
+            Ok(agent) => Cow::Borrowed(agent),
+            Err(_) => String::from_utf8_lossy(agent.as_bytes()),
+        };
         match facts.text.push(&agent) {
             Some(agent) => facts.user_agent = Some(agent),
             None => out.push(KeyValue::new(
