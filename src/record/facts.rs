@@ -297,6 +297,32 @@ mod tests {
         assert_eq!(got, expect);
     }
 
+    /// A repeated host, user agent or peer shares the last value; a different one is its own.
+    #[test]
+    fn repeated_text_gives_each_span_its_own_values() {
+        let mut repeated = RepeatedText::default();
+        let mut other = facts();
+        other.text = InlineText::default();
+        other.path = other.text.push("/users/43");
+        other.host = other.text.push("example.org").map(|r| (r, 8080));
+        other.user_agent = other.text.push("curl/8.5.0");
+        other.peer = Some("10.0.0.7:4711".parse().unwrap());
+        for (facts, host, path, peer) in [
+            (facts(), "example.com", "/users/42", "::1"),
+            (facts(), "example.com", "/users/42", "::1"),
+            (other, "example.org", "/users/43", "10.0.0.7"),
+            (facts(), "example.com", "/users/42", "::1"),
+        ] {
+            let mut out = Vec::new();
+            facts.write(&mut out, &mut repeated);
+            assert_eq!(get(&out, "server.address"), Some(&host.into()));
+            assert_eq!(get(&out, "url.path"), Some(&path.into()));
+            assert_eq!(get(&out, "client.address"), Some(&peer.into()));
+            assert_eq!(get(&out, "network.peer.address"), Some(&peer.into()));
+            assert_eq!(get(&out, "user_agent.original"), Some(&"curl/8.5.0".into()));
+        }
+    }
+
     #[test]
     fn text_that_does_not_fit_is_refused_whole() {
         let mut text = InlineText::default();

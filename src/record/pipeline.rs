@@ -871,6 +871,75 @@ mod tests {
         );
     }
 
+    /// Keeps what it is handed, and says it reads no attribute.
+    #[derive(Clone, Default)]
+    struct NamesOnly(Arc<Mutex<Vec<SpanRecord>>>);
+
+    impl Reporter for NamesOnly {
+        fn report(&mut self, batch: &[SpanRecord]) {
+            self.0.lock().unwrap().extend_from_slice(batch);
+        }
+        fn reads_attributes(&self) -> bool {
+            false
+        }
+    }
+
+    fn with_facts() -> RecordSlot {
+        use crate::record::facts::HttpServerFacts;
+        let mut facts = HttpServerFacts {
+            method: "GET",
+            scheme: "http",
+            version: "1.1",
+            ..HttpServerFacts::default()
+        };
+        facts.path = facts.text.push("/users/42");
+        let mut live = record(vec![KeyValue::new("error.type", "503")]);
+        if let Some(live) = Option::as_mut(&mut live) {
+            live.facts = Some(facts);
+        }
+        live
+    }
+
+    /// When no reporter reads attributes, request facts are never made into attributes: the
+    /// span keeps only those recorded directly. One reporter that reads them is enough for
+    /// every reporter to see them.
+    #[test]
+    fn facts_become_attributes_only_for_a_reporter_that_reads_them() {
+        let keys = |span: &SpanRecord| -> Vec<String> {
+            span.attributes
+                .iter()
+                .map(|kv| kv.key.to_string())
+                .collect()
+        };
+
+        let names = NamesOnly::default();
+        let (shared, guard) = start(vec![Box::new(names.clone())], &PipelineConfig::default());
+        shared.send(with_facts());
+        guard.flush().expect("flush");
+        let span = names.0.lock().unwrap().pop().expect("reported");
+        assert_eq!(keys(&span), ["error.type"]);
+        drop(guard);
+
+        let names = NamesOnly::default();
+        let spans = crate::report::InMemoryReporter::new();
+        let (shared, guard) = start(
+            vec![Box::new(names.clone()), Box::new(spans.clone())],
+            &PipelineConfig::default(),
+        );
+        shared.send(with_facts());
+        guard.flush().expect("flush");
+        let expect = [
+            "http.request.method",
+            "url.path",
+            "url.scheme",
+            "network.protocol.version",
+            "error.type",
+        ];
+        let span = names.0.lock().unwrap().pop().expect("reported");
+        assert_eq!(keys(&span), expect);
+        assert_eq!(keys(&spans.spans().pop().expect("reported")), expect);
+    }
+
     /// Attribute vectors come back to the recording threads with their small values still in
     /// them (freed where spans are recorded, not on the worker) and are handed out empty;
     /// large values are freed at once.
