@@ -52,8 +52,24 @@ impl InlineText {
         })
     }
 
+    /// Appends `parts` as one string; `None` (and nothing kept) when they do not fit.
+    pub(crate) fn push_parts(&mut self, parts: &[&str]) -> Option<Range> {
+        let start = usize::from(self.len);
+        let mut end = start;
+        for part in parts {
+            let next = end.checked_add(part.len()).filter(|next| *next <= TEXT)?;
+            self.bytes[end..next].copy_from_slice(part.as_bytes());
+            end = next;
+        }
+        self.len = end as u8;
+        Some(Range {
+            start: start as u8,
+            len: (end - start) as u8,
+        })
+    }
+
     /// The string at `range`.
-    fn get(&self, range: Range) -> &str {
+    pub(crate) fn get(&self, range: Range) -> &str {
         let start = usize::from(range.start);
         let bytes = &self.bytes[start..start + usize::from(range.len)];
         // Only whole `str`s go in, so the bytes are UTF-8; a mismatch would be a bug here,
@@ -166,16 +182,28 @@ impl HttpServerFacts {
     }
 }
 
+/// Facts that become attributes on the reporter thread.
+pub(crate) trait WriteFacts {
+    /// Appends the attributes.
+    fn write_to(&self, out: &mut Vec<KeyValue>);
+}
+
+impl WriteFacts for HttpServerFacts {
+    fn write_to(&self, out: &mut Vec<KeyValue>) {
+        self.write(out);
+    }
+}
+
 /// Puts `facts`' attributes first in `out` and then `recorded` (the attributes recorded
 /// directly), a recorded value replacing a fact's of the same key, all within `max`
 /// attributes. Returns how many were left out.
-fn merge(
-    facts: &HttpServerFacts,
+pub(crate) fn merge(
+    facts: &impl WriteFacts,
     recorded: &mut Vec<KeyValue>,
     out: &mut Vec<KeyValue>,
     max: usize,
 ) -> u32 {
-    facts.write(out);
+    facts.write_to(out);
     let mut dropped = 0;
     if out.len() > max {
         dropped += (out.len() - max) as u32;

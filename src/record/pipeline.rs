@@ -831,7 +831,7 @@ mod tests {
         recorded.push(KeyValue::new("error.type", "503"));
         let mut live = record(recorded);
         if let Some(live) = Option::as_mut(&mut live) {
-            live.facts = Some(facts);
+            live.facts = Some(facts.into());
         }
         shared.send(live);
         guard.flush().expect("flush");
