@@ -17,7 +17,7 @@ use crate::context::SpanContext;
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::propagation::NoOverwrite;
 use crate::record::client_facts::{HttpClientFacts, RequestFacts};
-use crate::record::{current_parent, decide, with_pending, Decision, SpanStart};
+use crate::record::{current_parent, decide_under_current, with_pending, Decision, SpanStart};
 use crate::request::attrs::{self, AuthorityParts, UrlFull};
 use crate::request::body::{ResponseBody, SpanEnd};
 use crate::request::future::{ResponseFuture, ResponseState, Trace};
@@ -175,15 +175,15 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
         .map(|a| attrs::authority_parts(a.as_str()));
     let target: Target<'_> = attrs::server_host_port_with(authority.as_ref(), head.headers);
     let propagate = config.propagates_to(target.map(|(host, _)| host));
-    // The span the call would hang under: the current one, or the request being served.
-    let parent = current_parent();
     let untraced = |parent: Option<(SpanContext, Baggage)>| ClientCall {
         state: None,
         propagate: if propagate { parent } else { None },
         measure: None,
     };
     if !traced {
-        return untraced(parent);
+        // Pass on the context of the span the call would hang under: the current one, or
+        // the request being served.
+        return untraced(current_parent());
     }
 
     let grpc = config.grpc_only || is_grpc(head.headers);
@@ -194,15 +194,17 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
             None => Cow::Borrowed(attrs::span_method(head.method)),
         }
     };
+    // The recorder's sampler decides now, under the span the call would hang under, so an
+    // unsampled call can skip the span.
+    let (parent, decision) = decide_under_current(&SpanKind::Client, name, || grpc);
     let (parent_cx, baggage) = match parent {
         Some((cx, baggage)) => (Some(cx), baggage),
         None => (None, Baggage::new()),
     };
-    // The recorder's sampler decides now, so an unsampled call can skip the span.
     let Some(Decision {
         context,
         mut attributes,
-    }) = decide(parent_cx.as_ref(), &SpanKind::Client, name, || grpc)
+    }) = decision
     else {
         // No recorder: pass on what the request being served carried, if anything.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
