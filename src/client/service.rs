@@ -16,8 +16,9 @@ use crate::config::RequestHead;
 use crate::context::SpanContext;
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::propagation::NoOverwrite;
-use crate::record::{current_parent, decide, with_pending, Decision, SpanStart};
-use crate::request::attrs::{self, UrlFull};
+use crate::record::client_facts::{HttpClientFacts, RequestFacts};
+use crate::record::{current_parent, decide_under_current, with_pending, Decision, SpanStart};
+use crate::request::attrs::{self, AuthorityParts, UrlFull};
 use crate::request::body::{ResponseBody, SpanEnd};
 use crate::request::future::{ResponseFuture, ResponseState, Trace};
 use crate::request::rpc::{
@@ -168,17 +169,21 @@ fn measure(_: &ClientConfig, _: &RequestHead<'_>, _: bool) -> Option<Measured> {
 
 /// The span part of [`start_call`].
 fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> ClientCall {
-    let target: Target<'_> = attrs::server_host_port(head.uri, head.headers);
+    let authority = head
+        .uri
+        .authority()
+        .map(|a| attrs::authority_parts(a.as_str()));
+    let target: Target<'_> = attrs::server_host_port_with(authority.as_ref(), head.headers);
     let propagate = config.propagates_to(target.map(|(host, _)| host));
-    // The span the call would hang under: the current one, or the request being served.
-    let parent = current_parent();
     let untraced = |parent: Option<(SpanContext, Baggage)>| ClientCall {
         state: None,
         propagate: if propagate { parent } else { None },
         measure: None,
     };
     if !traced {
-        return untraced(parent);
+        // Pass on the context of the span the call would hang under: the current one, or
+        // the request being served.
+        return untraced(current_parent());
     }
 
     let grpc = config.grpc_only || is_grpc(head.headers);
@@ -189,15 +194,17 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
             None => Cow::Borrowed(attrs::span_method(head.method)),
         }
     };
+    // The recorder's sampler decides now, under the span the call would hang under, so an
+    // unsampled call can skip the span.
+    let (parent, decision) = decide_under_current(&SpanKind::Client, name, || grpc);
     let (parent_cx, baggage) = match parent {
         Some((cx, baggage)) => (Some(cx), baggage),
         None => (None, Baggage::new()),
     };
-    // The recorder's sampler decides now, so an unsampled call can skip the span.
     let Some(Decision {
         context,
         mut attributes,
-    }) = decide(parent_cx.as_ref(), &SpanKind::Client, name, || true)
+    }) = decision
     else {
         // No recorder: pass on what the request being served carried, if anything.
         return untraced(parent_cx.map(|cx| (cx, baggage)));
@@ -213,12 +220,17 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
     }
     let name = name();
 
+    // An HTTP span's request attributes are recorded as facts (see `record::facts`),
+    // without a vector.
+    let mut facts = None;
     if sampled {
-        attributes.reserve(12);
         if grpc {
+            attributes.reserve(12);
             grpc_request_attributes(head, target, &mut attributes);
         } else {
-            http_request_attributes(head, target, config, &mut attributes);
+            let http =
+                http_request_facts(head, target, authority.as_ref(), config, &mut attributes);
+            facts = Some(RequestFacts::Client(http));
         }
         config.common.request_headers.capture_as(
             head.headers,
@@ -234,6 +246,7 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
         service_name: config.common.service_name.clone(),
         decided: Some(context.clone()),
         skip_fields: true,
+        facts,
         ..SpanStart::default()
     }));
     let span = with_pending(&seed, || client_span(grpc, head, target));
@@ -317,27 +330,49 @@ where
     }
 }
 
-fn http_request_attributes(
+/// The facts of the HTTP client semantic conventions known from the request. What does not
+/// fit the facts (an unknown method's name, text too long to keep inline) goes to `out` as
+/// attributes.
+fn http_request_facts(
     head: &RequestHead<'_>,
     target: Target<'_>,
+    authority: Option<&AuthorityParts<'_>>,
     config: &ClientConfig,
     out: &mut Vec<KeyValue>,
-) {
+) -> HttpClientFacts {
     let (method, known) = attrs::method(head.method);
-    out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
     if !known {
         out.push(KeyValue::new(
             semconv::HTTP_REQUEST_METHOD_ORIGINAL,
             head.method.as_str().to_owned(),
         ));
     }
-    server_address(head, target, out);
+    let mut facts = HttpClientFacts {
+        method,
+        ..HttpClientFacts::default()
+    };
+    if let Some((host, port)) = target {
+        let port = port.unwrap_or_else(|| attrs::default_port(attrs::scheme(head.uri)));
+        match facts.text.push(host) {
+            Some(host) => facts.host = Some((host, port)),
+            None => {
+                out.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
+                out.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+            }
+        }
+    }
     let full = UrlFull {
         uri: head.uri,
         headers: head.headers,
         redacted_query_params: &config.common.redacted_query_params,
     };
-    out.push(KeyValue::new(semconv::URL_FULL, full.render()));
+    let query = full.query();
+    let parts = full.parts(authority, query.as_deref());
+    match facts.text.push_parts(&parts) {
+        Some(url) => facts.url = Some(url),
+        None => out.push(KeyValue::new(semconv::URL_FULL, attrs::join(&parts))),
+    }
+    facts
 }
 
 fn grpc_request_attributes(head: &RequestHead<'_>, target: Target<'_>, out: &mut Vec<KeyValue>) {

@@ -53,15 +53,30 @@ impl InlineText {
         })
     }
 
+    /// Appends `parts` as one string; `None` (and nothing kept) when they do not fit.
+    pub(crate) fn push_parts(&mut self, parts: &[&str]) -> Option<Range> {
+        let start = usize::from(self.len);
+        let mut end = start;
+        for part in parts {
+            let next = end.checked_add(part.len()).filter(|next| *next <= TEXT)?;
+            self.bytes[end..next].copy_from_slice(part.as_bytes());
+            end = next;
+        }
+        self.len = end as u8;
+        Some(Range {
+            start: start as u8,
+            len: (end - start) as u8,
+        })
+    }
+
     /// The bytes of the string at `range`.
-    fn bytes(&self, range: Range) -> &[u8] {
+    pub(crate) fn bytes(&self, range: Range) -> &[u8] {
         let start = usize::from(range.start);
         &self.bytes[start..start + usize::from(range.len)]
     }
 
     /// The string at `range`.
-    #[cfg(test)]
-    fn get(&self, range: Range) -> &str {
+    pub(crate) fn get(&self, range: Range) -> &str {
         text(self.bytes(range))
     }
 }
@@ -121,7 +136,7 @@ impl HttpServerFacts {
         if let Some((host, port)) = self.host {
             out.push(KeyValue::new(
                 semconv::SERVER_ADDRESS,
-                shared(&mut repeated.host, self.text.bytes(host)),
+                repeated.host(self.text.bytes(host)),
             ));
             out.push(KeyValue::new(
                 Key::from_static_str(semconv::SERVER_PORT),
@@ -153,27 +168,25 @@ impl HttpServerFacts {
     }
 }
 
-impl HttpServerFacts {
-    /// Makes the facts `record`'s first attributes, in `out` (an empty vector), ahead of
-    /// those recorded directly, within `max` attributes. Returns the vector that held those,
-    /// emptied, for reuse.
-    pub(crate) fn finish(
-        &self,
-        record: &mut SpanRecord,
-        max: u32,
-        out: Vec<KeyValue>,
-        repeated: &mut RepeatedText,
-    ) -> Vec<KeyValue> {
-        let mut recorded = std::mem::replace(&mut record.attributes, out);
-        record.dropped_attributes_count += merge(
-            self,
-            &mut recorded,
-            &mut record.attributes,
-            max as usize,
-            repeated,
-        );
-        recorded
-    }
+/// Makes `facts` `record`'s first attributes, in `out` (an empty vector), ahead of those
+/// recorded directly, within `max` attributes. Returns the vector that held those, emptied,
+/// for reuse.
+pub(crate) fn finish(
+    facts: &impl WriteFacts,
+    record: &mut SpanRecord,
+    max: u32,
+    out: Vec<KeyValue>,
+    repeated: &mut RepeatedText,
+) -> Vec<KeyValue> {
+    let mut recorded = std::mem::replace(&mut record.attributes, out);
+    record.dropped_attributes_count += merge(
+        facts,
+        &mut recorded,
+        &mut record.attributes,
+        max as usize,
+        repeated,
+    );
+    recorded
 }
 
 /// Only whole `str`s go into an [`InlineText`], so its strings are UTF-8; a mismatch would be
@@ -194,6 +207,11 @@ pub(crate) struct RepeatedText {
 }
 
 impl RepeatedText {
+    /// `server.address`'s value.
+    pub(crate) fn host(&mut self, host: &[u8]) -> StringValue {
+        shared(&mut self.host, host)
+    }
+
     fn peer(&mut self, ip: IpAddr) -> StringValue {
         match &self.peer {
             Some((last, text)) if *last == ip => StringValue::from(text.clone()),
@@ -216,17 +234,29 @@ fn shared(last: &mut Option<Arc<str>>, bytes: &[u8]) -> StringValue {
     StringValue::from(value)
 }
 
+/// Facts that become attributes on the reporter thread.
+pub(crate) trait WriteFacts {
+    /// Appends the attributes, sharing repeated text with earlier spans'.
+    fn write_to(&self, out: &mut Vec<KeyValue>, repeated: &mut RepeatedText);
+}
+
+impl WriteFacts for HttpServerFacts {
+    fn write_to(&self, out: &mut Vec<KeyValue>, repeated: &mut RepeatedText) {
+        self.write(out, repeated);
+    }
+}
+
 /// Puts `facts`' attributes first in `out` and then `recorded` (the attributes recorded
 /// directly), a recorded value replacing a fact's of the same key, all within `max`
 /// attributes. Returns how many were left out.
-fn merge(
-    facts: &HttpServerFacts,
+pub(crate) fn merge(
+    facts: &impl WriteFacts,
     recorded: &mut Vec<KeyValue>,
     out: &mut Vec<KeyValue>,
     max: usize,
     repeated: &mut RepeatedText,
 ) -> u32 {
-    facts.write(out, repeated);
+    facts.write_to(out, repeated);
     let mut dropped = 0;
     if out.len() > max {
         dropped += (out.len() - max) as u32;

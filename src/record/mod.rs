@@ -55,6 +55,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod client_facts;
 mod ext;
 pub(crate) mod facts;
 mod ids;
@@ -72,7 +73,9 @@ pub use record_layer::RecordLayer;
 
 #[cfg(feature = "console")]
 pub(crate) use record_layer::is_internal_target;
-pub(crate) use record_layer::{current_parent, decide, with_span_data, Decision};
+pub(crate) use record_layer::{
+    current_parent, decide, decide_under_current, with_span_data, Decision,
+};
 pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};

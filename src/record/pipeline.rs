@@ -841,7 +841,7 @@ mod tests {
         recorded.push(KeyValue::new("error.type", "503"));
         let mut live = record(recorded);
         if let Some(live) = Option::as_mut(&mut live) {
-            live.facts = Some(facts);
+            live.facts = Some(facts.into());
         }
         shared.send(live);
         guard.flush().expect("flush");
@@ -895,7 +895,7 @@ mod tests {
         facts.path = facts.text.push("/users/42");
         let mut live = record(vec![KeyValue::new("error.type", "503")]);
         if let Some(live) = Option::as_mut(&mut live) {
-            live.facts = Some(facts);
+            live.facts = Some(facts.into());
         }
         live
     }

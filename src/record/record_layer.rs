@@ -108,22 +108,50 @@ pub(crate) fn decide<'n>(
     let mut name = Some(name);
     let mut wants_vec = Some(wants_vec);
     tracing::dispatcher::get_default(|dispatch| {
-        let config = dispatch.downcast_ref::<RecorderConfig>()?;
-        let context = if config.sampler.uses_span_name() {
-            let name = name.take().map_or(Cow::Borrowed(""), |name| name());
-            config.new_context(parent, &name, kind)
-        } else {
-            config.new_context(parent, "", kind)
-        };
-        let attributes = if context.is_sampled() && wants_vec.take().is_some_and(|w| w()) {
-            config.shared.attribute_vec()
-        } else {
-            Vec::new()
-        };
-        Some(Decision {
-            context,
-            attributes,
-        })
+        decide_in(dispatch, parent, kind, &mut name, &mut wants_vec)
+    })
+}
+
+/// [`current_parent`], and [`decide`] for a span started under it, from one visit to the
+/// current dispatcher.
+pub(crate) fn decide_under_current<'n>(
+    kind: &SpanKind,
+    name: impl FnOnce() -> Cow<'n, str>,
+    wants_vec: impl FnOnce() -> bool,
+) -> (Option<(SpanContext, Baggage)>, Option<Decision>) {
+    let mut name = Some(name);
+    let mut wants_vec = Some(wants_vec);
+    tracing::dispatcher::get_default(|dispatch| {
+        let parent = local_parent(dispatch).or_else(ambient_parent);
+        let parent_cx = parent.as_ref().map(|(cx, _)| cx);
+        let decision = decide_in(dispatch, parent_cx, kind, &mut name, &mut wants_vec);
+        (parent, decision)
+    })
+}
+
+/// [`decide`] with the dispatcher at hand.
+fn decide_in<'n>(
+    dispatch: &Dispatch,
+    parent: Option<&SpanContext>,
+    kind: &SpanKind,
+    name: &mut Option<impl FnOnce() -> Cow<'n, str>>,
+    wants_vec: &mut Option<impl FnOnce() -> bool>,
+) -> Option<Decision> {
+    let config = dispatch.downcast_ref::<RecorderConfig>()?;
+    let context = if config.sampler.uses_span_name() {
+        let name = name.take().map_or(Cow::Borrowed(""), |name| name());
+        config.new_context(parent, &name, kind)
+    } else {
+        config.new_context(parent, "", kind)
+    };
+    let attributes = if context.is_sampled() && wants_vec.take().is_some_and(|w| w()) {
+        config.shared.attribute_vec()
+    } else {
+        Vec::new()
+    };
+    Some(Decision {
+        context,
+        attributes,
     })
 }
 
@@ -231,15 +259,14 @@ where
     let Some(subscriber) = dispatch.downcast_ref::<S>() else {
         return;
     };
-    let Some(span) = subscriber.span(id) else {
-        return;
-    };
-    for span in span.scope() {
-        let mut extensions = span.extensions_mut();
-        if let Some(data) = extensions.get_mut::<SpanData>() {
+    // Walked by `parent` rather than `scope`: the scope would look `id` up a second time.
+    let mut next = subscriber.span(id);
+    while let Some(span) = next {
+        if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
             f(data);
             return;
         }
+        next = span.parent();
     }
 }
 
@@ -531,17 +558,24 @@ pub(crate) fn with_span_data<R>(
 /// the recorder skipped it, its nearest recorded ancestor's; else the ambient context of a
 /// request without a recorded span.
 pub(crate) fn current_parent() -> Option<(SpanContext, Baggage)> {
-    let local = tracing::dispatcher::get_default(|dispatch| {
-        let current = dispatch.current_span();
-        let id = current.id()?;
-        let with = dispatch.downcast_ref::<WithSpanData>()?;
-        let mut found = None;
-        with.nearest(dispatch, id, &mut |d| {
-            found = Some((d.record.span_context.clone(), d.baggage.clone()));
-        });
-        found
+    tracing::dispatcher::get_default(local_parent).or_else(ambient_parent)
+}
+
+/// The recorded span a span started here would hang under, in `dispatch`.
+fn local_parent(dispatch: &Dispatch) -> Option<(SpanContext, Baggage)> {
+    let current = dispatch.current_span();
+    let id = current.id()?;
+    let with = dispatch.downcast_ref::<WithSpanData>()?;
+    let mut found = None;
+    with.nearest(dispatch, id, &mut |d| {
+        found = Some((d.record.span_context.clone(), d.baggage.clone()));
     });
-    local.or_else(|| start::ambient().and_then(|a| Some((a.context?, a.baggage))))
+    found
+}
+
+/// The remote context of a request without a recorded span, if one is being served here.
+fn ambient_parent() -> Option<(SpanContext, Baggage)> {
+    start::ambient().and_then(|a| Some((a.context?, a.baggage)))
 }
 
 #[cfg(test)]

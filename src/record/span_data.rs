@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tracing_core::field::{Field, Visit};
 
 use crate::baggage::Baggage;
-use crate::record::facts::HttpServerFacts;
+use crate::record::client_facts::RequestFacts;
 use crate::record::pipeline::{RecordSlot, Shared};
 use crate::record::timestamp;
 use crate::semconv;
@@ -19,7 +19,7 @@ use crate::span::{Event, Key, KeyValue, SpanKind, SpanRecord, Status, Value};
 /// through `Deref`.
 pub(crate) struct LiveRecord {
     pub(crate) record: SpanRecord,
-    pub(crate) facts: Option<HttpServerFacts>,
+    pub(crate) facts: Option<RequestFacts>,
     /// The span's attribute limit: for attributes recorded while it is live, and for the facts
     /// with them when it is reported.
     pub(crate) max_attributes: u32,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
-use crate::record::facts::HttpServerFacts;
+use crate::record::client_facts::RequestFacts;
 use crate::span::{KeyValue, Link, SpanKind};
 
 /// What the recorder should know about a span before it starts.
@@ -56,8 +56,8 @@ pub struct SpanStart {
     /// The span's `tracing` fields are for humans (fmt output); its attributes come from
     /// `attributes` instead.
     pub(crate) skip_fields: bool,
-    /// An HTTP server span's request facts, made into attributes on the reporter thread.
-    pub(crate) facts: Option<HttpServerFacts>,
+    /// An HTTP span's request facts, made into attributes on the reporter thread.
+    pub(crate) facts: Option<RequestFacts>,
 }
 
 // Scoped thread-locals: each is set for the length of one call and put back (also when the

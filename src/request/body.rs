@@ -351,7 +351,7 @@ fn record_head(d: &mut SpanData, role: Role, grpc: bool, head: ResponseHead) {
     if !grpc || code != 200 {
         match d.record.facts.as_mut() {
             // An HTTP server span: a fact, like the request's attributes.
-            Some(facts) => facts.status_code = Some(code),
+            Some(facts) => facts.set_status_code(code),
             None => d.set_attribute(KeyValue::new(
                 semconv::HTTP_RESPONSE_STATUS_CODE,
                 i64::from(code),
@@ -366,10 +366,12 @@ fn record_head(d: &mut SpanData, role: Role, grpc: bool, head: ResponseHead) {
         d.set_status(Status::error(response_reason(code)));
     }
     if role == Role::Client {
-        d.set_attribute(KeyValue::new(
-            semconv::NETWORK_PROTOCOL_VERSION,
-            attrs::version(head.version),
-        ));
+        let version = attrs::version(head.version);
+        // An HTTP client span keeps it as a fact.
+        let kept = (d.record.facts.as_mut()).is_some_and(|f| f.set_protocol_version(version));
+        if !kept {
+            d.set_attribute(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+        }
     }
     // Most responses capture nothing: skip making (and dropping) an iterator.
     if head.captured.is_empty() {

@@ -15,6 +15,7 @@ use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::context::SpanContext;
 use crate::metrics::{Measured, Metering, Unmetered};
+use crate::record::client_facts::RequestFacts;
 use crate::record::facts::HttpServerFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::request::attrs::{self, SpanHeaders};
@@ -327,14 +328,14 @@ impl<S, M: Metering> ServerTrace<S, M> {
                 attributes.reserve(16);
                 grpc_request_attributes(req, &mut attributes);
             } else {
-                facts = Some(http_request_facts(
+                facts = Some(RequestFacts::Server(http_request_facts(
                     req,
                     span_headers(),
                     config,
                     interned_route,
                     route,
                     &mut attributes,
-                ));
+                )));
             }
             config.common.request_headers.capture_as(
                 req.headers(),
