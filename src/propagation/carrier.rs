@@ -31,6 +31,10 @@ impl Injector for HeaderMap {
         self.contains_key(name)
     }
 
+    fn contains_header(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         self.insert(name, value);
     }
@@ -65,8 +69,12 @@ impl Injector for NoOverwrite<'_> {
         self.0.contains(name)
     }
 
+    fn contains_header(&self, name: &HeaderName) -> bool {
+        self.0.contains_header(name)
+    }
+
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        if !self.0.contains(name.as_str()) {
+        if !self.0.contains_header(&name) {
             self.0.set(name, value);
         }
     }

@@ -129,6 +129,11 @@ pub trait Extractor {
 pub trait Injector {
     /// Header `name` is present.
     fn contains(&self, name: &str) -> bool;
+    /// Header `name` is present. The default asks [`contains`](Self::contains); a carrier
+    /// keyed by `HeaderName` finds it without parsing the name again.
+    fn contains_header(&self, name: &HeaderName) -> bool {
+        self.contains(name.as_str())
+    }
     /// Sets header `name`, replacing any value.
     fn set(&mut self, name: HeaderName, value: HeaderValue);
     /// Removes header `name` (lower-case), if the carrier allows it; the default does

@@ -267,10 +267,19 @@ pub(crate) fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
         };
         return Some((host, port));
     }
-    match value.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => Some((host, Some(port.parse().ok()?))),
-        Some(_) => Some((value, None)),
-        None => Some((value, None)),
+    // One pass over the bytes: a single `:` splits off the port; none, or several (an
+    // IPv6 address without brackets), leave the value whole.
+    let mut colons = 0;
+    let mut last = 0;
+    for (i, byte) in value.bytes().enumerate() {
+        if byte == b':' {
+            colons += 1;
+            last = i;
+        }
+    }
+    match colons {
+        1 => Some((&value[..last], Some(value[last + 1..].parse().ok()?))),
+        _ => Some((value, None)),
     }
 }
 
