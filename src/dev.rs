@@ -190,8 +190,13 @@ pub(crate) fn subscriber(
     rust_log: Option<&str>,
     format: crate::log::WithTraceIds,
 ) -> impl tracing::Subscriber + Send + Sync {
-    let registry = tracing_subscriber::registry()
-        .with(recorder.map(|recorder| recorder.with_filter(recorder_filter(record))));
+    // A lone level is checked by the recorder itself, without a per-layer filter's lookups.
+    let (filtered, plain) = match recorder.map(|recorder| (recorder, lone_level(record))) {
+        Some((recorder, Some(level))) => (None, Some(recorder.with_max_level(level))),
+        Some((recorder, None)) => (Some(recorder.with_filter(recorder_filter(record))), None),
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry().with(filtered).with(plain);
     let ansi = format.ansi();
     let filter = log_filter(rust_log);
     let layer = tracing_subscriber::fmt::layer()
@@ -278,6 +283,11 @@ pub(crate) fn recorder_filter<S: tracing::Subscriber>(record: Option<&str>) -> D
     filter_of(directives(record))
 }
 
+/// The level `directives` name, when they are a lone level (`info`, `warn`…).
+fn lone_level(directives_text: Option<&str>) -> Option<tracing_subscriber::filter::LevelFilter> {
+    directives(directives_text).trim().parse().ok()
+}
+
 /// A per-layer filter of either kind.
 pub(crate) type DynFilter<S> = Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync>;
 
@@ -312,32 +322,67 @@ mod tests {
             .reporter(spans.clone())
             .record_internals(asks_for_internals(rust_log))
             .build();
-        let subscriber =
-            tracing_subscriber::registry().with(recorder.with_filter(recorder_filter(rust_log)));
+        // The development setup's own subscriber, its logs off.
+        let subscriber = subscriber(
+            Some(recorder),
+            rust_log,
+            Some("off"),
+            crate::log::WithTraceIds::text(false),
+        );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info_span!("app").in_scope(|| {
                 tracing::info_span!(target: "hyper::proto::h1", "hyper_read").in_scope(|| {});
                 tracing::info_span!(target: "h2::codec", "h2_frame").in_scope(|| {});
                 tracing::info_span!(target: "tower::buffer", "tower_buffer").in_scope(|| {});
                 tracing::info_span!(target: "tonic::transport", "tonic_conn").in_scope(|| {});
-                tracing::debug_span!("app_debug").in_scope(|| {});
+                tracing::debug_span!("app_debug").in_scope(|| {
+                    // Under a span the recorder leaves out: attached to `app`.
+                    tracing::warn_span!("app_warn").in_scope(|| {});
+                });
+                tracing::debug!("a debug event");
                 tracing::info_span!(target: "hyper_client", "app_named_like_hyper").in_scope(|| {});
             });
         });
         guard.flush().unwrap();
-        let mut names: Vec<_> = spans.spans().iter().map(|s| s.name.to_string()).collect();
+        let recorded = spans.spans();
+        // `app`, or a root when `app` is not recorded either.
+        let app = recorded
+            .iter()
+            .find(|s| s.name == "app")
+            .map_or(crate::context::SpanId::INVALID, |s| s.span_id());
+        let warn = recorded.iter().find(|s| s.name == "app_warn");
+        if let Some(warn) = warn.filter(|_| !recorded.iter().any(|s| s.name == "app_debug")) {
+            assert_eq!(warn.parent_span_id, app, "app_warn hangs under app");
+        }
+        let debug_events = recorded
+            .iter()
+            .flat_map(|s| &s.events)
+            .filter(|e| e.name == "a debug event")
+            .count();
+        let debug_spans = recorded.iter().any(|s| s.name == "app_debug");
+        assert_eq!(
+            debug_events > 0,
+            debug_spans,
+            "events follow the same level"
+        );
+        let mut names: Vec<_> = recorded.iter().map(|s| s.name.to_string()).collect();
         names.sort();
         names
     }
 
     #[test]
     fn library_internals_stay_out_of_the_recorder_by_default() {
-        assert_eq!(recorded(None), ["app", "app_named_like_hyper"]);
-        assert_eq!(recorded(Some("  ")), ["app", "app_named_like_hyper"]);
+        let info = ["app", "app_named_like_hyper", "app_warn"];
+        assert_eq!(recorded(None), info);
+        assert_eq!(recorded(Some("  ")), info);
         assert_eq!(
             recorded(Some("debug")),
-            ["app", "app_debug", "app_named_like_hyper"]
+            ["app", "app_debug", "app_named_like_hyper", "app_warn"]
         );
+        assert_eq!(recorded(Some("warn")), ["app_warn"]);
+        assert!(recorded(Some("off")).is_empty());
+        // The same levels through directives (an `EnvFilter`), not a lone level.
+        assert_eq!(recorded(Some("info,tracewire=info")), info);
     }
 
     #[test]
@@ -347,6 +392,7 @@ mod tests {
             [
                 "app",
                 "app_named_like_hyper",
+                "app_warn",
                 "h2_frame",
                 "hyper_read",
                 "tonic_conn",
@@ -363,7 +409,7 @@ mod tests {
     fn invalid_directives_are_skipped() {
         assert_eq!(
             recorded(Some("info,=[bad")),
-            ["app", "app_named_like_hyper"]
+            ["app", "app_named_like_hyper", "app_warn"]
         );
     }
 }

@@ -239,6 +239,7 @@ impl RecorderBuilder {
                 value_len: self.max_value_len,
             },
             record_internals: self.record_internals,
+            max_level: tracing_subscriber::filter::LevelFilter::TRACE,
         };
         (RecordLayer::new(config, shared), guard)
     }

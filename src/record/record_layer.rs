@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::{Dispatch, Event as TracingEvent, Level, Subscriber};
+use tracing_core::{Dispatch, Event as TracingEvent, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Layer;
@@ -63,6 +64,8 @@ pub(crate) struct RecorderConfig {
     /// The pipeline, for recycled attribute vectors.
     pub(crate) shared: Arc<Shared>,
     pub(crate) record_internals: bool,
+    /// The most verbose level recorded (see [`RecordLayer::with_max_level`]).
+    pub(crate) max_level: LevelFilter,
     pub(crate) service_name: Arc<str>,
     pub(crate) sampler: Box<dyn Sampler>,
     pub(crate) max_attributes: u32,
@@ -198,11 +201,27 @@ impl RecordLayer {
 }
 
 impl RecordLayer {
-    /// Spans and events of library internals are left out (unless configured otherwise);
-    /// their children attach to the nearest recorded ancestor.
+    /// Records only spans and events at `level` or more severe, checked by the recorder
+    /// itself. A per-layer filter (`with_filter`) does the same for a lone level, but it
+    /// looks each span up in the registry again whenever the span is entered, exited or
+    /// closed; this is one comparison when a span or event is created.
+    pub(crate) fn with_max_level(mut self, level: LevelFilter) -> Self {
+        match Arc::get_mut(&mut self.config) {
+            Some(config) => config.max_level = level,
+            // Shared only once the layer is in use; the caller builds it just before.
+            None => unreachable!("the recorder's settings are shared only once installed"),
+        }
+        self
+    }
+
+    /// Spans and events of library internals are left out (unless configured otherwise),
+    /// and so are those more verbose than the recorder's level; their children attach to
+    /// the nearest recorded ancestor.
     #[inline]
-    fn skips(&self, target: &str) -> bool {
-        (!self.config.record_internals && is_internal_target(target))
+    fn skips(&self, metadata: &Metadata<'_>) -> bool {
+        let target = metadata.target();
+        *metadata.level() > self.config.max_level
+            || (!self.config.record_internals && is_internal_target(target))
             // The pipeline's own drop warnings, whatever the settings: recorded, they would
             // feed the queue they report on.
             || target == crate::report::DROP_LOG_TARGET
@@ -279,6 +298,12 @@ impl<S> Layer<S> for RecordLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    /// Lets `tracing` turn off, at their call sites, spans and events more verbose than any
+    /// layer records.
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.config.max_level)
+    }
+
     fn on_layer(&mut self, _subscriber: &mut S) {
         self.with_data = Some(WithSpanData {
             exact: span_data_of::<S>,
@@ -287,7 +312,7 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if self.skips(attrs.metadata().target()) {
+        if self.skips(attrs.metadata()) {
             return;
         }
         let Some(span) = ctx.span(id) else {
@@ -335,7 +360,7 @@ where
     }
 
     fn on_event(&self, event: &TracingEvent<'_>, ctx: Context<'_, S>) {
-        if self.skips(event.metadata().target()) {
+        if self.skips(event.metadata()) {
             return;
         }
         let Some(span) = ctx.event_span(event) else {
