@@ -4,6 +4,10 @@
 #
 #   benches/export_instructions.sh [stack ...]     (default: bare tracewire otel fastrace)
 #
+# Stacks: bare, tracewire (`otlp::init`), tracewire_sdk (recorder + OtelReporter + the
+# opentelemetry-otlp tonic exporter, no log layer), tracewire_direct (the same with the
+# prototype exporter of benches/export_cost/direct.rs), otel, fastrace.
+#
 # Each stack runs benches/export_cost/instructions.rs twice under callgrind (all threads,
 # counted from std's thread entry as in benches/instructions.sh), for N1 and N2 in-memory
 # requests (default 5,000 and 10,000; set N1 and N2), each run exporting every span over
