@@ -151,9 +151,15 @@ pub const LOG_TARGET: &str = "tracewire::report::otel";
 /// Most per-service resources kept built; past it the cache starts over.
 const MAX_CACHED_RESOURCES: usize = 256;
 
-/// `record` as SDK span data, taking its attributes, events, links and name rather than
-/// copying them (the record is left with empty ones).
+/// `record` as SDK span data, taking its attributes, events, links, name and scope rather
+/// than copying them (the record is left with empty ones).
+///
+/// The attributes move into a vector of their exact length, and the record keeps its own,
+/// emptied but with its capacity: the recorder refills that one for a later span instead of
+/// growing a new one push by push.
 fn take_span_data(record: &mut SpanRecord) -> SpanData {
+    let mut attributes = Vec::with_capacity(record.attributes.len());
+    attributes.append(&mut record.attributes);
     let mut events = SpanEvents::default();
     events.events = std::mem::take(&mut record.events);
     events.dropped_count = record.dropped_events_count;
@@ -171,12 +177,12 @@ fn take_span_data(record: &mut SpanRecord) -> SpanData {
         name: std::mem::take(&mut record.name),
         start_time: record.start_time,
         end_time: record.end_time,
-        attributes: std::mem::take(&mut record.attributes),
+        attributes,
         dropped_attributes_count: record.dropped_attributes_count,
         events,
         links,
         status: std::mem::replace(&mut record.status, opentelemetry::trace::Status::Unset),
-        instrumentation_scope: record.scope.clone(),
+        instrumentation_scope: std::mem::take(&mut record.scope),
     }
 }
 
@@ -251,6 +257,9 @@ pub struct OtelReporter {
     current_service: Option<Arc<str>>,
     buffer: Vec<Bucket>,
     buffered: usize,
+    /// Spans in the largest bucket of the last round (at most `max_batch`): a new bucket
+    /// starts with room for as many, rather than growing (and copying its spans) as it fills.
+    bucket_capacity: usize,
     oldest: Option<Instant>,
     max_batch: usize,
     export_interval: Duration,
@@ -312,10 +321,14 @@ impl OtelReporter {
     fn push(&mut self, service: &Arc<str>, data: SpanData) {
         match self.buffer.iter_mut().find(|b| b.service == *service) {
             Some(bucket) => bucket.spans.push(data),
-            None => self.buffer.push(Bucket {
-                service: service.clone(),
-                spans: vec![data],
-            }),
+            None => {
+                let mut spans = Vec::with_capacity(self.bucket_capacity.max(1));
+                spans.push(data);
+                self.buffer.push(Bucket {
+                    service: service.clone(),
+                    spans,
+                })
+            }
         }
         self.buffered += 1;
     }
@@ -323,6 +336,12 @@ impl OtelReporter {
     /// Exports everything waiting, one call per service and per `max_batch` spans.
     fn export_all(&mut self) {
         let buckets = std::mem::take(&mut self.buffer);
+        self.bucket_capacity = buckets
+            .iter()
+            .map(|b| b.spans.len())
+            .max()
+            .unwrap_or(0)
+            .min(self.max_batch);
         self.buffered = 0;
         self.oldest = None;
         let mut timed_out = false;
@@ -683,6 +702,7 @@ impl OtelReporterBuilder {
             current_service: None,
             buffer: Vec::new(),
             buffered: 0,
+            bucket_capacity: 0,
             oldest: None,
             max_batch: self.max_batch,
             export_interval: self.export_interval,

@@ -1,0 +1,263 @@
+//! The program `benches/export_instructions.sh` counts instructions in: N in-memory requests
+//! (`GET /users/{id}` carrying `traceparent`, `host` and `user-agent`, as benches/overhead.rs
+//! makes them) through an axum router, untraced or traced by one stack that exports every
+//! span over OTLP/gRPC, with `opentelemetry-otlp`'s tonic exporter, to the receiver of
+//! `benches/export_cost.sh` running as another process at `OTLP_ENDPOINT`. Everything the
+//! process does for a span is in the count: the layer, the recorder, the conversion to SDK
+//! span data, batching, the protobuf encoding, gzip if asked, tonic, h2 and the socket writes;
+//! the receiver's work is not.
+//!
+//! `export_cost_instructions bare|tracewire|tracewire_sdk|tracewire_direct|otel|fastrace N`
+//!
+//! `tracewire` is `tracewire::otlp::init`'s setup (its log layer included). `tracewire_sdk`
+//! is the recorder alone with `OtelReporter` and `opentelemetry-otlp`'s tonic exporter;
+//! `tracewire_direct` the same with the prototype exporter of `direct.rs`, which encodes the
+//! protobuf itself (it first checks its encoding against `opentelemetry-proto`'s).
+//!
+//! Unlike `export_cost.sh`, the count does not depend on the machine's load. At the end the
+//! stack's pipeline is flushed and shut down, and the program prints `requests N`; the
+//! script checks that the receiver got one span per request.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use opentelemetry_otlp::WithExportConfig;
+use tower::ServiceExt;
+
+mod direct;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+async fn user(Path(id): Path<u64>) -> String {
+    format!("user {id}")
+}
+
+/// Drives a future that never waits on I/O (an in-memory request) to completion.
+fn run<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+/// One request, its body read to the end (which is what ends a server span).
+fn request(app: &Router) {
+    let request = http::Request::get("/users/42")
+        .header("host", "api.example.com")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        )
+        .header("traceparent", TRACEPARENT)
+        .body(Body::empty())
+        .unwrap();
+    run(async {
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert!(response.status().is_success());
+        black_box(response.into_body().collect().await.unwrap());
+    });
+}
+
+fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, BoxError> {
+    Ok(opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()?)
+}
+
+/// Records a few requests' spans, and checks the direct encoding of each batch against
+/// `opentelemetry-proto`'s.
+fn check_direct() {
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+    use tracing_subscriber::layer::SubscriberExt;
+    #[derive(Debug, Default)]
+    struct Check(
+        Option<opentelemetry_sdk::Resource>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    );
+    impl SpanExporter for Check {
+        async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+            let len = batch.len() as u64;
+            direct::check(self.0.as_ref().expect("a resource"), batch);
+            self.1.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
+        fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+            self.0 = Some(resource.clone());
+        }
+    }
+    let checked = std::sync::Arc::default();
+    let otel =
+        tracewire::report::OtelReporter::builder(Check(None, std::sync::Arc::clone(&checked)))
+            .resource_attribute(opentelemetry::KeyValue::new(
+                "deployment.environment",
+                "check",
+            ))
+            .build();
+    let counters = otel.counters();
+    let (layer, guard) = tracewire::record::Recorder::builder()
+        .service_name("bench")
+        .reporter(otel)
+        .build();
+    let app = Router::new()
+        .route("/users/{id}", get(user))
+        .layer(tracewire::ServerLayer::new());
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for _ in 0..3 {
+            request(&app);
+        }
+        tracing::info_span!("inner", answer = 42, ratio = 0.5, ok = true).in_scope(|| {
+            tracing::info!(note = "an event", "hello");
+        });
+    });
+    guard.flush().expect("flushed");
+    drop(guard);
+    let stats = counters.stats();
+    assert!(
+        stats.export_errors == 0 && stats.spans_exported == 4,
+        "{stats:?}"
+    );
+    assert_eq!(checked.load(std::sync::atomic::Ordering::Relaxed), 4);
+}
+
+fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().ok_or("mode: bare|tracewire|otel|fastrace")?;
+    let requests: u64 = args.next().ok_or("requests")?.parse()?;
+    let endpoint = std::env::var("OTLP_ENDPOINT")?;
+    // The exporters' connections run here, on one thread, as on a server's runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let router = Router::new().route("/users/{id}", get(user));
+    let finish: Box<dyn FnOnce()>;
+    // Called every `PACE` requests. fastrace's collector thread, starved under valgrind,
+    // would let its queue overflow and drop spans; at full speed it reports every few ms.
+    let mut pace: Box<dyn Fn()> = Box::new(|| {});
+    let app = match mode.as_str() {
+        "bare" => {
+            finish = Box::new(|| {});
+            router
+        }
+        "tracewire" => {
+            let guard = tracewire::otlp::builder()
+                .protocol(tracewire::otlp::OtlpProtocol::Grpc)
+                .endpoint(endpoint)
+                .service_name("bench")
+                .init()?;
+            finish = Box::new(move || {
+                guard.flush().expect("flushed");
+                let stats = guard.exporter_counters().expect("an exporter").stats();
+                assert_eq!(stats.spans_exported, requests, "every span exported");
+                drop(guard);
+            });
+            router.layer(tracewire::ServerLayer::new())
+        }
+        "tracewire_sdk" | "tracewire_direct" => {
+            let otel = {
+                let _entered = runtime.enter();
+                let builder = if mode == "tracewire_direct" {
+                    check_direct();
+                    tracewire::report::OtelReporter::builder(direct::DirectExporter::new(
+                        &endpoint,
+                    )?)
+                } else {
+                    tracewire::report::OtelReporter::builder(otlp_exporter(&endpoint)?)
+                };
+                builder.with_env().runtime(runtime.handle().clone()).build()
+            };
+            let counters = otel.counters();
+            let guard = tracewire::record::Recorder::builder()
+                .with_env()
+                .service_name("bench")
+                .reporter(otel)
+                .install()?;
+            finish = Box::new(move || {
+                guard.flush().expect("flushed");
+                assert_eq!(
+                    counters.stats().spans_exported,
+                    requests,
+                    "every span exported"
+                );
+                drop(guard);
+            });
+            router.layer(tracewire::ServerLayer::new())
+        }
+        "otel" => {
+            use opentelemetry::trace::TracerProvider as _;
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::Layer as _;
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+            let exporter = {
+                let _entered = runtime.enter();
+                otlp_exporter(&endpoint)?
+            };
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("bench")
+                        .build(),
+                )
+                .build();
+            let internal = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("bench"))
+                .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+                    !internal.iter().any(|t| meta.target().starts_with(t))
+                }));
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+            finish = Box::new(move || {
+                provider.shutdown().expect("shut down");
+            });
+            router.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
+        }
+        "fastrace" => {
+            let exporter = {
+                let _entered = runtime.enter();
+                otlp_exporter(&endpoint)?
+            };
+            let reporter = fastrace_opentelemetry::OpenTelemetryReporter::new(
+                exporter,
+                Cow::Owned(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("bench")
+                        .build(),
+                ),
+                opentelemetry::InstrumentationScope::builder("bench").build(),
+            );
+            fastrace::set_reporter(reporter, fastrace::collector::Config::default());
+            finish = Box::new(fastrace::flush);
+            pace = Box::new(fastrace::flush);
+            router.layer(fastrace_axum::FastraceLayer::default())
+        }
+        other => return Err(format!("unknown mode {other}").into()),
+    };
+    const PACE: u64 = 1000;
+    for i in 1..=requests {
+        request(&app);
+        if i % PACE == 0 {
+            pace();
+        }
+    }
+    finish();
+    drop(runtime);
+    println!("requests {requests}");
+    Ok(())
+}
