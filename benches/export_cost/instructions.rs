@@ -7,12 +7,10 @@
 //! span data, batching, the protobuf encoding, gzip if asked, tonic, h2 and the socket writes;
 //! the receiver's work is not.
 //!
-//! `export_cost_instructions bare|tracewire|tracewire_sdk|tracewire_direct|otel|fastrace N`
+//! `export_cost_instructions bare|tracewire|tracewire_sdk|otel|fastrace N`
 //!
 //! `tracewire` is `tracewire::otlp::init`'s setup (its log layer included). `tracewire_sdk`
-//! is the recorder alone with `OtelReporter` and `opentelemetry-otlp`'s tonic exporter;
-//! `tracewire_direct` the same with the prototype exporter of `direct.rs`, which encodes the
-//! protobuf itself (it first checks its encoding against `opentelemetry-proto`'s).
+//! is the recorder alone with `OtelReporter` and `opentelemetry-otlp`'s tonic exporter.
 //!
 //! Unlike `export_cost.sh`, the count does not depend on the machine's load. At the end the
 //! stack's pipeline is flushed and shut down, and the program prints `requests N`; the
@@ -31,8 +29,6 @@ use axum::Router;
 use http_body_util::BodyExt;
 use opentelemetry_otlp::WithExportConfig;
 use tower::ServiceExt;
-
-mod direct;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -78,61 +74,6 @@ fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, Box
         .build()?)
 }
 
-/// Records a few requests' spans, and checks the direct encoding of each batch against
-/// `opentelemetry-proto`'s.
-fn check_direct() {
-    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-    use tracing_subscriber::layer::SubscriberExt;
-    #[derive(Debug, Default)]
-    struct Check(
-        Option<opentelemetry_sdk::Resource>,
-        std::sync::Arc<std::sync::atomic::AtomicU64>,
-    );
-    impl SpanExporter for Check {
-        async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
-            let len = batch.len() as u64;
-            direct::check(self.0.as_ref().expect("a resource"), batch);
-            self.1.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
-        }
-        fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
-            self.0 = Some(resource.clone());
-        }
-    }
-    let checked = std::sync::Arc::default();
-    let otel =
-        tracewire::report::OtelReporter::builder(Check(None, std::sync::Arc::clone(&checked)))
-            .resource_attribute(opentelemetry::KeyValue::new(
-                "deployment.environment",
-                "check",
-            ))
-            .build();
-    let counters = otel.counters();
-    let (layer, guard) = tracewire::record::Recorder::builder()
-        .service_name("bench")
-        .reporter(otel)
-        .build();
-    let app = Router::new()
-        .route("/users/{id}", get(user))
-        .layer(tracewire::ServerLayer::new());
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        for _ in 0..3 {
-            request(&app);
-        }
-        tracing::info_span!("inner", answer = 42, ratio = 0.5, ok = true).in_scope(|| {
-            tracing::info!(note = "an event", "hello");
-        });
-    });
-    guard.flush().expect("flushed");
-    drop(guard);
-    let stats = counters.stats();
-    assert!(
-        stats.export_errors == 0 && stats.spans_exported == 4,
-        "{stats:?}"
-    );
-    assert_eq!(checked.load(std::sync::atomic::Ordering::Relaxed), 4);
-}
-
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().ok_or("mode: bare|tracewire|otel|fastrace")?;
@@ -167,18 +108,13 @@ fn main() -> Result<(), BoxError> {
             });
             router.layer(tracewire::ServerLayer::new())
         }
-        "tracewire_sdk" | "tracewire_direct" => {
+        "tracewire_sdk" => {
             let otel = {
                 let _entered = runtime.enter();
-                let builder = if mode == "tracewire_direct" {
-                    check_direct();
-                    tracewire::report::OtelReporter::builder(direct::DirectExporter::new(
-                        &endpoint,
-                    )?)
-                } else {
-                    tracewire::report::OtelReporter::builder(otlp_exporter(&endpoint)?)
-                };
-                builder.with_env().runtime(runtime.handle().clone()).build()
+                tracewire::report::OtelReporter::builder(otlp_exporter(&endpoint)?)
+                    .with_env()
+                    .runtime(runtime.handle().clone())
+                    .build()
             };
             let counters = otel.counters();
             let guard = tracewire::record::Recorder::builder()

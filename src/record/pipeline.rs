@@ -578,7 +578,7 @@ impl Worker {
                 match owned {
                     AttributeVec::Worker => {
                         attributes.clear();
-                        // Empty and without capacity when the last reporter took it.
+                        // Empty, and without capacity if the last reporter took it whole.
                         if attributes.capacity() > 0 && self.own_vecs.len() < self.max_batch {
                             self.own_vecs.push(attributes);
                         }
