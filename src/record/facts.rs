@@ -143,10 +143,10 @@ impl HttpServerFacts {
                 i64::from(port),
             ));
         }
+        // `client.port` is Opt-In for HTTP server spans: left out.
         if let Some(peer) = self.peer {
             let ip = repeated.peer(peer.ip());
             out.push(KeyValue::new(semconv::CLIENT_ADDRESS, ip.clone()));
-            out.push(KeyValue::new(semconv::CLIENT_PORT, i64::from(peer.port())));
             out.push(KeyValue::new(semconv::NETWORK_PEER_ADDRESS, ip));
             out.push(KeyValue::new(
                 semconv::NETWORK_PEER_PORT,
@@ -305,7 +305,7 @@ mod tests {
     fn facts_become_the_semconv_attributes() {
         let mut out = Vec::new();
         facts().write(&mut out, &mut RepeatedText::default());
-        let expect: [(&str, Value); 13] = [
+        let expect: [(&str, Value); 12] = [
             ("http.request.method", "GET".into()),
             ("url.path", "/users/42".into()),
             ("url.scheme", "http".into()),
@@ -314,7 +314,6 @@ mod tests {
             ("server.address", "example.com".into()),
             ("server.port", 8080i64.into()),
             ("client.address", "::1".into()),
-            ("client.port", 4711i64.into()),
             ("network.peer.address", "::1".into()),
             ("network.peer.port", 4711i64.into()),
             ("user_agent.original", "curl/8.5.0".into()),
@@ -380,11 +379,11 @@ mod tests {
             &facts(),
             &mut recorded,
             &mut out,
-            14,
+            13,
             &mut RepeatedText::default(),
         );
         assert!(recorded.is_empty());
-        assert_eq!(out.len(), 14);
+        assert_eq!(out.len(), 13);
         assert_eq!(get(&out, "http.route"), Some(&"/override".into()));
         assert_eq!(get(&out, "error.type"), Some(&"500".into()));
         assert_eq!(get(&out, "extra"), None);
@@ -400,6 +399,6 @@ mod tests {
             &mut RepeatedText::default(),
         );
         assert_eq!(out.len(), 3);
-        assert_eq!(dropped, 10);
+        assert_eq!(dropped, 9);
     }
 }
