@@ -56,6 +56,16 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
+    if event.is_contextual() {
+        // `ctx` sees only the spans the log layer's filter lets through: under
+        // `RUST_LOG=warn`, a warning inside an `info` request span would find no span. The
+        // current span's handle reaches every span. (Inside a dispatcher set for a scope
+        // rather than globally, `tracing` hands out no current span here; `ctx` is asked
+        // then.)
+        if let Some(cx) = crate::record::nearest_span_context(&tracing::Span::current()) {
+            return Some(cx);
+        }
+    }
     let span = if event.is_contextual() {
         ctx.lookup_current()
     } else {

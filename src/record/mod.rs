@@ -74,7 +74,7 @@ pub use record_layer::RecordLayer;
 #[cfg(feature = "console")]
 pub(crate) use record_layer::is_internal_target;
 pub(crate) use record_layer::{
-    current_parent, decide, decide_under_current, with_span_data, Decision,
+    current_parent, decide, decide_under_current, nearest_span_context, with_span_data, Decision,
 };
 pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;

@@ -584,6 +584,21 @@ pub(crate) fn with_span_data<R>(
     out
 }
 
+/// The context of `span`, or of its nearest recorded ancestor (the recorder skips some
+/// spans). Looked up through the span's own subscriber, which sees every span, whatever a
+/// per-layer filter lets a layer see.
+pub(crate) fn nearest_span_context(span: &tracing::Span) -> Option<SpanContext> {
+    let mut out = None;
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(get) = dispatch.downcast_ref::<WithSpanData>() {
+            get.nearest(dispatch, id, &mut |data| {
+                out = Some(data.record.span_context.clone());
+            });
+        }
+    });
+    out
+}
+
 /// The context and baggage a span started here would inherit: the current span's or, when
 /// the recorder skipped it, its nearest recorded ancestor's; else the ambient context of a
 /// request without a recorded span.

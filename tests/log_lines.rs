@@ -1,0 +1,66 @@
+//! Log lines name their trace whatever the log level: under `RUST_LOG=warn`, a warning inside
+//! an `info` request span (which the log filter leaves out) still carries that span's ids.
+//!
+//! `dev::init` installs the global subscriber, so the check runs in a child process of this
+//! test binary, with its own environment, and the parent reads what it printed.
+
+#![cfg(feature = "console")]
+
+use std::process::Command;
+
+const CHILD: &str = "TRACEWIRE_LOG_LINES_CHILD";
+
+#[test]
+fn child_process_entry() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let guard = tracewire::dev::try_init("log-lines").expect("the first install");
+    tracing::info_span!("request").in_scope(|| {
+        tracing::info!("quiet");
+        tracing::warn!("loud");
+        let cx = tracewire::record::SpanExt::span_context(&tracing::Span::current())
+            .expect("the request span is recorded");
+        println!("IDS trace_id={} span_id={}", cx.trace_id, cx.span_id);
+    });
+    guard.flush().unwrap();
+}
+
+#[test]
+fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the child runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let ids = stdout
+        .lines()
+        .find_map(|l| l.split("IDS ").nth(1))
+        .unwrap_or_else(|| panic!("no ids in {stdout}"));
+    // The console tree still shows the info event; no log line does.
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains(" INFO ") && l.contains("quiet")),
+        "RUST_LOG=warn quiets info:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("• quiet"),
+        "the trace tree keeps it:\n{stderr}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" WARN ") && l.contains("loud"))
+        .unwrap_or_else(|| panic!("no warning in {stderr}"));
+    assert!(line.ends_with(ids), "{line}\nexpected {ids}");
+}
