@@ -4,7 +4,7 @@
 
 use crate::record::facts::{self, HttpServerFacts, InlineText, Range, RepeatedText, WriteFacts};
 use crate::semconv;
-use crate::span::{Key, KeyValue, SpanRecord};
+use crate::span::{KeyValue, SpanRecord};
 
 /// What an HTTP client span's attributes are made of, as the request (and response head) gave
 /// it. Strings that did not fit inline went into the span's attributes directly.
@@ -28,16 +28,7 @@ impl HttpClientFacts {
     /// Appends the attributes, in the order they were recorded eagerly before.
     pub(crate) fn write(&self, out: &mut Vec<KeyValue>, repeated: &mut RepeatedText) {
         out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
-        if let Some((host, port)) = self.host {
-            out.push(KeyValue::new(
-                semconv::SERVER_ADDRESS,
-                repeated.host(self.text.bytes(host)),
-            ));
-            out.push(KeyValue::new(
-                Key::from_static_str(semconv::SERVER_PORT),
-                i64::from(port),
-            ));
-        }
+        facts::write_server(out, &self.text, self.host, repeated);
         if let Some(url) = self.url {
             out.push(KeyValue::new(
                 semconv::URL_FULL,

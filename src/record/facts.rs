@@ -133,16 +133,7 @@ impl HttpServerFacts {
             semconv::NETWORK_PROTOCOL_VERSION,
             self.version,
         ));
-        if let Some((host, port)) = self.host {
-            out.push(KeyValue::new(
-                semconv::SERVER_ADDRESS,
-                repeated.host(self.text.bytes(host)),
-            ));
-            out.push(KeyValue::new(
-                Key::from_static_str(semconv::SERVER_PORT),
-                i64::from(port),
-            ));
-        }
+        write_server(out, &self.text, self.host, repeated);
         // `client.port` is Opt-In for HTTP server spans: left out.
         if let Some(peer) = self.peer {
             let ip = repeated.peer(peer.ip());
@@ -187,6 +178,25 @@ pub(crate) fn finish(
         repeated,
     );
     recorded
+}
+
+/// `server.address` and `server.port`, for server and client spans alike.
+pub(crate) fn write_server(
+    out: &mut Vec<KeyValue>,
+    text: &InlineText,
+    host: Option<(Range, u16)>,
+    repeated: &mut RepeatedText,
+) {
+    if let Some((host, port)) = host {
+        out.push(KeyValue::new(
+            semconv::SERVER_ADDRESS,
+            repeated.host(text.bytes(host)),
+        ));
+        out.push(KeyValue::new(
+            Key::from_static_str(semconv::SERVER_PORT),
+            i64::from(port),
+        ));
+    }
 }
 
 /// Only whole `str`s go into an [`InlineText`], so its strings are UTF-8; a mismatch would be
