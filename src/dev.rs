@@ -60,6 +60,7 @@ use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
+use crate::log::NoSpanEvents;
 use crate::record::{FlushError, RecorderGuard, RecorderHandle};
 use crate::record::{InstallError, RecordLayer, Recorder};
 use crate::report::{ConsoleHandle, ConsoleReporter};
@@ -209,9 +210,9 @@ pub(crate) fn subscriber(
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(format)
             .with_filter(filter);
-        return registry.with(layer.boxed());
+        return registry.with(NoSpanEvents(layer).boxed());
     }
-    registry.with(layer.event_format(format).with_filter(filter).boxed())
+    registry.with(NoSpanEvents(layer.event_format(format).with_filter(filter)).boxed())
 }
 
 // ---- The trace viewer (feature `ui`) ----

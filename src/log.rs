@@ -3,11 +3,13 @@
 
 use std::fmt;
 
+use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Subscriber};
 #[cfg(feature = "otlp")]
 use tracing_subscriber::fmt::format::Json;
 use tracing_subscriber::fmt::format::{self, Format, Full, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::context::SpanContext;
@@ -122,5 +124,54 @@ where
                 }
             }
         }
+    }
+}
+
+/// A `fmt` layer under its per-layer filter, minus the calls on entering, exiting and closing
+/// a span. `fmt` writes nothing then unless span events are asked for, which these setups
+/// never do; but the filter would first look the span up in the registry on each of those
+/// calls, several times per request, to find whether it let the span through.
+pub(crate) struct NoSpanEvents<L>(pub(crate) L);
+
+impl<S, L> tracing_subscriber::Layer<S> for NoSpanEvents<L>
+where
+    S: Subscriber,
+    L: tracing_subscriber::Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing_core::Dispatch) {
+        self.0.on_register_dispatch(subscriber)
+    }
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.0.on_layer(subscriber)
+    }
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing_core::Metadata<'static>,
+    ) -> tracing_core::Interest {
+        self.0.register_callsite(metadata)
+    }
+    fn enabled(&self, metadata: &tracing_core::Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.0.enabled(metadata, ctx)
+    }
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        self.0.on_new_span(attrs, id, ctx)
+    }
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        self.0.max_level_hint()
+    }
+    fn on_record(&self, span: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        self.0.on_record(span, values, ctx)
+    }
+    fn on_follows_from(&self, span: &Id, follows: &Id, ctx: Context<'_, S>) {
+        self.0.on_follows_from(span, follows, ctx)
+    }
+    fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
+        self.0.event_enabled(event, ctx)
+    }
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.0.on_event(event, ctx)
+    }
+    fn on_id_change(&self, old: &Id, new: &Id, ctx: Context<'_, S>) {
+        self.0.on_id_change(old, new, ctx)
     }
 }

@@ -19,6 +19,8 @@ fn child_process_entry() {
     tracing::info_span!("request").in_scope(|| {
         tracing::info!("quiet");
         tracing::warn!("loud");
+        // A span the log filter lets through keeps its fields in the line.
+        tracing::warn_span!("step", user = 7).in_scope(|| tracing::warn!("inner"));
         let cx = tracewire::record::SpanExt::span_context(&tracing::Span::current())
             .expect("the request span is recorded");
         println!("IDS trace_id={} span_id={}", cx.trace_id, cx.span_id);
@@ -63,4 +65,9 @@ fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
         .find(|l| l.contains(" WARN ") && l.contains("loud"))
         .unwrap_or_else(|| panic!("no warning in {stderr}"));
     assert!(line.ends_with(ids), "{line}\nexpected {ids}");
+    let inner = stderr
+        .lines()
+        .find(|l| l.contains(" WARN ") && l.contains("inner"))
+        .unwrap_or_else(|| panic!("no inner warning in {stderr}"));
+    assert!(inner.contains("step{user=7}:"), "{inner}");
 }
