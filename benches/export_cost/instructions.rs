@@ -16,7 +16,6 @@
 //! stack's pipeline is flushed and shut down, and the program prints `requests N`; the
 //! script checks that the receiver got one span per request.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -27,10 +26,11 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
 use http_body_util::BodyExt;
-use opentelemetry_otlp::WithExportConfig;
 use tower::ServiceExt;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod stacks;
+
+use stacks::{otlp_exporter, BoxError};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -65,13 +65,6 @@ fn request(app: &Router) {
         assert!(response.status().is_success());
         black_box(response.into_body().collect().await.unwrap());
     });
-}
-
-fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, BoxError> {
-    Ok(opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()?)
 }
 
 fn main() -> Result<(), BoxError> {
@@ -134,31 +127,11 @@ fn main() -> Result<(), BoxError> {
             router.layer(tracewire::ServerLayer::new())
         }
         "otel" => {
-            use opentelemetry::trace::TracerProvider as _;
-            use tracing_subscriber::layer::SubscriberExt;
-            use tracing_subscriber::Layer as _;
-            opentelemetry::global::set_text_map_propagator(
-                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-            );
             let exporter = {
                 let _entered = runtime.enter();
                 otlp_exporter(&endpoint)?
             };
-            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name("bench")
-                        .build(),
-                )
-                .build();
-            let internal = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("bench"))
-                .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
-                    !internal.iter().any(|t| meta.target().starts_with(t))
-                }));
-            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+            let provider = stacks::install_otel(exporter)?;
             finish = Box::new(move || {
                 provider.shutdown().expect("shut down");
             });
@@ -169,16 +142,7 @@ fn main() -> Result<(), BoxError> {
                 let _entered = runtime.enter();
                 otlp_exporter(&endpoint)?
             };
-            let reporter = fastrace_opentelemetry::OpenTelemetryReporter::new(
-                exporter,
-                Cow::Owned(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name("bench")
-                        .build(),
-                ),
-                opentelemetry::InstrumentationScope::builder("bench").build(),
-            );
-            fastrace::set_reporter(reporter, fastrace::collector::Config::default());
+            stacks::install_fastrace(exporter);
             finish = Box::new(fastrace::flush);
             pace = Box::new(fastrace::flush);
             router.layer(fastrace_axum::FastraceLayer::default())

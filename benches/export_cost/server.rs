@@ -8,22 +8,15 @@
 //! `BatchSpanProcessor` instead of `OtelReporter`'s own batching: the comparison behind
 //! keeping the latter.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
-use opentelemetry_otlp::WithExportConfig;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod stacks;
 
-fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, BoxError> {
-    Ok(opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()?)
-}
+use stacks::{otlp_exporter, BoxError};
 
 /// tracewire's spans into any SDK `SpanProcessor`.
 struct ViaBsp(opentelemetry_sdk::trace::BatchSpanProcessor);
@@ -99,45 +92,14 @@ async fn main() -> Result<(), BoxError> {
             router.layer(tracewire::ServerLayer::new())
         }
         "otel" => {
-            use opentelemetry::trace::TracerProvider as _;
-            use tracing_subscriber::layer::SubscriberExt;
-            use tracing_subscriber::Layer as _;
-            opentelemetry::global::set_text_map_propagator(
-                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-            );
-            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-                .with_batch_exporter(otlp_exporter(&endpoint)?)
-                .with_resource(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name("bench")
-                        .build(),
-                )
-                .build();
-            // The exporter's own stack (h2, hyper, tonic…) stays out, as tracewire's recorder
-            // leaves it out by default.
-            let internal = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("bench"))
-                .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
-                    !internal.iter().any(|t| meta.target().starts_with(t))
-                }));
-            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+            let provider = stacks::install_otel(otlp_exporter(&endpoint)?)?;
             finish = Box::new(move || {
                 let _ = provider.shutdown();
             });
             router.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
         }
         "fastrace" => {
-            let reporter = fastrace_opentelemetry::OpenTelemetryReporter::new(
-                otlp_exporter(&endpoint)?,
-                Cow::Owned(
-                    opentelemetry_sdk::Resource::builder()
-                        .with_service_name("bench")
-                        .build(),
-                ),
-                opentelemetry::InstrumentationScope::builder("bench").build(),
-            );
-            fastrace::set_reporter(reporter, fastrace::collector::Config::default());
+            stacks::install_fastrace(otlp_exporter(&endpoint)?);
             finish = Box::new(fastrace::flush);
             router.layer(fastrace_axum::FastraceLayer::default())
         }

@@ -1,0 +1,60 @@
+//! The comparison stacks of the export-cost benchmarks (`server.rs`, `instructions.rs`), set up
+//! the same way in both: each exports over OTLP/gRPC with `opentelemetry-otlp`'s tonic
+//! exporter, under the service name `bench`.
+
+use std::borrow::Cow;
+
+use opentelemetry_otlp::WithExportConfig;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The tonic exporter to `endpoint`. Build it inside a tokio runtime.
+pub fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, BoxError> {
+    Ok(opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()?)
+}
+
+fn resource() -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::builder()
+        .with_service_name("bench")
+        .build()
+}
+
+/// The OpenTelemetry stack: the W3C propagator, the SDK's batch processor into `exporter`,
+/// and tracing-opentelemetry as the global subscriber. Returns the provider, to shut down.
+pub fn install_otel(
+    exporter: opentelemetry_otlp::SpanExporter,
+) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, BoxError> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer as _;
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource())
+        .build();
+    // The exporter's own stack (h2, hyper, tonic…) stays out, as tracewire's recorder leaves
+    // it out by default.
+    let internal = ["h2", "hyper", "tonic", "tower", "opentelemetry"];
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+            !internal.iter().any(|t| meta.target().starts_with(t))
+        }));
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+    Ok(provider)
+}
+
+/// fastrace, reporting through fastrace-opentelemetry into `exporter`.
+pub fn install_fastrace(exporter: opentelemetry_otlp::SpanExporter) {
+    let reporter = fastrace_opentelemetry::OpenTelemetryReporter::new(
+        exporter,
+        Cow::Owned(resource()),
+        opentelemetry::InstrumentationScope::builder("bench").build(),
+    );
+    fastrace::set_reporter(reporter, fastrace::collector::Config::default());
+}
