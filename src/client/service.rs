@@ -370,7 +370,7 @@ fn http_request_facts(
     let parts = full.parts(authority, query.as_deref());
     match facts.text.push_parts(&parts) {
         Some(url) => facts.url = Some(url),
-        None => out.push(KeyValue::new(semconv::URL_FULL, attrs::join(&parts))),
+        None => out.push(KeyValue::new(semconv::URL_FULL, parts.concat())),
     }
     facts
 }

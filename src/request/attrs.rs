@@ -375,7 +375,7 @@ impl<'a> UrlFull<'a> {
     pub(crate) fn render(&self) -> String {
         let authority = self.uri.authority().map(|a| authority_parts(a.as_str()));
         let query = self.query();
-        join(&self.parts(authority.as_ref(), query.as_deref()))
+        self.parts(authority.as_ref(), query.as_deref()).concat()
     }
 
     /// The query, its redacted parameters' values replaced.
@@ -428,15 +428,6 @@ impl<'a> UrlFull<'a> {
             query,
         ]
     }
-}
-
-/// `parts` as one string, allocated at its size.
-pub(crate) fn join(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for part in parts {
-        out.push_str(part);
-    }
-    out
 }
 
 /// What `url.full` and `server.*` take from a URI's authority.
