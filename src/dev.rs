@@ -192,9 +192,13 @@ pub(crate) fn subscriber(
     format: crate::log::WithTraceIds,
 ) -> impl tracing::Subscriber + Send + Sync {
     // A lone level is checked by the recorder itself, without a per-layer filter's lookups.
-    let (filtered, plain) = match recorder.map(|recorder| (recorder, lone_level(record))) {
-        Some((recorder, Some(level))) => (None, Some(recorder.with_max_level(level))),
-        Some((recorder, None)) => (Some(recorder.with_filter(recorder_filter(record))), None),
+    let recorder = recorder.map(|recorder| match lone_level(record) {
+        Some(level) => recorder.with_max_level(level),
+        None => Err(recorder),
+    });
+    let (filtered, plain) = match recorder {
+        Some(Ok(plain)) => (None, Some(plain)),
+        Some(Err(recorder)) => (Some(recorder.with_filter(recorder_filter(record))), None),
         None => (None, None),
     };
     let registry = tracing_subscriber::registry().with(filtered).with(plain);

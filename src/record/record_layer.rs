@@ -205,13 +205,16 @@ impl RecordLayer {
     /// itself. A per-layer filter (`with_filter`) does the same for a lone level, but it
     /// looks each span up in the registry again whenever the span is entered, exited or
     /// closed; this is one comparison when a span or event is created.
-    pub(crate) fn with_max_level(mut self, level: LevelFilter) -> Self {
+    /// Gives the layer back unchanged, as `Err`, once its settings are shared (it is set up
+    /// before it is installed).
+    pub(crate) fn with_max_level(mut self, level: LevelFilter) -> Result<Self, Self> {
         match Arc::get_mut(&mut self.config) {
-            Some(config) => config.max_level = level,
-            // Shared only once the layer is in use; the caller builds it just before.
-            None => unreachable!("the recorder's settings are shared only once installed"),
+            Some(config) => {
+                config.max_level = level;
+                Ok(self)
+            }
+            None => Err(self),
         }
-        self
     }
 
     /// Spans and events of library internals are left out (unless configured otherwise),
