@@ -302,9 +302,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     /// Lets `tracing` turn off, at their call sites, spans and events more verbose than any
-    /// layer records.
+    /// layer records. Without a level of its own the recorder gives no hint, so that a global
+    /// filter beside it still sets the static level.
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.config.max_level)
+        (self.config.max_level != LevelFilter::TRACE).then_some(self.config.max_level)
     }
 
     fn on_layer(&mut self, _subscriber: &mut S) {
@@ -631,6 +632,25 @@ mod tests {
     use super::is_internal_target;
     use crate::record::Recorder;
     use tracing_subscriber::layer::SubscriberExt;
+
+    /// The recorder's level reaches `tracing`'s static level; without one, a global filter
+    /// beside the recorder still sets it.
+    #[test]
+    fn the_level_hint_is_the_recorders_own_or_none() {
+        use tracing_core::Subscriber;
+        use tracing_subscriber::filter::LevelFilter;
+        let (layer, _guard) = Recorder::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(LevelFilter::INFO)
+            .with(layer);
+        assert_eq!(subscriber.max_level_hint(), Some(LevelFilter::INFO));
+        let (layer, _guard) = Recorder::builder().build();
+        let Ok(layer) = layer.with_max_level(LevelFilter::WARN) else {
+            panic!("a new layer's settings are its own");
+        };
+        let subscriber = tracing_subscriber::registry().with(layer);
+        assert_eq!(subscriber.max_level_hint(), Some(LevelFilter::WARN));
+    }
 
     /// Spans whose fields are all numbers and bools hand their attribute vectors back
     /// empty (the worker empties them: nothing to free); a text field leaves it full, for
