@@ -88,11 +88,7 @@ fn main() -> Result<(), BoxError> {
             router
         }
         "tracewire" => {
-            let guard = tracewire::otlp::builder()
-                .protocol(tracewire::otlp::OtlpProtocol::Grpc)
-                .endpoint(endpoint)
-                .service_name("bench")
-                .init()?;
+            let guard = stacks::install_tracewire(&endpoint)?;
             finish = Box::new(move || {
                 guard.flush().expect("flushed");
                 let stats = guard.exporter_counters().expect("an exporter").stats();

@@ -61,11 +61,7 @@ async fn main() -> Result<(), BoxError> {
             router
         }
         "tracewire" => {
-            let guard = tracewire::otlp::builder()
-                .protocol(tracewire::otlp::OtlpProtocol::Grpc)
-                .endpoint(endpoint)
-                .service_name("bench")
-                .init()?;
+            let guard = stacks::install_tracewire(&endpoint)?;
             finish = Box::new(move || drop(guard));
             router.layer(tracewire::ServerLayer::new())
         }

@@ -1,6 +1,6 @@
-//! The comparison stacks of the export-cost benchmarks (`server.rs`, `instructions.rs`), set up
-//! the same way in both: each exports over OTLP/gRPC with `opentelemetry-otlp`'s tonic
-//! exporter, under the service name `bench`.
+//! The stacks of the export-cost benchmarks (`server.rs`, `instructions.rs`), set up the same
+//! way in both: each exports over OTLP/gRPC with `opentelemetry-otlp`'s tonic exporter, under
+//! the service name `bench`.
 
 use std::borrow::Cow;
 
@@ -14,6 +14,15 @@ pub fn otlp_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter,
         .with_tonic()
         .with_endpoint(endpoint)
         .build()?)
+}
+
+/// tracewire's one-call production setup, exporting over gRPC to `endpoint`.
+pub fn install_tracewire(endpoint: &str) -> Result<tracewire::otlp::OtlpGuard, BoxError> {
+    Ok(tracewire::otlp::builder()
+        .protocol(tracewire::otlp::OtlpProtocol::Grpc)
+        .endpoint(endpoint)
+        .service_name("bench")
+        .init()?)
 }
 
 fn resource() -> opentelemetry_sdk::Resource {
