@@ -120,10 +120,10 @@ impl HttpServerFacts {
     pub(crate) fn write(&self, out: &mut Vec<KeyValue>, repeated: &mut RepeatedText) {
         out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
         if let Some(path) = self.path {
-            out.push(KeyValue::new(
-                semconv::URL_PATH,
-                String::from(text(self.text.bytes(path))),
-            ));
+            // Shared rather than owned: an exporter that copies its batch (the OTLP one
+            // does, for retries) then copies a pointer, not the text.
+            let path: Arc<str> = Arc::from(text(self.text.bytes(path)));
+            out.push(KeyValue::new(semconv::URL_PATH, StringValue::from(path)));
         }
         out.push(KeyValue::new(semconv::URL_SCHEME, self.scheme));
         if let Some(route) = self.route {
