@@ -5,6 +5,10 @@
 #
 #   benches/export_cost.sh [ROUNDS] [SECONDS]     (default 6 rounds of 4 s of load per stack)
 #
+# Stacks: bare, tower_http (a reference that exports nothing), tracewire (`otlp::init`),
+# tracewire_sdk and tracewire_bsp (the recorder with `OtelReporter`, or with the SDK's
+# `BatchSpanProcessor`), otel, fastrace: see benches/export_cost/server.rs.
+#
 # Needs wrk (Debian: apt-get install -y wrk) and taskset (util-linux). Every stack's server
 # (benches/export_cost/server.rs) runs at once, pinned to CPU $SERVER_CPU (default 0) with all
 # of its threads: request handling and exporting alike are counted. The receivers
@@ -31,9 +35,11 @@ SECONDS_OF_LOAD=${2:-4}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 TRACEPARENT="traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-# The stacks, in this order; `STACKS="bare tracewire otel fastrace"` leaves one out. bare,
-# tracewire, otel and fastrace are needed for the ratios.
-read -r -a STACKS <<<"${STACKS:-bare tracewire tracewire_bsp otel fastrace}"
+# The stacks, in this order; `STACKS="bare tracewire otel fastrace"` leaves some out. bare,
+# tracewire, otel and fastrace are needed for the ratios. `tower_http` is a reference that
+# exports nothing: tower-http's `TraceLayer` over a bare `tracing` registry, what a `tracing`
+# span per request costs.
+read -r -a STACKS <<<"${STACKS:-bare tower_http tracewire tracewire_sdk tracewire_bsp otel fastrace}"
 
 command -v wrk >/dev/null || { echo "export_cost.sh needs wrk: apt-get install -y wrk" >&2; exit 1; }
 cargo build --release --all-features --example export_cost_server --example export_cost_receiver
@@ -121,7 +127,7 @@ for stack in "${STACKS[@]}"; do
     exported=$(awk '/received/ {print $2}' "$WORK/receiver.$stack")
     COST[$stack]=$(awk -v t="${CPU[$stack]}" -v hz="$TICKS" -v n="${REQUESTS[$stack]}" \
         'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
-    if [ "$stack" = bare ]; then all="-"; elif [ "$exported" = "$handled" ]; then all=yes; else all=NO; fi
+    if [ "$stack" = bare ] || [ "$stack" = tower_http ]; then all="-"; elif [ "$exported" = "$handled" ]; then all=yes; else all=NO; fi
     printf '%-14s %10s %12s %10s %10s %s\n' "$stack" "${REQUESTS[$stack]}" "${COST[$stack]}" "$handled" "$exported" "$all"
 done
 

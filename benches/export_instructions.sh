@@ -5,7 +5,8 @@
 #   benches/export_instructions.sh [stack ...]     (default: bare tracewire otel fastrace)
 #
 # Stacks: bare, tracewire (`otlp::init`), tracewire_sdk (recorder + OtelReporter + the
-# opentelemetry-otlp tonic exporter, no log layer), otel, fastrace.
+# opentelemetry-otlp tonic exporter, no log layer), tracewire_bsp (the recorder into the SDK's
+# BatchSpanProcessor, no log layer), otel, fastrace.
 #
 # Each stack runs benches/export_cost/instructions.rs twice under callgrind (all threads,
 # counted from std's thread entry as in benches/instructions.sh), for N1 and N2 in-memory

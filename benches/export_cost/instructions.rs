@@ -7,10 +7,11 @@
 //! span data, batching, the protobuf encoding, gzip if asked, tonic, h2 and the socket writes;
 //! the receiver's work is not.
 //!
-//! `export_cost_instructions bare|tracewire|tracewire_sdk|otel|fastrace N`
+//! `export_cost_instructions bare|tracewire|tracewire_sdk|tracewire_bsp|otel|fastrace N`
 //!
 //! `tracewire` is `tracewire::otlp::init`'s setup (its log layer included). `tracewire_sdk`
-//! is the recorder alone with `OtelReporter` and `opentelemetry-otlp`'s tonic exporter.
+//! is the recorder alone with `OtelReporter` and `opentelemetry-otlp`'s tonic exporter;
+//! `tracewire_bsp` the recorder alone handing its spans to the SDK's `BatchSpanProcessor`.
 //!
 //! Unlike `export_cost.sh`, the count does not depend on the machine's load. At the end the
 //! stack's pipeline is flushed and shut down, and the program prints `requests N`; the
@@ -118,6 +119,18 @@ fn main() -> Result<(), BoxError> {
                     requests,
                     "every span exported"
                 );
+                drop(guard);
+            });
+            router.layer(tracewire::ServerLayer::new())
+        }
+        "tracewire_bsp" => {
+            let exporter = {
+                let _entered = runtime.enter();
+                otlp_exporter(&endpoint)?
+            };
+            let guard = stacks::install_tracewire_bsp(exporter)?;
+            finish = Box::new(move || {
+                guard.flush().expect("flushed");
                 drop(guard);
             });
             router.layer(tracewire::ServerLayer::new())

@@ -2,11 +2,14 @@
 //! stack, exporting every span over OTLP/gRPC to `OTLP_ENDPOINT`. On SIGTERM it stops
 //! serving, exports what is left and prints `handled N` (requests answered).
 //!
-//! `export_cost_server bare|tracewire|tracewire_bsp|otel|fastrace PORT`
+//! `export_cost_server bare|tower_http|tracewire|tracewire_sdk|tracewire_bsp|otel|fastrace PORT`
 //!
+//! `tower_http` is a reference, not an export stack: tower-http's `TraceLayer` over a bare
+//! `tracing` registry, the cost of a `tracing` span per request and nothing else.
 //! `tracewire_bsp` is tracewire's recorder handing its spans to the SDK's
-//! `BatchSpanProcessor` instead of `OtelReporter`'s own batching: the comparison behind
-//! keeping the latter.
+//! `BatchSpanProcessor` instead of `OtelReporter`'s own batching, and `tracewire_sdk` the
+//! recorder with `OtelReporter`; both export on the server's runtime, without `otlp::init`'s
+//! log layer: the comparison behind keeping `OtelReporter`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,30 +21,12 @@ mod stacks;
 
 use stacks::{otlp_exporter, BoxError};
 
-/// tracewire's spans into any SDK `SpanProcessor`.
-struct ViaBsp(opentelemetry_sdk::trace::BatchSpanProcessor);
-
-impl tracewire::report::Reporter for ViaBsp {
-    fn report(&mut self, batch: &[tracewire::record::SpanRecord]) {
-        use opentelemetry_sdk::trace::SpanProcessor as _;
-        for record in batch {
-            self.0.on_end(record.into());
-        }
-    }
-    fn flush(&mut self) {
-        use opentelemetry_sdk::trace::SpanProcessor as _;
-        let _ = self.0.force_flush();
-    }
-    fn shutdown(&mut self) {
-        use opentelemetry_sdk::trace::SpanProcessor as _;
-        let _ = self.0.shutdown();
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
-    let mode = args.next().ok_or("mode: bare|tracewire|otel|fastrace")?;
+    let mode = args
+        .next()
+        .ok_or("mode: bare|tower_http|tracewire|tracewire_sdk|tracewire_bsp|otel|fastrace")?;
     let port: u16 = args.next().ok_or("port")?.parse()?;
     let endpoint = std::env::var("OTLP_ENDPOINT")?;
     let handled = Arc::new(AtomicU64::new(0));
@@ -60,30 +45,33 @@ async fn main() -> Result<(), BoxError> {
             finish = Box::new(|| {});
             router
         }
+        "tower_http" => {
+            // The floor of any layer built on a `tracing` span: tower-http's `TraceLayer` over
+            // a bare registry, exporting nothing.
+            tracing::subscriber::set_global_default(tracing_subscriber::registry())?;
+            finish = Box::new(|| {});
+            router.layer(tower_http::trace::TraceLayer::new_for_http())
+        }
         "tracewire" => {
             let guard = stacks::install_tracewire(&endpoint)?;
             finish = Box::new(move || drop(guard));
             router.layer(tracewire::ServerLayer::new())
         }
-        "tracewire_bsp" => {
-            use opentelemetry_sdk::trace::SpanProcessor as _;
-            let mut bsp =
-                opentelemetry_sdk::trace::BatchSpanProcessor::builder(otlp_exporter(&endpoint)?)
-                    .with_batch_config(
-                        opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                            .with_max_queue_size(65536)
-                            .build(),
-                    )
-                    .build();
-            bsp.set_resource(
-                &opentelemetry_sdk::Resource::builder()
-                    .with_service_name("bench")
-                    .build(),
-            );
+        "tracewire_sdk" => {
+            // The recorder and `OtelReporter`, exporting on this runtime as `tracewire_bsp`
+            // does: the same stack but for the batching.
+            let otel = tracewire::report::OtelReporter::builder(otlp_exporter(&endpoint)?)
+                .runtime(tokio::runtime::Handle::current())
+                .build();
             let guard = tracewire::record::Recorder::builder()
                 .service_name("bench")
-                .reporter(ViaBsp(bsp))
+                .reporter(otel)
                 .install()?;
+            finish = Box::new(move || drop(guard));
+            router.layer(tracewire::ServerLayer::new())
+        }
+        "tracewire_bsp" => {
+            let guard = stacks::install_tracewire_bsp(otlp_exporter(&endpoint)?)?;
             finish = Box::new(move || drop(guard));
             router.layer(tracewire::ServerLayer::new())
         }
