@@ -28,7 +28,9 @@ impl HttpClientFacts {
     /// Appends the attributes, in the order they were recorded eagerly before.
     pub(crate) fn write(&self, out: &mut Vec<KeyValue>, repeated: &mut RepeatedText) {
         out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
-        facts::write_server(out, &self.text, self.host, repeated);
+        if let Some((host, port)) = self.host {
+            facts::write_server(out, self.text.bytes(host), port, repeated);
+        }
         if let Some(url) = self.url {
             out.push(KeyValue::new(
                 semconv::URL_FULL,

@@ -53,6 +53,11 @@ impl InlineText {
         })
     }
 
+    /// Whether `text` would fit in what is left.
+    pub(crate) fn fits(&self, text: &str) -> bool {
+        usize::from(self.len) + text.len() <= TEXT
+    }
+
     /// Appends `parts` as one string; `None` (and nothing kept) when they do not fit.
     pub(crate) fn push_parts(&mut self, parts: &[&str]) -> Option<Range> {
         let start = usize::from(self.len);
@@ -106,6 +111,10 @@ pub(crate) struct HttpServerFacts {
     /// `server.address`, and `server.port` (the scheme's default when the request named
     /// none).
     pub(crate) host: Option<(Range, u16)>,
+    /// The `Host` header as sent, when the request named no authority in its target, and the
+    /// scheme's default port: split into `server.address` and `server.port` only when the
+    /// attributes are written.
+    pub(crate) host_header: Option<(Range, u16)>,
     /// `client.*` and `network.peer.*`.
     pub(crate) peer: Option<SocketAddr>,
     /// `user_agent.original`.
@@ -133,7 +142,15 @@ impl HttpServerFacts {
             semconv::NETWORK_PROTOCOL_VERSION,
             self.version,
         ));
-        write_server(out, &self.text, self.host, repeated);
+        match (self.host, self.host_header) {
+            (Some((host, port)), _) => write_server(out, self.text.bytes(host), port, repeated),
+            (None, Some((header, default_port))) => {
+                if let Some((host, port)) = split_host_port(self.text.get(header)) {
+                    write_server(out, host.as_bytes(), port.unwrap_or(default_port), repeated);
+                }
+            }
+            (None, None) => {}
+        }
         // `client.port` is Opt-In for HTTP server spans: left out.
         if let Some(peer) = self.peer {
             let ip = repeated.peer(peer.ip());
@@ -183,19 +200,45 @@ pub(crate) fn finish(
 /// `server.address` and `server.port`, for server and client spans alike.
 pub(crate) fn write_server(
     out: &mut Vec<KeyValue>,
-    text: &InlineText,
-    host: Option<(Range, u16)>,
+    host: &[u8],
+    port: u16,
     repeated: &mut RepeatedText,
 ) {
-    if let Some((host, port)) = host {
-        out.push(KeyValue::new(
-            semconv::SERVER_ADDRESS,
-            repeated.host(text.bytes(host)),
-        ));
-        out.push(KeyValue::new(
-            Key::from_static_str(semconv::SERVER_PORT),
-            i64::from(port),
-        ));
+    out.push(KeyValue::new(semconv::SERVER_ADDRESS, repeated.host(host)));
+    out.push(KeyValue::new(
+        Key::from_static_str(semconv::SERVER_PORT),
+        i64::from(port),
+    ));
+}
+
+/// Splits `host[:port]`, with IPv6 literals in brackets; `None` when malformed.
+pub(crate) fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if let Some(rest) = value.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &rest[..end];
+        let port = match &rest[end + 1..] {
+            "" => None,
+            p => Some(p.strip_prefix(':')?.parse().ok()?),
+        };
+        return Some((host, port));
+    }
+    // One pass over the bytes: a single `:` splits off the port; none, or several (an
+    // IPv6 address without brackets), leave the value whole.
+    let mut colons = 0;
+    let mut last = 0;
+    for (i, byte) in value.bytes().enumerate() {
+        if byte == b':' {
+            colons += 1;
+            last = i;
+        }
+    }
+    match colons {
+        1 => Some((&value[..last], Some(value[last + 1..].parse().ok()?))),
+        _ => Some((value, None)),
     }
 }
 
@@ -359,6 +402,35 @@ mod tests {
             assert_eq!(get(&out, "client.address"), Some(&peer.into()));
             assert_eq!(get(&out, "network.peer.address"), Some(&peer.into()));
             assert_eq!(get(&out, "user_agent.original"), Some(&"curl/8.5.0".into()));
+        }
+    }
+
+    /// A `Host` header kept as sent is split when written, as it was on the request path.
+    #[test]
+    fn a_host_header_is_split_when_written() {
+        for (header, default_port, expect) in [
+            ("api.example.com", 80, Some(("api.example.com", 80))),
+            ("api.example.com:8443", 443, Some(("api.example.com", 8443))),
+            (" api.example.com ", 80, Some(("api.example.com", 80))),
+            ("[::1]:9000", 80, Some(("::1", 9000))),
+            ("[::1]", 443, Some(("::1", 443))),
+            ("::1", 80, Some(("::1", 80))),
+            ("h:notaport", 80, None),
+            ("[::1", 80, None),
+            ("", 80, None),
+        ] {
+            let mut facts = facts();
+            facts.host = None;
+            facts.host_header = facts.text.push(header).map(|r| (r, default_port));
+            let mut out = Vec::new();
+            facts.write(&mut out, &mut RepeatedText::default());
+            let got = get(&out, "server.address").map(|address| {
+                let port = get(&out, "server.port").expect("a port with the address");
+                (address.clone(), port.clone())
+            });
+            let expect = expect.map(|(host, port)| (host.into(), i64::from(port).into()));
+            assert_eq!(got, expect, "Host: {header:?}");
+            assert_eq!(get(&out, "server.port").is_some(), got.is_some());
         }
     }
 

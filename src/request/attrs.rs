@@ -181,6 +181,9 @@ pub(crate) fn scheme(uri: &Uri) -> &'static str {
     }
 }
 
+/// Lives with the facts, which split a `Host` header on the reporter's thread.
+pub(crate) use crate::record::facts::split_host_port;
+
 /// The default port of a scheme.
 pub(crate) fn default_port(scheme: &str) -> u16 {
     if scheme == "https" {
@@ -249,37 +252,6 @@ impl<'h> SpanHeaders<'h> {
             slot.get_or_insert(value);
         }
         found
-    }
-}
-
-/// Splits `host[:port]`, with IPv6 literals in brackets; `None` when malformed.
-pub(crate) fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
-    let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
-    if let Some(rest) = value.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let host = &rest[..end];
-        let port = match &rest[end + 1..] {
-            "" => None,
-            p => Some(p.strip_prefix(':')?.parse().ok()?),
-        };
-        return Some((host, port));
-    }
-    // One pass over the bytes: a single `:` splits off the port; none, or several (an
-    // IPv6 address without brackets), leave the value whole.
-    let mut colons = 0;
-    let mut last = 0;
-    for (i, byte) in value.bytes().enumerate() {
-        if byte == b':' {
-            colons += 1;
-            last = i;
-        }
-    }
-    match colons {
-        1 => Some((&value[..last], Some(value[last + 1..].parse().ok()?))),
-        _ => Some((value, None)),
     }
 }
 

@@ -483,16 +483,27 @@ fn http_request_facts<B>(
     if let (None, Some(route)) = (interned_route, route) {
         out.push(KeyValue::new(semconv::HTTP_ROUTE, route.to_owned()));
     }
-    if let Some((host, port)) = attrs::server_host_port_of(uri, headers.host) {
-        let port = port.unwrap_or_else(|| attrs::default_port(scheme));
-        match facts.text.push(host) {
-            Some(host) => facts.host = Some((host, port)),
-            None => {
-                out.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
-                out.push(KeyValue::new(
-                    Key::from_static_str(semconv::SERVER_PORT),
-                    i64::from(port),
-                ));
+    let host_header = headers.host.and_then(|host| host.to_str().ok());
+    match (uri.authority(), host_header) {
+        // The `Host` header as sent: the reporter's thread splits it, and only when a
+        // reporter reads attributes.
+        (None, Some(header)) if facts.text.fits(header) => {
+            let default_port = attrs::default_port(scheme);
+            facts.host_header = facts.text.push(header).map(|h| (h, default_port));
+        }
+        _ => {
+            if let Some((host, port)) = attrs::server_host_port_of(uri, headers.host) {
+                let port = port.unwrap_or_else(|| attrs::default_port(scheme));
+                match facts.text.push(host) {
+                    Some(host) => facts.host = Some((host, port)),
+                    None => {
+                        out.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
+                        out.push(KeyValue::new(
+                            Key::from_static_str(semconv::SERVER_PORT),
+                            i64::from(port),
+                        ));
+                    }
+                }
             }
         }
     }
