@@ -78,6 +78,11 @@ fn main() -> Result<(), BoxError> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    // The tonic exporter is built inside the runtime that runs its connection.
+    let exporter = || {
+        let _entered = runtime.enter();
+        otlp_exporter(&endpoint)
+    };
     let router = Router::new().route("/users/{id}", get(user));
     let finish: Box<dyn FnOnce()>;
     // Called every `PACE` requests. fastrace's collector thread, starved under valgrind,
@@ -124,11 +129,7 @@ fn main() -> Result<(), BoxError> {
             router.layer(tracewire::ServerLayer::new())
         }
         "tracewire_bsp" => {
-            let exporter = {
-                let _entered = runtime.enter();
-                otlp_exporter(&endpoint)?
-            };
-            let guard = stacks::install_tracewire_bsp(exporter)?;
+            let guard = stacks::install_tracewire_bsp(exporter()?)?;
             finish = Box::new(move || {
                 guard.flush().expect("flushed");
                 drop(guard);
@@ -136,22 +137,14 @@ fn main() -> Result<(), BoxError> {
             router.layer(tracewire::ServerLayer::new())
         }
         "otel" => {
-            let exporter = {
-                let _entered = runtime.enter();
-                otlp_exporter(&endpoint)?
-            };
-            let provider = stacks::install_otel(exporter)?;
+            let provider = stacks::install_otel(exporter()?)?;
             finish = Box::new(move || {
                 provider.shutdown().expect("shut down");
             });
             router.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
         }
         "fastrace" => {
-            let exporter = {
-                let _entered = runtime.enter();
-                otlp_exporter(&endpoint)?
-            };
-            stacks::install_fastrace(exporter);
+            stacks::install_fastrace(exporter()?);
             finish = Box::new(fastrace::flush);
             pace = Box::new(fastrace::flush);
             router.layer(fastrace_axum::FastraceLayer::default())
