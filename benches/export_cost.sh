@@ -56,14 +56,7 @@ trap cleanup EXIT
 # utime + stime, in clock ticks (fields 14 and 15; the program names hold no spaces).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-wait_for_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+. benches/lib.sh
 
 load() { # stack seconds: prints the requests wrk completed
     taskset -c "$LOAD_CPU" wrk -t1 -c16 -d"$2s" -H "$TRACEPARENT" \

@@ -58,9 +58,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -77,7 +76,10 @@ use tracewire::report::Reporter;
 use tracewire::{ClientLayer, ServerLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
+#[path = "support/in_memory.rs"]
+mod in_memory;
 mod support;
+use in_memory::request;
 use support::{
     count_allocations, fastest, interleave, median, quartiles, Count, CountSpans, Counting,
 };
@@ -302,37 +304,6 @@ fn child_router(fastrace: bool, layer: impl FnOnce(Router) -> Router) -> Router 
 /// The router whose handler makes an in-memory call, traced as `call` says.
 fn call_router(call: Call, layer: impl FnOnce(Router<Inner>) -> Router<Inner>) -> Router {
     layer(Router::new().route("/users/{id}", get(user_with_call))).with_state(inner_service(call))
-}
-
-/// Drives a future that never waits on I/O (an in-memory request) to completion.
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
-}
-
-/// One request, its body read to the end (which is what ends a server span). The service is
-/// cloned and called once, as hyper-util's `TowerToHyperService` does for `axum::serve`.
-fn request(app: &Router, traceparent: &str) {
-    let request = http::Request::get("/users/42")
-        .header("host", "api.example.com")
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-        )
-        .header("traceparent", traceparent)
-        .body(Body::empty())
-        .unwrap();
-    run(async {
-        let response = app.clone().oneshot(request).await.unwrap();
-        assert!(response.status().is_success());
-        let body = response.into_body().collect().await.unwrap();
-        black_box(body);
-    });
 }
 
 struct Case {

@@ -17,55 +17,21 @@
 //! stack's pipeline is flushed and shut down, and the program prints `requests N`; the
 //! script checks that the receiver got one span per request.
 
-use std::future::Future;
-use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
-use axum::body::Body;
 use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
 
+#[path = "../support/in_memory.rs"]
+mod in_memory;
 mod stacks;
 
+use in_memory::request;
 use stacks::{otlp_exporter, BoxError};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 async fn user(Path(id): Path<u64>) -> String {
     format!("user {id}")
-}
-
-/// Drives a future that never waits on I/O (an in-memory request) to completion.
-fn run<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
-}
-
-/// One request, its body read to the end (which is what ends a server span).
-fn request(app: &Router) {
-    let request = http::Request::get("/users/42")
-        .header("host", "api.example.com")
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-        )
-        .header("traceparent", TRACEPARENT)
-        .body(Body::empty())
-        .unwrap();
-    run(async {
-        let response = app.clone().oneshot(request).await.unwrap();
-        assert!(response.status().is_success());
-        black_box(response.into_body().collect().await.unwrap());
-    });
 }
 
 fn main() -> Result<(), BoxError> {
@@ -153,7 +119,7 @@ fn main() -> Result<(), BoxError> {
     };
     const PACE: u64 = 1000;
     for i in 1..=requests {
-        request(&app);
+        request(&app, TRACEPARENT);
         if i % PACE == 0 {
             pace();
         }
