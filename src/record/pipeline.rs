@@ -517,34 +517,34 @@ impl Worker {
             while batch.len() < self.max_batch {
                 match self.shared.queue.pop() {
                     Some(mut slot) => {
-                        let Some(LiveRecord {
-                            mut record,
-                            facts,
-                            max_attributes,
-                            start,
-                            end,
-                            plain_attributes,
-                            ended: _,
-                        }) = slot.take()
-                        else {
+                        // Finished in its slot, so that only the record is moved out: the
+                        // rest of a live record (the request's facts) is read in place.
+                        let Some(live) = slot.as_mut() else {
                             continue;
                         };
-                        record.start_time = timestamp::to_system_time(start);
-                        record.end_time = timestamp::to_system_time(end);
-                        let recorded = facts.filter(|_| self.facts_read).map(|facts| {
-                            let out = self.own_vecs.pop().unwrap_or_default();
-                            facts.finish(&mut record, max_attributes, out, &mut self.repeated)
-                        });
+                        let record = &mut live.record;
+                        record.start_time = timestamp::to_system_time(live.start);
+                        record.end_time = timestamp::to_system_time(live.end);
+                        let recorded = match &live.facts {
+                            Some(facts) if self.facts_read => {
+                                let out = self.own_vecs.pop().unwrap_or_default();
+                                let max = live.max_attributes;
+                                Some(facts.finish(record, max, out, &mut self.repeated))
+                            }
+                            _ => None,
+                        };
                         self.owned.push(match recorded {
                             Some(_) => AttributeVec::Worker,
-                            None if plain_attributes => AttributeVec::Plain,
+                            None if live.plain_attributes => AttributeVec::Plain,
                             None => AttributeVec::Full,
                         });
                         if let Some(recorded) = recorded {
                             // Emptied: back to the recording threads.
                             self.recycle(recorded);
                         }
-                        batch.push(record);
+                        if let Some(LiveRecord { record, .. }) = slot.take() {
+                            batch.push(record);
+                        }
                         self.slots.push(slot);
                         if self.slots.len() == CHUNK {
                             self.shared.record_slots.give(&mut self.slots);
