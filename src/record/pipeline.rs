@@ -533,16 +533,18 @@ impl Worker {
                             }
                             _ => None,
                         };
-                        self.owned.push(match recorded {
+                        let owned = match recorded {
                             Some(_) => AttributeVec::Worker,
                             None if live.plain_attributes => AttributeVec::Plain,
                             None => AttributeVec::Full,
-                        });
+                        };
                         if let Some(recorded) = recorded {
                             // Emptied: back to the recording threads.
                             self.recycle(recorded);
                         }
+                        // Pushed together: `owned` follows `batch` index for index.
                         if let Some(LiveRecord { record, .. }) = slot.take() {
+                            self.owned.push(owned);
                             batch.push(record);
                         }
                         self.slots.push(slot);
