@@ -349,6 +349,49 @@ fn a_filtered_request_gets_no_span_but_its_context_still_propagates() {
 }
 
 #[test]
+fn a_server_span_the_recorder_filters_out_passes_on_the_callers_context() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+
+    // The recorder sees every span but the server layer's: the handler's calls hang under
+    // the caller's span, not under a span that will never be reported.
+    let spans = tracewire::report::InMemoryReporter::new();
+    let (recorder, guard) = tracewire::record::Recorder::builder()
+        .service_name("test")
+        .reporter(spans.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(recorder.with_filter(
+        tracing_subscriber::filter::filter_fn(|m| m.target() != "tracewire::server"),
+    ));
+    let echoed = tracing::subscriber::with_default(subscriber, || {
+        runtime().block_on(async {
+            let front =
+                front_and_back(ServerLayer::new().service_name("front").traceresponse(true)).await;
+            send_to(front, "/health", &[("traceparent", valid_traceparent())]).await
+        })
+    });
+    guard.flush().unwrap();
+    assert_eq!(echoed.0, 200);
+    let (traceparent, _) = echoed.1.split_once('|').unwrap();
+    let client = spans
+        .spans()
+        .into_iter()
+        .find(|s| s.kind == SpanKind::Client)
+        .expect("front's client span");
+    assert!(
+        spans.spans().iter().all(|s| s.kind != SpanKind::Server),
+        "both server spans are filtered out"
+    );
+    assert_eq!(client.trace_id(), TraceId::from_hex(TRACE).unwrap());
+    assert_eq!(
+        client.parent_span_id,
+        SpanId::from_hex(PARENT).unwrap(),
+        "the caller's span, not the filtered server span's id"
+    );
+    assert_eq!(traceparent, format!("00-{TRACE}-{}-01", client.span_id()));
+}
+
+#[test]
 fn without_a_recorder_the_layers_still_propagate_and_never_panic() {
     // No subscriber at all on this thread.
     let echoed = runtime().block_on(async {

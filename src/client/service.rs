@@ -129,11 +129,28 @@ pub(crate) fn start_call(
     metered: bool,
 ) -> ClientCall {
     let traced = config.common.traces(head);
-    let mut call = trace_call(config, head, traced);
-    if metered {
-        call.measure = measure(config, head, traced);
+    let authority = head
+        .uri
+        .authority()
+        .map(|a| attrs::authority_parts(a.as_str()));
+    let target: Target<'_> = attrs::server_host_port_with(authority.as_ref(), head.headers);
+    let (state, propagate) = if traced {
+        trace_call(config, head, authority.as_ref(), target)
+    } else {
+        // Pass on the context of the span the call would hang under: the current one, or
+        // the request being served.
+        (None, current_parent())
+    };
+    let propagates = config.propagates_to(target.map(|(host, _)| host));
+    ClientCall {
+        state,
+        propagate: propagate.filter(|_| propagates),
+        measure: if metered {
+            measure(config, head, traced)
+        } else {
+            None
+        },
     }
-    call
 }
 
 /// Starts measuring the call, when the layer records metrics and measures it.
@@ -167,25 +184,14 @@ fn measure(_: &ClientConfig, _: &RequestHead<'_>, _: bool) -> Option<Measured> {
     None
 }
 
-/// The span part of [`start_call`].
-fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> ClientCall {
-    let authority = head
-        .uri
-        .authority()
-        .map(|a| attrs::authority_parts(a.as_str()));
-    let target: Target<'_> = attrs::server_host_port_with(authority.as_ref(), head.headers);
-    let propagate = config.propagates_to(target.map(|(host, _)| host));
-    let untraced = |parent: Option<(SpanContext, Baggage)>| ClientCall {
-        state: None,
-        propagate: if propagate { parent } else { None },
-        measure: None,
-    };
-    if !traced {
-        // Pass on the context of the span the call would hang under: the current one, or
-        // the request being served.
-        return untraced(current_parent());
-    }
-
+/// The span part of [`start_call`]: the span's end, when one is recorded, and the context
+/// the call carries.
+fn trace_call(
+    config: &ClientConfig,
+    head: &RequestHead<'_>,
+    authority: Option<&AuthorityParts<'_>>,
+    target: Target<'_>,
+) -> (Option<ResponseState>, Option<(SpanContext, Baggage)>) {
     let grpc = config.grpc_only || is_grpc(head.headers);
     let name = || -> Cow<'static, str> {
         match &config.common.span_name {
@@ -194,66 +200,50 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
             None => Cow::Borrowed(attrs::span_method(head.method)),
         }
     };
-    // The recorder's sampler decides now, under the span the call would hang under, so an
-    // unsampled call can skip the span.
+
+    // Decide: the recorder's sampler, under the span the call would hang under, so that an
+    // unsampled call skips the span.
     let (parent, decision) = decide_under_current(&SpanKind::Client, name, || grpc);
-    let (parent_cx, baggage) = match parent {
-        Some((cx, baggage)) => (Some(cx), baggage),
-        None => (None, Baggage::new()),
-    };
     let Some(Decision {
         context,
-        mut attributes,
+        attributes,
     }) = decision
     else {
         // No recorder: pass on what the request being served carried, if anything.
-        return untraced(parent_cx.map(|cx| (cx, baggage)));
+        return (None, parent);
+    };
+    let (parent, baggage) = match parent {
+        Some((cx, baggage)) => (Some(cx), baggage),
+        None => (None, Baggage::new()),
     };
     let sampled = context.is_sampled();
     if !sampled && !config.common.log_spans {
         // Not recorded, so no span; the callee still learns the trace and the decision.
-        return ClientCall {
-            state: None,
-            propagate: propagate.then_some((context, baggage)),
-            measure: None,
-        };
+        return (None, Some((context, baggage)));
     }
-    let name = name();
 
-    // An HTTP span's request attributes are recorded as facts (see `record::facts`),
-    // without a vector.
-    let mut facts = None;
-    if sampled {
-        if grpc {
-            attributes.reserve(12);
-            grpc_request_attributes(head, target, &mut attributes);
-        } else {
-            let http =
-                http_request_facts(head, target, authority.as_ref(), config, &mut attributes);
-            facts = Some(RequestFacts::Client(http));
-        }
-        config.common.request_headers.capture_as(
-            head.headers,
-            &config.common.redacted_headers,
-            grpc,
-            &mut attributes,
-        );
-    }
-    let seed = RefCell::new(Some(SpanStart {
+    // Build the span.
+    let seed = SpanStart {
         kind: Some(SpanKind::Client),
-        name: Some(name),
+        name: Some(name()),
         attributes,
         service_name: config.common.service_name.clone(),
         decided: Some(context.clone()),
         skip_fields: true,
-        facts,
         ..SpanStart::default()
-    }));
+    };
+    let seed = RefCell::new(Some(with_request(
+        seed, config, head, authority, target, grpc,
+    )));
     let span = with_pending(&seed, || client_span(grpc, head, target));
+    // Checked in place: the seed is usually taken, and moving the empty cell out would still
+    // copy it.
     if seed.borrow().is_some() {
         // The recorder filtered the span out: as without a recorder.
-        return untraced(parent_cx.map(|cx| (cx, baggage)));
+        return (None, parent.map(|cx| (cx, baggage)));
     }
+
+    // What the response future and body keep to end it.
     let mut end = SpanEnd::new(
         span,
         Role::Client,
@@ -271,11 +261,37 @@ fn trace_call(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Cl
         end,
         capture: config.common.response_capture.clone(),
     };
-    ClientCall {
-        state: Some(state),
-        propagate: propagate.then_some((context, baggage)),
-        measure: None,
+    (Some(state), Some((context, baggage)))
+}
+
+/// `seed` with the request's attributes (or, for HTTP, its raw facts: see `record::facts`),
+/// when the span is sampled.
+fn with_request(
+    mut seed: SpanStart,
+    config: &ClientConfig,
+    head: &RequestHead<'_>,
+    authority: Option<&AuthorityParts<'_>>,
+    target: Target<'_>,
+    grpc: bool,
+) -> SpanStart {
+    if !seed.decided.as_ref().is_some_and(SpanContext::is_sampled) {
+        return seed;
     }
+    let attributes = &mut seed.attributes;
+    if grpc {
+        attributes.reserve(12);
+        grpc_request_attributes(head, target, attributes);
+    } else {
+        let http = http_request_facts(head, target, authority, config, attributes);
+        seed.facts = Some(RequestFacts::Client(http));
+    }
+    config.common.request_headers.capture_as(
+        head.headers,
+        &config.common.redacted_headers,
+        grpc,
+        &mut seed.attributes,
+    );
+    seed
 }
 
 /// The call's `tracing` span. Its fields are for log layers; the recorder takes its
@@ -326,7 +342,7 @@ where
             Some(state) => Trace::Span(state),
             None => Trace::nothing(),
         };
-        ResponseFuture::new(|| self.inner.call(req), trace, None, measure)
+        ResponseFuture::new(|| self.inner.call(req), trace, measure)
     }
 }
 

@@ -187,14 +187,8 @@ impl<F, M: Metering> ResponseFuture<F, M> {
     /// Calls the inner service (`call`) as the future will poll it: inside the request's
     /// span, or with the request's context in effect and inside `log_span`, so that spans
     /// and events of a service's synchronous `call` belong to the request too.
-    /// `traceresponse`: the server span's context, for a `traceresponse` header.
     #[inline(always)]
-    pub(crate) fn new(
-        call: impl FnOnce() -> F,
-        trace: Trace,
-        traceresponse: Option<SpanContext>,
-        measure: M,
-    ) -> Self {
+    pub(crate) fn new(call: impl FnOnce() -> F, trace: Trace, measure: M) -> Self {
         let inner = match &trace {
             Trace::Span(state) => state.end.span.in_scope(call),
             Trace::Context { ambient, log_span } => {
@@ -209,9 +203,16 @@ impl<F, M: Metering> ResponseFuture<F, M> {
         ResponseFuture {
             inner,
             trace,
-            traceresponse,
+            traceresponse: None,
             measure,
         }
+    }
+
+    /// Sends `cx` (the server span's) in a `traceresponse` header, if any.
+    #[inline(always)]
+    pub(crate) fn traceresponse(mut self, cx: Option<SpanContext>) -> Self {
+        self.traceresponse = cx;
+        self
     }
 }
 

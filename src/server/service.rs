@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{OnceCell, RefCell};
 use std::fmt::{self, Display};
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -15,6 +15,7 @@ use crate::classify::Role;
 use crate::config::RequestHead;
 use crate::context::SpanContext;
 use crate::metrics::{Measured, Metering, Unmetered};
+use crate::propagation::Extracted;
 use crate::record::client_facts::RequestFacts;
 use crate::record::facts::HttpServerFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
@@ -91,16 +92,73 @@ struct Named<'r> {
     interned_route: Option<&'static str>,
 }
 
-impl<S, M: Metering> ServerTrace<S, M> {
+/// What the caller sent, as far as this edge trusts it.
+struct Caller {
+    /// The parent of the request's span.
+    parent: Option<SpanContext>,
+    baggage: Baggage,
+    /// On a public edge, the context the caller claimed: the new trace links to it.
+    claimed: Option<SpanContext>,
+}
+
+impl Caller {
+    fn of(extracted: Extracted, untrusted: bool) -> Self {
+        if untrusted {
+            Caller {
+                parent: None,
+                baggage: Baggage::new(),
+                claimed: extracted.span_context,
+            }
+        } else {
+            Caller {
+                parent: extracted.span_context,
+                baggage: extracted.baggage,
+                claimed: None,
+            }
+        }
+    }
+
+    /// The caller's context in effect while the handler runs, inside `log_span` if any: a
+    /// request without a recorded span still propagates it.
+    fn in_effect(self, log_span: Option<tracing::Span>) -> Trace {
+        let ambient = Ambient {
+            context: self.parent,
+            baggage: self.baggage,
+        };
+        Trace::context(ambient, log_span)
+    }
+}
+
+/// A request as the steps of [`ServerTrace::trace`] read it. The sampler may ask for the
+/// span's name and kind or not, and an unsampled request needs neither: each part is worked
+/// out when first asked for, and once.
+struct Incoming<'r, 'h, B> {
+    config: &'r ServerConfig,
+    route: &'r RouteCache,
+    req: &'r Request<B>,
+    head: &'r RequestHead<'h>,
+    headers: OnceCell<SpanHeaders<'r>>,
+    grpc: OnceCell<bool>,
+}
+
+impl<'r, B> Incoming<'r, '_, B> {
+    /// The headers a recorded span reads.
+    fn headers(&self) -> SpanHeaders<'r> {
+        *self
+            .headers
+            .get_or_init(|| SpanHeaders::of(self.req.headers()))
+    }
+
+    fn grpc(&self) -> bool {
+        *self.grpc.get_or_init(|| {
+            self.config.grpc_only || rpc::is_grpc_content_type(self.headers().content_type)
+        })
+    }
+
     /// `{method} {route}`, or `{method}`, or a gRPC call's `package.Service/Method`, or the
     /// configured name.
-    fn span_name<'r, B>(
-        &self,
-        req: &'r Request<B>,
-        head: &RequestHead<'_>,
-        grpc: bool,
-    ) -> Named<'r> {
-        let config = &*self.config;
+    fn named(&self) -> Named<'r> {
+        let (req, grpc) = (self.req, self.grpc());
         let route = if grpc {
             None
         } else {
@@ -108,8 +166,8 @@ impl<S, M: Metering> ServerTrace<S, M> {
         };
         let method = attrs::span_method(req.method());
         let interned = route.and_then(|route| self.route.names.route_name(method, route));
-        let name: Cow<'static, str> = match (&config.common.span_name, interned) {
-            (Some(name), _) => name(head),
+        let name: Cow<'static, str> = match (&self.config.common.span_name, interned) {
+            (Some(name), _) => name(self.head),
             (None, _) if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
             (None, Some((name, _))) => Cow::Borrowed(name),
             (None, None) => match route {
@@ -122,6 +180,57 @@ impl<S, M: Metering> ServerTrace<S, M> {
             route,
             name,
             interned_route: interned.map(|(_, route)| route),
+        }
+    }
+
+    /// What the recorder is to make of the span: its kind, name, parent, links, and the
+    /// request's attributes (or, for HTTP, its raw facts: see `record::facts`).
+    fn seed(
+        &self,
+        named: Named<'_>,
+        caller: Caller,
+        context: SpanContext,
+        mut attributes: Vec<KeyValue>,
+    ) -> SpanStart {
+        let (config, req) = (self.config, self.req);
+        let mut facts = None;
+        if context.is_sampled() {
+            if named.grpc {
+                attributes.reserve(16);
+                grpc_request_attributes(req, &mut attributes);
+            } else {
+                facts = Some(RequestFacts::Server(http_request_facts(
+                    req,
+                    self.headers(),
+                    config,
+                    named.interned_route,
+                    named.route,
+                    &mut attributes,
+                )));
+            }
+            config.common.request_headers.capture_as(
+                req.headers(),
+                &config.common.redacted_headers,
+                named.grpc,
+                &mut attributes,
+            );
+        }
+        SpanStart {
+            new_root: caller.parent.is_none(),
+            remote_parent: caller.parent,
+            baggage: Some(caller.baggage),
+            // Not `collect`ed from the option: that costs a call even when there is none.
+            links: match caller.claimed {
+                Some(claimed) => vec![Link::new(claimed)],
+                None => Vec::new(),
+            },
+            service_name: config.common.service_name.clone(),
+            kind: Some(SpanKind::Server),
+            name: Some(named.name),
+            attributes,
+            decided: Some(context),
+            skip_fields: true,
+            facts,
         }
     }
 }
@@ -232,7 +341,7 @@ where
         } else {
             (self.untraced(&req, untrusted), None)
         };
-        ResponseFuture::new(|| self.inner.call(req), trace, traceresponse, measure)
+        ResponseFuture::new(|| self.inner.call(req), trace, measure).traceresponse(traceresponse)
     }
 }
 
@@ -244,11 +353,7 @@ impl<S, M: Metering> ServerTrace<S, M> {
             return Trace::nothing();
         }
         let extracted = self.config.common.propagator.extract(req.headers());
-        let ambient = Ambient {
-            context: extracted.span_context,
-            baggage: extracted.baggage,
-        };
-        Trace::context(ambient, None)
+        Caller::of(extracted, false).in_effect(None)
     }
 
     /// Decides whether the recorder records the request and, if it does, starts its span.
@@ -260,122 +365,72 @@ impl<S, M: Metering> ServerTrace<S, M> {
         untrusted: bool,
     ) -> (Trace, Option<SpanContext>) {
         let config = &*self.config;
-        let extracted = config.common.propagator.extract(req.headers());
-        // A public edge: a new trace that only links to what the caller claimed.
-        let (parent, baggage, claimed) = if untrusted {
-            (None, Baggage::new(), extracted.span_context)
-        } else {
-            (extracted.span_context, extracted.baggage, None)
+        let caller = Caller::of(config.common.propagator.extract(req.headers()), untrusted);
+        let request = Incoming {
+            config,
+            route: &self.route,
+            req,
+            head,
+            headers: OnceCell::new(),
+            grpc: OnceCell::new(),
         };
 
-        // The headers a recorded span reads, found once, and only for such a span.
-        let headers_memo = OnceCell::new();
-        let span_headers = || *headers_memo.get_or_init(|| SpanHeaders::of(req.headers()));
-        // The recorder's sampler decides now, so an unsampled request can skip the span
-        // (and the span name, unless the sampler reads names).
-        let grpc_memo = Cell::new(None);
-        let grpc = || match grpc_memo.get() {
-            Some(grpc) => grpc,
-            None => {
-                let grpc =
-                    config.grpc_only || rpc::is_grpc_content_type(span_headers().content_type);
-                grpc_memo.set(Some(grpc));
-                grpc
-            }
-        };
-        let named = || self.span_name(req, head, grpc());
-        let decided = decide(parent.as_ref(), &SpanKind::Server, || named().name, grpc);
+        // Decide: the recorder's sampler, before any span exists, so that an unsampled
+        // request skips the span (and its name, unless the sampler reads names).
+        let decision = decide(
+            caller.parent.as_ref(),
+            &SpanKind::Server,
+            || request.named().name,
+            || request.grpc(),
+        );
         let Some(Decision {
             context,
-            mut attributes,
-        }) = decided
+            attributes,
+        }) = decision
         else {
-            // No recorder: the request's context stays in effect while the handler runs,
-            // so its outgoing calls still propagate it.
-            let span = config.common.log_spans.then(|| {
-                let named = named();
+            // No recorder.
+            let log_span = config.common.log_spans.then(|| {
+                let named = request.named();
                 server_span(named.grpc, req, named.route)
             });
-            let ambient = Ambient {
-                context: parent,
-                baggage,
-            };
-            return (Trace::context(ambient, span), None);
+            return (caller.in_effect(log_span), None);
         };
         let traceresponse = config.traceresponse.then(|| context.clone());
         let sampled = context.is_sampled();
         if !sampled && !config.common.log_spans {
-            // Not recorded, so no span: the decided context stands in for it. The
+            // Not recorded, so no span: the decided context stands in for it, and the
             // recorder's descendants of the handler continue it, unsampled.
             let ambient = Ambient {
                 context: Some(context),
-                baggage,
+                baggage: caller.baggage,
             };
             return (Trace::context(ambient, None), traceresponse);
         }
-        let Named {
-            grpc,
-            route,
-            name,
-            interned_route,
-        } = named();
 
-        // An HTTP span's request attributes are recorded as facts (see `record::facts`),
-        // without a vector.
-        let mut facts = None;
-        if sampled {
-            if grpc {
-                attributes.reserve(16);
-                grpc_request_attributes(req, &mut attributes);
-            } else {
-                facts = Some(RequestFacts::Server(http_request_facts(
-                    req,
-                    span_headers(),
-                    config,
-                    interned_route,
-                    route,
-                    &mut attributes,
-                )));
-            }
-            config.common.request_headers.capture_as(
-                req.headers(),
-                &config.common.redacted_headers,
-                grpc,
-                &mut attributes,
-            );
-        }
-        let seed = RefCell::new(Some(SpanStart {
-            new_root: parent.is_none(),
-            remote_parent: parent,
-            baggage: Some(baggage),
-            // Not `collect`ed from the option: that costs a call even when there is none.
-            links: match claimed {
-                Some(claimed) => vec![Link::new(claimed)],
-                None => Vec::new(),
-            },
-            service_name: config.common.service_name.clone(),
-            kind: Some(SpanKind::Server),
-            name: Some(name),
-            attributes,
-            decided: Some(context),
-            skip_fields: true,
-            facts,
-        }));
+        // Build the span.
+        let named = request.named();
+        let (grpc, route) = (named.grpc, named.route);
+        let seed = RefCell::new(Some(request.seed(named, caller, context, attributes)));
         let span = with_pending(&seed, || server_span(grpc, req, route));
         // Checked in place: the seed is usually taken, and moving the empty cell out would
         // still copy it.
-        let filtered_out = seed.borrow().is_some();
-        if filtered_out {
-            // The recorder filtered the span out: as without a recorder.
+        if seed.borrow().is_some() {
+            // The recorder filtered the span out: as without a recorder, the caller's
+            // context is in effect, and no header names a span that will not be reported.
             let seed = seed.into_inner().unwrap_or_default();
-            let ambient = Ambient {
-                context: seed.decided,
+            let caller = Caller {
+                parent: seed.remote_parent,
                 baggage: seed.baggage.unwrap_or_default(),
+                claimed: None,
             };
-            return (Trace::context(ambient, Some(span)), traceresponse);
+            return (caller.in_effect(Some(span)), None);
         }
-        let state = self.response_state(req, span, sampled, grpc);
-        (Trace::Span(state), traceresponse)
+
+        // Wrap the future: what it and the body keep to end the span.
+        (
+            Trace::Span(self.response_state(req, span, sampled, grpc)),
+            traceresponse,
+        )
     }
 
     /// What the response future and body keep of a recorded request, to end its span.
