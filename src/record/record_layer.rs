@@ -207,6 +207,7 @@ impl RecordLayer {
     /// closed; this is one comparison when a span or event is created.
     /// Gives the layer back unchanged, as `Err`, once its settings are shared (it is set up
     /// before it is installed).
+    #[cfg(any(feature = "console", test))] // `dev::init` is the one caller.
     pub(crate) fn with_max_level(mut self, level: LevelFilter) -> Result<Self, Self> {
         match Arc::get_mut(&mut self.config) {
             Some(config) => {
@@ -591,6 +592,7 @@ pub(crate) fn with_span_data<R>(
 /// The context of `span`, or of its nearest recorded ancestor (the recorder skips some
 /// spans). Looked up through the span's own subscriber, which sees every span, whatever a
 /// per-layer filter lets a layer see.
+#[cfg(feature = "console")] // For the `fmt` log lines of `dev::init`.
 pub(crate) fn nearest_span_context(span: &tracing::Span) -> Option<SpanContext> {
     let mut out = None;
     span.with_subscriber(|(id, dispatch)| {
