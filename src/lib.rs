@@ -81,6 +81,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
+#![deny(unsafe_code)]
 
 pub mod baggage;
 pub mod client;

@@ -417,10 +417,13 @@ where
 
     /// # Safety
     ///
-    /// Returns a pointer to `self.with_data` or to the `RecorderConfig` this layer owns
-    /// (through its `Arc`), each only when asked for that type's own `TypeId`, so the
-    /// caller's cast back has the right type; the pointers borrow the layer, which lives as
-    /// long as the `Dispatch` the caller holds.
+    /// The caller casts the pointer back to the type whose `TypeId` it passed, so each arm
+    /// must return a pointer to a live value of exactly that type. It does: `self` for
+    /// `RecordLayer`, the `RecorderConfig` inside `self.config` (an `Arc` this layer holds)
+    /// for `RecorderConfig`, and the one in `self.with_data` (if set) for `WithSpanData`; any
+    /// other id gets `None`. All three live as long as the layer, which the caller reached
+    /// through a `Dispatch` that keeps it in place for as long as the caller holds it.
+    #[allow(unsafe_code)] // `Layer::downcast_raw` is an `unsafe fn` in tracing-subscriber.
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         match id {
             id if id == TypeId::of::<Self>() => Some(self as *const Self as *const ()),
