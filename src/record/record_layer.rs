@@ -32,16 +32,14 @@ use crate::span::{Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRec
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    // A crate name holds no `:`. Targets are short: a byte loop finds it sooner than the
-    // general `str` search, which sets up a `memchr`.
+    // The crate is the part before the first `:` (a crate name holds none).
     let end = target
         .bytes()
         .position(|b| b == b':')
         .unwrap_or(target.len());
     let krate = &target[..end];
-    // The crates whose spans and events the recorder leaves out by default: the HTTP, gRPC
-    // and export stacks underneath the layers, whose spans would otherwise drown the
-    // application's. A `match` compares the length first, then only the names of that length.
+    // The HTTP, gRPC and export stacks underneath the layers, whose spans and events would
+    // otherwise drown the application's.
     matches!(
         krate,
         "h2" | "hyper"
