@@ -5,6 +5,29 @@
 //! tracewire's own: `opentelemetry`'s `TraceState` validates keys with an outdated grammar
 //! (it rejects keys that W3C Trace Context Level 2 allows), and its `SpanContext` can only
 //! hold that `TraceState`. Both convert to and from the `opentelemetry` types.
+//!
+//! A [`SpanContext`] comes from a propagator's extract (a caller's `traceparent`), from
+//! [`SpanExt::span_context`](crate::record::SpanExt::span_context) or
+//! [`current_context`](crate::record::current_context) for a recorded span, or is built from
+//! its parts:
+//!
+//! ```
+//! use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+//!
+//! let cx = SpanContext::new(
+//!     TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+//!     SpanId::from(0x00f0_67aa_0ba9_02b7),
+//!     TraceFlags::SAMPLED,
+//!     true, // received from another process
+//!     TraceState::from_members([("vendor", "abc")]).unwrap(),
+//! );
+//! assert!(cx.is_valid() && cx.is_sampled());
+//!
+//! // The same context for an `opentelemetry` API.
+//! let otel = opentelemetry::trace::SpanContext::from(&cx);
+//! assert_eq!(otel.trace_state().header(), "vendor=abc");
+//! assert_eq!(SpanContext::from(&otel), cx);
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
@@ -156,7 +179,21 @@ impl std::error::Error for TraceStateError {}
 /// W3C `tracestate`: an ordered list of up to 32 vendor `key=value` members.
 ///
 /// Stored as one validated, normalised header string (`k1=v1,k2=v2`) behind an `Arc`, so a
-/// clone is a reference-count increment and injecting it copies no member.
+/// clone is a reference-count increment and injecting it copies no member. Updates return a
+/// new state:
+///
+/// ```
+/// use tracewire::context::{TraceState, TraceStateError};
+///
+/// let state = TraceState::from_members([("rojo", "00f067aa0ba902b7"), ("congo", "t61rcWkgMzE")])?;
+/// let state = state.insert("congo", "ucfJifl5GOE")?; // moved to the front, newest first
+/// assert_eq!(state.header(), "congo=ucfJifl5GOE,rojo=00f067aa0ba902b7");
+/// assert_eq!(state.get("rojo"), Some("00f067aa0ba902b7"));
+/// assert_eq!(state.remove("rojo").header(), "congo=ucfJifl5GOE");
+///
+/// assert_eq!(state.insert("Upper", "x"), Err(TraceStateError::InvalidKey));
+/// # Ok::<(), TraceStateError>(())
+/// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct TraceState(Option<Arc<str>>);
 

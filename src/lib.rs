@@ -4,20 +4,34 @@
 //! process boundaries, and hands finished spans to pluggable reporters without ever making
 //! the request wait.
 //!
-//! - [`record`]: the recorder, a `tracing_subscriber::Layer`, and ways to give a span a remote
-//!   parent ([`record::SpanStart`]) or read its context ([`record::SpanExt`]).
-//! - [`report`]: the [`Reporter`](report::Reporter) trait, the bounded pipeline to the
-//!   reporter thread, [`InMemoryReporter`](report::InMemoryReporter) for tests, the
-//!   [`TailSampler`](report::TailSampler) combinator, (feature `console`) `ConsoleReporter`,
-//!   which prints each trace as a tree, and (feature `otel`) the `OtelReporter` bridge to any
-//!   OpenTelemetry SDK `SpanExporter`.
+//! The modules, one line each (ARCHITECTURE.md in the repository explains how they fit
+//! together):
+//!
+//! - [`server`] and [`client`]: the Tower layers, one span per incoming or outgoing request.
+//! - [`config`]: what both layers share: settings, filters, redaction, the request view hooks get.
+//! - [`classify`]: the rules that turn an HTTP status or a `grpc-status` into a span status.
+//! - [`record`]: the recorder, a `tracing_subscriber::Layer`; [`record::SpanStart`] gives a span
+//!   a remote parent, [`record::SpanExt`] reads its context.
+//! - [`sampler`]: head sampling; [`ParentBased`](sampler::ParentBased) over `AlwaysOn` by default.
+//! - [`span`]: [`SpanRecord`](span::SpanRecord), the plain finished span every reporter gets.
+//! - [`report`]: the [`Reporter`](report::Reporter) trait, the pipeline to the reporter thread,
+//!   [`InMemoryReporter`](report::InMemoryReporter) for tests,
+//!   [`TailSampler`](report::TailSampler), `ConsoleReporter` (feature `console`) and
+//!   `OtelReporter` (feature `otel`).
+//! - [`propagation`]: the [`Propagator`](propagation::Propagator) trait, the W3C Trace Context
+//!   and Baggage codecs, and the choice from `OTEL_PROPAGATORS` (B3 and Jaeger by feature).
+//! - [`context`]: trace and span ids, flags, trace state and the span context.
+//! - [`baggage`]: W3C Baggage values.
+//! - [`semconv`]: attribute keys and special field names.
+//! - [`env`](mod@env): the OpenTelemetry `OTEL_*` environment variables, read only when asked.
+//! - [`metrics`]: request duration histograms through an OpenTelemetry `MeterProvider`
+//!   (feature `metrics`).
 //! - `dev` (feature `console`): `dev::init("service")` installs the recorder, the console
 //!   reporter and a `fmt` log layer filtered by `RUST_LOG` in one call.
-//! - [`propagation`]: W3C Trace Context and Baggage codecs and the
-//!   [`Propagator`](propagation::Propagator) abstraction.
-//! - [`context`]: ids, flags, trace state and the span context.
-//! - [`server`] and [`client`]: the Tower layers; `reqwest` (feature `reqwest`): the
-//!   reqwest-middleware `TracingMiddleware`.
+//! - `otlp` (feature `otlp`): `otlp::init()`, export over OTLP configured by `OTEL_*`.
+//! - `reqwest` (feature `reqwest`): the reqwest-middleware `TracingMiddleware`.
+//! - `grpc` (feature `grpc`): tonic `MetadataMap` helpers and interceptors.
+//! - `ui` (feature `ui`): the trace viewer in the browser.
 //!
 //! # Features
 //!
@@ -81,6 +95,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
+#![deny(unsafe_code)]
 
 pub mod baggage;
 pub mod client;

@@ -5,6 +5,55 @@
 //! to us ([`SpanContext::is_deferred`], B3 ids without a sampling state) is decided as a new
 //! root. A sampled-out span still gets ids and
 //! propagates them, flagged not sampled, but records nothing.
+//!
+//! Give the recorder another sampler with
+//! [`RecorderBuilder::sampler`](crate::record::RecorderBuilder::sampler), or
+//! [`sample_ratio`](crate::record::RecorderBuilder::sample_ratio) for the common case. A
+//! sampler of your own implements [`Sampler`]; wrapped in [`ParentBased`], it decides only
+//! new roots, and their children follow:
+//!
+//! ```
+//! use tracewire::context::{SpanContext, TraceId};
+//! use tracewire::record::Recorder;
+//! use tracewire::report::InMemoryReporter;
+//! use tracewire::sampler::{ParentBased, Sampler};
+//! use tracewire::span::SpanKind;
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! /// Records every trace but the health checks.
+//! #[derive(Debug)]
+//! struct SkipHealthChecks;
+//!
+//! impl Sampler for SkipHealthChecks {
+//!     fn should_sample(
+//!         &self,
+//!         _parent: Option<&SpanContext>,
+//!         _trace_id: TraceId,
+//!         name: &str,
+//!         _kind: &SpanKind,
+//!     ) -> bool {
+//!         name != "GET /health"
+//!     }
+//! }
+//!
+//! let spans = InMemoryReporter::new();
+//! let (recorder, guard) = Recorder::builder()
+//!     .sampler(ParentBased::new(SkipHealthChecks))
+//!     .reporter(spans.clone())
+//!     .build();
+//!
+//! tracing::subscriber::with_default(tracing_subscriber::registry().with(recorder), || {
+//!     tracing::info_span!("GET /health").in_scope(|| {
+//!         tracing::info_span!("db ping").in_scope(|| {});
+//!     });
+//!     tracing::info_span!("GET /users").in_scope(|| {});
+//! });
+//! guard.flush().unwrap();
+//!
+//! assert!(spans.find("GET /health").is_none());
+//! assert!(spans.find("db ping").is_none()); // follows its unsampled parent
+//! assert!(spans.find("GET /users").is_some());
+//! ```
 
 use std::fmt;
 
@@ -80,6 +129,19 @@ impl Sampler for AlwaysOff {
 /// Follows the OpenTelemetry `TraceIdRatioBased` algorithm: the randomness `R` is the rightmost
 /// 56 bits of the trace id (random under W3C Level 2), the rejection threshold is
 /// `T = (1 - ratio) * 2^56`, and a trace is sampled when `R >= T`.
+///
+/// ```
+/// use tracewire::context::TraceId;
+/// use tracewire::sampler::{Sampler, TraceIdRatio};
+/// use tracewire::span::SpanKind;
+///
+/// let quarter = TraceIdRatio::new(0.25);
+/// let decide = |id: u128| quarter.should_sample(None, TraceId::from(id), "/", &SpanKind::Server);
+/// // Only the rightmost 56 bits of the trace id count; their top quarter is sampled.
+/// assert!(decide(0xff_ffff_ffff_ffff));
+/// assert!(!decide(0x10_0000_0000_0000));
+/// assert!(!decide(0xffff_ffff_0000_0000_0000_0000_0000_0001));
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TraceIdRatio {
     threshold: u64,
@@ -131,6 +193,21 @@ impl Sampler for TraceIdRatio {
 
 /// Follows the parent's `sampled` flag; asks `root` for new roots, and for remote parents
 /// that left the decision to us ([`SpanContext::is_deferred`]).
+///
+/// ```
+/// use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+/// use tracewire::sampler::{AlwaysOff, ParentBased, Sampler};
+/// use tracewire::span::SpanKind;
+///
+/// let sampler = ParentBased::new(AlwaysOff);
+/// let trace_id = TraceId::from(7u128);
+/// let span_id = SpanId::from(9u64);
+/// let caller = SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, true, TraceState::NONE);
+///
+/// // A sampled caller's trace is recorded; a new root asks `AlwaysOff`.
+/// assert!(sampler.should_sample(Some(&caller), trace_id, "GET /", &SpanKind::Server));
+/// assert!(!sampler.should_sample(None, trace_id, "GET /", &SpanKind::Server));
+/// ```
 #[derive(Clone, Debug)]
 pub struct ParentBased<S> {
     root: S,

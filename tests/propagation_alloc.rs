@@ -1,7 +1,7 @@
 //! Heap allocations on the propagation hot paths, counted by a test-only global allocator
 //! that forwards to the system allocator and counts per thread (tests run on their own
-//! threads). The `unsafe` below is the `GlobalAlloc` contract of that shim; the crate itself
-//! has none.
+//! threads). It is not `tests/heap`'s allocator, which counts live bytes across all threads:
+//! a count shared by the tests running beside this one could not say what one call allocated.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -19,6 +19,10 @@ thread_local! {
     static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
 }
 
+// SAFETY: every call is forwarded unchanged to the system allocator, so `System`'s guarantees
+// hold for the memory returned. The count is a `const`-initialised `Cell<usize>` thread-local:
+// it has no destructor and its access never allocates, so counting cannot re-enter the
+// allocator.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));

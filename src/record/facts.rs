@@ -125,7 +125,8 @@ pub(crate) struct HttpServerFacts {
 }
 
 impl HttpServerFacts {
-    /// Appends the attributes, in the order they were recorded eagerly before.
+    /// Appends the attributes in a fixed order, request before response: every span lists
+    /// them alike, and a low attribute limit (see [`merge`]) keeps the same ones.
     pub(crate) fn write(&self, out: &mut Vec<KeyValue>, repeated: &mut RepeatedText) {
         out.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
         if let Some(path) = self.path {

@@ -71,11 +71,11 @@ pub use ext::{current_baggage, current_context, SpanExt};
 pub use pipeline::{FlushError, RecorderGuard, RecorderHandle};
 pub use record_layer::RecordLayer;
 
-#[cfg(feature = "console")]
-pub(crate) use record_layer::is_internal_target;
 pub(crate) use record_layer::{
-    current_parent, decide, decide_under_current, nearest_span_context, with_span_data, Decision,
+    current_parent, decide, decide_under_current, with_span_data, Decision,
 };
+#[cfg(feature = "console")]
+pub(crate) use record_layer::{is_internal_target, nearest_span_context};
 pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};

@@ -32,16 +32,14 @@ use crate::span::{Event, InstrumentationScope, KeyValue, Link, SpanKind, SpanRec
 ///
 /// [`record_internals`]: crate::record::RecorderBuilder::record_internals
 pub(crate) fn is_internal_target(target: &str) -> bool {
-    // A crate name holds no `:`. Targets are short: a byte loop finds it sooner than the
-    // general `str` search, which sets up a `memchr`.
+    // The crate is the part before the first `:` (a crate name holds none).
     let end = target
         .bytes()
         .position(|b| b == b':')
         .unwrap_or(target.len());
     let krate = &target[..end];
-    // The crates whose spans and events the recorder leaves out by default: the HTTP, gRPC
-    // and export stacks underneath the layers, whose spans would otherwise drown the
-    // application's. A `match` compares the length first, then only the names of that length.
+    // The HTTP, gRPC and export stacks underneath the layers, whose spans and events would
+    // otherwise drown the application's.
     matches!(
         krate,
         "h2" | "hyper"
@@ -207,6 +205,7 @@ impl RecordLayer {
     /// closed; this is one comparison when a span or event is created.
     /// Gives the layer back unchanged, as `Err`, once its settings are shared (it is set up
     /// before it is installed).
+    #[cfg(any(feature = "console", test))] // `dev::init` is the one caller.
     pub(crate) fn with_max_level(mut self, level: LevelFilter) -> Result<Self, Self> {
         match Arc::get_mut(&mut self.config) {
             Some(config) => {
@@ -416,10 +415,13 @@ where
 
     /// # Safety
     ///
-    /// Returns a pointer to `self.with_data` or to the `RecorderConfig` this layer owns
-    /// (through its `Arc`), each only when asked for that type's own `TypeId`, so the
-    /// caller's cast back has the right type; the pointers borrow the layer, which lives as
-    /// long as the `Dispatch` the caller holds.
+    /// The caller casts the pointer back to the type whose `TypeId` it passed, so each arm
+    /// must return a pointer to a live value of exactly that type. It does: `self` for
+    /// `RecordLayer`, the `RecorderConfig` inside `self.config` (an `Arc` this layer holds)
+    /// for `RecorderConfig`, and the one in `self.with_data` (if set) for `WithSpanData`; any
+    /// other id gets `None`. All three live as long as the layer, which the caller reached
+    /// through a `Dispatch` that keeps it in place for as long as the caller holds it.
+    #[allow(unsafe_code)] // `Layer::downcast_raw` is an `unsafe fn` in tracing-subscriber.
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         match id {
             id if id == TypeId::of::<Self>() => Some(self as *const Self as *const ()),
@@ -591,6 +593,7 @@ pub(crate) fn with_span_data<R>(
 /// The context of `span`, or of its nearest recorded ancestor (the recorder skips some
 /// spans). Looked up through the span's own subscriber, which sees every span, whatever a
 /// per-layer filter lets a layer see.
+#[cfg(feature = "console")] // For the `fmt` log lines of `dev::init`.
 pub(crate) fn nearest_span_context(span: &tracing::Span) -> Option<SpanContext> {
     let mut out = None;
     span.with_subscriber(|(id, dispatch)| {

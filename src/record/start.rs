@@ -172,14 +172,6 @@ impl SpanStart {
         self
     }
 
-    /// Records attributes only from [`attributes`](Self::attributes), not from the span's
-    /// `tracing` fields (which are then for log output only).
-    #[allow(dead_code)] // used by the Tower layers
-    pub(crate) fn skip_fields(mut self) -> Self {
-        self.skip_fields = true;
-        self
-    }
-
     /// Runs `create`, which should create one span; that span gets these settings. Anything
     /// left unused (the span was disabled, or no recorder is installed) is discarded.
     pub fn create<R>(self, create: impl FnOnce() -> R) -> R {

@@ -14,8 +14,10 @@
 //! - **Batching.** Spans accumulate until [`max_export_batch_size`] of them are waiting or the
 //!   oldest has waited [`export_interval`]; then everything waiting is exported, one call per
 //!   service and per `max_export_batch_size` spans. Flushing the recorder exports at once.
-//! - **Timeouts.** Each export call is driven by a small executor on the worker thread and
-//!   abandoned after [`export_timeout`] (10 s by default). After a timeout the rest of that
+//! - **Timeouts.** Each export call runs on a current-thread tokio runtime that the worker
+//!   thread builds on first use (or on the runtime given to
+//!   [`runtime`](OtelReporterBuilder::runtime), see below), and is abandoned after
+//!   [`export_timeout`] (10 s by default). After a timeout the rest of that
 //!   round is dropped without waiting again, so a stalled exporter holds the worker for one
 //!   timeout per round; the recorder's bounded queue drops (and counts) what cannot wait,
 //!   and the application's threads never wait.

@@ -68,7 +68,8 @@ pub(crate) struct Ready {
     pub(crate) spans: Vec<SpanRecord>,
     pub(crate) late: bool,
     pub(crate) dropped: u64,
-    #[allow(dead_code)] // Read by tests; kept for diagnostics.
+    /// Which rule released the trace, so the tests can check it.
+    #[cfg_attr(not(test), allow(dead_code, reason = "read only by the tests"))]
     pub(crate) why: Why,
 }
 
