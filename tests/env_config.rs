@@ -58,3 +58,46 @@ fn invalid_values_keep_the_code_settings() {
     let spans = run(&env);
     assert_eq!(&*spans.find("work").unwrap().service_name, "from-code");
 }
+
+const CHILD: &str = "TRACEWIRE_ENV_WARNINGS_CHILD";
+
+/// Runs with `OTEL_TRACES_SAMPLER=coin_flip` in its own process (see below).
+#[test]
+fn child_process_entry() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    // No subscriber yet: what `with_env` logs now reaches no one, so the guard keeps it.
+    let (layer, guard) = Recorder::builder().with_env().build();
+    drop(layer);
+    assert_eq!(
+        guard.env_warnings(),
+        [EnvWarning::UnknownSampler {
+            value: "coin_flip".into()
+        }]
+    );
+    println!("WARNINGS {}", guard.env_warnings()[0]);
+}
+
+#[test]
+fn with_env_keeps_its_warnings_for_after_the_subscriber_is_installed() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("OTEL_TRACES_SAMPLER", "coin_flip")
+        .output()
+        .expect("the child runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split("WARNINGS ").nth(1))
+        .unwrap_or_else(|| panic!("no warnings line in {stdout}"));
+    assert!(line.contains("OTEL_TRACES_SAMPLER"), "{line}");
+}

@@ -104,6 +104,7 @@ impl Recorder {
             max_links: 128,
             max_value_len: DEFAULT_VALUE_LENGTH_LIMIT,
             record_internals: false,
+            env_warnings: Vec::new(),
         }
     }
 }
@@ -120,6 +121,7 @@ pub struct RecorderBuilder {
     max_links: u32,
     max_value_len: usize,
     record_internals: bool,
+    env_warnings: Vec<crate::env::EnvWarning>,
 }
 
 /// The default longest attribute value, in bytes: what a caller sends (a user agent, a path,
@@ -225,7 +227,8 @@ impl RecorderBuilder {
     /// The layer, to compose with other layers, and the guard that flushes on drop.
     pub fn build(self) -> (RecordLayer, RecorderGuard) {
         let service_name = self.service_name.unwrap_or_else(default_service_name);
-        let (shared, guard) = pipeline::start(self.reporters, &self.pipeline);
+        let (shared, mut guard) = pipeline::start(self.reporters, &self.pipeline);
+        guard.env_warnings = self.env_warnings;
         let config = RecorderConfig {
             shared: shared.clone(),
             service_name,
@@ -257,16 +260,25 @@ impl RecorderBuilder {
     /// `OTEL_RESOURCE_ATTRIBUTES`'s `service.name`, `OTEL_TRACES_SAMPLER`,
     /// `OTEL_TRACES_SAMPLER_ARG`, the span limits `OTEL_SPAN_*_LIMIT` and
     /// `OTEL_ATTRIBUTE_*_LIMIT`, `OTEL_BSP_MAX_QUEUE_SIZE`) of this process; see
-    /// [`env`](crate::env). Invalid values keep the
-    /// current setting and are logged once through `tracing` at WARN, now (so only a
-    /// subscriber already installed sees them; read [`EnvConfig::from_env`] yourself to
-    /// handle them). Later builder calls override earlier ones, so call this first to let
-    /// code override the environment, or last to let the environment override code.
+    /// [`env`](crate::env). Invalid values keep the current setting. They are logged
+    /// once through `tracing` at WARN now, which only a subscriber already installed sees,
+    /// and kept for [`RecorderGuard::env_warnings`], to log once yours is. Later builder
+    /// calls override earlier ones, so call this first to let code override the
+    /// environment, or last to let the environment override code.
     ///
-    /// [`EnvConfig::from_env`]: crate::env::EnvConfig::from_env
-    pub fn with_env(self) -> Self {
+    /// ```
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let (recorder, guard) = tracewire::record::Recorder::builder().with_env().build();
+    /// tracing_subscriber::registry().with(recorder).init();
+    /// for warning in guard.env_warnings() {
+    ///     tracing::warn!(%warning, "ignoring an OpenTelemetry environment variable");
+    /// }
+    /// ```
+    pub fn with_env(mut self) -> Self {
         let config = crate::env::EnvConfig::from_env();
         config.log_warnings();
+        self.env_warnings.extend(config.warnings.iter().cloned());
         self.with_env_config(&config)
     }
 

@@ -426,6 +426,7 @@ pub(crate) fn start(
         },
         join,
         timeout: config.shutdown_timeout,
+        env_warnings: Vec::new(),
     };
     (shared, guard)
 }
@@ -699,9 +700,16 @@ pub struct RecorderGuard {
     handle: RecorderHandle,
     join: Option<JoinHandle<()>>,
     timeout: Duration,
+    pub(crate) env_warnings: Vec<crate::env::EnvWarning>,
 }
 
 impl RecorderGuard {
+    /// What [`RecorderBuilder::with_env`](crate::record::RecorderBuilder::with_env) found
+    /// wrong in the environment (each setting kept its default): empty otherwise.
+    pub fn env_warnings(&self) -> &[crate::env::EnvWarning] {
+        &self.env_warnings
+    }
+
     /// A handle for flushing and counters, usable after the guard moved elsewhere.
     pub fn handle(&self) -> RecorderHandle {
         self.handle.clone()
