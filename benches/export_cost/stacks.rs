@@ -25,44 +25,25 @@ pub fn install_tracewire(endpoint: &str) -> Result<tracewire::otlp::OtlpGuard, B
         .init()?)
 }
 
-/// tracewire's spans into any SDK `SpanProcessor`.
-struct ViaBsp(opentelemetry_sdk::trace::BatchSpanProcessor);
-
-impl tracewire::report::Reporter for ViaBsp {
-    fn report(&mut self, batch: &[tracewire::record::SpanRecord]) {
-        use opentelemetry_sdk::trace::SpanProcessor as _;
-        for record in batch {
-            self.0.on_end(record.into());
-        }
-    }
-    fn flush(&mut self) {
-        use opentelemetry_sdk::trace::SpanProcessor as _;
-        let _ = self.0.force_flush();
-    }
-    fn shutdown(&mut self) {
-        use opentelemetry_sdk::trace::SpanProcessor as _;
-        let _ = self.0.shutdown();
-    }
-}
-
 /// tracewire's recorder handing its spans to the SDK's `BatchSpanProcessor` into `exporter`
-/// (built inside a tokio runtime), instead of `OtelReporter`'s own batching: the comparison
-/// behind keeping the latter. Installed as the global subscriber.
+/// (built inside a tokio runtime) through `ProcessorReporter`, instead of `OtelReporter`'s own
+/// batching: the comparison behind keeping the latter. Installed as the global subscriber.
 pub fn install_tracewire_bsp(
     exporter: opentelemetry_otlp::SpanExporter,
 ) -> Result<tracewire::record::RecorderGuard, BoxError> {
-    use opentelemetry_sdk::trace::SpanProcessor as _;
-    let mut bsp = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+    let bsp = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             opentelemetry_sdk::trace::BatchConfigBuilder::default()
                 .with_max_queue_size(65536)
                 .build(),
         )
         .build();
-    bsp.set_resource(&resource());
+    let reporter = tracewire::report::ProcessorReporter::builder(bsp)
+        .resource(resource())
+        .build();
     Ok(tracewire::record::Recorder::builder()
         .service_name("bench")
-        .reporter(ViaBsp(bsp))
+        .reporter(reporter)
         .install()?)
 }
 

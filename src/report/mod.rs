@@ -13,6 +13,10 @@
 //! default), with the counts by cause since the last warning; the recorder never records
 //! these events.
 //!
+//! To hand spans to an OpenTelemetry SDK `SpanProcessor` (the SDK's `BatchSpanProcessor`, or
+//! your own), use `ProcessorReporter` (feature `otel`); to export through an SDK
+//! `SpanExporter` with tracewire's own batching, `OtelReporter`.
+//!
 //! Write a reporter by implementing [`Reporter`]; several can be installed side by side with
 //! [`RecorderBuilder::reporter`](crate::record::RecorderBuilder::reporter).
 //!
@@ -39,6 +43,8 @@ pub(crate) mod memory;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
+#[cfg(feature = "otel")]
+mod processor;
 pub mod stats;
 pub mod tail;
 
@@ -50,6 +56,12 @@ pub use memory::{InMemoryReporter, WaitTimeout};
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use otel::{OtelCounters, OtelReporter, OtelReporterBuilder, OtelStats};
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub use processor::{
+    ProcessorCounters, ProcessorReporter, ProcessorReporterBuilder, ProcessorStats,
+    PROCESSOR_LOG_TARGET,
+};
 pub use stats::{Drops, Outcomes, ShutdownError, Stats, DROP_LOG_TARGET};
 pub use tail::{TailCounters, TailSampler, TailSamplerBuilder, TailStats};
 

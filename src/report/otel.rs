@@ -159,7 +159,7 @@ const MAX_CACHED_RESOURCES: usize = 256;
 /// The attributes move into a vector of their exact length, and the record keeps its own,
 /// emptied but with its capacity: the recorder refills that one for a later span instead of
 /// growing a new one push by push.
-fn take_span_data(record: &mut SpanRecord) -> SpanData {
+pub(super) fn take_span_data(record: &mut SpanRecord) -> SpanData {
     let mut attributes = Vec::with_capacity(record.attributes.len());
     attributes.append(&mut record.attributes);
     let mut events = SpanEvents::default();
@@ -218,6 +218,46 @@ impl From<&SpanRecord> for SpanData {
             instrumentation_scope: record.scope.clone(),
         }
     }
+}
+
+/// The attributes of every exported resource but `service.name`: `telemetry.sdk.*`, then
+/// those read from the environment, then those given in code, each overriding the one before.
+pub(super) fn base_resource_attributes(
+    env_attributes: Vec<KeyValue>,
+    attributes: Vec<KeyValue>,
+) -> Vec<KeyValue> {
+    let mut base = vec![
+        KeyValue::new("telemetry.sdk.name", "tracewire"),
+        KeyValue::new("telemetry.sdk.language", "rust"),
+        KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+    ];
+    base.extend(env_attributes);
+    base.extend(attributes);
+    base.retain(|kv| kv.key.as_str() != "service.name");
+    base
+}
+
+/// The resource of `service`'s spans: `base` (see [`base_resource_attributes`]) and
+/// `service.name`.
+pub(super) fn service_resource(base: &[KeyValue], service: &Arc<str>) -> Resource {
+    Resource::builder_empty()
+        .with_attributes(base.iter().cloned())
+        .with_service_name(Value::from(service.clone()))
+        .build()
+}
+
+/// `OTEL_RESOURCE_ATTRIBUTES` and, when `bsp`, the `OTEL_BSP_*` variables, read from the
+/// environment; invalid values are logged once through `tracing` at WARN.
+pub(super) fn env_config(bsp: bool) -> EnvConfig {
+    let config = EnvConfig::from_lookup(|name| {
+        if name == OTEL_RESOURCE_ATTRIBUTES || (bsp && name.starts_with("OTEL_BSP_")) {
+            std::env::var_os(name)
+        } else {
+            None
+        }
+    });
+    config.log_warnings();
+    config
 }
 
 /// The object-safe part of [`SpanExporter`] that the reporter uses (the SDK trait returns
@@ -433,10 +473,7 @@ impl OtelReporter {
         if self.resources.len() >= MAX_CACHED_RESOURCES {
             self.resources.clear();
         }
-        let resource = Resource::builder_empty()
-            .with_attributes(self.base_attributes.iter().cloned())
-            .with_service_name(Value::from(service.clone()))
-            .build();
+        let resource = service_resource(&self.base_attributes, service);
         self.resources.insert(service.clone(), resource.clone());
         resource
     }
@@ -603,15 +640,7 @@ impl OtelReporterBuilder {
     /// [`with_env_config`](Self::with_env_config)). An invalid value is ignored and logged
     /// once through `tracing` at WARN.
     pub fn with_env(self) -> Self {
-        let config = EnvConfig::from_lookup(|name| {
-            if name == OTEL_RESOURCE_ATTRIBUTES || name.starts_with("OTEL_BSP_") {
-                std::env::var_os(name)
-            } else {
-                None
-            }
-        });
-        config.log_warnings();
-        self.with_env_config(&config)
+        self.with_env_config(&env_config(true))
     }
 
     /// Uses the settings of an [`EnvConfig`] already read: its resource attributes and the
@@ -682,14 +711,7 @@ impl OtelReporterBuilder {
 
     /// The reporter.
     pub fn build(self) -> OtelReporter {
-        let mut base_attributes = vec![
-            KeyValue::new("telemetry.sdk.name", "tracewire"),
-            KeyValue::new("telemetry.sdk.language", "rust"),
-            KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-        ];
-        base_attributes.extend(self.env_attributes);
-        base_attributes.extend(self.attributes);
-        base_attributes.retain(|kv| kv.key.as_str() != "service.name");
+        let base_attributes = base_resource_attributes(self.env_attributes, self.attributes);
         let exporter = match self.runtime {
             Some(runtime) => Exec::OnRuntime(OnRuntime::start(&runtime, self.exporter)),
             None => Exec::Here {
@@ -876,7 +898,7 @@ async fn serve(
 
 /// Runs `f` with no `tracing` subscriber on this thread, so that nothing the exporter
 /// records comes back to the recorder.
-fn without_subscriber<R>(f: impl FnOnce() -> R) -> R {
+pub(super) fn without_subscriber<R>(f: impl FnOnce() -> R) -> R {
     tracing::dispatcher::with_default(&Dispatch::none(), f)
 }
 
