@@ -27,7 +27,8 @@
 //! The request path never waits for an export: an unreachable endpoint costs the spans,
 //! which are counted and reported by a warning at most every 10 s, never the service.
 //!
-//! Every variable can be overridden in code through [`builder`]. Invalid values are ignored
+//! Every variable can be overridden in code through [`builder`], but for headers: see
+//! [headers](#headers). Invalid values are ignored
 //! and logged once, after the log layer exists, naming the variable (target
 //! `tracewire::env`), and are kept in [`OtlpGuard::warnings`]. Values that may hold
 //! credentials (headers, endpoints) are never printed.
@@ -41,7 +42,7 @@
 //! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the full URL of the traces endpoint |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the base URL (`/v1/traces` is added for HTTP); default `http://localhost:4318` (HTTP) or `http://localhost:4317` (gRPC) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `http/protobuf` (default), `http/json` or `grpc` |
-//! | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `key=value,…` headers of each export (values percent-decoded) |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `key=value,…` headers of each export (values percent-decoded); replaces a header of the same name given in code ([headers](#headers)) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` | the timeout of one export request, in ms (default 10000) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION` | `gzip` or `none` (default) |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (default `parentbased_always_on`) |

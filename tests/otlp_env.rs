@@ -17,7 +17,6 @@
 #![cfg(all(feature = "otlp", feature = "axum", feature = "b3"))]
 
 #[cfg(feature = "reqwest")]
-#[allow(dead_code)]
 mod grpc_support;
 mod otlp_support;
 
