@@ -665,12 +665,20 @@ enum Notice {
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Notice::TlsUnavailable { variable, signal } => write!(
-                f,
-                "{variable} is an https:// URL, which needs tracewire's cargo feature \
-                 \"otlp-tls\"; {signal} are dropped (counted as failed exports), never sent \
-                 in clear text"
-            ),
+            Notice::TlsUnavailable { variable, signal } => {
+                write!(
+                    f,
+                    "{variable} is an https:// URL, which needs tracewire's cargo feature \
+                     \"otlp-tls\"; "
+                )?;
+                if *signal == "spans" {
+                    f.write_str(
+                        "spans are dropped (counted as failed exports), never sent in clear text",
+                    )
+                } else {
+                    write!(f, "{signal} are not exported")
+                }
+            }
         }
     }
 }
@@ -1254,6 +1262,19 @@ mod tests {
                 assert!(all.contains("<redacted>@"), "{protocol:?}: {all}");
             }
         }
+    }
+
+    /// Fails before anything global is installed.
+    #[cfg(not(feature = "otlp-tls"))]
+    #[test]
+    fn an_https_endpoint_in_code_needs_the_feature() {
+        let error = OtlpBuilder::from_env_config(EnvConfig::default())
+            .endpoint("https://collector:4318/v1/traces")
+            .init()
+            .expect_err("no TLS in this build");
+        assert!(matches!(error, InitError::TlsUnavailable), "{error:?}");
+        assert!(error.to_string().contains("\"otlp-tls\""), "{error}");
+        assert!(!tracing::dispatcher::has_been_set());
     }
 
     #[test]
