@@ -111,7 +111,10 @@ const SERVICE_NAME_KEY: &str = "service.name";
 
 /// Settings read from the OpenTelemetry environment variables. A field is `None` (or empty)
 /// when its variable is unset, empty or invalid.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Its `Debug` output shows header names but not their values, and endpoints without their
+/// user and password: see [`OtlpEnv`].
+#[derive(Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct EnvConfig {
     /// `OTEL_SERVICE_NAME`, else the `service.name` of `OTEL_RESOURCE_ATTRIBUTES`.
@@ -164,7 +167,11 @@ pub enum OtlpProtocol {
 }
 
 /// The `OTEL_EXPORTER_OTLP_*` variables; each `TRACES_` variant wins over the generic one.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Its `Debug` output, which may reach logs, hides what may be credentials: header values
+/// are shown as `"<redacted>"`, and the user information of an endpoint URL
+/// (`https://user:password@host`) as `https://<redacted>@host`.
+#[derive(Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct OtlpEnv {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, used as is.
@@ -181,6 +188,82 @@ pub struct OtlpEnv {
     /// `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION`: `Some(true)` for `gzip`, `Some(false)` for
     /// `none`.
     pub gzip: Option<bool>,
+}
+
+impl fmt::Debug for EnvConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvConfig")
+            .field("service_name", &self.service_name)
+            .field("resource_attributes", &self.resource_attributes)
+            .field("sampler", &self.sampler)
+            .field("propagators", &self.propagators)
+            .field("limits", &self.limits)
+            .field("sdk_disabled", &self.sdk_disabled)
+            .field("traces_exporter", &self.traces_exporter)
+            // Redacted by `OtlpEnv`'s own `Debug`.
+            .field("otlp", &self.otlp)
+            .field("batch", &self.batch)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
+}
+
+impl fmt::Debug for OtlpEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Header names, each with `"<redacted>"` for its value.
+        struct Headers<'a>(&'a [(String, String)]);
+        impl fmt::Debug for Headers<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(self.0.iter().map(|(name, _)| (name, REDACTED)))
+                    .finish()
+            }
+        }
+        fn endpoint(url: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+            url.as_deref().map(redact_userinfo)
+        }
+        f.debug_struct("OtlpEnv")
+            .field("traces_endpoint", &endpoint(&self.traces_endpoint))
+            .field("endpoint", &endpoint(&self.endpoint))
+            .field("protocol", &self.protocol)
+            .field("headers", &Headers(&self.headers))
+            .field("timeout", &self.timeout)
+            .field("gzip", &self.gzip)
+            .finish()
+    }
+}
+
+/// What stands for a value that may be a credential.
+const REDACTED: &str = "<redacted>";
+
+/// `text` with the user information of every URL in it (`scheme://user:password@host`)
+/// replaced by `<redacted>`; for `Debug` output and error messages.
+pub(crate) fn redact_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the path, query, fragment, or anything a URL cannot hold.
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '\'' | '"' | '`' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(userinfo) => {
+                out.push_str(REDACTED);
+                out.push_str(&tail[userinfo..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// The `OTEL_BSP_*` variables, for the export batching of

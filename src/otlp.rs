@@ -27,7 +27,8 @@
 //! The request path never waits for an export: an unreachable endpoint costs the spans,
 //! which are counted and reported by a warning at most every 10 s, never the service.
 //!
-//! Every variable can be overridden in code through [`builder`]. Invalid values are ignored
+//! Every variable can be overridden in code through [`builder`], but for headers: see
+//! [headers](#headers). Invalid values are ignored
 //! and logged once, after the log layer exists, naming the variable (target
 //! `tracewire::env`), and are kept in [`OtlpGuard::warnings`]. Values that may hold
 //! credentials (headers, endpoints) are never printed.
@@ -41,7 +42,7 @@
 //! | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` | the full URL of the traces endpoint |
 //! | `OTEL_EXPORTER_OTLP_ENDPOINT` | the base URL (`/v1/traces` is added for HTTP); default `http://localhost:4318` (HTTP) or `http://localhost:4317` (gRPC) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` | `http/protobuf` (default), `http/json` or `grpc` |
-//! | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `key=value,…` headers of each export (values percent-decoded) |
+//! | `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` | `key=value,…` headers of each export (values percent-decoded); replaces a header of the same name given in code ([headers](#headers)) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` | the timeout of one export request, in ms (default 10000) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION` | `gzip` or `none` (default) |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (default `parentbased_always_on`) |
@@ -89,9 +90,29 @@
 //! global one, which hides its type) lets the layers record through bound instruments; see
 //! [the cost](crate::metrics#cost).
 //!
-//! gRPC endpoints are plain-text (`http://`): TLS needs `opentelemetry-otlp`'s `tls-*`
-//! features, which tracewire leaves to you; HTTP goes through hyper without TLS as well. For
-//! a Collector on the same host or in the same pod, as is usual, nothing else is needed.
+//! # TLS
+//!
+//! An `https://` endpoint needs the cargo feature `otlp-tls`: gRPC (tonic) and HTTP (hyper)
+//! then speak TLS through rustls with the `ring` provider, trusting the Mozilla root
+//! certificates of `webpki-roots` (a Collector behind a certificate of a public CA; a
+//! private CA is not trusted). `http://` endpoints never use TLS. For a Collector on the
+//! same host or in the same pod, as is usual, plain `http://` needs nothing more.
+//!
+//! Without `otlp-tls`, an `https://` endpoint is handled like an unreachable one when it
+//! comes from the environment, as OpenTelemetry SDKs do with a bad endpoint: `init`
+//! succeeds, logs one warning naming the variable and the feature, and every span is
+//! dropped and counted as an export failure (never sent in clear text); with the
+//! `metrics` feature, metrics are not exported. Given in code ([`OtlpBuilder::endpoint`]),
+//! it is a mistake of the program, and `init` returns [`InitError::TlsUnavailable`].
+//!
+//! # Headers
+//!
+//! Headers come from `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` and from
+//! [`OtlpBuilder::header`]. For a name set in both, **the environment wins**:
+//! `opentelemetry-otlp` reads the variable again when it builds the exporter and replaces
+//! the value given in code. (Every other setting given in code wins over its variable.)
+//! Header values and the user and password of an endpoint URL are never printed: not by
+//! warnings, errors, nor the `Debug` of [`EnvConfig`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -243,7 +264,9 @@ impl OtlpBuilder {
     }
 
     /// The full URL of the traces endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), e.g.
-    /// `http://collector:4317` for gRPC or `http://collector:4318/v1/traces` for HTTP.
+    /// `http://collector:4317` for gRPC or `http://collector:4318/v1/traces` for HTTP. An
+    /// `https://` URL needs the feature `otlp-tls`, else `init` fails with
+    /// [`InitError::TlsUnavailable`]; see [TLS](self#tls).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
@@ -255,7 +278,9 @@ impl OtlpBuilder {
         self
     }
 
-    /// Adds a header (gRPC metadata) to every export, e.g. an API key.
+    /// Adds a header (gRPC metadata) to every export, e.g. an API key. A header of the same
+    /// name in `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS` replaces this one: see
+    /// [headers](self#headers).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -287,7 +312,8 @@ impl OtlpBuilder {
 
     /// Installs the setup; see the [module docs](self). Fails, changing nothing, when a
     /// global subscriber is already set, and when the exporter cannot be built from
-    /// settings given in code (those from the environment are checked as they are read).
+    /// settings given in code (those from the environment are checked as they are read),
+    /// such as an `https://` endpoint without the feature `otlp-tls`.
     pub fn init(self) -> Result<OtlpGuard, InitError> {
         if tracing::dispatcher::has_been_set() {
             return Err(InitError::AlreadyInstalled);
@@ -320,6 +346,8 @@ impl OtlpBuilder {
             )
         };
         let mut installed = Installed::default();
+        // Said once the log layer exists, as the environment's warnings are.
+        let mut notices: Vec<Notice> = Vec::new();
         // The spans' resource, which the metrics share.
         let mut full_resource = detected_resource();
         full_resource.extend(env.resource_attributes.iter().cloned());
@@ -348,12 +376,23 @@ impl OtlpBuilder {
                             timeout,
                         );
                         let runtime = installed.runtime()?;
-                        let built = {
-                            let _entered = runtime.enter();
-                            settings.build()
+                        let otel = match settings.tls_unavailable()? {
+                            Some(variable) => {
+                                notices.push(Notice::TlsUnavailable {
+                                    variable,
+                                    signal: "spans",
+                                });
+                                OtelReporter::builder(NeedsTls)
+                            }
+                            None => {
+                                let built = {
+                                    let _entered = runtime.enter();
+                                    settings.build()
+                                };
+                                OtelReporter::builder(built?)
+                            }
                         };
-                        let otlp = built.map_err(InitError::Exporter)?;
-                        let otel = OtelReporter::builder(otlp)
+                        let otel = otel
                             .with_env_config(&env)
                             .runtime(runtime.handle().clone())
                             .build();
@@ -375,19 +414,27 @@ impl OtlpBuilder {
         if let (Some(layer), true) = (&recorder, metrics.enabled) {
             let settings =
                 Settings::new(&metrics.otlp, "metrics", None, protocol, headers, timeout);
-            let runtime = installed.runtime()?;
-            let provider = metrics::meter_provider(
-                settings,
-                metrics.temporality,
-                runtime,
-                layer.service_name(),
-                full_resource,
-            )
-            .map_err(InitError::Exporter)?;
-            if let Some(recorder) = &installed.recorder {
-                metrics::observe_pipeline(&provider, recorder.handle());
+            match settings.tls_unavailable()? {
+                // Nothing could be exported: no provider, the layers record no metrics.
+                Some(variable) => notices.push(Notice::TlsUnavailable {
+                    variable,
+                    signal: "metrics",
+                }),
+                None => {
+                    let runtime = installed.runtime()?;
+                    let provider = metrics::meter_provider(
+                        settings,
+                        metrics.temporality,
+                        runtime,
+                        layer.service_name(),
+                        full_resource,
+                    )?;
+                    if let Some(recorder) = &installed.recorder {
+                        metrics::observe_pipeline(&provider, recorder.handle());
+                    }
+                    installed.meters = Some(provider);
+                }
             }
-            installed.meters = Some(provider);
         }
         #[cfg(not(feature = "metrics"))]
         let _ = full_resource;
@@ -413,6 +460,9 @@ impl OtlpBuilder {
         let _ = crate::propagation::set_global_default(propagator);
         for warning in &warnings {
             tracing::warn!(target: "tracewire::env", %warning, "ignoring an environment variable");
+        }
+        for notice in &notices {
+            tracing::warn!(target: "tracewire::env", warning = %notice, "exporting nothing");
         }
         Ok(OtlpGuard {
             installed,
@@ -453,7 +503,7 @@ macro_rules! configure {
             }
             let mut builder = builder
                 .with_tonic()
-                .with_endpoint(settings.endpoint)
+                .with_endpoint(settings.endpoint.clone())
                 .with_timeout(timeout)
                 .with_metadata(
                     opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
@@ -461,7 +511,17 @@ macro_rules! configure {
             if settings.gzip {
                 builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
             }
-            builder.build()
+            // opentelemetry-otlp's own TLS setting for `https://` trusts no root at all.
+            #[cfg(feature = "otlp-tls")]
+            if settings.is_https() {
+                builder = builder.with_tls_config(
+                    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                        .with_webpki_roots(),
+                );
+            }
+            builder
+                .build()
+                .map_err(|error| crate::otlp::ExporterError::new(&error, &settings))
         } else {
             let protocol = match settings.protocol {
                 OtlpProtocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
@@ -469,14 +529,21 @@ macro_rules! configure {
             };
             let mut builder = builder
                 .with_http()
-                .with_endpoint(settings.endpoint)
+                .with_endpoint(settings.endpoint.clone())
                 .with_protocol(protocol)
                 .with_timeout(timeout)
-                .with_headers(settings.headers.into_iter().collect::<HashMap<_, _>>());
+                .with_headers(settings.headers.iter().cloned().collect::<HashMap<_, _>>());
             if settings.gzip {
                 builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
             }
-            builder.build()
+            // The hyper client opentelemetry-otlp builds speaks plain HTTP only.
+            #[cfg(feature = "otlp-tls")]
+            if settings.is_https() {
+                builder = builder.with_http_client(crate::otlp::tls::https_client(timeout)?);
+            }
+            builder
+                .build()
+                .map_err(|error| crate::otlp::ExporterError::new(&error, &settings))
         }
     }};
 }
@@ -485,6 +552,8 @@ macro_rules! configure {
 struct Settings {
     protocol: OtlpProtocol,
     endpoint: String,
+    /// Where `endpoint` came from.
+    endpoint_source: EndpointSource,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
     gzip: bool,
@@ -505,38 +574,162 @@ impl Settings {
             .or(otlp.protocol)
             .unwrap_or(OtlpProtocol::HttpProtobuf);
         let grpc = protocol == OtlpProtocol::Grpc;
-        let endpoint = endpoint
-            .or_else(|| otlp.traces_endpoint.clone())
+        let signal_variable = if signal == "metrics" {
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+        } else {
+            crate::env::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+        };
+        let (endpoint, endpoint_source) = endpoint
+            .map(|url| (url, EndpointSource::Code))
+            .or_else(|| {
+                let url = otlp.traces_endpoint.clone()?;
+                Some((url, EndpointSource::Variable(signal_variable)))
+            })
             .or_else(|| {
                 let base = otlp.endpoint.as_deref()?;
-                Some(if grpc {
+                let url = if grpc {
                     base.to_owned()
                 } else {
                     format!("{}/v1/{signal}", base.trim_end_matches('/'))
-                })
+                };
+                Some((
+                    url,
+                    EndpointSource::Variable(crate::env::OTEL_EXPORTER_OTLP_ENDPOINT),
+                ))
             })
             .unwrap_or_else(|| {
-                if grpc {
+                let url = if grpc {
                     "http://localhost:4317".to_owned()
                 } else {
                     format!("http://localhost:4318/v1/{signal}")
-                }
+                };
+                (url, EndpointSource::Default)
             });
         let mut all = otlp.headers.clone();
         all.extend(headers);
         Settings {
             protocol,
             endpoint,
+            endpoint_source,
             headers: all,
             timeout: timeout.or(otlp.timeout),
             gzip: otlp.gzip.unwrap_or(false),
         }
     }
 
-    fn build(
-        self,
-    ) -> Result<opentelemetry_otlp::SpanExporter, opentelemetry_otlp::ExporterBuildError> {
+    fn build(self) -> Result<opentelemetry_otlp::SpanExporter, ExporterError> {
         configure!(self, opentelemetry_otlp::SpanExporter::builder())
+    }
+
+    /// Whether the endpoint is an `https://` URL.
+    fn is_https(&self) -> bool {
+        self.endpoint
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }
+
+    /// Without the feature `otlp-tls`, for an `https://` endpoint: the variable that gave
+    /// it (nothing will be exported), or an error when it was given in code.
+    fn tls_unavailable(&self) -> Result<Option<&'static str>, InitError> {
+        if cfg!(feature = "otlp-tls") || !self.is_https() {
+            return Ok(None);
+        }
+        match self.endpoint_source {
+            EndpointSource::Variable(variable) => Ok(Some(variable)),
+            EndpointSource::Code | EndpointSource::Default => Err(InitError::TlsUnavailable),
+        }
+    }
+}
+
+/// Where an endpoint came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EndpointSource {
+    /// [`OtlpBuilder::endpoint`].
+    Code,
+    /// This variable.
+    Variable(&'static str),
+    /// Nowhere: the specification's default.
+    Default,
+}
+
+/// Something `init` tells once the log layer exists.
+enum Notice {
+    /// An `https://` endpoint from `variable` without the feature `otlp-tls`.
+    TlsUnavailable {
+        variable: &'static str,
+        /// What is not exported: `spans`, `metrics`.
+        signal: &'static str,
+    },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::TlsUnavailable { variable, signal } => {
+                write!(
+                    f,
+                    "{variable} is an https:// URL, which needs tracewire's cargo feature \
+                     \"otlp-tls\"; "
+                )?;
+                if *signal == "spans" {
+                    f.write_str(
+                        "spans are dropped (counted as failed exports), never sent in clear text",
+                    )
+                } else {
+                    write!(f, "{signal} are not exported")
+                }
+            }
+        }
+    }
+}
+
+/// The exporter standing in for one that would need TLS: every export fails, so spans are
+/// dropped and counted as an unreachable endpoint's are.
+#[derive(Debug)]
+struct NeedsTls;
+
+impl opentelemetry_sdk::trace::SpanExporter for NeedsTls {
+    fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        std::future::ready(Err(
+            opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                "the OTLP endpoint is https://, which needs tracewire's cargo feature \"otlp-tls\""
+                    .to_owned(),
+            ),
+        ))
+    }
+}
+
+/// The OTLP/HTTP client for `https://` endpoints (feature `otlp-tls`).
+#[cfg(feature = "otlp-tls")]
+mod tls {
+    use std::time::Duration;
+
+    use hyper_rustls::HttpsConnector;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use opentelemetry_http::hyper::HyperClient;
+
+    use super::ExporterError;
+
+    /// opentelemetry-otlp's hyper client over rustls (`ring`), trusting the webpki roots.
+    pub(super) fn https_client(
+        timeout: Duration,
+    ) -> Result<HyperClient<HttpsConnector<HttpConnector>>, ExporterError> {
+        // `ring`, as tonic's `tls-ring` uses for gRPC: rustls deprecates it for its lack of
+        // post-quantum key exchange, but its alternative, aws-lc-rs, is a large C build.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|error| ExporterError {
+                message: format!("TLS could not be set up: {error}"),
+            })?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(HyperClient::new(connector, timeout, None))
     }
 }
 
@@ -673,7 +866,10 @@ pub enum InitError {
     /// The export thread could not be started.
     Runtime(std::io::Error),
     /// The exporter could not be built from the settings given in code.
-    Exporter(opentelemetry_otlp::ExporterBuildError),
+    Exporter(ExporterError),
+    /// The endpoint given in code is an `https://` URL, and the cargo feature `otlp-tls`
+    /// is off; see [TLS](self#tls).
+    TlsUnavailable,
 }
 
 impl fmt::Display for InitError {
@@ -684,6 +880,10 @@ impl fmt::Display for InitError {
             }
             InitError::Runtime(_) => f.write_str("the OTLP export thread could not start"),
             InitError::Exporter(_) => f.write_str("the OTLP exporter could not be built"),
+            InitError::TlsUnavailable => f.write_str(
+                "the OTLP endpoint given in code is an https:// URL, which needs tracewire's \
+                 cargo feature \"otlp-tls\"",
+            ),
         }
     }
 }
@@ -691,12 +891,70 @@ impl fmt::Display for InitError {
 impl std::error::Error for InitError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            InitError::AlreadyInstalled => None,
+            InitError::AlreadyInstalled | InitError::TlsUnavailable => None,
             InitError::Runtime(error) => Some(error),
             InitError::Exporter(error) => Some(error),
         }
     }
 }
+
+impl From<ExporterError> for InitError {
+    fn from(error: ExporterError) -> Self {
+        InitError::Exporter(error)
+    }
+}
+
+/// Why `opentelemetry-otlp` could not build the exporter: its message and those of its
+/// causes, with the endpoint's user and password and every header value taken out (they
+/// may be credentials).
+pub struct ExporterError {
+    message: String,
+}
+
+impl ExporterError {
+    fn new(error: &(dyn std::error::Error + 'static), settings: &Settings) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        ExporterError {
+            message: scrub(&message, &settings.headers),
+        }
+    }
+}
+
+/// `text` without the user information of any URL in it and without the header values.
+fn scrub(text: &str, headers: &[(String, String)]) -> String {
+    let mut text = crate::env::redact_userinfo(text).into_owned();
+    for (_, value) in headers {
+        if !value.is_empty() {
+            text = text.replace(value.as_str(), "<redacted>");
+        }
+    }
+    text
+}
+
+impl fmt::Display for ExporterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for ExporterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExporterError")
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl std::error::Error for ExporterError {}
 
 /// The metrics part of the setup (feature `metrics`).
 #[cfg(feature = "metrics")]
@@ -713,7 +971,7 @@ mod metrics {
 
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 
-    use super::{OtlpProtocol, Settings};
+    use super::{ExporterError, OtlpProtocol, Settings};
     use crate::env::{EnvConfig, EnvWarning, OtlpEnv};
     use crate::span::KeyValue;
 
@@ -840,7 +1098,7 @@ mod metrics {
         runtime: &tokio::runtime::Runtime,
         service_name: &str,
         resource: Vec<KeyValue>,
-    ) -> Result<SdkMeterProvider, opentelemetry_otlp::ExporterBuildError> {
+    ) -> Result<SdkMeterProvider, ExporterError> {
         let exporter = {
             let _entered = runtime.enter();
             let builder = opentelemetry_otlp::MetricExporter::builder();
@@ -889,5 +1147,178 @@ mod metrics {
         fn temporality(&self) -> Temporality {
             self.exporter.temporality()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-api-key";
+    const PASSWORD: &str = "hunter2";
+
+    fn env() -> EnvConfig {
+        EnvConfig::from_lookup(|name| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(format!(
+                "https://alice:{PASSWORD}@collector.example:4318/base"
+            )),
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => {
+                Some(format!("http://bob:{PASSWORD}@[::1]:4318/v1/traces?x=1"))
+            }
+            "OTEL_EXPORTER_OTLP_HEADERS" => {
+                Some(format!("api-key={SECRET},authorization=Basic%20{PASSWORD}"))
+            }
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn debug_of_the_environment_hides_header_values_and_userinfo() {
+        let env = env();
+        assert_eq!(env.otlp.headers.len(), 2, "both headers are read");
+        for shown in [format!("{env:?}"), format!("{:#?}", env.otlp)] {
+            assert!(!shown.contains(SECRET), "{shown}");
+            assert!(!shown.contains(PASSWORD), "{shown}");
+            assert!(
+                !shown.contains("alice") && !shown.contains("bob"),
+                "{shown}"
+            );
+            for kept in [
+                "api-key",
+                "authorization",
+                "<redacted>",
+                "https://<redacted>@collector.example:4318/base",
+                "http://<redacted>@[::1]:4318/v1/traces?x=1",
+            ] {
+                assert!(shown.contains(kept), "{kept} in {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn userinfo_is_redacted_in_any_text() {
+        let table = [
+            ("no url here", "no url here"),
+            ("http://collector:4317", "http://collector:4317"),
+            ("mail a@b.c", "mail a@b.c"),
+            (
+                "invalid endpoint 'https://u:p@h:1/x@y': bad",
+                "invalid endpoint 'https://<redacted>@h:1/x@y': bad",
+            ),
+            (
+                "a http://u@h and grpc://v:w@g?q=@",
+                "a http://<redacted>@h and grpc://<redacted>@g?q=@",
+            ),
+            ("http://a:b@c@d/", "http://<redacted>@d/"),
+        ];
+        for (text, want) in table {
+            assert_eq!(crate::env::redact_userinfo(text), want, "{text}");
+        }
+    }
+
+    /// A build error quoting the endpoint, for both transports.
+    #[test]
+    fn exporter_errors_carry_no_header_value_nor_userinfo() {
+        let env = env();
+        for protocol in [OtlpProtocol::Grpc, OtlpProtocol::HttpProtobuf] {
+            // A space makes the URL invalid, so opentelemetry-otlp quotes it in its error.
+            let endpoint = format!("http://carol:{PASSWORD}@collector:4317/ bad");
+            let settings = Settings::new(
+                &env.otlp,
+                "traces",
+                Some(endpoint),
+                Some(protocol),
+                vec![("x-token".to_owned(), SECRET.to_owned())],
+                None,
+            );
+            let headers = settings.headers.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let error = {
+                let _entered = runtime.enter();
+                settings.build().expect_err("an invalid endpoint")
+            };
+            // And a message that quoted the headers themselves.
+            let quoted = ExporterError {
+                message: scrub(
+                    &format!("{headers:?} at http://carol:{PASSWORD}@c/"),
+                    &headers,
+                ),
+            };
+            for error in [InitError::Exporter(error), InitError::Exporter(quoted)] {
+                let mut shown = vec![error.to_string(), format!("{error:?}")];
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    shown.push(cause.to_string());
+                    shown.push(format!("{cause:?}"));
+                    source = cause.source();
+                }
+                let all = shown.join("\n");
+                assert!(!all.contains(SECRET), "{protocol:?}: {all}");
+                assert!(!all.contains(PASSWORD), "{protocol:?}: {all}");
+                assert!(!all.contains("carol"), "{protocol:?}: {all}");
+                assert!(all.contains("<redacted>@"), "{protocol:?}: {all}");
+            }
+        }
+    }
+
+    /// Fails before anything global is installed.
+    #[cfg(not(feature = "otlp-tls"))]
+    #[test]
+    fn an_https_endpoint_in_code_needs_the_feature() {
+        let error = OtlpBuilder::from_env_config(EnvConfig::default())
+            .endpoint("https://collector:4318/v1/traces")
+            .init()
+            .expect_err("no TLS in this build");
+        assert!(matches!(error, InitError::TlsUnavailable), "{error:?}");
+        assert!(error.to_string().contains("\"otlp-tls\""), "{error}");
+        assert!(!tracing::dispatcher::has_been_set());
+    }
+
+    #[test]
+    fn where_an_https_endpoint_came_from() {
+        let env = EnvConfig::from_lookup(|name| {
+            (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then_some("HTTPS://collector:4317")
+        });
+        let from_env = Settings::new(&env.otlp, "traces", None, None, Vec::new(), None);
+        assert!(from_env.is_https());
+        assert_eq!(
+            from_env.endpoint_source,
+            EndpointSource::Variable("OTEL_EXPORTER_OTLP_ENDPOINT")
+        );
+        let in_code = Settings::new(
+            &env.otlp,
+            "metrics",
+            Some("https://collector:4318/v1/metrics".to_owned()),
+            None,
+            Vec::new(),
+            None,
+        );
+        assert_eq!(in_code.endpoint_source, EndpointSource::Code);
+        if cfg!(feature = "otlp-tls") {
+            assert_eq!(from_env.tls_unavailable().ok(), Some(None));
+            assert_eq!(in_code.tls_unavailable().ok(), Some(None));
+        } else {
+            assert_eq!(
+                from_env.tls_unavailable().ok(),
+                Some(Some("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            );
+            assert!(matches!(
+                in_code.tls_unavailable(),
+                Err(InitError::TlsUnavailable)
+            ));
+        }
+        let plain = Settings::new(
+            &EnvConfig::default().otlp,
+            "traces",
+            None,
+            None,
+            vec![],
+            None,
+        );
+        assert_eq!(plain.endpoint_source, EndpointSource::Default);
+        assert_eq!(plain.tls_unavailable().ok(), Some(None));
     }
 }

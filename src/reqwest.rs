@@ -80,8 +80,11 @@ pub struct TracingMiddleware {
 }
 
 impl TracingMiddleware {
-    /// A middleware with the defaults: W3C propagation to every host, headers the caller
-    /// set left alone.
+    /// A middleware with the defaults: the process default propagator (W3C Trace Context
+    /// and Baggage unless `OTEL_PROPAGATORS`, through [`otlp::init`](crate::otlp), or
+    /// [`propagation::set_global_default`](crate::propagation::set_global_default) chose
+    /// another before this middleware was built), injected to every host, headers the
+    /// caller set left alone.
     pub fn new() -> Self {
         Self::default()
     }

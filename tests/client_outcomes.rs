@@ -50,6 +50,44 @@ fn a_hyper_util_failure_keeps_the_cause_beneath_it() {
     }
 }
 
+/// A tonic `Channel` that cannot connect: the client layer records tonic's transport error
+/// with the causes beneath it, down to the refused connection.
+#[cfg(feature = "grpc")]
+#[test]
+fn a_failed_tonic_connection_keeps_its_cause() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let (recorded, ()) = recorded(|_| async {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_lazy();
+        let channel = tower::ServiceBuilder::new()
+            .layer(ClientLayer::new())
+            .service(channel);
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    });
+    let spans = recorded.spans.wait_for(1, WAIT).unwrap();
+    assert_eq!(spans[0].kind, SpanKind::Client);
+    let message = exception_message(&spans[0]);
+    assert!(
+        message.starts_with("transport error: ")
+            && message.to_ascii_lowercase().contains("connection refused"),
+        "{message}"
+    );
+    match &spans[0].status {
+        Status::Error { description } => assert_eq!(description.as_ref(), message),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn reading_only_the_status_is_not_an_error() {
     let (recorded, ()) = recorded(|_| async {

@@ -8,8 +8,16 @@
 //! request carrying B3 multi headers and prints what stock received, then drops the guard,
 //! which exports what is left. The parent owns the OTLP receiver (gRPC or HTTP) and checks
 //! what reached it, the child's stdout and its stderr.
+//!
+//! `TRACEWIRE_TEST_MODE` varies the child: `runtime-multi-thread` and
+//! `runtime-current-thread` call `init` inside a runtime of that flavour (as in
+//! `#[tokio::main]`) and drop the guard there; `reqwest-grpc` calls stock through reqwest
+//! and `TracingMiddleware::new()`, and a tonic health service through `ClientLayer::new()`
+//! over a `Channel`, served behind `ServerLayer::new()`.
 #![cfg(all(feature = "otlp", feature = "axum", feature = "b3"))]
 
+#[cfg(feature = "reqwest")]
+mod grpc_support;
 mod otlp_support;
 
 use std::process::{Command, Output};
@@ -32,6 +40,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tracewire::{ClientLayer, ServerLayer};
 
 const CHILD: &str = "TRACEWIRE_TEST_CHILD";
+const MODE: &str = "TRACEWIRE_TEST_MODE";
 const B3_TRACE: &str = "463ac35c9f6413ad48485a3953bb6124";
 const B3_SPAN: &str = "a2fb4a1d1a96d312";
 const WAIT: Duration = Duration::from_secs(60);
@@ -42,6 +51,19 @@ const WAIT: Duration = Duration::from_secs(60);
 fn child_process_entry() {
     if std::env::var_os(CHILD).is_none() {
         return;
+    }
+    let mode = std::env::var(MODE).unwrap_or_default();
+    match mode.as_str() {
+        "runtime-multi-thread" => {
+            return init_inside(tokio::runtime::Builder::new_multi_thread());
+        }
+        "runtime-current-thread" => {
+            return init_inside(tokio::runtime::Builder::new_current_thread());
+        }
+        #[cfg(feature = "reqwest")]
+        "reqwest-grpc" => return reqwest_and_grpc(),
+        "" => {}
+        other => panic!("no such mode {other}"),
     }
     let guard = tracewire::otlp::init().expect("the first init installs");
     assert!(
@@ -57,36 +79,139 @@ fn child_process_entry() {
         .build()
         .unwrap();
     let (status, seen) = runtime.block_on(serve_and_call());
-    println!("STATUS {status}");
-    for (name, value) in seen {
-        println!("STOCK-SAW {name}: {value}");
+    print_outcome(status, &seen);
+    // The spans the exporter gave up on, all of them counted.
+    guard.flush().unwrap();
+    if let Some(counters) = guard.exporter_counters() {
+        let stats = counters.stats();
+        println!(
+            "EXPORTED {} FAILED {}",
+            stats.spans_exported, stats.spans_failed
+        );
     }
     // Exports what is left: nothing is exported later, so the parent can count.
     drop(guard);
     drop(runtime);
 }
 
-async fn serve_and_call() -> (u16, Vec<(String, String)>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
+fn print_outcome(status: u16, seen: &[(String, String)]) {
+    println!("STATUS {status}");
+    for (name, value) in seen {
+        println!("STOCK-SAW {name}: {value}");
+    }
+}
+
+/// `init` called inside a runtime, as `#[tokio::main]` would, and its guard dropped there.
+fn init_inside(mut builder: tokio::runtime::Builder) {
+    let runtime = builder.enable_all().build().unwrap();
+    runtime.block_on(async {
+        let guard = tracewire::otlp::init().expect("init inside a runtime");
+        let (status, seen) = serve_and_call().await;
+        print_outcome(status, &seen);
+        // Exports what is left, from a thread of the runtime.
+        drop(guard);
+    });
+}
+
+/// The headers a service kept of a request: B3 and W3C ones.
+fn keep_trace_headers(headers: &http::HeaderMap, kept: &Mutex<Vec<(String, String)>>) {
+    for (name, value) in headers {
+        let name = name.as_str();
+        if name.starts_with("x-b3-") || name == "traceparent" || name == "b3" {
+            kept.lock()
+                .unwrap()
+                .push((name.to_owned(), value.to_str().unwrap_or("").to_owned()));
+        }
+    }
+}
+
+/// The "stock" service, keeping the trace headers of its requests in `seen`.
+async fn serve_stock(seen: Arc<Mutex<Vec<(String, String)>>>) -> std::net::SocketAddr {
     let stock = Router::new().route(
         "/stock",
         get(move |headers: http::HeaderMap| {
-            let kept = kept.clone();
+            let kept = seen.clone();
             async move {
-                for (name, value) in &headers {
-                    let name = name.as_str();
-                    if name.starts_with("x-b3-") || name == "traceparent" || name == "b3" {
-                        kept.lock()
-                            .unwrap()
-                            .push((name.to_owned(), value.to_str().unwrap_or("").to_owned()));
-                    }
-                }
+                keep_trace_headers(&headers, &kept);
                 "12"
             }
         }),
     );
-    let stock_addr = spawn_server(stock).await;
+    spawn_server(stock).await
+}
+
+/// Checkout calls stock through reqwest with `TracingMiddleware::new()`, then a tonic
+/// health service through `ClientLayer::new()` over a `Channel`, served behind
+/// `ServerLayer::new()`: none is given a propagator.
+#[cfg(feature = "reqwest")]
+fn reqwest_and_grpc() {
+    use tracewire::reqwest::TracingMiddleware;
+
+    let guard = tracewire::otlp::init().expect("init");
+    let runtime = runtime();
+    runtime.block_on(async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stock_addr = serve_stock(seen.clone()).await;
+        let health = grpc_support::TestHealth::default();
+        let grpc_addr = grpc_support::serve_grpc(ServerLayer::new(), health.clone()).await;
+        let checkout = Router::new()
+            .route(
+                "/checkout",
+                get(move || async move {
+                    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                        .with(TracingMiddleware::new())
+                        .build();
+                    let stock = http
+                        .get(format!("http://{stock_addr}/stock"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(stock.text().await.unwrap(), "12");
+                    let mut client = grpc_support::client(grpc_addr, ClientLayer::new()).await;
+                    client
+                        .check(grpc_support::check_req("ok"))
+                        .await
+                        .expect("the health check answers");
+                    "ordered"
+                }),
+            )
+            .layer(ServerLayer::new());
+        let checkout_addr = spawn_server(checkout).await;
+        let status = call_checkout(checkout_addr).await;
+        let stock_saw = seen.lock().unwrap().clone();
+        print_outcome(status, &stock_saw);
+        for metadata in health.seen() {
+            let mut kept = Mutex::new(Vec::new());
+            keep_trace_headers(&metadata.into_headers(), &kept);
+            for (name, value) in kept.get_mut().unwrap().drain(..) {
+                println!("GRPC-SAW {name}: {value}");
+            }
+        }
+    });
+    drop(guard);
+}
+
+/// Calls checkout with B3 multi headers; its status.
+async fn call_checkout(checkout_addr: std::net::SocketAddr) -> u16 {
+    let request = http::Request::get(format!("http://{checkout_addr}/checkout"))
+        .header("x-b3-traceid", B3_TRACE)
+        .header("x-b3-spanid", B3_SPAN)
+        .header("x-b3-sampled", "1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = Client::builder(TokioExecutor::new())
+        .build_http::<Empty<Bytes>>()
+        .request(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+async fn serve_and_call() -> (u16, Vec<(String, String)>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stock_addr = serve_stock(seen.clone()).await;
     let checkout = Router::new()
         .route(
             "/checkout",
@@ -105,19 +230,7 @@ async fn serve_and_call() -> (u16, Vec<(String, String)>) {
         )
         .layer(ServerLayer::new());
     let checkout_addr = spawn_server(checkout).await;
-    let request = http::Request::get(format!("http://{checkout_addr}/checkout"))
-        .header("x-b3-traceid", B3_TRACE)
-        .header("x-b3-spanid", B3_SPAN)
-        .header("x-b3-sampled", "1")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = Client::builder(TokioExecutor::new())
-        .build_http::<Empty<Bytes>>()
-        .request(request)
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
+    let status = call_checkout(checkout_addr).await;
     let seen = seen.lock().unwrap().clone();
     (status, seen)
 }
@@ -133,16 +246,27 @@ async fn spawn_server(app: Router) -> std::net::SocketAddr {
 struct Child {
     status: Option<u16>,
     stock_saw: Vec<(String, String)>,
+    /// The trace headers the gRPC health service received (mode `reqwest-grpc`).
+    grpc_saw: Vec<(String, String)>,
+    /// Spans exported and spans failed, by the exporter's counters (default mode).
+    exported: Option<(u64, u64)>,
     stderr: String,
 }
 
 impl Child {
     fn saw(&self, header: &str) -> Option<&str> {
-        self.stock_saw
-            .iter()
-            .find(|(name, _)| name == header)
-            .map(|(_, value)| value.as_str())
+        find_header(&self.stock_saw, header)
     }
+
+    fn grpc_saw(&self, header: &str) -> Option<&str> {
+        find_header(&self.grpc_saw, header)
+    }
+}
+
+fn find_header<'a>(seen: &'a [(String, String)], header: &str) -> Option<&'a str> {
+    seen.iter()
+        .find(|(name, _)| name == header)
+        .map(|(_, value)| value.as_str())
 }
 
 /// Runs the child with exactly `vars` as its environment (and `PATH`).
@@ -178,6 +302,8 @@ fn run_child(vars: &[(&str, String)]) -> Child {
     let mut child = Child {
         status: None,
         stock_saw: Vec::new(),
+        grpc_saw: Vec::new(),
+        exported: None,
         stderr,
     };
     for line in stdout.lines() {
@@ -188,6 +314,12 @@ fn run_child(vars: &[(&str, String)]) -> Child {
         } else if let Some(seen) = line.strip_prefix("STOCK-SAW ") {
             let (name, value) = seen.split_once(": ").unwrap();
             child.stock_saw.push((name.to_owned(), value.to_owned()));
+        } else if let Some(seen) = line.strip_prefix("GRPC-SAW ") {
+            let (name, value) = seen.split_once(": ").unwrap();
+            child.grpc_saw.push((name.to_owned(), value.to_owned()));
+        } else if let Some(counts) = line.strip_prefix("EXPORTED ") {
+            let (exported, failed) = counts.split_once(" FAILED ").unwrap();
+            child.exported = Some((exported.parse().unwrap(), failed.trim().parse().unwrap()));
         }
     }
     assert_eq!(child.status, Some(200), "stdout:\n{stdout}");
@@ -430,15 +562,24 @@ fn sdk_disabled_exports_nothing_and_serves() {
     let rt = runtime();
     let receiver =
         rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
-    run_child(&[
+    let child = run_child(&[
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://{}", receiver.addr),
         ),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ("OTEL_SDK_DISABLED", "true".to_owned()),
+        ("OTEL_PROPAGATORS", "b3multi".to_owned()),
     ]);
     assert!(receiver.requests().is_empty());
+    // The layers still pass the caller's trace on, in the propagator's format.
+    assert_eq!(
+        child.saw("x-b3-traceid"),
+        Some(B3_TRACE),
+        "{:?}",
+        child.stock_saw
+    );
+    assert_eq!(child.saw("traceparent"), None);
 }
 
 #[test]
@@ -465,4 +606,170 @@ fn console_exporter_prints_trees_that_rust_log_does_not_quiet() {
         "the recorder still records it, as an event of the tree:\n{}",
         child.stderr
     );
+}
+
+#[test]
+fn init_inside_a_multi_thread_runtime() {
+    let rt = runtime();
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    exports_with(
+        &receiver,
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", receiver.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+            (MODE, "runtime-multi-thread".to_owned()),
+        ],
+    );
+}
+
+#[test]
+fn init_inside_a_current_thread_runtime() {
+    let rt = runtime();
+    let receiver = rt
+        .block_on(async { Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    exports_with(
+        &receiver,
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", receiver.addr),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+            (MODE, "runtime-current-thread".to_owned()),
+        ],
+    );
+}
+
+/// `OTEL_PROPAGATORS=b3multi` alone makes reqwest's middleware and a tonic client and
+/// server, none given a propagator, inject and extract B3 multi headers.
+#[cfg(feature = "reqwest")]
+#[test]
+fn the_default_propagator_applies_to_reqwest_and_grpc() {
+    let rt = runtime();
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let child = run_child(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", receiver.addr),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_PROPAGATORS", "b3multi".to_owned()),
+        (MODE, "reqwest-grpc".to_owned()),
+    ]);
+    for (hop, saw) in [("reqwest", &child.stock_saw), ("gRPC", &child.grpc_saw)] {
+        assert_eq!(
+            find_header(saw, "x-b3-traceid"),
+            Some(B3_TRACE),
+            "{hop}: {saw:?}"
+        );
+        assert_eq!(
+            find_header(saw, "x-b3-sampled"),
+            Some("1"),
+            "{hop}: {saw:?}"
+        );
+        assert_eq!(
+            find_header(saw, "traceparent"),
+            None,
+            "{hop}: only B3 goes out"
+        );
+    }
+    const CHECK: &str = "grpc.health.v1.Health/Check";
+    assert!(receiver.wait_for_span(CHECK, WAIT));
+    assert!(receiver.wait_for_span("GET /checkout", WAIT));
+    let spans = receiver.spans();
+    let find = |kind: SpanKind, name: &str| {
+        spans
+            .iter()
+            .map(|(_, span)| span)
+            .find(|s| s.kind == kind as i32 && s.name == name)
+            .unwrap_or_else(|| panic!("no {kind:?} span {name} in {spans:#?}"))
+    };
+    let checkout = find(SpanKind::Server, "GET /checkout");
+    assert_eq!(hex(&checkout.trace_id), B3_TRACE, "B3 multi in over HTTP");
+    let reqwest = find(SpanKind::Client, "GET");
+    assert_eq!(
+        child.saw("x-b3-spanid"),
+        Some(hex(&reqwest.span_id).as_str()),
+        "reqwest's span is the parent it sent"
+    );
+    let grpc_client = find(SpanKind::Client, CHECK);
+    assert_eq!(
+        child.grpc_saw("x-b3-spanid"),
+        Some(hex(&grpc_client.span_id).as_str())
+    );
+    let grpc_server = find(SpanKind::Server, CHECK);
+    assert_eq!(
+        hex(&grpc_server.trace_id),
+        B3_TRACE,
+        "B3 multi in over gRPC"
+    );
+    assert_eq!(
+        grpc_server.parent_span_id, grpc_client.span_id,
+        "the gRPC server continues the client's span"
+    );
+}
+
+/// Without the feature `otlp-tls`, an `https://` endpoint from the environment is a warning
+/// naming the variable and the feature; with it, TLS is attempted. Either way the service
+/// serves, nothing reaches the plain-text receiver in clear text, and the spans are counted
+/// as failed.
+#[test]
+fn an_https_endpoint_from_the_environment_never_fails_the_service() {
+    let rt = runtime();
+    let grpc =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let http = rt
+        .block_on(async { Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    for (receiver, variable, url, protocol) in [
+        (
+            &grpc,
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("https://127.0.0.1:{}", grpc.addr.port()),
+            "grpc",
+        ),
+        (
+            &http,
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("https://127.0.0.1:{}/v1/traces", http.addr.port()),
+            "http/protobuf",
+        ),
+    ] {
+        let child = run_child(&[
+            (variable, url),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "5000".to_owned()),
+        ]);
+        let stderr = &child.stderr;
+        let (exported, failed) = child.exported.expect("the counters are printed");
+        assert_eq!(exported, 0, "{protocol}\n{stderr}");
+        assert!(
+            failed >= 2,
+            "{protocol}: the server and client spans\n{stderr}"
+        );
+        assert!(
+            receiver.requests().is_empty(),
+            "{protocol}: nothing in clear text"
+        );
+        if cfg!(feature = "otlp-tls") {
+            assert!(
+                stderr.contains("exporting spans failed"),
+                "{protocol}: the TLS handshake fails\n{stderr}"
+            );
+        } else {
+            let warnings: Vec<&str> = stderr
+                .lines()
+                .filter(|l| {
+                    l.contains(variable)
+                        && l.contains("otlp-tls")
+                        && l.contains("spans are dropped")
+                })
+                .collect();
+            assert_eq!(warnings.len(), 1, "{protocol}\n{stderr}");
+        }
+    }
 }

@@ -378,8 +378,9 @@ fn dropped_bodies_failures_and_client_errors() {
         .map(|kv| kv.value.as_str().into_owned())
         .unwrap();
     assert!(message.contains("error sending request"), "{message}");
+    // With its causes, down to the operating system's.
     assert!(
-        message.len() > "error sending request".len() + 10,
+        message.to_ascii_lowercase().contains("connection refused"),
         "with its causes: {message}"
     );
 }

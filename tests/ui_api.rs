@@ -407,9 +407,9 @@ fn otlp_protobuf_and_json_bodies_join_the_right_trace() {
 }
 
 /// A second "service" whose spans leave through the real opentelemetry-otlp HTTP exporter
-/// (reqwest client) to the viewer, and join a trace this process recorded.
+/// (its hyper client, as users ship it) to the viewer, and join a trace this process recorded.
 fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol) {
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    use opentelemetry_otlp::WithExportConfig;
 
     let viewer = start(Viewer::builder());
     let (local, local_guard) = Recorder::builder()
@@ -432,7 +432,6 @@ fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol) {
         let _entered = export_rt.enter();
         opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_http_client(reqwest::Client::new())
             .with_protocol(protocol)
             .with_endpoint(format!("{}v1/traces", viewer.url()))
             .build()

@@ -121,7 +121,10 @@ impl Default for ClientLayer {
 }
 
 impl ClientLayer {
-    /// A layer with the defaults: W3C propagation to every host, headers the caller set
+    /// A layer with the defaults: the process default propagator (W3C Trace Context and
+    /// Baggage unless `OTEL_PROPAGATORS`, through [`otlp::init`](crate::otlp), or
+    /// [`propagation::set_global_default`](crate::propagation::set_global_default) chose
+    /// another before this layer was built), injected to every host, headers the caller set
     /// left alone.
     pub fn new() -> Self {
         Self::default()

@@ -55,7 +55,10 @@ impl Default for ServerLayer {
 }
 
 impl ServerLayer {
-    /// A layer with the defaults: W3C propagation, no header capture, every request traced,
+    /// A layer with the defaults: the process default propagator (W3C Trace Context and
+    /// Baggage unless `OTEL_PROPAGATORS`, through [`otlp::init`](crate::otlp), or
+    /// [`propagation::set_global_default`](crate::propagation::set_global_default) chose
+    /// another before this layer was built), no header capture, every request traced,
     /// inbound context trusted.
     pub fn new() -> Self {
         Self::default()
