@@ -7,5 +7,6 @@ pub(crate) mod attrs;
 pub(crate) mod body;
 pub mod classify;
 pub mod config;
+pub(crate) mod error;
 pub(crate) mod future;
 pub(crate) mod rpc;
