@@ -12,7 +12,7 @@ use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
 
 use super::DURATION_BUCKETS;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
-use crate::request::rpc::{self, GrpcMethods};
+use crate::rpc::{self, GrpcMethods};
 use crate::semconv;
 
 /// Request parts (routes, servers, gRPC methods) a layer keeps series for.

@@ -25,7 +25,7 @@ use crate::metrics::{Metering, Unmetered};
 use crate::record::{with_span_data, SpanData};
 use crate::request::attrs;
 use crate::request::error::error_message;
-use crate::request::rpc::{self, GrpcMethods, MessageCounter};
+use crate::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
 use crate::span::{Event, Key, KeyValue, Status, Value};
 

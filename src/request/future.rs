@@ -38,7 +38,7 @@ impl ResponseState {
             if !end.grpc_status(response.headers()) && code != 200 {
                 end.grpc_http_failure(code);
             }
-            if code == 200 && crate::request::rpc::is_grpc(response.headers()) {
+            if code == 200 && crate::rpc::is_grpc(response.headers()) {
                 if let Some(g) = end.grpc_mut() {
                     // A gRPC service took the call (a status read above may still refuse it).
                     g.answered = true;
