@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::propagation::w3c_baggage as baggage_wire;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// Most list members a `baggage` header carries (the W3C grammar's `0*179` repetitions).
 pub const BAGGAGE_MAX_MEMBERS: usize = 180;
@@ -48,7 +48,7 @@ impl BaggageMember {
 
     /// Bytes this member takes in a `baggage` header.
     pub fn encoded_len(&self) -> usize {
-        baggage_wire::encoded_len(self)
+        encoded_len(self)
     }
 }
 
@@ -142,10 +142,10 @@ impl Baggage {
 
     /// A copy with `member` set, as [`Baggage::with`] does.
     pub fn with_member(&self, member: BaggageMember) -> Result<Baggage, BaggageError> {
-        if !baggage_wire::is_token(member.key.as_bytes()) {
+        if !is_token(member.key.as_bytes()) {
             return Err(BaggageError::InvalidKey);
         }
-        if !baggage_wire::is_normalized_properties(member.properties.as_bytes()) {
+        if !is_normalized_properties(member.properties.as_bytes()) {
             return Err(BaggageError::InvalidProperties);
         }
         let first = self.iter().position(|m| m.key == member.key);
@@ -179,7 +179,7 @@ impl Baggage {
         if self.is_empty() {
             return other.clone();
         }
-        let mut merged = baggage_wire::BaggageBuilder::default();
+        let mut merged = BaggageBuilder::default();
         for member in self
             .iter()
             .chain(other.iter().filter(|m| self.member(&m.key).is_none()))
@@ -208,4 +208,107 @@ impl<'a> IntoIterator for &'a Baggage {
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
+}
+
+/// Bytes percent-encoded in a value: every byte that is not a `baggage-octet` (controls,
+/// space, `"`, `,`, `;`, `\`, non-ASCII) and `%` itself.
+pub(crate) const VALUE_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
+
+/// Gathers members, header value by header value (the codec in
+/// [`propagation`](crate::propagation) adds those of a `baggage` header), within the limits.
+#[derive(Debug, Default)]
+pub(crate) struct BaggageBuilder {
+    members: Vec<BaggageMember>,
+    bytes: usize,
+}
+
+impl BaggageBuilder {
+    /// Adds a member from elsewhere (another propagator), after checking its key and
+    /// properties; `false` when it was refused or did not fit.
+    pub(crate) fn push_checked(&mut self, member: BaggageMember) -> bool {
+        is_token(member.key.as_bytes())
+            && is_normalized_properties(member.properties.as_bytes())
+            && self.push(member)
+    }
+
+    /// Adds a valid member if it fits; `false` when it does not.
+    pub(crate) fn push(&mut self, member: BaggageMember) -> bool {
+        let added = encoded_len(&member) + usize::from(!self.members.is_empty());
+        if self.members.len() == BAGGAGE_MAX_MEMBERS || self.bytes + added > BAGGAGE_MAX_BYTES {
+            return false;
+        }
+        self.bytes += added;
+        self.members.push(member);
+        true
+    }
+
+    /// No member can be added any more.
+    pub(crate) fn is_full(&self) -> bool {
+        self.members.len() == BAGGAGE_MAX_MEMBERS
+    }
+
+    pub(crate) fn finish(self) -> Baggage {
+        Baggage::from_members(self.members)
+    }
+}
+
+/// Properties in the form the `baggage` header parser normalizes them to (or none).
+pub(crate) fn is_normalized_properties(properties: &[u8]) -> bool {
+    properties.is_empty()
+        || properties.split(|&b| b == b';').all(|property| {
+            let (key, value) = match property.iter().position(|&b| b == b'=') {
+                Some(eq) => (&property[..eq], &property[eq + 1..]),
+                None => (property, &b""[..]),
+            };
+            is_token(key) && value.iter().all(|&b| is_baggage_octet(b))
+        })
+}
+
+/// Bytes `member` takes on the wire, value percent-encoded.
+pub(crate) fn encoded_len(member: &BaggageMember) -> usize {
+    let value: usize = utf8_percent_encode(&member.value, VALUE_ENCODE)
+        .map(str::len)
+        .sum();
+    let properties = if member.properties.is_empty() {
+        0
+    } else {
+        1 + member.properties.len()
+    };
+    member.key.len() + 1 + value + properties
+}
+
+/// An RFC 7230 `token`: one or more `tchar`.
+pub(crate) fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && bytes.iter().all(|&b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// `baggage-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E`.
+pub(crate) fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
 }

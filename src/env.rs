@@ -383,6 +383,27 @@ impl PropagatorName {
     }
 }
 
+/// Why a propagator name cannot be used in this build, if it cannot.
+pub(crate) fn unavailable(name: &PropagatorName) -> Option<EnvWarning> {
+    let feature = match name {
+        PropagatorName::TraceContext | PropagatorName::Baggage | PropagatorName::None => {
+            return None
+        }
+        PropagatorName::B3 | PropagatorName::B3Multi if cfg!(feature = "b3") => return None,
+        PropagatorName::Jaeger if cfg!(feature = "jaeger") => return None,
+        PropagatorName::B3 | PropagatorName::B3Multi => Some("b3"),
+        PropagatorName::Jaeger => Some("jaeger"),
+        PropagatorName::XRay | PropagatorName::OtTrace => None,
+        PropagatorName::Other(name) => {
+            return Some(EnvWarning::UnknownPropagator { name: name.clone() })
+        }
+    };
+    Some(EnvWarning::UnavailablePropagator {
+        name: name.as_str().to_owned(),
+        feature,
+    })
+}
+
 /// Something wrong with an environment variable; the setting kept its default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -590,58 +611,10 @@ impl EnvConfig {
         config.propagators = propagators.map(|list| parse_propagators(&list));
         read_exporter(&mut config, &mut get);
         for name in config.propagators.iter().flatten() {
-            config
-                .warnings
-                .extend(crate::propagation::from_env::unavailable(name));
+            config.warnings.extend(unavailable(name));
         }
         config.warnings.splice(0..0, unicode_warnings);
         config
-    }
-
-    /// The propagator [`propagators`](Self::propagators) names, for the layers'
-    /// [`propagator`](crate::ServerLayer::propagator) setting:
-    ///
-    /// - unset: W3C Trace Context and Baggage (the default);
-    /// - `tracecontext`, `baggage`: W3C Trace Context, W3C Baggage;
-    /// - `b3`, `b3multi` (feature `b3`): B3 single header and multiple headers, through
-    ///   `opentelemetry-propagator-b3`;
-    /// - `jaeger` (feature `jaeger`): [`JaegerPropagator`](crate::propagation::JaegerPropagator);
-    /// - `none`: no propagation at all, whatever else is listed;
-    /// - several: a [`CompositePropagator`](crate::propagation::CompositePropagator) in the
-    ///   order given (the first valid span context wins, baggage is merged).
-    ///
-    /// Unknown names (and `xray`, `ottrace`, or a name whose feature is off) are left out,
-    /// each with a warning in [`warnings`](Self::warnings); if nothing usable is left, the
-    /// default applies.
-    ///
-    /// ```
-    /// use http::HeaderMap;
-    /// use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-    /// use tracewire::env::{EnvConfig, EnvWarning};
-    ///
-    /// let env = EnvConfig::from_lookup(|name| {
-    ///     (name == "OTEL_PROPAGATORS").then_some("tracecontext,xray")
-    /// });
-    /// assert_eq!(
-    ///     env.warnings,
-    ///     vec![EnvWarning::UnavailablePropagator { name: "xray".into(), feature: None }]
-    /// );
-    /// let propagator = env.propagator();
-    /// let cx = SpanContext::new(
-    ///     TraceId::from(1u128),
-    ///     SpanId::from(2u64),
-    ///     TraceFlags::SAMPLED,
-    ///     false,
-    ///     TraceState::NONE,
-    /// );
-    /// let mut headers = HeaderMap::new();
-    /// propagator.inject(&cx, &Default::default(), &mut headers);
-    /// assert!(headers.contains_key("traceparent"));
-    /// let layer = tracewire::ServerLayer::new().propagator(propagator);
-    /// # drop(layer);
-    /// ```
-    pub fn propagator(&self) -> Box<dyn crate::propagation::Propagator> {
-        crate::propagation::from_env::from_names(self.propagators.as_deref())
     }
 
     /// Logs each warning once through `tracing`, at WARN level.

@@ -19,17 +19,17 @@ fn one_header(name: &'static str, value: &[u8]) -> HeaderMap {
 
 /// `grpc-timeout: {value}` as the layers read it.
 pub fn grpc_timeout(value: &[u8]) -> Option<Duration> {
-    crate::request::rpc::parse_timeout(&one_header("grpc-timeout", value))
+    crate::rpc::parse_timeout(&one_header("grpc-timeout", value))
 }
 
 /// `grpc-status: {value}` as the layers read it.
 pub fn grpc_status(value: &[u8]) -> Option<i32> {
-    crate::request::rpc::parse_status(&one_header("grpc-status", value))
+    crate::rpc::parse_status(&one_header("grpc-status", value))
 }
 
 /// `grpc-message: {value}` as the layers read it (percent-decoded).
 pub fn grpc_message(value: &[u8]) -> Option<String> {
-    crate::request::rpc::parse_message(&one_header("grpc-message", value))
+    crate::rpc::parse_message(&one_header("grpc-message", value))
 }
 
 /// The layers' query redaction for exactly `params` (the defaults left out, so that a fuzzer

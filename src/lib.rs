@@ -98,6 +98,7 @@
 #![deny(unsafe_code)]
 
 pub mod baggage;
+pub mod classify;
 pub mod client;
 pub mod context;
 #[cfg(feature = "console")]
@@ -124,6 +125,7 @@ mod request;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+mod rpc;
 pub mod sampler;
 pub mod semconv;
 pub mod server;
@@ -133,7 +135,7 @@ pub mod span;
 pub mod ui;
 
 pub use client::ClientLayer;
-pub use request::{classify, config};
+pub use request::config;
 pub use server::ServerLayer;
 
 // The README's snippets are compiled (and run, unless marked otherwise) as doc tests, so they

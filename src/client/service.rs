@@ -21,9 +21,7 @@ use crate::record::{current_parent, decide_under_current, with_pending, Decision
 use crate::request::attrs::{self, AuthorityParts, UrlFull};
 use crate::request::body::{ResponseBody, SpanEnd};
 use crate::request::future::{ResponseFuture, ResponseState, Trace};
-use crate::request::rpc::{
-    self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter,
-};
+use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
 use crate::semconv;
 use crate::span::{KeyValue, SpanKind};
 

@@ -12,8 +12,8 @@ use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
 
 use super::DURATION_BUCKETS;
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
-use crate::request::rpc::{self, GrpcMethods};
-use crate::semconv;
+use crate::rpc::{self, GrpcMethods};
+use crate::semconv::{self, HTTP_METHODS, PROTOCOL_VERSIONS};
 
 /// Request parts (routes, servers, gRPC methods) a layer keeps series for.
 const MAX_SERIES: usize = 1024;
@@ -267,7 +267,7 @@ pub(crate) struct Series {
     /// The operation names (`{method} {route}`) of a route's requests, by method, made once
     /// for the development views.
     #[cfg(feature = "console")]
-    operations: [OnceLock<Box<str>>; METHODS.len()],
+    operations: [OnceLock<Box<str>>; HTTP_METHODS.len()],
     ends: RwLock<Vec<(EndKey, Recorder)>>,
 }
 
@@ -282,7 +282,8 @@ struct EndKey {
 }
 
 /// `http.request.method`, `url.scheme` and `network.protocol.version` of a request, as
-/// indexes into [`METHODS`], [`SCHEMES`] and [`VERSIONS`]: small to carry and to compare.
+/// indexes into [`HTTP_METHODS`], [`SCHEMES`] and [`PROTOCOL_VERSIONS`]: small to carry and
+/// to compare.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct RequestCode {
     method: u8,
@@ -290,44 +291,19 @@ pub(crate) struct RequestCode {
     version: u8,
 }
 
-const METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
-];
 const SCHEMES: [&str; 2] = ["http", "https"];
-const VERSIONS: [&str; 6] = ["0.9", "1.0", "1.1", "2", "3", "_OTHER"];
 
 impl RequestCode {
     pub(crate) fn new(method: &http::Method, scheme: &str, version: http::Version) -> Self {
-        use http::{Method, Version};
-        let method = match *method {
-            Method::GET => 0,
-            Method::POST => 1,
-            Method::PUT => 2,
-            Method::DELETE => 3,
-            Method::HEAD => 4,
-            Method::OPTIONS => 5,
-            Method::PATCH => 6,
-            Method::CONNECT => 7,
-            Method::TRACE => 8,
-            _ => 9,
-        };
-        let version = match version {
-            Version::HTTP_09 => 0,
-            Version::HTTP_10 => 1,
-            Version::HTTP_11 => 2,
-            Version::HTTP_2 => 3,
-            Version::HTTP_3 => 4,
-            _ => 5,
-        };
         RequestCode {
-            method,
+            method: semconv::http_method_index(method),
             scheme: u8::from(scheme == "https"),
-            version,
+            version: semconv::protocol_version_index(version),
         }
     }
 
     fn method(self) -> &'static str {
-        METHODS[usize::from(self.method)]
+        HTTP_METHODS[usize::from(self.method)]
     }
 
     fn scheme(self) -> &'static str {
@@ -335,7 +311,7 @@ impl RequestCode {
     }
 
     fn version(self) -> &'static str {
-        VERSIONS[usize::from(self.version)]
+        PROTOCOL_VERSIONS[usize::from(self.version)]
     }
 }
 

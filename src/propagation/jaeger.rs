@@ -10,9 +10,8 @@ use std::fmt::Write as _;
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::w3c_baggage::BaggageBuilder;
 use super::{Extracted, Extractor, Injector, Propagator};
-use crate::baggage::{Baggage, BaggageMember};
+use crate::baggage::{Baggage, BaggageBuilder, BaggageMember};
 use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
 /// The Jaeger trace context header.

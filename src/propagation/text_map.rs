@@ -8,9 +8,8 @@ use opentelemetry::baggage::{BaggageExt, KeyValueMetadata};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TraceFlags};
 
-use super::w3c_baggage::BaggageBuilder;
 use super::{Extracted, Extractor, Injector, Propagator};
-use crate::baggage::{Baggage, BaggageMember};
+use crate::baggage::{Baggage, BaggageBuilder, BaggageMember};
 use crate::context::SpanContext;
 
 /// Adapts an `opentelemetry` [`TextMapPropagator`].

@@ -17,21 +17,14 @@
 //! never cut; a malformed member is dropped and the others kept, as the spec allows.
 
 use http::HeaderValue;
-use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{percent_decode, utf8_percent_encode};
 
 use super::{trim_ows, Extracted, Extractor, Injector, Propagator, BAGGAGE};
-use crate::baggage::{Baggage, BaggageMember, BAGGAGE_MAX_BYTES, BAGGAGE_MAX_MEMBERS};
+use crate::baggage::{
+    encoded_len, is_baggage_octet, is_token, Baggage, BaggageBuilder, BaggageMember,
+    BAGGAGE_MAX_BYTES, BAGGAGE_MAX_MEMBERS, VALUE_ENCODE,
+};
 use crate::context::SpanContext;
-
-/// Bytes percent-encoded in a value: every byte that is not a `baggage-octet` (controls,
-/// space, `"`, `,`, `;`, `\`, non-ASCII) and `%` itself.
-const VALUE_ENCODE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b',')
-    .add(b';')
-    .add(b'\\')
-    .add(b'%');
 
 /// Parses and combines `baggage` header values, in order, as one list.
 ///
@@ -123,18 +116,11 @@ impl Propagator for BaggagePropagator {
     }
 }
 
-/// Gathers members, header value by header value, within the limits.
-#[derive(Debug, Default)]
-pub(crate) struct BaggageBuilder {
-    members: Vec<BaggageMember>,
-    bytes: usize,
-}
-
 impl BaggageBuilder {
     /// Adds the members of one `baggage` header value.
     pub(crate) fn push_header(&mut self, value: &[u8]) {
         for member in value.split(|&b| b == b',') {
-            if self.members.len() == BAGGAGE_MAX_MEMBERS {
+            if self.is_full() {
                 return;
             }
             let member = trim_ows(member);
@@ -142,29 +128,6 @@ impl BaggageBuilder {
                 self.push(member);
             }
         }
-    }
-
-    /// Adds a member from elsewhere (another propagator), after checking its key and
-    /// properties; `false` when it was refused or did not fit.
-    pub(crate) fn push_checked(&mut self, member: BaggageMember) -> bool {
-        is_token(member.key.as_bytes())
-            && is_normalized_properties(member.properties.as_bytes())
-            && self.push(member)
-    }
-
-    /// Adds a valid member if it fits; `false` when it does not.
-    pub(crate) fn push(&mut self, member: BaggageMember) -> bool {
-        let added = encoded_len(&member) + usize::from(!self.members.is_empty());
-        if self.members.len() == BAGGAGE_MAX_MEMBERS || self.bytes + added > BAGGAGE_MAX_BYTES {
-            return false;
-        }
-        self.bytes += added;
-        self.members.push(member);
-        true
-    }
-
-    pub(crate) fn finish(self) -> Baggage {
-        Baggage::from_members(self.members)
     }
 }
 
@@ -225,64 +188,10 @@ fn normalize_properties(properties: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// Properties in the form [`normalize_properties`] produces (or none).
-pub(crate) fn is_normalized_properties(properties: &[u8]) -> bool {
-    properties.is_empty()
-        || properties.split(|&b| b == b';').all(|property| {
-            let (key, value) = match property.iter().position(|&b| b == b'=') {
-                Some(eq) => (&property[..eq], &property[eq + 1..]),
-                None => (property, &b""[..]),
-            };
-            is_token(key) && value.iter().all(|&b| is_baggage_octet(b))
-        })
-}
-
-/// Bytes `member` takes on the wire, value percent-encoded.
-pub(crate) fn encoded_len(member: &BaggageMember) -> usize {
-    let value: usize = utf8_percent_encode(&member.value, VALUE_ENCODE)
-        .map(str::len)
-        .sum();
-    let properties = if member.properties.is_empty() {
-        0
-    } else {
-        1 + member.properties.len()
-    };
-    member.key.len() + 1 + value + properties
-}
-
-/// An RFC 7230 `token`: one or more `tchar`.
-pub(crate) fn is_token(bytes: &[u8]) -> bool {
-    !bytes.is_empty()
-        && bytes.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
-}
-
-/// `baggage-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E`.
-fn is_baggage_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baggage::is_normalized_properties;
 
     fn member(s: &str) -> Option<BaggageMember> {
         parse_member(trim_ows(s.as_bytes()))

@@ -10,31 +10,21 @@ use std::sync::{OnceLock, RwLock};
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
 use crate::config::{QueryRedaction, REDACTED};
+use crate::semconv;
 
 /// `http.request.method`: the method when it is one of the standard ones, else `_OTHER`
 /// (and `false`, so the caller records `http.request.method_original`).
 pub(crate) fn method(method: &Method) -> (&'static str, bool) {
-    let known = match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => return ("_OTHER", false),
-    };
-    (known, true)
+    let index = usize::from(semconv::http_method_index(method));
+    (
+        semconv::HTTP_METHODS[index],
+        index + 1 < semconv::HTTP_METHODS.len(),
+    )
 }
 
 /// The method as span names use it: `HTTP` for a method that is not standard.
 pub(crate) fn span_method(m: &Method) -> &'static str {
-    match method(m) {
-        (name, true) => name,
-        (_, false) => "HTTP",
-    }
+    SPAN_METHODS[usize::from(semconv::http_method_index(m))]
 }
 
 /// Span names (`{method} {route}`) and `http.route` values, built once per route template
@@ -43,10 +33,12 @@ pub(crate) fn span_method(m: &Method) -> &'static str {
 /// names are built per request. Entries live for the rest of the process.
 const MAX_ROUTES: usize = 4096;
 
-/// The methods span names use, in a fixed order.
-const SPAN_METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "HTTP",
-];
+/// The methods span names use: [`semconv::HTTP_METHODS`], with `HTTP` for `_OTHER`.
+const SPAN_METHODS: [&str; semconv::HTTP_METHODS.len()] = {
+    let mut methods = semconv::HTTP_METHODS;
+    methods[methods.len() - 1] = "HTTP";
+    methods
+};
 
 struct RouteNames {
     route: &'static str,
@@ -162,14 +154,7 @@ impl FirstRoute {
 
 /// `network.protocol.version`.
 pub(crate) fn version(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_11 => "1.1",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "_OTHER",
-    }
+    semconv::PROTOCOL_VERSIONS[usize::from(semconv::protocol_version_index(version))]
 }
 
 /// `url.scheme`: the URI's when it has one (absolute form, HTTP/2), else `http`.

@@ -20,12 +20,12 @@ use pin_project_lite::pin_project;
 use tracing::Span;
 
 use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
-use crate::config::QueryRedaction;
+use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
 use crate::record::{with_span_data, SpanData};
 use crate::request::attrs;
-use crate::request::future::ResponseCapture;
-use crate::request::rpc::{self, GrpcMethods, MessageCounter};
+use crate::request::error::error_message;
+use crate::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
 use crate::span::{Event, Key, KeyValue, Status, Value};
 
@@ -532,10 +532,7 @@ where
             }
             Some(Err(error)) => {
                 if let Some(end) = this.end.take() {
-                    end.fail(
-                        std::any::type_name::<B::Error>(),
-                        crate::request::future::error_message(error),
-                    );
+                    end.fail(std::any::type_name::<B::Error>(), error_message(error));
                 }
                 this.measure.fail(std::any::type_name::<B::Error>());
             }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri, Version};
 
 use crate::propagation::Propagator;
-use crate::request::future::ResponseCapture;
 use crate::span::{Key, KeyValue, StringValue, Value};
 
 /// A borrowed view of a request's head, handed to the layers' hooks (filters, span names,
@@ -176,6 +175,12 @@ impl HeaderCapture {
             out.push(KeyValue::new(key.clone(), Value::Array(values.into())));
         }
     }
+}
+
+/// Response headers to record, shared by every request of a layer.
+pub(crate) struct ResponseCapture {
+    pub(crate) headers: HeaderCapture,
+    pub(crate) redacted: Vec<HeaderName>,
 }
 
 /// Settings both layers share.

@@ -1,30 +1,23 @@
 //! The response future both layers return: it polls the inner service inside the request's
 //! span, records the response head, and hands the span to the response body.
 
-use std::any::Any;
-use std::error::Error;
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{HeaderName, Response};
+use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::config::HeaderCapture;
+use crate::config::ResponseCapture;
 use crate::context::SpanContext;
 use crate::metrics::{Metering, Unmetered};
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
 use crate::record::{with_ambient, Ambient};
 use crate::request::body::{ResponseBody, ResponseHead, SpanEnd};
-
-/// Response headers to record, shared by every request of a layer.
-pub(crate) struct ResponseCapture {
-    pub(crate) headers: HeaderCapture,
-    pub(crate) redacted: Vec<HeaderName>,
-}
+use crate::request::error::error_message;
 
 /// What the future needs once the response head arrives.
 pub(crate) struct ResponseState {
@@ -45,7 +38,7 @@ impl ResponseState {
             if !end.grpc_status(response.headers()) && code != 200 {
                 end.grpc_http_failure(code);
             }
-            if code == 200 && crate::request::rpc::is_grpc(response.headers()) {
+            if code == 200 && crate::rpc::is_grpc(response.headers()) {
                 if let Some(g) = end.grpc_mut() {
                     // A gRPC service took the call (a status read above may still refuse it).
                     g.answered = true;
@@ -71,52 +64,6 @@ impl ResponseState {
             captured,
         });
     }
-}
-
-/// The message of an error the layers record: its `Display`, followed by its sources when
-/// the type is known to be a `std::error::Error`.
-///
-/// The layers accept any error that is `Display` (tower's `BoxError` is not a
-/// `std::error::Error`), and stable Rust cannot ask "is it also an `Error`?" of a generic
-/// type; so the boxed errors of tower stacks and the concrete errors of the clients people
-/// wrap are recognized by type, and their causes kept (`client error (Connect): tcp connect
-/// error: Connection refused`).
-pub(crate) fn error_message<E: Display + 'static>(error: &E) -> String {
-    match as_std_error(error) {
-        Some(error) => crate::record::error_chain(error),
-        None => error.to_string(),
-    }
-}
-
-fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
-    let any: &dyn Any = error;
-    macro_rules! known {
-        ($($ty:ty),* $(,)?) => {$(
-            if let Some(error) = any.downcast_ref::<$ty>() {
-                return Some(error);
-            }
-        )*};
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
-        return Some(&**boxed);
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send>>() {
-        return Some(&**boxed);
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error>>() {
-        return Some(&**boxed);
-    }
-    known!(std::io::Error);
-    #[cfg(feature = "hyper-util")]
-    known!(hyper_util::client::legacy::Error, hyper::Error);
-    #[cfg(feature = "grpc")]
-    known!(tonic::transport::Error, tonic::Status);
-    #[cfg(feature = "reqwest")]
-    known!(reqwest::Error, reqwest_middleware::Error);
-    #[cfg(feature = "otel")]
-    known!(opentelemetry_sdk::error::OTelSdkError);
-    let _ = any;
-    None
 }
 
 /// How a request is traced while its response is awaited.

@@ -6,7 +6,7 @@ use tower::Layer;
 
 use crate::config::{common_builder_methods, Common, Predicate, RequestHead};
 use crate::metrics::{Metering, Unmetered};
-use crate::request::rpc::GrpcMethods;
+use crate::rpc::GrpcMethods;
 use crate::server::ServerTrace;
 
 /// Settings of a [`ServerLayer`].

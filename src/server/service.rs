@@ -22,7 +22,7 @@ use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::request::attrs::{self, SpanHeaders};
 use crate::request::body::{ResponseBody, SpanEnd};
 use crate::request::future::{ResponseFuture, ResponseState, Trace};
-use crate::request::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
+use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
 use crate::span::{Key, KeyValue, Link, SpanKind};

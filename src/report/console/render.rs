@@ -493,6 +493,11 @@ pub(crate) fn render(block: &Block<'_>, width: usize, color: bool, out: &mut Vec
     header(block, &tree, &services, total, width, color, out);
 
     // Pass 2: the rows.
+    let events_cx = EventsContext {
+        layout: &layout,
+        origin: block.origin.map_or(start, |o| o.min(start)),
+        color,
+    };
     let mut open = Ancestors::default();
     let mut cells = cells.iter();
     for row in &tree.rows {
@@ -513,8 +518,7 @@ pub(crate) fn render(block: &Block<'_>, width: usize, color: bool, out: &mut Vec
                     continue;
                 };
                 span_row(line, &spans[i], c, &layout, total);
-                let origin = block.origin.map_or(start, |o| o.min(start));
-                events(out, &spans[i], c, row, &open, &layout, origin, color);
+                events(out, &spans[i], c, row, &open, &events_cx);
             }
         }
     }
@@ -703,17 +707,26 @@ fn span_row(
 /// The span's events, one line each under the span with their offset from the trace start,
 /// and its error status message when neither an exception event nor the status column
 /// already says it.
-#[allow(clippy::too_many_arguments)]
+/// What a block's event lines share: its layout, the time their offsets count from, colour.
+struct EventsContext<'a> {
+    layout: &'a Layout,
+    origin: SystemTime,
+    color: bool,
+}
+
 fn events(
     out: &mut Vec<u8>,
     span: &SpanRecord,
     c: &Cells<'_>,
     row: &Row,
     open: &Ancestors,
-    layout: &Layout,
-    start: SystemTime,
-    color: bool,
+    cx: &EventsContext<'_>,
 ) {
+    let EventsContext {
+        layout,
+        origin: start,
+        color,
+    } = *cx;
     // One level deeper than the span's text, past the line down to its children.
     let own = Some(if row.has_children { "│  " } else { "   " });
     for event in &span.events {
