@@ -16,7 +16,7 @@ use crate::config::RequestHead;
 use crate::context::SpanContext;
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::propagation::NoOverwrite;
-use crate::record::client_facts::{HttpClientFacts, RequestFacts};
+use crate::record::facts::{HttpClientFacts, RequestFacts};
 use crate::record::{current_parent, decide_under_current, with_pending, Decision, SpanStart};
 use crate::request::attrs::{self, AuthorityParts, UrlFull};
 use crate::request::body::{ResponseBody, SpanEnd};

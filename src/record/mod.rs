@@ -55,7 +55,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) mod client_facts;
 mod ext;
 pub(crate) mod facts;
 mod ids;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tracing_core::field::{Field, Visit};
 
 use crate::baggage::Baggage;
-use crate::record::client_facts::RequestFacts;
+use crate::record::facts::RequestFacts;
 use crate::record::pipeline::{RecordSlot, Shared};
 use crate::record::timestamp;
 use crate::semconv;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
-use crate::record::client_facts::RequestFacts;
+use crate::record::facts::RequestFacts;
 use crate::span::{KeyValue, Link, SpanKind};
 
 /// What the recorder should know about a span before it starts.

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{OnceLock, RwLock};
 
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
@@ -45,31 +44,9 @@ struct RouteNames {
     names: [OnceLock<&'static str>; SPAN_METHODS.len()],
 }
 
-/// FNV-1a: route templates are short, chosen by the application (no untrusted keys), and
-/// hashed on every request, where SipHash's cost shows.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for byte in bytes {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type RouteTable = HashMap<&'static str, &'static RouteNames, BuildHasherDefault<Fnv>>;
+/// Looked up only when a service meets a route other than its first (see [`FirstRoute`]), so
+/// std's hasher is fine.
+type RouteTable = HashMap<&'static str, &'static RouteNames>;
 
 fn routes() -> &'static RwLock<RouteTable> {
     static ROUTES: OnceLock<RwLock<RouteTable>> = OnceLock::new();
