@@ -40,8 +40,9 @@
 //! | `axum`    | yes     | span names and `http.route` from axum's `MatchedPath`, `client.address` from `ConnectInfo` |
 //! | `console` | yes     | `ConsoleReporter` (trace trees with waterfalls) and `dev::init` |
 //! | `hyper-util` | yes  | `client::HyperClient` and `ClientLayer::hyper_client`, a traced hyper-util client named once; the causes of its errors in recorded messages |
-//! | `otel`    |         | `OtelReporter`: export through any `opentelemetry_sdk` `SpanExporter` |
+//! | `otel`    |         | `OtelReporter`: export through any `opentelemetry_sdk` `SpanExporter`; `ProcessorReporter`: through any `SpanProcessor` |
 //! | `otlp`    |         | `otlp::init()`: recorder, OTLP exporter, logs and propagator from the `OTEL_*` variables |
+//! | `otlp-tls` |        | `https://` OTLP endpoints for `otlp::init()` (rustls, webpki roots) |
 //! | `metrics` |         | request metrics (`http.server.request.duration`, …) through any OpenTelemetry `MeterProvider` |
 //! | `reqwest` |         | `reqwest::TracingMiddleware` for reqwest-middleware |
 //! | `grpc`    |         | tonic `MetadataMap` helpers and interceptors (gRPC tracing itself needs no feature) |
