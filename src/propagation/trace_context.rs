@@ -82,8 +82,8 @@ pub fn parse_traceparent(value: &[u8]) -> Result<SpanContext, TraceparentError> 
     if value.len() < TRACEPARENT_LEN {
         return Err(TraceparentError::Length);
     }
-    let version = match decode_hex::<1>(&value[0..2]) {
-        Some([version]) if value[2] == b'-' => version,
+    let version = match hex_u8(&value[0..2]) {
+        Some(version) if value[2] == b'-' => version,
         _ => return Err(TraceparentError::InvalidVersion),
     };
     match version {
@@ -94,17 +94,20 @@ pub fn parse_traceparent(value: &[u8]) -> Result<SpanContext, TraceparentError> 
         }
         _ => {}
     }
-    let trace_id = match (hex_u64(&value[3..19]), hex_u64(&value[19..35])) {
+    let trace_id = match (
+        hex_number::<16>(&value[3..19]),
+        hex_number::<16>(&value[19..35]),
+    ) {
         (Some(high), Some(low)) if value[35] == b'-' => {
             TraceId::from((u128::from(high) << 64) | u128::from(low))
         }
         _ => return Err(TraceparentError::InvalidTraceId),
     };
-    let span_id = match hex_u64(&value[36..52]) {
+    let span_id = match hex_number::<16>(&value[36..52]) {
         Some(id) if value[52] == b'-' => SpanId::from(id),
         _ => return Err(TraceparentError::InvalidParentId),
     };
-    let Some([flags]) = decode_hex::<1>(&value[53..55]) else {
+    let Some(flags) = hex_u8(&value[53..55]) else {
         return Err(TraceparentError::InvalidFlags);
     };
     if trace_id == TraceId::INVALID {
@@ -302,28 +305,13 @@ impl Propagator for TraceContextPropagator {
     }
 }
 
-/// Decodes `2 * N` lower-case hex digits.
-fn decode_hex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
-    if hex.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    // Branch-free: any byte that is not lower-case hex sets a high bit in `bad`.
-    let mut bad = 0u8;
-    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let (high, low) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
-        bad |= high | low;
-        *byte = (high << 4) | low;
-    }
-    (bad & 0xf0 == 0).then_some(out)
-}
-
-/// Sixteen lower-case hex digits as the number they spell; `None` unless `hex` is exactly
-/// sixteen `0-9a-f` digits. The ids are most of a `traceparent`, read on every request: a
+/// `N` lower-case hex digits (at most 16) as the number they spell; `None` unless `hex` is
+/// exactly `N` `0-9a-f` digits. The ids are most of a `traceparent`, read on every request: a
 /// fixed-length loop, which the compiler unrolls, accumulating into a word.
-fn hex_u64(hex: &[u8]) -> Option<u64> {
-    let hex: &[u8; 16] = hex.try_into().ok()?;
+fn hex_number<const N: usize>(hex: &[u8]) -> Option<u64> {
+    let hex: &[u8; N] = hex.try_into().ok()?;
     let mut value = 0u64;
+    // Branch-free: any byte that is not lower-case hex sets a high bit in `bad`.
     let mut bad = 0u8;
     for &digit in hex {
         let nibble = HEX[usize::from(digit)];
@@ -331,6 +319,11 @@ fn hex_u64(hex: &[u8]) -> Option<u64> {
         value = (value << 4) | u64::from(nibble & 0x0f);
     }
     (bad & 0xf0 == 0).then_some(value)
+}
+
+/// Two lower-case hex digits, as a byte.
+fn hex_u8(hex: &[u8]) -> Option<u8> {
+    hex_number::<2>(hex).map(|value| value as u8)
 }
 
 /// Lower-case hex digit values; every other byte maps to `0xff`.
@@ -365,10 +358,7 @@ mod hex_tests {
     #[test]
     fn hex_decoding_takes_lower_case_digits_only_at_every_position() {
         let base = *b"0123456789abcdef";
-        assert_eq!(
-            decode_hex::<8>(&base).map(u64::from_be_bytes),
-            Some(0x0123_4567_89ab_cdef)
-        );
+        assert_eq!(hex_number::<16>(&base), Some(0x0123_4567_89ab_cdef));
         for position in 0..base.len() {
             for byte in 0..=255u8 {
                 let mut hex = base;
@@ -378,15 +368,23 @@ mod hex_tests {
                     let text = std::str::from_utf8(&hex).unwrap();
                     u64::from_str_radix(text, 16).unwrap()
                 });
-                let got = decode_hex::<8>(&hex).map(u64::from_be_bytes);
-                assert_eq!(got, want, "byte {byte:#04x} at {position}");
-                assert_eq!(hex_u64(&hex), want, "words: byte {byte:#04x} at {position}");
+                assert_eq!(
+                    hex_number::<16>(&hex),
+                    want,
+                    "byte {byte:#04x} at {position}"
+                );
+                let want_u8 = want.filter(|_| position < 2).map(|_| {
+                    u8::from_str_radix(std::str::from_utf8(&hex[..2]).unwrap(), 16).unwrap()
+                });
+                if position < 2 {
+                    assert_eq!(hex_u8(&hex[..2]), want_u8, "byte {byte:#04x} at {position}");
+                }
             }
         }
-        assert_eq!(decode_hex::<8>(b"0123456789abcde"), None);
-        assert_eq!(decode_hex::<8>(b"0123456789abcdef0"), None);
-        assert_eq!(hex_u64(b"0123456789abcde"), None);
-        assert_eq!(hex_u64(b"0123456789abcdef0"), None);
+        assert_eq!(hex_number::<16>(b"0123456789abcde"), None);
+        assert_eq!(hex_number::<16>(b"0123456789abcdef0"), None);
+        assert_eq!(hex_u8(b"0"), None);
+        assert_eq!(hex_u8(b"000"), None);
     }
 }
 
