@@ -20,7 +20,7 @@ use crate::record::facts::{HttpClientFacts, RequestFacts};
 use crate::record::{current_parent, decide_under_current, with_pending, Decision, SpanStart};
 use crate::request::attrs::{self, AuthorityParts, UrlFull};
 use crate::request::body::{ResponseBody, SpanEnd};
-use crate::request::future::{ResponseFuture, ResponseState, Trace};
+use crate::request::future::{ResponseFuture, ResponseState, Trace, TraceResponse};
 use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
 use crate::semconv;
 use crate::span::{KeyValue, SpanKind};
@@ -221,7 +221,7 @@ fn trace_call(
     }
 
     // Build the span.
-    let seed = SpanStart {
+    let mut seed = RefCell::new(Some(SpanStart {
         kind: Some(SpanKind::Client),
         name: Some(name()),
         attributes,
@@ -229,10 +229,10 @@ fn trace_call(
         decided: Some(context.clone()),
         skip_fields: true,
         ..SpanStart::default()
-    };
-    let seed = RefCell::new(Some(with_request(
-        seed, config, head, authority, target, grpc,
-    )));
+    }));
+    if let Some(start) = seed.get_mut().as_mut().filter(|_| sampled) {
+        add_request(start, config, head, authority, target, grpc);
+    }
     let span = with_pending(&seed, || client_span(grpc, head, target));
     // Checked in place: the seed is usually taken, and moving the empty cell out would still
     // copy it.
@@ -262,25 +262,21 @@ fn trace_call(
     (Some(state), Some((context, baggage)))
 }
 
-/// `seed` with the request's attributes (or, for HTTP, its raw facts: see `record::facts`),
-/// when the span is sampled.
-fn with_request(
-    mut seed: SpanStart,
+/// Adds the request's attributes (or, for HTTP, its raw facts: see `record::facts`) to the
+/// seed of a sampled span, in place: a seed is a few hundred bytes.
+fn add_request(
+    seed: &mut SpanStart,
     config: &ClientConfig,
     head: &RequestHead<'_>,
     authority: Option<&AuthorityParts<'_>>,
     target: Target<'_>,
     grpc: bool,
-) -> SpanStart {
-    if !seed.decided.as_ref().is_some_and(SpanContext::is_sampled) {
-        return seed;
-    }
-    let attributes = &mut seed.attributes;
+) {
     if grpc {
-        attributes.reserve(12);
-        grpc_request_attributes(head, target, attributes);
+        seed.attributes.reserve(12);
+        grpc_request_attributes(head, target, &mut seed.attributes);
     } else {
-        let http = http_request_facts(head, target, authority, config, attributes);
+        let http = http_request_facts(head, target, authority, config, &mut seed.attributes);
         seed.facts = Some(RequestFacts::Client(http));
     }
     config.common.request_headers.capture_as(
@@ -289,7 +285,6 @@ fn with_request(
         grpc,
         &mut seed.attributes,
     );
-    seed
 }
 
 /// The call's `tracing` span. Its fields are for log layers; the recorder takes its
@@ -340,7 +335,7 @@ where
             Some(state) => Trace::Span(state),
             None => Trace::nothing(),
         };
-        ResponseFuture::new(|| self.inner.call(req), trace, measure)
+        ResponseFuture::new(|| self.inner.call(req), trace, TraceResponse::NONE, measure)
     }
 }
 

@@ -135,7 +135,12 @@ impl<F, M: Metering> ResponseFuture<F, M> {
     /// span, or with the request's context in effect and inside `log_span`, so that spans
     /// and events of a service's synchronous `call` belong to the request too.
     #[inline(always)]
-    pub(crate) fn new(call: impl FnOnce() -> F, trace: Trace, measure: M) -> Self {
+    pub(crate) fn new(
+        call: impl FnOnce() -> F,
+        trace: Trace,
+        traceresponse: TraceResponse,
+        measure: M,
+    ) -> Self {
         let inner = match &trace {
             Trace::Span(state) => state.end.span.in_scope(call),
             Trace::Context { ambient, log_span } => {
@@ -150,17 +155,18 @@ impl<F, M: Metering> ResponseFuture<F, M> {
         ResponseFuture {
             inner,
             trace,
-            traceresponse: None,
+            traceresponse: traceresponse.0,
             measure,
         }
     }
+}
 
-    /// Sends `cx` (the server span's) in a `traceresponse` header, if any.
-    #[inline(always)]
-    pub(crate) fn traceresponse(mut self, cx: Option<SpanContext>) -> Self {
-        self.traceresponse = cx;
-        self
-    }
+/// The context a server sends back in a `traceresponse` header, if any.
+pub(crate) struct TraceResponse(pub(crate) Option<SpanContext>);
+
+impl TraceResponse {
+    /// No `traceresponse` header (a client's response, or a server that sends none).
+    pub(crate) const NONE: TraceResponse = TraceResponse(None);
 }
 
 impl<F, B, E, M> Future for ResponseFuture<F, M>

@@ -21,7 +21,7 @@ use crate::record::facts::RequestFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::request::attrs::{self, SpanHeaders};
 use crate::request::body::{ResponseBody, SpanEnd};
-use crate::request::future::{ResponseFuture, ResponseState, Trace};
+use crate::request::future::{ResponseFuture, ResponseState, Trace, TraceResponse};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
 use crate::server::layer::ServerConfig;
@@ -184,7 +184,9 @@ impl<'r, B> Incoming<'r, '_, B> {
     }
 
     /// What the recorder is to make of the span: its kind, name, parent, links, and the
-    /// request's attributes (or, for HTTP, its raw facts: see `record::facts`).
+    /// request's attributes (or, for HTTP, its raw facts: see `record::facts`). Inlined, so
+    /// that the seed (a few hundred bytes) is built where the caller keeps it.
+    #[inline(always)]
     fn seed(
         &self,
         named: Named<'_>,
@@ -341,7 +343,12 @@ where
         } else {
             (self.untraced(&req, untrusted), None)
         };
-        ResponseFuture::new(|| self.inner.call(req), trace, measure).traceresponse(traceresponse)
+        ResponseFuture::new(
+            || self.inner.call(req),
+            trace,
+            TraceResponse(traceresponse),
+            measure,
+        )
     }
 }
 
