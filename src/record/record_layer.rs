@@ -421,6 +421,8 @@ where
     /// for `RecorderConfig`, and the one in `self.with_data` (if set) for `WithSpanData`; any
     /// other id gets `None`. All three live as long as the layer, which the caller reached
     /// through a `Dispatch` that keeps it in place for as long as the caller holds it.
+    /// `.ci/sanitize` runs the recorder's tests, all of which come through here, under
+    /// AddressSanitizer.
     #[allow(unsafe_code)] // `Layer::downcast_raw` is an `unsafe fn` in tracing-subscriber.
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         match id {
