@@ -457,6 +457,16 @@ pub enum EnvWarning {
         /// The cargo feature that provides it, if one does.
         feature: Option<&'static str>,
     },
+    /// An OTLP endpoint variable names an `https://` URL, and this build lacks the cargo
+    /// feature `otlp-tls`: what the endpoint was for (`signal`: `"spans"` or `"metrics"`) is
+    /// not exported, rather than sent in clear text. Spans are dropped and counted as failed
+    /// exports.
+    TlsUnavailable {
+        /// The variable.
+        variable: &'static str,
+        /// `"spans"` or `"metrics"`.
+        signal: &'static str,
+    },
     /// A variable (`OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_BSP_SCHEDULE_DELAY`,
     /// `OTEL_SDK_DISABLED`, …) has a value that means nothing to it; the setting keeps its
     /// default.
@@ -519,6 +529,20 @@ impl fmt::Display for EnvWarning {
                 f,
                 "{OTEL_PROPAGATORS} names {name:?}, which tracewire does not implement; left out"
             ),
+            EnvWarning::TlsUnavailable { variable, signal } => {
+                write!(
+                    f,
+                    "{variable} is an https:// URL, which needs tracewire's cargo feature \
+                     \"otlp-tls\"; "
+                )?;
+                if *signal == "spans" {
+                    f.write_str(
+                        "spans are dropped (counted as failed exports), never sent in clear text",
+                    )
+                } else {
+                    write!(f, "{signal} are not exported")
+                }
+            }
             EnvWarning::InvalidValue { variable, value } => {
                 write!(f, "{variable}={value:?} is not valid; keeping the default")
             }

@@ -320,7 +320,7 @@ impl OtlpBuilder {
         }
         let OtlpBuilder {
             mut env,
-            warnings,
+            mut warnings,
             exporter,
             service_name,
             resource,
@@ -347,7 +347,6 @@ impl OtlpBuilder {
         };
         let mut installed = Installed::default();
         // Said once the log layer exists, as the environment's warnings are.
-        let mut notices: Vec<Notice> = Vec::new();
         // The spans' resource, which the metrics share.
         let mut full_resource = detected_resource();
         full_resource.extend(env.resource_attributes.iter().cloned());
@@ -378,7 +377,7 @@ impl OtlpBuilder {
                         let runtime = installed.runtime()?;
                         let otel = match settings.tls_unavailable()? {
                             Some(variable) => {
-                                notices.push(Notice::TlsUnavailable {
+                                warnings.push(EnvWarning::TlsUnavailable {
                                     variable,
                                     signal: "spans",
                                 });
@@ -416,7 +415,7 @@ impl OtlpBuilder {
                 Settings::new(&metrics.otlp, "metrics", None, protocol, headers, timeout);
             match settings.tls_unavailable()? {
                 // Nothing could be exported: no provider, the layers record no metrics.
-                Some(variable) => notices.push(Notice::TlsUnavailable {
+                Some(variable) => warnings.push(EnvWarning::TlsUnavailable {
                     variable,
                     signal: "metrics",
                 }),
@@ -460,9 +459,6 @@ impl OtlpBuilder {
         let _ = crate::propagation::set_global_default(propagator);
         for warning in &warnings {
             tracing::warn!(target: "tracewire::env", %warning, "ignoring an environment variable");
-        }
-        for notice in &notices {
-            tracing::warn!(target: "tracewire::env", warning = %notice, "exporting nothing");
         }
         Ok(OtlpGuard {
             installed,
@@ -653,38 +649,6 @@ enum EndpointSource {
 }
 
 /// Something `init` tells once the log layer exists.
-enum Notice {
-    /// An `https://` endpoint from `variable` without the feature `otlp-tls`.
-    TlsUnavailable {
-        variable: &'static str,
-        /// What is not exported: `spans`, `metrics`.
-        signal: &'static str,
-    },
-}
-
-impl fmt::Display for Notice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Notice::TlsUnavailable { variable, signal } => {
-                write!(
-                    f,
-                    "{variable} is an https:// URL, which needs tracewire's cargo feature \
-                     \"otlp-tls\"; "
-                )?;
-                if *signal == "spans" {
-                    f.write_str(
-                        "spans are dropped (counted as failed exports), never sent in clear text",
-                    )
-                } else {
-                    write!(f, "{signal} are not exported")
-                }
-            }
-        }
-    }
-}
-
-/// The exporter standing in for one that would need TLS: every export fails, so spans are
-/// dropped and counted as an unreachable endpoint's are.
 #[derive(Debug)]
 struct NeedsTls;
 
