@@ -42,8 +42,8 @@ impl EnvConfig {
     ///   `opentelemetry-propagator-b3`;
     /// - `jaeger` (feature `jaeger`): [`JaegerPropagator`](crate::propagation::JaegerPropagator);
     /// - `none`: no propagation at all, whatever else is listed;
-    /// - several: a [`CompositePropagator`](crate::propagation::CompositePropagator) in the
-    ///   order given (the first valid span context wins, baggage is merged).
+    /// - several: a [`CompositePropagator`] in the order given (the first valid span context
+    ///   wins, baggage is merged).
     ///
     /// Unknown names (and `xray`, `ottrace`, or a name whose feature is off) are left out,
     /// each with a warning in [`warnings`](Self::warnings); if nothing usable is left, the
