@@ -310,6 +310,29 @@ impl OtlpBuilder {
         self
     }
 
+    /// Edits, in code, the settings read from the environment that have no method of their
+    /// own: compression (`gzip`), batching (`OTEL_BSP_*`), span limits, resource attributes…
+    /// The methods above still win over what the edit leaves.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), tracewire::otlp::InitError> {
+    /// use std::time::Duration;
+    ///
+    /// let _guard = tracewire::otlp::builder()
+    ///     .edit_env(|env| {
+    ///         env.otlp.gzip = Some(true);
+    ///         env.batch.schedule_delay = Some(Duration::from_millis(200));
+    ///         env.limits.attribute_count = Some(64);
+    ///     })
+    ///     .init()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn edit_env(mut self, edit: impl FnOnce(&mut EnvConfig)) -> Self {
+        edit(&mut self.env);
+        self
+    }
+
     /// Installs the setup; see the [module docs](self). Fails, changing nothing, when a
     /// global subscriber is already set, and when the exporter cannot be built from
     /// settings given in code (those from the environment are checked as they are read),

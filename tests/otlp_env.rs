@@ -60,6 +60,7 @@ fn child_process_entry() {
         "runtime-current-thread" => {
             return init_inside(tokio::runtime::Builder::new_current_thread());
         }
+        "edit-env" => return edited_env(),
         #[cfg(feature = "reqwest")]
         "reqwest-grpc" => return reqwest_and_grpc(),
         "" => {}
@@ -109,6 +110,31 @@ fn init_inside(mut builder: tokio::runtime::Builder) {
         let (status, seen) = serve_and_call().await;
         print_outcome(status, &seen);
         // Exports what is left, from a thread of the runtime.
+        drop(guard);
+    });
+}
+
+/// `init` with settings that have no builder method of their own set in code: a span
+/// attribute limit and a short batching delay.
+fn edited_env() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let guard = tracewire::otlp::builder()
+            .edit_env(|env| {
+                env.limits.attribute_count = Some(3);
+                env.batch.schedule_delay = Some(Duration::from_millis(50));
+            })
+            .init()
+            .expect("init");
+        let (status, seen) = serve_and_call().await;
+        print_outcome(status, &seen);
+        // Not flushed: the 50 ms schedule exports while the guard is still held.
+        let deadline = std::time::Instant::now() + WAIT;
+        let counters = guard.exporter_counters().expect("an OTLP exporter");
+        while counters.stats().spans_exported < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        println!("EXPORTED-BEFORE-DROP {}", counters.stats().spans_exported);
         drop(guard);
     });
 }
@@ -250,6 +276,7 @@ struct Child {
     grpc_saw: Vec<(String, String)>,
     /// Spans exported and spans failed, by the exporter's counters (default mode).
     exported: Option<(u64, u64)>,
+    stdout: String,
     stderr: String,
 }
 
@@ -304,6 +331,7 @@ fn run_child(vars: &[(&str, String)]) -> Child {
         stock_saw: Vec::new(),
         grpc_saw: Vec::new(),
         exported: None,
+        stdout: stdout.clone(),
         stderr,
     };
     for line in stdout.lines() {
@@ -642,6 +670,45 @@ fn init_inside_a_current_thread_runtime() {
             (MODE, "runtime-current-thread".to_owned()),
         ],
     );
+}
+
+/// Settings without a builder method of their own, edited in code with `edit_env`, apply:
+/// the attribute limit caps every exported span, and the batching delay exports before the
+/// guard goes.
+#[test]
+fn settings_edited_in_code_apply() {
+    let rt = runtime();
+    let receiver =
+        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let child = run_child(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", receiver.addr),
+        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        // Long enough that only the edited delay can export before the guard is dropped.
+        ("OTEL_BSP_SCHEDULE_DELAY", "3600000".to_owned()),
+        (MODE, "edit-env".to_owned()),
+    ]);
+    assert!(
+        child.stdout.contains("EXPORTED-BEFORE-DROP 2"),
+        "{}\n{}",
+        child.stdout,
+        child.stderr
+    );
+    assert!(receiver.wait_for_span("GET /checkout", WAIT));
+    let spans = receiver.spans();
+    assert!(spans.len() >= 2, "{spans:?}");
+    for (_, span) in &spans {
+        assert_eq!(
+            span.attributes.len(),
+            3,
+            "{}: {:?}",
+            span.name,
+            span.attributes
+        );
+        assert!(span.dropped_attributes_count > 0, "{}", span.name);
+    }
 }
 
 /// `OTEL_PROPAGATORS=b3multi` alone makes reqwest's middleware and a tonic client and
