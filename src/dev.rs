@@ -11,7 +11,9 @@
 //!   [`ConsoleReporter`] on stderr with the [summary](crate::report::console#summary) on;
 //! - a `tracing_subscriber::fmt` layer writing log lines to stderr, filtered by `RUST_LOG`
 //!   (default `info`); a line written inside a recorded span ends with the `trace_id` and
-//!   `span_id` of that span, so the trace of a log line can be found;
+//!   `span_id` of that span, so the trace of a log line can be found. With
+//!   `TRACEWIRE_LOG_FORMAT=json` each line is a JSON object instead, with `"trace_id"` and
+//!   `"span_id"` members;
 //! - a filter of the recorder's own, [`TRACEWIRE_RECORD`] (default `info`, in `RUST_LOG`'s
 //!   syntax), so that `RUST_LOG=warn` quiets the logs but not the trace trees. Library
 //!   internals (`hyper`, `h2`, `tower`, `tonic`, … as in
@@ -157,14 +159,22 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
     );
+    let (format, warning) = match crate::log::json_from_env() {
+        Ok(true) => (crate::log::WithTraceIds::json(), None),
+        Ok(false) => (crate::log::WithTraceIds::text(ansi), None),
+        Err(warning) => (crate::log::WithTraceIds::text(ansi), Some(warning)),
+    };
     let subscriber = subscriber(
         Some(recorder),
         record.as_deref(),
         std::env::var("RUST_LOG").ok().as_deref(),
-        crate::log::WithTraceIds::text(ansi),
+        format,
     );
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InstallError::AlreadyInstalled)?;
+    if let Some(warning) = warning {
+        tracing::warn!(target: "tracewire::env", %warning, "ignoring an environment variable");
+    }
     // Requests the server layers measure count in the summary, and in the viewer's
     // `/metrics`, sampled or not.
     #[cfg(feature = "metrics")]
@@ -208,7 +218,6 @@ pub(crate) fn subscriber(
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     // JSON lines need their span fields recorded as JSON too.
-    #[cfg(feature = "otlp")]
     if format.is_json() {
         let layer = layer
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())

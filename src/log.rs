@@ -5,7 +5,6 @@ use std::fmt;
 
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Subscriber};
-#[cfg(feature = "otlp")]
 use tracing_subscriber::fmt::format::Json;
 use tracing_subscriber::fmt::format::{self, Format, Full, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -17,12 +16,27 @@ use crate::record::SpanData;
 
 /// The format of a `fmt` layer whose lines carry the ids of their span.
 pub(crate) enum WithTraceIds {
-    Text {
-        format: Format<Full>,
-        ansi: bool,
-    },
-    #[cfg(feature = "otlp")]
+    Text { format: Format<Full>, ansi: bool },
     Json(Format<Json>),
+}
+
+/// `text` or `json`: the format of the log lines.
+pub(crate) const TRACEWIRE_LOG_FORMAT: &str = "TRACEWIRE_LOG_FORMAT";
+
+/// Whether [`TRACEWIRE_LOG_FORMAT`] asks for JSON lines. Unset, empty or `text` is text; any
+/// other value is text too, with a warning naming the variable.
+pub(crate) fn json_from_env() -> Result<bool, crate::env::EnvWarning> {
+    let Ok(value) = std::env::var(TRACEWIRE_LOG_FORMAT) else {
+        return Ok(false);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "json" => Ok(true),
+        "text" | "" => Ok(false),
+        _ => Err(crate::env::EnvWarning::InvalidValue {
+            variable: TRACEWIRE_LOG_FORMAT,
+            value,
+        }),
+    }
 }
 
 impl WithTraceIds {
@@ -40,13 +54,11 @@ impl WithTraceIds {
     }
 
     /// Whether the lines are JSON (and need their fields recorded as JSON).
-    #[cfg(feature = "otlp")]
     pub(crate) fn is_json(&self) -> bool {
         !matches!(self, WithTraceIds::Text { .. })
     }
 
     /// One JSON object per line, with `"trace_id"` and `"span_id"` members.
-    #[cfg(feature = "otlp")]
     pub(crate) fn json() -> Self {
         WithTraceIds::Json(format::format().json().with_ansi(false))
     }
@@ -94,7 +106,6 @@ where
         let Some(cx) = context_of(ctx, event) else {
             return match self {
                 WithTraceIds::Text { format, .. } => format.format_event(ctx, writer, event),
-                #[cfg(feature = "otlp")]
                 WithTraceIds::Json(inner) => inner.format_event(ctx, writer, event),
             };
         };
@@ -110,7 +121,6 @@ where
                     cx.trace_id, cx.span_id
                 )
             }
-            #[cfg(feature = "otlp")]
             WithTraceIds::Json(inner) => {
                 inner.format_event(ctx, Writer::new(&mut line), event)?;
                 let body = line.trim_end();

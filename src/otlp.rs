@@ -132,7 +132,7 @@ use crate::sampler::Sampler;
 use crate::span::KeyValue;
 
 /// `text` or `json`: the format of the log lines.
-pub const TRACEWIRE_LOG_FORMAT: &str = "TRACEWIRE_LOG_FORMAT";
+pub const TRACEWIRE_LOG_FORMAT: &str = crate::log::TRACEWIRE_LOG_FORMAT;
 
 /// Installs the production setup from the environment; see the [module docs](self).
 /// Fails, changing nothing, when a global subscriber is already set.
@@ -200,19 +200,13 @@ impl OtlpBuilder {
     /// `TRACEWIRE_LOG_FORMAT` are still read from the process.
     pub fn from_env_config(env: EnvConfig) -> Self {
         let mut warnings = env.warnings.clone();
-        let log_format = match std::env::var(TRACEWIRE_LOG_FORMAT) {
-            Ok(value) => match value.trim().to_ascii_lowercase().as_str() {
-                "json" => LogFormat::Json,
-                "text" | "" => LogFormat::Text,
-                _ => {
-                    warnings.push(EnvWarning::InvalidValue {
-                        variable: TRACEWIRE_LOG_FORMAT,
-                        value,
-                    });
-                    LogFormat::Text
-                }
-            },
-            Err(_) => LogFormat::Text,
+        let log_format = match crate::log::json_from_env() {
+            Ok(true) => LogFormat::Json,
+            Ok(false) => LogFormat::Text,
+            Err(warning) => {
+                warnings.push(warning);
+                LogFormat::Text
+            }
         };
         #[cfg(feature = "metrics")]
         let metrics = metrics::MetricsEnv::from_env(&mut warnings);

@@ -71,3 +71,53 @@ fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
         .unwrap_or_else(|| panic!("no inner warning in {stderr}"));
     assert!(inner.contains("step{user=7}:"), "{inner}");
 }
+
+/// The same under `TRACEWIRE_LOG_FORMAT=json`: each line is a JSON object, and the warning's
+/// carries the ids of its span as members.
+#[test]
+fn json_lines_name_their_trace_too() {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_process_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .env("TRACEWIRE_LOG_FORMAT", "json")
+        .output()
+        .expect("the child runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let ids = stdout
+        .lines()
+        .find_map(|l| l.split("IDS ").nth(1))
+        .unwrap_or_else(|| panic!("no ids in {stdout}"));
+    let (trace_id, span_id) = ids
+        .strip_prefix("trace_id=")
+        .and_then(|rest| rest.split_once(" span_id="))
+        .unwrap_or_else(|| panic!("ids as printed: {ids}"));
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with('{') && l.contains("\"loud\""))
+        .unwrap_or_else(|| panic!("no JSON warning in {stderr}"));
+    assert!(line.ends_with('}'), "{line}");
+    assert!(line.contains("\"level\":\"WARN\""), "{line}");
+    assert!(
+        line.contains(&format!("\"trace_id\":\"{trace_id}\"")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("\"span_id\":\"{span_id}\"")),
+        "{line}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains("\"quiet\"")),
+        "RUST_LOG=warn quiets info:\n{stderr}"
+    );
+}
