@@ -573,6 +573,7 @@ fn an_unreachable_endpoint_costs_spans_not_requests() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000".to_owned()),
     ]);
+    assert_eq!(child.status, Some(200), "the request is served");
     assert_eq!(
         child
             .stderr
@@ -583,6 +584,9 @@ fn an_unreachable_endpoint_costs_spans_not_requests() {
         "{}",
         child.stderr
     );
+    // The server and client spans, each counted as failed, none as exported.
+    let (exported, failed) = child.exported.expect("the counters are printed");
+    assert_eq!((exported, failed), (0, 2), "{}", child.stderr);
 }
 
 #[test]
