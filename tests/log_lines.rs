@@ -28,8 +28,9 @@ fn child_process_entry() {
     guard.flush().unwrap();
 }
 
-#[test]
-fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
+/// Runs the child under `RUST_LOG=warn` and `format` (`TRACEWIRE_LOG_FORMAT`): the ids it
+/// printed (`trace_id=… span_id=…`) and its stderr.
+fn run_child(format: &str) -> (String, String) {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "child_process_entry",
@@ -40,15 +41,24 @@ fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
         .env(CHILD, "1")
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
+        .env("TRACEWIRE_LOG_FORMAT", format)
         .output()
         .expect("the child runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let ids = stdout
         .lines()
         .find_map(|l| l.split("IDS ").nth(1))
-        .unwrap_or_else(|| panic!("no ids in {stdout}"));
+        .unwrap_or_else(|| panic!("no ids in {stdout}"))
+        .to_owned();
+    (ids, stderr)
+}
+
+#[test]
+fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
+    let (ids, stderr) = run_child("text");
+    let ids = ids.as_str();
     // The console tree still shows the info event; no log line does.
     assert!(
         !stderr
@@ -76,26 +86,7 @@ fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
 /// carries the ids of its span as members.
 #[test]
 fn json_lines_name_their_trace_too() {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_entry",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .env("TRACEWIRE_LOG_FORMAT", "json")
-        .output()
-        .expect("the child runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let ids = stdout
-        .lines()
-        .find_map(|l| l.split("IDS ").nth(1))
-        .unwrap_or_else(|| panic!("no ids in {stdout}"));
+    let (ids, stderr) = run_child("json");
     let (trace_id, span_id) = ids
         .strip_prefix("trace_id=")
         .and_then(|rest| rest.split_once(" span_id="))
