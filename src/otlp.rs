@@ -715,6 +715,11 @@ mod tls {
 }
 
 /// `process.pid`, `process.executable.name` and, where the system tells it, `host.name`.
+///
+/// By hand: the SDK has no process or host detector, and the contrib crate's
+/// (`opentelemetry-resource-detectors`) records `process.command_args`, the whole command
+/// line, where secrets passed as arguments would reach every exported span's resource, and
+/// runs the `hostname` program to name the host.
 fn detected_resource() -> Vec<KeyValue> {
     let mut attributes = vec![KeyValue::new("process.pid", i64::from(std::process::id()))];
     let exe = std::env::current_exe().ok();
