@@ -241,7 +241,19 @@ fn trace_call(
         return (None, parent.map(|cx| (cx, baggage)));
     }
 
-    // What the response future and body keep to end it.
+    // Wrap: what the response future and body keep to end the span.
+    let state = response_state(config, head, span, sampled, grpc);
+    (Some(state), Some((context, baggage)))
+}
+
+/// What the response future and body keep of a recorded call, to end its span.
+fn response_state(
+    config: &ClientConfig,
+    head: &RequestHead<'_>,
+    span: tracing::Span,
+    sampled: bool,
+    grpc: bool,
+) -> ResponseState {
     let mut end = SpanEnd::new(
         span,
         Role::Client,
@@ -255,11 +267,10 @@ fn trace_call(
             g.messages = Some(MessageCounter::new(Direction::Received));
         }
     }
-    let state = ResponseState {
+    ResponseState {
         end,
         capture: config.common.response_capture.clone(),
-    };
-    (Some(state), Some((context, baggage)))
+    }
 }
 
 /// Adds the request's attributes (or, for HTTP, its raw facts: see `record::facts`) to the
