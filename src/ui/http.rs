@@ -22,7 +22,8 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::{watch, Semaphore};
 
 use super::ingest::{self, Encoding};
-use super::store::{self, Held, OpMetrics, Source, Store, BUCKETS};
+use super::op_metrics::{self, OpMetrics, BUCKETS};
+use super::store::{self, Held, Source, Store};
 use crate::context::TraceId;
 use crate::span::{SpanKind, SpanRecord, Status, Value};
 
@@ -677,7 +678,7 @@ fn label(value: &str) -> String {
 /// The per-operation counts: an operation that metered layers measured from their
 /// measurements alone (its spans would count its sampled requests twice), the others from
 /// their entry spans; the operations past the bound, of both, under one
-/// [`OTHER_OPERATION`](store::OTHER_OPERATION).
+/// [`OTHER_OPERATION`](op_metrics::OTHER_OPERATION).
 fn operations(store: &Store) -> BTreeMap<(Arc<str>, Arc<str>), OpMetrics> {
     let mut operations = store.measured.snapshot();
     for (key, op) in &store.operations {
@@ -685,7 +686,7 @@ fn operations(store: &Store) -> BTreeMap<(Arc<str>, Arc<str>), OpMetrics> {
             None => {
                 operations.insert(key.clone(), op.clone());
             }
-            Some(measured) if &*key.1 == store::OTHER_OPERATION && key.0.is_empty() => {
+            Some(measured) if &*key.1 == op_metrics::OTHER_OPERATION && key.0.is_empty() => {
                 for (class, n) in &op.by_class {
                     *measured.by_class.entry(*class).or_default() += n;
                 }

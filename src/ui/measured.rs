@@ -11,8 +11,8 @@ use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::op_metrics::{bucket, OpMetrics, BUCKETS, CLASSES, MAX_OPERATIONS, OTHER_OPERATION};
 use super::size;
-use super::store::{bucket, OpMetrics, BUCKETS, CLASSES, MAX_OPERATIONS, OTHER_OPERATION};
 
 /// Per service, per operation; at most [`MAX_OPERATIONS`] operations, then the rest count
 /// under [`OTHER_OPERATION`] as spans do.

@@ -157,6 +157,7 @@
 mod http;
 mod ingest;
 mod measured;
+mod op_metrics;
 mod size;
 mod store;
 
@@ -557,7 +558,7 @@ struct MeasuredSink {
 #[cfg(feature = "metrics")]
 impl crate::metrics::MeasuredSink for MeasuredSink {
     fn record(&self, request: &crate::metrics::MeasuredRequest<'_>) {
-        let class = store::class(request.http_status.map(i64::from), request.error);
+        let class = op_metrics::class(request.http_status.map(i64::from), request.error);
         self.measured
             .record(request.service, request.operation, class, request.nanos);
     }
