@@ -423,7 +423,7 @@ where
     /// through a `Dispatch` that keeps it in place for as long as the caller holds it.
     /// `.ci/sanitize` runs the recorder's tests, all of which come through here, under
     /// AddressSanitizer.
-    #[allow(unsafe_code)] // `Layer::downcast_raw` is an `unsafe fn` in tracing-subscriber.
+    #[allow(unsafe_code)] // tracing-subscriber declares `Layer::downcast_raw` unsafe.
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         match id {
             id if id == TypeId::of::<Self>() => Some(self as *const Self as *const ()),
