@@ -642,27 +642,26 @@ fn console_exporter_prints_trees_that_rust_log_does_not_quiet() {
 
 #[test]
 fn init_inside_a_multi_thread_runtime() {
-    let rt = runtime();
-    let receiver =
-        rt.block_on(async { Receiver::start(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
-    exports_with(
-        &receiver,
-        vec![
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://{}", receiver.addr),
-            ),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
-            (MODE, "runtime-multi-thread".to_owned()),
-        ],
-    );
+    exports_from_inside("runtime-multi-thread", "grpc");
 }
 
 #[test]
 fn init_inside_a_current_thread_runtime() {
+    exports_from_inside("runtime-current-thread", "http/protobuf");
+}
+
+/// A child in `mode` (a runtime flavour `init` is called in) exports over `protocol` to a
+/// real receiver, as `exports_with` checks.
+fn exports_from_inside(mode: &str, protocol: &str) {
     let rt = runtime();
-    let receiver = rt
-        .block_on(async { Receiver::start_http(TcpListener::bind("127.0.0.1:0").await.unwrap()) });
+    let receiver = rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        if protocol == "grpc" {
+            Receiver::start(listener)
+        } else {
+            Receiver::start_http(listener)
+        }
+    });
     exports_with(
         &receiver,
         vec![
@@ -670,8 +669,8 @@ fn init_inside_a_current_thread_runtime() {
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://{}", receiver.addr),
             ),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
-            (MODE, "runtime-current-thread".to_owned()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            (MODE, mode.to_owned()),
         ],
     );
 }
