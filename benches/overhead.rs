@@ -285,6 +285,11 @@ impl http_body::Body for Wrapped {
     fn is_end_stream(&self) -> bool {
         self.0.is_end_stream()
     }
+
+    // Forwarded, as tower-http's and tracewire's bodies do: axum sets `content-length` from it.
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
 }
 
 /// The router as `axum::serve` runs it: routes finalized once.
