@@ -255,14 +255,26 @@ pub(crate) fn redact_query<'q>(query: &'q str, redacted: &QueryRedaction) -> Cow
 ///
 /// Error messages quote URLs in their own ways (reqwest's `for url (…)`, a connector's
 /// `http://…: connection refused`, a bare `/path?query`), so the text is read as words that
-/// end at white space or at a character that cannot stand unescaped in a URL.
+/// end at white space or at a character that the `url` crate escapes in every part of an
+/// `http` URL. Brackets and backticks do not end a word: a query may hold them unescaped
+/// (`?name=(1)&sig=…`), so a word wrapped in a pair of them loses only that pair. A closing
+/// bracket left at the end of a query value is redacted with the value: too much, never
+/// too little.
 pub(crate) fn redact_text<'t>(text: &'t str, redacted: &QueryRedaction) -> Cow<'t, str> {
     fn ends_word(c: char) -> bool {
-        c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | '`' | '{' | '}')
+        c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')
+    }
+    fn unwrapped(word: &str) -> &str {
+        for (open, close) in [("(", ")"), ("{", "}"), ("`", "`")] {
+            if let Some(inner) = word.strip_prefix(open).and_then(|w| w.strip_suffix(close)) {
+                return inner;
+            }
+        }
+        word
     }
     let mut out = String::new();
     let mut copied = 0;
-    for word in text.split(ends_word) {
+    for word in text.split(ends_word).map(unwrapped) {
         // Where the word starts in `text` (words are subslices of it).
         let at = word.as_ptr() as usize - text.as_ptr() as usize;
         let mut replace = |from: usize, to: usize, with: &str| {
@@ -568,6 +580,22 @@ mod tests {
             redact_text("PUT /up?sig=1&a=2: refused", &p),
             "PUT /up?sig=REDACTED&a=2: refused"
         );
+        // Brackets and backticks stand unescaped in a query (the `url` crate leaves them).
+        for (text, clean) in [
+            (
+                "for url (http://h/p?q=(x)&sig=s1)",
+                "for url (http://h/p?q=(x)&sig=REDACTED)",
+            ),
+            (
+                "url {http://h/p?q={x}&X-Amz-Signature=s2} failed",
+                "url {http://h/p?q={x}&X-Amz-Signature=REDACTED} failed",
+            ),
+            ("`http://h/p?q=`x`&Signature=s3`", "`http://h/p?q=`x`&Signature=REDACTED`"),
+            ("see http://h/p?q=(1)&sig=s4)", "see http://h/p?q=(1)&sig=REDACTED"),
+            ("(http://u:pa(ss@h/)", "(http://REDACTED:REDACTED@h/)"),
+        ] {
+            assert_eq!(redact_text(text, &p), clean);
+        }
     }
 
     #[test]
