@@ -64,7 +64,7 @@ use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLaye
 use crate::config::{common_builder_methods, Common, RequestHead};
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::record::{error_chain, with_span_data};
-use crate::request::body::ResponseBody;
+use crate::request::body::{carries_content, ResponseBody};
 use crate::request::future::ResponseState;
 use crate::semconv;
 use crate::span::KeyValue;
@@ -280,16 +280,19 @@ fn traced_response(
         state.on_response(&response);
         state.end
     });
+    // reqwest gives the response to a HEAD request an empty body already.
+    let content = carries_content(false, response.status());
     let mut response = response.map(|body| match measure {
         #[cfg(feature = "metrics")]
         Some(measure) => reqwest::Body::wrap(ResponseBody::new(
             body,
             end,
             crate::metrics::Metered(Some(measure)),
+            content,
         )),
         #[cfg(not(feature = "metrics"))]
         Some(measure) => match measure {},
-        None => reqwest::Body::wrap(ResponseBody::new(body, end, Unmetered)),
+        None => reqwest::Body::wrap(ResponseBody::new(body, end, Unmetered, content)),
     });
     // `reqwest::Response::from` reads the final URL from an extension that only
     // `ResponseBuilderExt::url` can set.

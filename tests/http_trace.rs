@@ -443,3 +443,57 @@ fn a_services_synchronous_call_runs_inside_the_request() {
         "the unsampled request recorded nothing"
     );
 }
+
+/// A response that carries no content (to HEAD; 204, 304) has its body dropped unread by
+/// the server: that is its end, not a cancellation, on the server and the client alike.
+#[test]
+fn responses_without_content_end_without_error() {
+    let app = Router::new()
+        .route("/ok", get(|| async { "hello" }))
+        .route(
+            "/none",
+            get(|| async { (StatusCode::NO_CONTENT, "a body the server never sends") }),
+        )
+        .route(
+            "/same",
+            get(|| async { (StatusCode::NOT_MODIFIED, "a body the server never sends") }),
+        )
+        .layer(ServerLayer::new().service_name("quiet"));
+    let (recorded, ()) = recorded(|_| async {
+        let addr = serve(app).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::new().service_name("caller"))
+            .service(hyper_client());
+        for (method, path, status) in [
+            (http::Method::HEAD, "/ok", 200),
+            (http::Method::GET, "/none", 204),
+            (http::Method::GET, "/same", 304),
+        ] {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(format!("http://{addr}{path}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let response = client.ready().await.unwrap().call(request).await.unwrap();
+            assert_eq!(response.status(), status);
+            assert_eq!(text(response.into_body()).await, "");
+        }
+    });
+    let spans = recorded.spans.wait_for(6, WAIT).unwrap();
+    assert_eq!(spans.len(), 6);
+    for span in &spans {
+        assert_eq!(
+            span.status,
+            Status::Unset,
+            "{}: {:?}",
+            span.name,
+            span.status
+        );
+        assert!(span.attribute("error.type").is_none(), "{}", span.name);
+    }
+    let head = recorded
+        .spans
+        .find("HEAD /ok")
+        .expect("the HEAD request's server span");
+    assert_eq!(int(&head, "http.response.status_code"), Some(200));
+}

@@ -346,7 +346,14 @@ where
             Some(state) => Trace::Span(state),
             None => Trace::nothing(),
         };
-        ResponseFuture::new(|| self.inner.call(req), trace, TraceResponse::NONE, measure)
+        let head_request = req.method() == http::Method::HEAD;
+        ResponseFuture::new(
+            || self.inner.call(req),
+            trace,
+            TraceResponse::NONE,
+            measure,
+            head_request,
+        )
     }
 }
 

@@ -590,8 +590,14 @@ mod tests {
                 "url {http://h/p?q={x}&X-Amz-Signature=s2} failed",
                 "url {http://h/p?q={x}&X-Amz-Signature=REDACTED} failed",
             ),
-            ("`http://h/p?q=`x`&Signature=s3`", "`http://h/p?q=`x`&Signature=REDACTED`"),
-            ("see http://h/p?q=(1)&sig=s4)", "see http://h/p?q=(1)&sig=REDACTED"),
+            (
+                "`http://h/p?q=`x`&Signature=s3`",
+                "`http://h/p?q=`x`&Signature=REDACTED`",
+            ),
+            (
+                "see http://h/p?q=(1)&sig=s4)",
+                "see http://h/p?q=(1)&sig=REDACTED",
+            ),
             ("(http://u:pa(ss@h/)", "(http://REDACTED:REDACTED@h/)"),
         ] {
             assert_eq!(redact_text(text, &p), clean);

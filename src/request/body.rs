@@ -4,8 +4,9 @@
 //! (status Error), or when the body is dropped before its end (status Error, `error.type`
 //! `cancelled`, unless the response head already made it an error; a gRPC call past its
 //! `grpc-timeout` is DEADLINE_EXCEEDED instead, and a gRPC call whose status came in the
-//! response headers has ended already). A body that says it has ended (`is_end_stream`) ends
-//! the span at once, since the server or client may drop it without polling it again.
+//! response headers has ended already). A body that says it has ended (`is_end_stream`), or
+//! that is never sent (a response to HEAD, a 1xx, 204 or 304), ends the span at once, since
+//! the server or client may drop it without polling it.
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -437,6 +438,16 @@ fn capture_trailers(d: &mut SpanData, capture: &ResponseCapture, trailers: &Head
     }
 }
 
+/// Whether a response carries content (RFC 9110, section 6.4.1): not when it answers a
+/// HEAD request, nor with status 1xx, 204 or 304. Servers drop the body of one that does
+/// not, unread: for such a response that is its normal end, not a cancellation.
+pub(crate) fn carries_content(head_request: bool, status: http::StatusCode) -> bool {
+    !(head_request
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED)
+}
+
 pin_project! {
     /// A response body that keeps its request's span open until the body ends, and ends the
     /// request's measurement (a metered layer's) with it.
@@ -470,9 +481,12 @@ impl<B: std::fmt::Debug, M: Metering> std::fmt::Debug for ResponseBody<B, M> {
 }
 
 impl<B: Body, M: Metering> ResponseBody<B, M> {
-    pub(crate) fn new(inner: B, mut end: Option<SpanEnd>, mut measure: M) -> Self {
-        // An empty body is never polled: its span ends with the response head.
-        if (end.is_some() || measure.active()) && inner.is_end_stream() {
+    /// `content`: the response carries content (see [`carries_content`]); without it, the
+    /// body is never sent, whatever it holds.
+    pub(crate) fn new(inner: B, mut end: Option<SpanEnd>, mut measure: M, content: bool) -> Self {
+        // A body that is never sent or never polled (an empty one) ends its span with the
+        // response head.
+        if (end.is_some() || measure.active()) && (!content || inner.is_end_stream()) {
             if let Some(end) = end.take() {
                 end.finish(None);
             }

@@ -16,7 +16,7 @@ use crate::context::SpanContext;
 use crate::metrics::{Metering, Unmetered};
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
 use crate::record::{with_ambient, Ambient};
-use crate::request::body::{ResponseBody, ResponseHead, SpanEnd};
+use crate::request::body::{carries_content, ResponseBody, ResponseHead, SpanEnd};
 use crate::request::error::error_message;
 
 /// What the future needs once the response head arrives.
@@ -107,6 +107,8 @@ pin_project! {
         trace: Trace,
         // The server span's context, for the `traceresponse` header.
         traceresponse: Option<SpanContext>,
+        // The request was HEAD: its response carries no content.
+        head_request: bool,
         // The request's metrics, measured whether or not it has a span.
         measure: M,
     }
@@ -140,6 +142,7 @@ impl<F, M: Metering> ResponseFuture<F, M> {
         trace: Trace,
         traceresponse: TraceResponse,
         measure: M,
+        head_request: bool,
     ) -> Self {
         let inner = match &trace {
             Trace::Span(state) => state.end.span.in_scope(call),
@@ -156,6 +159,7 @@ impl<F, M: Metering> ResponseFuture<F, M> {
             inner,
             trace,
             traceresponse: traceresponse.0,
+            head_request,
             measure,
         }
     }
@@ -208,13 +212,19 @@ where
             Ok(response) => measure.on_response(response.status().as_u16(), response.headers()),
             Err(_) => measure.fail(std::any::type_name::<E>()),
         }
+        let head_request = *this.head_request;
+        let content = |r: &Response<B>| carries_content(head_request, r.status());
         let Trace::Span(mut state) = std::mem::replace(this.trace, Trace::Done) else {
-            return Poll::Ready(result.map(|r| r.map(|b| ResponseBody::new(b, None, measure))));
+            return Poll::Ready(result.map(|r| {
+                let content = content(&r);
+                r.map(|b| ResponseBody::new(b, None, measure, content))
+            }));
         };
         Poll::Ready(match result {
             Ok(response) => {
                 state.on_response(&response);
-                Ok(response.map(|body| ResponseBody::new(body, Some(state.end), measure)))
+                let content = content(&response);
+                Ok(response.map(|body| ResponseBody::new(body, Some(state.end), measure, content)))
             }
             Err(error) => {
                 let message = if state.end.sampled {

@@ -343,11 +343,13 @@ where
         } else {
             (self.untraced(&req, untrusted), None)
         };
+        let head_request = req.method() == http::Method::HEAD;
         ResponseFuture::new(
             || self.inner.call(req),
             trace,
             TraceResponse(traceresponse),
             measure,
+            head_request,
         )
     }
 }
