@@ -150,3 +150,20 @@ fn a_stalled_reporter_makes_flush_and_shutdown_time_out_instead_of_hanging() {
     // Let the detached worker finish.
     let _ = release.send(());
 }
+
+/// `Duration::MAX` means "as long as it takes": it does not overflow the deadline.
+#[test]
+fn the_longest_timeouts_wait_instead_of_panicking() {
+    let memory = InMemoryReporter::new();
+    let (layer, guard) = Recorder::builder()
+        .shutdown_timeout(Duration::MAX)
+        .reporter(memory.clone())
+        .build();
+    let handle = guard.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("work").in_scope(|| {});
+    });
+    assert_eq!(handle.flush(Duration::MAX), Ok(()));
+    assert_eq!(memory.wait_for(1, Duration::MAX).map(|s| s.len()), Ok(1));
+    drop(guard);
+}

@@ -325,7 +325,7 @@ impl Shared {
         }
         let target = self.flush_requested.fetch_add(1, Ordering::SeqCst) + 1;
         self.wake();
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(FOREVER);
         let mut state = self.lock();
         loop {
             if state.flushed >= target {
@@ -346,6 +346,10 @@ impl Shared {
         }
     }
 }
+
+/// The longest wait for a flush or shutdown: a longer timeout (`Duration::MAX`) waits this
+/// long, since adding it to an `Instant` would overflow.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// A value worth freeing at once rather than keeping in a recycled vector.
 fn is_large(value: &Value) -> bool {
@@ -756,7 +760,7 @@ impl RecorderGuard {
             shared.closed.store(true, Ordering::SeqCst);
             shared.notified.store(true, Ordering::SeqCst);
             join.thread().unpark();
-            let deadline = Instant::now() + timeout;
+            let deadline = Instant::now() + timeout.min(FOREVER);
             let mut state = shared.lock();
             while !state.stopped {
                 let now = Instant::now();
