@@ -18,6 +18,16 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     is_grpc_content_type(headers.get(http::header::CONTENT_TYPE))
 }
 
+/// A request a server takes for a gRPC call: a POST (the only method gRPC uses) with a gRPC
+/// `content-type`. The method is checked because the caller chooses both: a GET to an HTTP
+/// route stays an HTTP request, with its route and status, whatever its `content-type`.
+pub(crate) fn is_grpc_request(
+    method: &http::Method,
+    content_type: Option<&http::HeaderValue>,
+) -> bool {
+    method == http::Method::POST && is_grpc_content_type(content_type)
+}
+
 /// [`is_grpc`] with the `Content-Type` header already looked up.
 pub(crate) fn is_grpc_content_type(content_type: Option<&http::HeaderValue>) -> bool {
     let Some(content_type) = content_type else {

@@ -415,3 +415,32 @@ fn without_a_recorder_the_layers_still_propagate_and_never_panic() {
     assert_eq!(traceparent, valid_traceparent(), "passed on as received");
     assert_eq!(baggage, "user=ana");
 }
+
+/// gRPC calls are POSTs: a GET to an HTTP route that claims a gRPC `content-type` is still
+/// that route's request, with its route and status, not a failed gRPC call.
+#[test]
+fn a_get_with_a_grpc_content_type_stays_an_http_request() {
+    let (recorded, ()) = recorded(|_| async {
+        let addr = serve(app(ServerLayer::new())).await;
+        let request = http::Request::get(format!("http://{addr}/"))
+            .header("content-type", "application/grpc")
+            .body(Default::default())
+            .unwrap();
+        let response = hyper_client().request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        text(response.into_body()).await;
+    });
+    let span = recorded.spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(span.name, "GET /");
+    assert_eq!(span.status, tracewire::span::Status::Unset);
+    assert_eq!(
+        span.attribute("http.route")
+            .map(|v| v.as_str().into_owned()),
+        Some("/".into())
+    );
+    assert_eq!(
+        span.attribute("http.response.status_code"),
+        Some(&Value::I64(200))
+    );
+    assert!(span.attribute("rpc.system").is_none(), "{span:#?}");
+}

@@ -151,7 +151,8 @@ impl<'r, B> Incoming<'r, '_, B> {
 
     fn grpc(&self) -> bool {
         *self.grpc.get_or_init(|| {
-            self.config.grpc_only || rpc::is_grpc_content_type(self.headers().content_type)
+            self.config.grpc_only
+                || rpc::is_grpc_request(self.req.method(), self.headers().content_type)
         })
     }
 
@@ -244,7 +245,8 @@ impl<S, M: Metering> ServerTrace<S, M> {
         let config = &*self.config;
         let metrics = config.common.measured(traced)?;
         let service = config.common.service_name.as_ref();
-        let grpc = config.grpc_only || rpc::is_grpc(req.headers());
+        let content_type = req.headers().get(http::header::CONTENT_TYPE);
+        let grpc = config.grpc_only || rpc::is_grpc_request(req.method(), content_type);
         let series = (!grpc).then(|| match matched_route(req.extensions()) {
             Some(route) => match self.route.series.get() {
                 Some(series) if series.is_route(route) => series.clone(),
