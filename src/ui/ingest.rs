@@ -48,6 +48,8 @@ impl Encoding {
 pub(crate) enum DecodeError {
     Protobuf(prost::DecodeError),
     Json(serde_json::Error),
+    /// More elements than [`MAX_ELEMENTS`].
+    TooManyElements,
     /// A span with a trace id or span id of the wrong length, or all zeros.
     BadId {
         span: usize,
@@ -60,6 +62,11 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Protobuf(e) => write!(f, "invalid OTLP protobuf: {e}"),
             DecodeError::Json(e) => write!(f, "invalid OTLP JSON: {e}"),
+            DecodeError::TooManyElements => write!(
+                f,
+                "over {MAX_ELEMENTS} elements (spans, attributes, events, links, values) in one \
+                 request; send fewer spans per request"
+            ),
             DecodeError::BadId { span, field } => {
                 write!(f, "span {span}: invalid {field}")
             }
@@ -69,6 +76,13 @@ impl fmt::Display for DecodeError {
 
 /// Decodes a whole request; nothing is kept from a body with any error in it.
 pub(crate) fn decode(body: &[u8], encoding: Encoding) -> Result<Vec<SpanRecord>, DecodeError> {
+    let elements = match encoding {
+        Encoding::Protobuf => protobuf_elements(body),
+        Encoding::Json => json_elements(body),
+    };
+    if elements > MAX_ELEMENTS {
+        return Err(DecodeError::TooManyElements);
+    }
     let request = match encoding {
         Encoding::Protobuf => {
             ExportTraceServiceRequest::decode(body).map_err(DecodeError::Protobuf)?
@@ -76,6 +90,129 @@ pub(crate) fn decode(body: &[u8], encoding: Encoding) -> Result<Vec<SpanRecord>,
         Encoding::Json => serde_json::from_slice(body).map_err(DecodeError::Json)?,
     };
     convert(request)
+}
+
+/// The most elements one request may hold. Decoding makes a struct of up to 150 bytes of
+/// each (a span, an attribute, an event, a link, a value), however few bytes it took on the
+/// wire: an empty event is two bytes of protobuf, so a 4 MiB body of them took 300 MB. With
+/// this bound, the worst body takes about 150 MB, twice what 4 MiB of real spans take (about
+/// 9 bytes an element, so some 460,000 elements).
+pub(crate) const MAX_ELEMENTS: usize = 1 << 20;
+
+/// What a protobuf message kind holds in its fields, as far as counting elements needs:
+/// every length-delimited field (a string, bytes or message) is one element, and the
+/// message fields below are read for their own.
+#[derive(Clone, Copy)]
+enum Kind {
+    Request,
+    ResourceSpans,
+    Resource,
+    EntityRef,
+    ScopeSpans,
+    Scope,
+    Span,
+    Event,
+    Link,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+}
+
+impl Kind {
+    /// The kind of the message in field `field`, for the OTLP trace fields that hold one.
+    fn child(self, field: u64) -> Option<Kind> {
+        use Kind::*;
+        Some(match (self, field) {
+            (Request, 1) => ResourceSpans,
+            (ResourceSpans, 1) => Resource,
+            (ResourceSpans, 2) => ScopeSpans,
+            (Resource, 1) | (Scope, 3) | (Span, 9) | (Event, 3) | (Link, 4) => KeyValue,
+            (Resource, 3) => EntityRef,
+            (ScopeSpans, 1) => Scope,
+            (ScopeSpans, 2) => Span,
+            (Span, 11) => Event,
+            (Span, 13) => Link,
+            (KeyValue, 2) | (ArrayValue, 1) => AnyValue,
+            (AnyValue, 5) => ArrayValue,
+            (AnyValue, 6) => KeyValueList,
+            (KeyValueList, 1) => KeyValue,
+            _ => return None,
+        })
+    }
+}
+
+/// The elements of an OTLP protobuf request, counted by walking its wire format without
+/// decoding it, and without counting past `MAX_ELEMENTS + 1`. Written here because prost
+/// decodes whole messages only; a malformed body is counted up to its first fault and left
+/// to prost to refuse.
+fn protobuf_elements(body: &[u8]) -> usize {
+    // As deep as prost decodes (its recursion limit).
+    const MAX_DEPTH: u32 = 100;
+    fn varint(buf: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for (i, &byte) in buf.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                *buf = &buf[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
+    fn walk(mut buf: &[u8], kind: Kind, depth: u32, count: &mut usize) -> Option<()> {
+        while !buf.is_empty() && *count <= MAX_ELEMENTS {
+            let key = varint(&mut buf)?;
+            let skip = match key & 7 {
+                0 => {
+                    varint(&mut buf)?;
+                    0
+                }
+                1 => 8,
+                5 => 4,
+                2 => {
+                    let len = usize::try_from(varint(&mut buf)?).ok()?;
+                    let inner = buf.get(..len)?;
+                    *count += 1;
+                    if let Some(child) = kind.child(key >> 3).filter(|_| depth < MAX_DEPTH) {
+                        walk(inner, child, depth + 1, count);
+                    }
+                    len
+                }
+                // Groups: OTLP has none.
+                _ => return None,
+            };
+            buf = buf.get(skip..)?;
+        }
+        Some(())
+    }
+    let mut count = 0;
+    walk(body, Kind::Request, 0, &mut count);
+    count
+}
+
+/// At least the elements of an OTLP JSON request: each object, and each item of an array or
+/// member of an object after the first, outside strings.
+fn json_elements(body: &[u8]) -> usize {
+    let mut count = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b'{' | b',' => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
 }
 
 /// The empty `ExportTraceServiceResponse` (full success), in `encoding`.
@@ -282,6 +419,100 @@ mod tests {
             Some(Encoding::Json)
         );
         assert_eq!(Encoding::from_content_type("text/plain"), None);
+    }
+
+    /// Field `tag` holding `inner`, length-delimited, as protobuf writes it.
+    fn field(tag: u64, inner: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for mut value in [tag << 3 | 2, inner.len() as u64] {
+            while value >= 0x80 {
+                out.push(value as u8 | 0x80);
+                value >>= 7;
+            }
+            out.push(value as u8);
+        }
+        out.extend_from_slice(inner);
+        out
+    }
+
+    /// A request of one span whose fields are `span_fields` (after its ids).
+    fn one_span(span_fields: &[u8]) -> Vec<u8> {
+        let mut span = field(1, &[1; 16]);
+        span.extend(field(2, &[2; 8]));
+        span.extend_from_slice(span_fields);
+        field(1, &field(2, &field(2, &span)))
+    }
+
+    #[test]
+    fn bodies_of_many_tiny_elements_are_refused_before_decoding() {
+        // Two bytes an empty event (field 11) or attribute (field 9), 4 MiB in all.
+        for tag in [0x5a, 0x4a] {
+            let body = one_span(&[tag, 0].repeat(2 << 20));
+            let elements = protobuf_elements(&body);
+            assert!(elements > MAX_ELEMENTS, "{elements}");
+            assert!(matches!(
+                decode(&body, Encoding::Protobuf),
+                Err(DecodeError::TooManyElements)
+            ));
+        }
+        // Values nested in array values, deeper than the span.
+        let array = [0x0a, 0].repeat(MAX_ELEMENTS);
+        let attribute = field(9, &field(2, &field(5, &array)));
+        assert!(protobuf_elements(&one_span(&attribute)) > MAX_ELEMENTS);
+        let json = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{}","spanId":"{}","events":[{}{{}}]}}]}}]}}]}}"#,
+            "01".repeat(16),
+            "02".repeat(8),
+            "{},".repeat(MAX_ELEMENTS),
+        );
+        assert!(matches!(
+            decode(json.as_bytes(), Encoding::Json),
+            Err(DecodeError::TooManyElements)
+        ));
+    }
+
+    #[test]
+    fn real_requests_of_four_mib_are_within_the_bound() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+        // Spans as an HTTP server exports them: twelve attributes, with keys and values of
+        // the usual lengths.
+        let attribute = |key: &str, value: &str| ProtoKeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        };
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "GET /users/{id}".into(),
+            attributes: (0..12)
+                .map(|i| attribute(&format!("http.attribute.{i:02}"), "value of 12"))
+                .collect(),
+            ..Default::default()
+        };
+        // With the field's tag and length in front.
+        let per_span = span.encoded_len() + 4;
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span; (4 << 20) / per_span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = request.encode_to_vec();
+        assert!(body.len() <= 4 << 20, "{}", body.len());
+        assert!(protobuf_elements(&body) <= MAX_ELEMENTS);
+        let spans = decode(&body, Encoding::Protobuf).unwrap();
+        assert_eq!(spans.len(), (4 << 20) / per_span);
+        // The same spans in JSON, cut to 4 MiB of text.
+        let json = serde_json::to_vec(&request).unwrap();
+        let json = &json[..json.len().min(4 << 20)];
+        assert!(json_elements(json) <= MAX_ELEMENTS);
     }
 
     #[test]

@@ -124,8 +124,9 @@
 //! (`application/x-protobuf`) or JSON (`application/json`), uncompressed. Point another
 //! service's SDK at the viewer with `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:16686`
 //! (and, for SDKs that default to gRPC, `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`). A body
-//! that cannot be decoded, or has a span with an invalid id, gets 400 with a message and
-//! nothing of it is kept; a body over [`ViewerBuilder::max_body_bytes`] (4 MiB by default)
+//! that cannot be decoded, has a span with an invalid id, or holds more than 1,048,576
+//! elements (spans, attributes, events, links, values; a bound on the memory decoding takes)
+//! gets 400 with a message and nothing of it is kept; a body over [`ViewerBuilder::max_body_bytes`] (4 MiB by default)
 //! gets 413; another `Content-Type` or a compressed body gets 415.
 //!
 //! # Metrics
