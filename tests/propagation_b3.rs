@@ -147,3 +147,34 @@ fn a_bare_deny_records_nothing_and_goes_on() {
         }
     }
 }
+
+/// The server span of `GET /in`, which must belong to the caller's trace.
+fn server_span_of_the_callers_trace(recorded: &Recorded, what: &str) {
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    let server = recorded.spans.find("GET /in");
+    let server = server.unwrap_or_else(|| panic!("{what}: no server span: {spans:#?}"));
+    assert_eq!(
+        server.trace_id(),
+        TraceId::from_hex(TRACE).unwrap(),
+        "{what}"
+    );
+    assert_eq!(format!("{:016x}", server.parent_span_id), SPAN, "{what}");
+}
+
+#[test]
+fn flags_0_leaves_an_accept_standing() {
+    for name in ["b3", "b3multi"] {
+        let mut headers = deferred_headers("b3multi");
+        headers.push(("x-b3-sampled", "1".into()));
+        headers.push(("x-b3-flags", "0".into()));
+        // Only the caller's accept can get a span recorded past this sampler.
+        let builder = Recorder::builder().sampler(ParentBased::new(AlwaysOff));
+        let (recorded, seen) = with_recorder(builder, |_| call(name, headers));
+        server_span_of_the_callers_trace(&recorded, name);
+        if name == "b3" {
+            assert!(seen.split(' ').next().unwrap().ends_with("-1"), "{seen}");
+        } else {
+            assert!(seen.ends_with("sampled=1"), "{seen}");
+        }
+    }
+}

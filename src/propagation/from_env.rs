@@ -142,7 +142,7 @@ mod b3 {
     /// - a bare deny (`b3: 0`, or `x-b3-sampled: 0` without ids) is honoured: it extracts
     ///   as a remote parent that is not sampled, with ids of its own (made up here: they
     ///   name no span of the caller's), so nothing is recorded and the deny goes on;
-    /// - debug (`b3: …-d`, `X-B3-Flags: 1`) means sampled;
+    /// - debug (`b3: …-d`, `X-B3-Flags: 1`) means sampled; `X-B3-Flags: 0` means nothing;
     /// - an invalid context injects nothing (the crate would write a bare deny);
     /// - single header: with `B3Encoding::SingleHeader`, 0.33 also writes the multiple
     ///   headers (its encoding test takes every encoding to support `UnSpecified`), so only
@@ -184,19 +184,25 @@ mod b3 {
         deny
     }
 
-    /// The caller sent a deny, with ids or without: a `b3` whose sampling state is `0`, or
-    /// `x-b3-sampled: 0` (or `false`). `X-B3-Flags: 0` is not one: only its `1` (debug)
-    /// means anything.
-    fn sent_deny(carrier: &dyn Extractor) -> bool {
-        let mut deny = false;
-        carrier.get_each("b3", &mut |value| {
-            let value = crate::propagation::trim_ows(value);
-            deny |= value == b"0" || value.split(|&b| b == b'-').nth(2) == Some(b"0");
-        });
-        carrier.get_each("x-b3-sampled", &mut |value| {
-            deny |= matches!(crate::propagation::trim_ows(value), b"0" | b"false");
-        });
-        deny
+    /// The carrier as the crate reads it: values without optional whitespace (as HTTP strips
+    /// it), and `x-b3-flags` only when it says debug. The crate lets any valid `x-b3-flags`
+    /// override `x-b3-sampled`, but the specification gives only `1` a meaning.
+    struct Headers<'a>(&'a dyn Extractor);
+
+    impl Extractor for Headers<'_> {
+        fn get_each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+            let debug_only = name.eq_ignore_ascii_case("x-b3-flags");
+            self.0.get_each(name, &mut |value| {
+                let value = crate::propagation::trim_ows(value);
+                if !debug_only || value == b"1" {
+                    f(value);
+                }
+            });
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys()
+        }
     }
 
     struct OnlyB3<'a>(&'a mut dyn Injector);
@@ -221,7 +227,8 @@ mod b3 {
 
     impl Propagator for B3 {
         fn extract(&self, carrier: &dyn Extractor) -> Extracted {
-            let adapter = OtelExtractor::new(carrier);
+            let headers = Headers(carrier);
+            let adapter = OtelExtractor::new(&headers);
             let cx = self
                 .inner
                 .extract_with_context(&opentelemetry::Context::new(), &adapter);
@@ -230,8 +237,7 @@ mod b3 {
                 let flags = otel.trace_flags().to_u8();
                 let trace_flags = if flags & (FLAG_SAMPLED.to_u8() | OTEL_B3_DEBUG) != 0 {
                     FLAG_SAMPLED
-                } else if flags & OTEL_B3_DEFERRED != 0 || !sent_deny(carrier) {
-                    // The crate reads `X-B3-Flags: 0` as a deny; no sampling state was sent.
+                } else if flags & OTEL_B3_DEFERRED != 0 {
                     FLAG_DEFERRED
                 } else {
                     TraceFlags::NOT_SAMPLED
@@ -359,6 +365,28 @@ mod b3 {
             map.insert("x-b3-sampled", HeaderValue::from_static("0"));
             let cx = B3::multi().extract(&map).span_context.unwrap();
             assert!(!cx.is_deferred() && !cx.is_sampled());
+        }
+
+        #[test]
+        fn flags_0_leaves_an_accept_standing() {
+            for b3 in [B3::single(), B3::multi()] {
+                let mut map = headers(&IDS);
+                map.insert("x-b3-flags", HeaderValue::from_static("0"));
+                map.insert("x-b3-sampled", HeaderValue::from_static("1"));
+                let cx = b3.extract(&map).span_context.unwrap();
+                assert_eq!(cx.trace_flags, TraceFlags::SAMPLED, "{map:?}");
+            }
+        }
+
+        #[test]
+        fn optional_whitespace_is_no_part_of_a_value() {
+            let mut map = headers(&IDS);
+            map.insert("x-b3-sampled", HeaderValue::from_static(" 1 "));
+            let cx = B3::multi().extract(&map).span_context.unwrap();
+            assert_eq!(cx.trace_flags, TraceFlags::SAMPLED);
+            let map = headers(&[("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1 ")]);
+            let cx = B3::single().extract(&map).span_context.unwrap();
+            assert_eq!(cx.trace_flags, TraceFlags::SAMPLED);
         }
 
         #[test]
