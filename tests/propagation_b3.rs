@@ -178,3 +178,46 @@ fn flags_0_leaves_an_accept_standing() {
         }
     }
 }
+
+/// Multiple headers naming another trace than `TRACE`, with `sampled`.
+fn other_trace(sampled: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c".into()),
+        ("x-b3-spanid", "b7ad6b7169203331".into()),
+        ("x-b3-sampled", sampled.into()),
+    ]
+}
+
+#[test]
+fn the_single_header_takes_precedence_for_both_names() {
+    for name in ["b3", "b3multi"] {
+        // Debug in `b3` over a deny in the multiple headers.
+        let mut headers = other_trace("0");
+        headers.push(("b3", format!("{TRACE}-{SPAN}-d")));
+        let builder = Recorder::builder().sampler(ParentBased::new(AlwaysOff));
+        let (accepted, seen) = with_recorder(builder, |_| call(name, headers));
+        server_span_of_the_callers_trace(&accepted, name);
+        if name == "b3" {
+            assert!(seen.starts_with(&format!("b3={TRACE}-")), "{seen}");
+            assert!(seen.split(' ').next().unwrap().ends_with("-1"), "{seen}");
+        } else {
+            assert!(seen.contains(&format!("traceid={TRACE}")), "{seen}");
+            assert!(seen.ends_with("sampled=1"), "{seen}");
+        }
+
+        // A bare deny in `b3` over an accept in the multiple headers.
+        let mut headers = other_trace("1");
+        headers.push(("b3", "0".into()));
+        let (denied, seen) = recorded(|_| call(name, headers));
+        assert!(
+            denied.spans.spans().is_empty(),
+            "{name}: {:#?}",
+            denied.spans.spans()
+        );
+        if name == "b3" {
+            assert!(seen.split(' ').next().unwrap().ends_with("-0"), "{seen}");
+        } else {
+            assert!(seen.ends_with("sampled=0"), "{seen}");
+        }
+    }
+}

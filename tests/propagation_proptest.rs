@@ -300,7 +300,10 @@ mod b3 {
             let accepted = single_accepts(&value);
             let value = value.trim();
             let denied = value == "0" || value.split('-').nth(2) == Some("0");
-            round_trip("b3", &headers, denied, accepted);
+            // Both read `b3`; they differ only in what they inject.
+            for name in ["b3", "b3multi"] {
+                round_trip(name, &headers, denied, accepted);
+            }
         }
 
         #[test]
@@ -322,7 +325,9 @@ mod b3 {
             let accepted = ids
                 && (matches!(sampled.as_deref().map(str::trim), Some("1" | "true"))
                     || flags.as_deref() == Some("1"));
-            round_trip("b3multi", &headers, denied, accepted);
+            for name in ["b3", "b3multi"] {
+                round_trip(name, &headers, denied, accepted);
+            }
         }
     }
 }
