@@ -124,16 +124,11 @@ mod b3 {
     use opentelemetry_propagator_b3::{B3Encoding, Propagator as OtelB3};
 
     use crate::baggage::Baggage;
-    use crate::context::{
-        SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_DEFERRED, FLAG_SAMPLED,
+    use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use crate::propagation::text_map::{
+        flags_from_otel, flags_to_otel, OtelExtractor, OtelInjector,
     };
-    use crate::propagation::text_map::{OtelExtractor, OtelInjector};
     use crate::propagation::{Extracted, Extractor, Injector, Propagator};
-
-    /// `opentelemetry-propagator-b3`'s flag for "deferred" (ids without a sampling state).
-    const OTEL_B3_DEFERRED: u8 = 0x02;
-    /// `opentelemetry-propagator-b3`'s flag for "debug".
-    const OTEL_B3_DEBUG: u8 = 0x04;
 
     /// `opentelemetry-propagator-b3`'s codec, with the B3 specification's rules:
     ///
@@ -141,7 +136,8 @@ mod b3 {
     ///   the specification can read takes precedence, even one with a sampling state alone
     ///   (`b3: 0`); the multiple headers count only when it is absent or unreadable.
     ///   `b3` may say `d`, `x-b3-sampled` may say `true` or `false` (as Finagle sends);
-    /// - ids without a sampling state are deferred ([`FLAG_DEFERRED`]): the local sampler
+    /// - ids without a sampling state are deferred
+    ///   ([`FLAG_DEFERRED`](crate::context::FLAG_DEFERRED)): the local sampler
     ///   decides, and when it says no, the ids go on still without a sampling state, never
     ///   as a deny the caller did not send;
     /// - a bare deny (`b3: 0`, or `x-b3-sampled: 0` without ids) is honoured: it extracts
@@ -225,18 +221,10 @@ mod b3 {
                 .extract_with_context(&opentelemetry::Context::new(), &OtelExtractor::new(self));
             let otel = cx.span().span_context().clone();
             otel.is_valid().then(|| {
-                let flags = otel.trace_flags().to_u8();
-                let trace_flags = if flags & (FLAG_SAMPLED.to_u8() | OTEL_B3_DEBUG) != 0 {
-                    FLAG_SAMPLED
-                } else if flags & OTEL_B3_DEFERRED != 0 {
-                    FLAG_DEFERRED
-                } else {
-                    TraceFlags::NOT_SAMPLED
-                };
                 SpanContext::new(
                     otel.trace_id(),
                     otel.span_id(),
-                    trace_flags,
+                    flags_from_otel(otel.trace_flags()),
                     true,
                     TraceState::NONE,
                 )
@@ -321,13 +309,7 @@ mod b3 {
                 return;
             }
             // A decision we made is sent; a deferred one we did not take stays deferred.
-            let flags = if cx.is_sampled() {
-                TraceFlags::SAMPLED
-            } else if cx.is_deferred() {
-                TraceFlags::new(OTEL_B3_DEFERRED)
-            } else {
-                TraceFlags::NOT_SAMPLED
-            };
+            let flags = flags_to_otel(cx.trace_flags);
             let otel_cx = opentelemetry::Context::new().with_remote_span_context(
                 opentelemetry::trace::SpanContext::new(
                     cx.trace_id,
