@@ -230,12 +230,23 @@ mod b3 {
     }
 
     /// What `propagator` sends for what it extracted extracts the same; a deny goes on only
-    /// when the caller sent one.
-    fn round_trip(name: &'static str, headers: &HeaderMap, caller_denied: bool) {
+    /// when the caller sent one, and an accept (with ids) always does.
+    fn round_trip(
+        name: &'static str,
+        headers: &HeaderMap,
+        caller_denied: bool,
+        caller_accepted: bool,
+    ) {
         let propagator = propagator(name);
         let Some(cx) = propagator.extract(headers).span_context else {
+            assert!(!caller_accepted, "an accept read as nothing: {headers:?}");
             return;
         };
+        assert!(
+            !caller_accepted || cx.is_sampled(),
+            "an accept read as {:?}: {headers:?}",
+            cx.trace_flags
+        );
         let mut out = HeaderMap::new();
         propagator.inject(&cx, &Baggage::new(), &mut out);
         let again = propagator
@@ -252,6 +263,31 @@ mod b3 {
             caller_denied || !denies,
             "a deny the caller did not send: {headers:?} -> {out:?}"
         );
+        let accepts = out.get("b3").is_some_and(|v| v.as_bytes().ends_with(b"-1"))
+            || out.get("x-b3-sampled").is_some_and(|v| v == "1");
+        assert!(
+            !caller_accepted || accepts,
+            "an accept not passed on: {headers:?} -> {out:?}"
+        );
+    }
+
+    /// A B3 id: lower-case hex of one of `lens` digits, not all zeros.
+    fn is_id(id: &str, lens: &[usize]) -> bool {
+        lens.contains(&id.len())
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && id.bytes().any(|b| b != b'0')
+    }
+
+    /// `b3: {trace}-{span}-{1|d}[-{parent}]`, which the specification reads as an accept.
+    fn single_accepts(value: &str) -> bool {
+        let parts: Vec<&str> = value.trim().split('-').collect();
+        matches!(parts.len(), 3 | 4)
+            && is_id(parts[0], &[16, 32])
+            && is_id(parts[1], &[16])
+            && matches!(parts[2], "1" | "d")
+            && parts.get(3).is_none_or(|p| {
+                p.len() == 16 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
     }
 
     proptest! {
@@ -261,9 +297,13 @@ mod b3 {
         fn b3_single_round_trips(value in b3_value()) {
             let mut headers = HeaderMap::new();
             headers.insert("b3", HeaderValue::from_str(&value).unwrap());
+            let accepted = single_accepts(&value);
             let value = value.trim();
             let denied = value == "0" || value.split('-').nth(2) == Some("0");
-            round_trip("b3", &headers, denied);
+            // Both read `b3`; they differ only in what they inject.
+            for name in ["b3", "b3multi"] {
+                round_trip(name, &headers, denied, accepted);
+            }
         }
 
         #[test]
@@ -280,7 +320,14 @@ mod b3 {
                 }
             }
             let denied = matches!(sampled.as_deref().map(str::trim), Some("0" | "false"));
-            round_trip("b3multi", &headers, denied);
+            let ids = trace.as_deref().is_some_and(|t| is_id(t, &[16, 32]))
+                && span.as_deref().is_some_and(|s| is_id(s, &[16]));
+            let accepted = ids
+                && (matches!(sampled.as_deref().map(str::trim), Some("1" | "true"))
+                    || flags.as_deref() == Some("1"));
+            for name in ["b3", "b3multi"] {
+                round_trip(name, &headers, denied, accepted);
+            }
         }
     }
 }

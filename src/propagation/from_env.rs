@@ -38,8 +38,9 @@ impl EnvConfig {
     ///
     /// - unset: W3C Trace Context and Baggage (the default);
     /// - `tracecontext`, `baggage`: W3C Trace Context, W3C Baggage;
-    /// - `b3`, `b3multi` (feature `b3`): B3 single header and multiple headers, through
-    ///   `opentelemetry-propagator-b3`;
+    /// - `b3`, `b3multi` (feature `b3`): B3, injected as the single header or the multiple
+    ///   headers, through `opentelemetry-propagator-b3`; both extract either form, the single
+    ///   header first;
     /// - `jaeger` (feature `jaeger`): [`JaegerPropagator`](crate::propagation::JaegerPropagator);
     /// - `none`: no propagation at all, whatever else is listed;
     /// - several: a [`CompositePropagator`] in the order given (the first valid span context
@@ -123,31 +124,33 @@ mod b3 {
     use opentelemetry_propagator_b3::{B3Encoding, Propagator as OtelB3};
 
     use crate::baggage::Baggage;
-    use crate::context::{
-        SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_DEFERRED, FLAG_SAMPLED,
+    use crate::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use crate::propagation::text_map::{
+        flags_from_otel, flags_to_otel, OtelExtractor, OtelInjector,
     };
-    use crate::propagation::text_map::{OtelExtractor, OtelInjector};
     use crate::propagation::{Extracted, Extractor, Injector, Propagator};
 
-    /// `opentelemetry-propagator-b3`'s flag for "deferred" (ids without a sampling state).
-    const OTEL_B3_DEFERRED: u8 = 0x02;
-    /// `opentelemetry-propagator-b3`'s flag for "debug".
-    const OTEL_B3_DEBUG: u8 = 0x04;
-
-    /// `opentelemetry-propagator-b3`'s codec, with the B3 specification's sampling rules:
+    /// `opentelemetry-propagator-b3`'s codec, with the B3 specification's rules:
     ///
-    /// - ids without a sampling state are deferred ([`FLAG_DEFERRED`]): the local sampler
+    /// - `b3` and `b3multi` extract alike and differ only in what they inject: a `b3` header
+    ///   the specification can read takes precedence, even one with a sampling state alone
+    ///   (`b3: 0`); the multiple headers count only when it is absent or unreadable.
+    ///   `b3` may say `d`, `x-b3-sampled` may say `true` or `false` (as Finagle sends);
+    /// - ids without a sampling state are deferred
+    ///   ([`FLAG_DEFERRED`](crate::context::FLAG_DEFERRED)): the local sampler
     ///   decides, and when it says no, the ids go on still without a sampling state, never
     ///   as a deny the caller did not send;
     /// - a bare deny (`b3: 0`, or `x-b3-sampled: 0` without ids) is honoured: it extracts
     ///   as a remote parent that is not sampled, with ids of its own (made up here: they
-    ///   name no span of the caller's), so nothing is recorded and the deny goes on;
-    /// - debug (`b3: …-d`, `X-B3-Flags: 1`) means sampled;
+    ///   name no span of the caller's), so nothing is recorded and the deny goes on; a bare
+    ///   accept (`b3: 1`) has no ids to continue and extracts as nothing;
+    /// - debug (`b3: …-d`, `X-B3-Flags: 1`) means sampled; `X-B3-Flags: 0` means nothing;
     /// - an invalid context injects nothing (the crate would write a bare deny);
     /// - single header: with `B3Encoding::SingleHeader`, 0.33 also writes the multiple
     ///   headers (its encoding test takes every encoding to support `UnSpecified`), so only
     ///   `b3` is let through.
     pub(super) struct B3 {
+        /// Injects; extraction reads each form with the encoding that accepts its values.
         inner: OtelB3,
         single: bool,
     }
@@ -168,35 +171,86 @@ mod b3 {
         }
     }
 
-    /// The caller sent a sampling decision alone, and it is a deny.
-    fn bare_deny(carrier: &dyn Extractor) -> bool {
-        let mut deny = false;
-        let mut single = false;
-        carrier.get_each("b3", &mut |value| {
-            single = true;
-            deny |= crate::propagation::trim_ows(value) == b"0";
-        });
-        if !single {
-            carrier.get_each("x-b3-sampled", &mut |value| {
-                deny |= matches!(crate::propagation::trim_ows(value), b"0" | b"false");
-            });
-        }
-        deny
+    /// A deny sent alone: a remote parent that is not sampled, with ids made up here (they
+    /// name no span of the caller's), so nothing is recorded and the deny goes on.
+    fn bare_deny() -> SpanContext {
+        SpanContext::new(
+            TraceId::from(fastrand::u128(1..)),
+            SpanId::from(fastrand::u64(1..)),
+            TraceFlags::NOT_SAMPLED,
+            true,
+            TraceState::NONE,
+        )
     }
 
-    /// The caller sent a deny, with ids or without: a `b3` whose sampling state is `0`, or
-    /// `x-b3-sampled: 0` (or `false`). `X-B3-Flags: 0` is not one: only its `1` (debug)
-    /// means anything.
-    fn sent_deny(carrier: &dyn Extractor) -> bool {
-        let mut deny = false;
-        carrier.get_each("b3", &mut |value| {
-            let value = crate::propagation::trim_ows(value);
-            deny |= value == b"0" || value.split(|&b| b == b'-').nth(2) == Some(b"0");
-        });
-        carrier.get_each("x-b3-sampled", &mut |value| {
-            deny |= matches!(crate::propagation::trim_ows(value), b"0" | b"false");
-        });
-        deny
+    /// One of B3's two forms (the `b3` header, or the others) as the crate reads it: values
+    /// without optional whitespace (as HTTP strips it), and `x-b3-flags` only when it says
+    /// debug. The crate lets any valid `x-b3-flags` override `x-b3-sampled`, but the
+    /// specification gives only `1` a meaning.
+    struct Form<'a> {
+        carrier: &'a dyn Extractor,
+        single: bool,
+    }
+
+    impl Form<'_> {
+        fn has(&self, name: &str) -> bool {
+            name.eq_ignore_ascii_case("b3") == self.single
+        }
+
+        /// The value the crate reads of `name` (the first in UTF-8) is one of `values`.
+        fn first_is(&self, name: &str, values: &[&[u8]]) -> bool {
+            let mut first = None;
+            self.get_each(name, &mut |value| {
+                if first.is_none() && std::str::from_utf8(value).is_ok() {
+                    first = Some(values.contains(&value));
+                }
+            });
+            first == Some(true)
+        }
+
+        /// The span context the crate reads from this form, with our flags.
+        fn read(&self) -> Option<SpanContext> {
+            // The crate accepts `d` only in `b3`, and `true` only in `x-b3-sampled`, by the
+            // encoding it injects.
+            let encoding = if self.single {
+                B3Encoding::SingleHeader
+            } else {
+                B3Encoding::MultipleHeader
+            };
+            let cx = OtelB3::with_encoding(encoding)
+                .extract_with_context(&opentelemetry::Context::new(), &OtelExtractor::new(self));
+            let otel = cx.span().span_context().clone();
+            otel.is_valid().then(|| {
+                SpanContext::new(
+                    otel.trace_id(),
+                    otel.span_id(),
+                    flags_from_otel(otel.trace_flags()),
+                    true,
+                    TraceState::NONE,
+                )
+            })
+        }
+    }
+
+    impl Extractor for Form<'_> {
+        fn get_each(&self, name: &str, f: &mut dyn FnMut(&[u8])) {
+            if !self.has(name) {
+                return;
+            }
+            let debug_only = name.eq_ignore_ascii_case("x-b3-flags");
+            self.carrier.get_each(name, &mut |value| {
+                let value = crate::propagation::trim_ows(value);
+                if !debug_only || value == b"1" {
+                    f(value);
+                }
+            });
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            let mut keys = self.carrier.keys();
+            keys.retain(|name| self.has(name));
+            keys
+        }
     }
 
     struct OnlyB3<'a>(&'a mut dyn Injector);
@@ -221,38 +275,28 @@ mod b3 {
 
     impl Propagator for B3 {
         fn extract(&self, carrier: &dyn Extractor) -> Extracted {
-            let adapter = OtelExtractor::new(carrier);
-            let cx = self
-                .inner
-                .extract_with_context(&opentelemetry::Context::new(), &adapter);
-            let otel = cx.span().span_context().clone();
-            let span_context = if otel.is_valid() {
-                let flags = otel.trace_flags().to_u8();
-                let trace_flags = if flags & (FLAG_SAMPLED.to_u8() | OTEL_B3_DEBUG) != 0 {
-                    FLAG_SAMPLED
-                } else if flags & OTEL_B3_DEFERRED != 0 || !sent_deny(carrier) {
-                    // The crate reads `X-B3-Flags: 0` as a deny; no sampling state was sent.
-                    FLAG_DEFERRED
-                } else {
-                    TraceFlags::NOT_SAMPLED
-                };
-                Some(SpanContext::new(
-                    otel.trace_id(),
-                    otel.span_id(),
-                    trace_flags,
-                    true,
-                    TraceState::NONE,
-                ))
-            } else if bare_deny(carrier) {
-                Some(SpanContext::new(
-                    TraceId::from(fastrand::u128(1..)),
-                    SpanId::from(fastrand::u64(1..)),
-                    TraceFlags::NOT_SAMPLED,
-                    true,
-                    TraceState::NONE,
-                ))
-            } else {
+            let single = Form {
+                carrier,
+                single: true,
+            };
+            let multi = Form {
+                carrier,
+                single: false,
+            };
+            // A `b3` the specification can read wins, even one with a sampling state alone.
+            let span_context = if let Some(cx) = single.read() {
+                Some(cx)
+            } else if single.first_is("b3", &[b"0"]) {
+                Some(bare_deny())
+            } else if single.first_is("b3", &[b"1", b"d"]) {
+                // An accept without ids: a new root, as the local sampler says.
                 None
+            } else if let Some(cx) = multi.read() {
+                Some(cx)
+            } else {
+                multi
+                    .first_is("x-b3-sampled", &[b"0", b"false"])
+                    .then(bare_deny)
             };
             Extracted {
                 span_context,
@@ -265,13 +309,7 @@ mod b3 {
                 return;
             }
             // A decision we made is sent; a deferred one we did not take stays deferred.
-            let flags = if cx.is_sampled() {
-                TraceFlags::SAMPLED
-            } else if cx.is_deferred() {
-                TraceFlags::new(OTEL_B3_DEFERRED)
-            } else {
-                TraceFlags::NOT_SAMPLED
-            };
+            let flags = flags_to_otel(cx.trace_flags);
             let otel_cx = opentelemetry::Context::new().with_remote_span_context(
                 opentelemetry::trace::SpanContext::new(
                     cx.trace_id,
@@ -362,6 +400,28 @@ mod b3 {
         }
 
         #[test]
+        fn flags_0_leaves_an_accept_standing() {
+            for b3 in [B3::single(), B3::multi()] {
+                let mut map = headers(&IDS);
+                map.insert("x-b3-flags", HeaderValue::from_static("0"));
+                map.insert("x-b3-sampled", HeaderValue::from_static("1"));
+                let cx = b3.extract(&map).span_context.unwrap();
+                assert_eq!(cx.trace_flags, TraceFlags::SAMPLED, "{map:?}");
+            }
+        }
+
+        #[test]
+        fn optional_whitespace_is_no_part_of_a_value() {
+            let mut map = headers(&IDS);
+            map.insert("x-b3-sampled", HeaderValue::from_static(" 1 "));
+            let cx = B3::multi().extract(&map).span_context.unwrap();
+            assert_eq!(cx.trace_flags, TraceFlags::SAMPLED);
+            let map = headers(&[("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1 ")]);
+            let cx = B3::single().extract(&map).span_context.unwrap();
+            assert_eq!(cx.trace_flags, TraceFlags::SAMPLED);
+        }
+
+        #[test]
         fn a_bare_deny_is_a_parent_that_is_not_sampled() {
             for (b3, map) in [
                 (B3::single(), headers(&[("b3", "0")])),
@@ -389,6 +449,56 @@ mod b3 {
                 B3::single().extract(&headers(&[("b3", "1")])).span_context,
                 None
             );
+        }
+
+        const SINGLE: &str = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        /// Multiple headers naming another trace than [`SINGLE`].
+        const OTHER: [(&str, &str); 2] = [
+            ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c"),
+            ("x-b3-spanid", "b7ad6b7169203331"),
+        ];
+
+        fn with_other(b3: &'static str, sampled: &'static str) -> HeaderMap {
+            let mut map = headers(&OTHER);
+            map.insert("b3", HeaderValue::from_static(b3));
+            map.insert("x-b3-sampled", HeaderValue::from_static(sampled));
+            map
+        }
+
+        #[test]
+        fn the_single_header_takes_precedence_in_both_modes() {
+            let debug = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-d";
+            for b3 in [B3::single(), B3::multi()] {
+                for map in [headers(&[("b3", debug)]), with_other(debug, "0")] {
+                    let cx = b3.extract(&map).span_context.unwrap();
+                    assert_eq!(cx.trace_flags, TraceFlags::SAMPLED, "{map:?}");
+                    assert_eq!(format!("{}-{}", cx.trace_id, cx.span_id), SINGLE);
+                }
+
+                let cx = b3.extract(&with_other("0", "1")).span_context.unwrap();
+                assert!(!cx.is_sampled() && !cx.is_deferred(), "b3: 0 is a deny");
+                assert_ne!(cx.trace_id, TraceId::from_hex(OTHER[0].1).unwrap());
+
+                // A `b3` the specification cannot read leaves the others to speak.
+                let cx = b3.extract(&with_other("nonsense", "1")).span_context;
+                let cx = cx.unwrap();
+                assert!(cx.is_sampled());
+                assert_eq!(cx.trace_id, TraceId::from_hex(OTHER[0].1).unwrap());
+            }
+        }
+
+        #[test]
+        fn sampled_true_and_false_are_read_in_both_modes() {
+            for b3 in [B3::single(), B3::multi()] {
+                for (value, sampled) in [("true", true), ("false", false)] {
+                    let mut map = headers(&IDS);
+                    map.insert("x-b3-sampled", HeaderValue::from_static(value));
+                    let cx = b3.extract(&map).span_context.unwrap();
+                    assert_eq!(cx.trace_id, TraceId::from_hex(IDS[0].1).unwrap());
+                    assert_eq!(cx.is_sampled(), sampled, "{value}");
+                    assert!(!cx.is_deferred(), "{value}");
+                }
+            }
         }
 
         #[test]

@@ -10,7 +10,7 @@ use opentelemetry::trace::{TraceContextExt, TraceFlags};
 
 use super::{Extracted, Extractor, Injector, Propagator};
 use crate::baggage::{Baggage, BaggageBuilder, BaggageMember};
-use crate::context::SpanContext;
+use crate::context::{SpanContext, FLAG_DEFERRED, FLAG_SAMPLED};
 
 /// Adapts an `opentelemetry` [`TextMapPropagator`].
 ///
@@ -21,10 +21,19 @@ use crate::context::SpanContext;
 ///
 /// Inject builds an `opentelemetry` context holding our span context as a remote parent and
 /// our baggage, and lets the propagator write it; header names or values that `http`
-/// refuses are skipped. Only the sampled bit of the trace flags crosses the adapter, either
-/// way: `opentelemetry` propagators give the other bits meanings of their own (B3 reads the
-/// Level 2 `random` flag as "deferred"). `opentelemetry`'s types are stricter than ours: its trace state
-/// drops members its older key grammar refuses, and its baggage keeps at most 64 members.
+/// refuses are skipped.
+///
+/// `opentelemetry` propagators give trace flags other than `sampled` meanings of their own
+/// (B3's and X-Ray's 0x02 is "no sampling decision", B3's and Jaeger's 0x04 is "debug"), so
+/// the flags cross the adapter as sampling decisions: extracted, `sampled` or 0x04 is an
+/// accept, any other bit leaves the decision to the local sampler (as [`FLAG_DEFERRED`])
+/// and no bit is a deny; injected, an accept is `sampled`, a decision left to us and not
+/// taken is 0x02 (B3 then sends none; the W3C propagator of `opentelemetry_sdk` keeps only
+/// `sampled`) and a deny is no bit.
+/// Our Level 2 `random` flag is not passed on, as B3 would read it as "no decision".
+///
+/// `opentelemetry`'s types are stricter than ours: its trace state drops members its older
+/// key grammar refuses, and its baggage keeps at most 64 members.
 #[derive(Clone, Debug, Default)]
 pub struct OtelPropagator<P> {
     inner: P,
@@ -54,7 +63,7 @@ where
         let span_context = cx.span().span_context().is_valid().then(|| {
             let mut span_context = SpanContext::from(cx.span().span_context());
             span_context.is_remote = true;
-            span_context.trace_flags = sampled_only(span_context.trace_flags);
+            span_context.trace_flags = flags_from_otel(span_context.trace_flags);
             span_context
         });
         let mut baggage = BaggageBuilder::default();
@@ -75,7 +84,7 @@ where
             otel_cx = otel_cx.with_remote_span_context(opentelemetry::trace::SpanContext::new(
                 cx.trace_id,
                 cx.span_id,
-                sampled_only(cx.trace_flags),
+                flags_to_otel(cx.trace_flags),
                 cx.is_remote,
                 cx.trace_state.to_otel(),
             ));
@@ -91,11 +100,34 @@ where
     }
 }
 
-/// The sampled bit alone. `opentelemetry` propagators predate W3C Trace Context Level 2's
-/// `random` flag (0x02) and use the other bits for their own ends: B3's reads 0x02 as
-/// "deferred" (and then sends no sampling decision) and sets 0x04 for "debug".
-fn sampled_only(flags: TraceFlags) -> TraceFlags {
-    flags & TraceFlags::SAMPLED
+/// "No sampling decision" among `opentelemetry` propagators' own flags (B3, X-Ray).
+const OTEL_DEFERRED: u8 = 0x02;
+/// "Debug" among `opentelemetry` propagators' own flags (B3, Jaeger): an accept, which B3's
+/// sets without the sampled bit.
+const OTEL_DEBUG: u8 = 0x04;
+
+/// Our flags for those an `opentelemetry` propagator extracted. A bit we cannot read is no
+/// deny: the caller may have said anything but "not sampled", so the local sampler decides.
+pub(super) fn flags_from_otel(flags: TraceFlags) -> TraceFlags {
+    let flags = flags.to_u8();
+    if flags & (FLAG_SAMPLED.to_u8() | OTEL_DEBUG) != 0 {
+        FLAG_SAMPLED
+    } else if flags != 0 {
+        FLAG_DEFERRED
+    } else {
+        TraceFlags::NOT_SAMPLED
+    }
+}
+
+/// The flags an `opentelemetry` propagator is given for ours.
+pub(super) fn flags_to_otel(flags: TraceFlags) -> TraceFlags {
+    if flags.is_sampled() {
+        FLAG_SAMPLED
+    } else if flags.to_u8() & FLAG_DEFERRED.to_u8() != 0 {
+        TraceFlags::new(OTEL_DEFERRED)
+    } else {
+        TraceFlags::NOT_SAMPLED
+    }
 }
 
 /// `opentelemetry`'s extractor over ours. Values are copied to strings on first read, one
@@ -172,10 +204,10 @@ mod tests {
     use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 
     use super::*;
-    use crate::context::TraceState;
+    use crate::context::{TraceState, FLAG_RANDOM};
 
     /// A B3-like single-header propagator, written for these tests: `x-test-trace:
-    /// {trace-id}-{span-id}-{0|1}`.
+    /// {trace-id}-{span-id}-{trace flags in hex}`.
     #[derive(Debug)]
     struct SingleHeader;
 
@@ -192,10 +224,14 @@ mod tests {
         ) {
             let sc = cx.span().span_context().clone();
             if sc.is_valid() {
-                let sampled = if sc.is_sampled() { 1 } else { 0 };
                 injector.set(
                     "X-Test-Trace",
-                    format!("{}-{}-{sampled}", sc.trace_id(), sc.span_id()),
+                    format!(
+                        "{}-{}-{:x}",
+                        sc.trace_id(),
+                        sc.span_id(),
+                        sc.trace_flags().to_u8()
+                    ),
                 );
             }
             injector.set("bad header name", "x".to_owned());
@@ -219,11 +255,10 @@ mod tests {
             let (Ok(t), Ok(s)) = (TraceId::from_hex(t), SpanId::from_hex(s)) else {
                 return cx.clone();
             };
-            let flags = if f == "1" {
-                TraceFlags::SAMPLED
-            } else {
-                TraceFlags::default()
+            let Ok(flags) = u8::from_str_radix(f, 16) else {
+                return cx.clone();
             };
+            let flags = TraceFlags::new(flags);
             let sc = opentelemetry::trace::SpanContext::new(t, s, flags, false, Default::default());
             cx.with_remote_span_context(sc)
         }
@@ -334,6 +369,62 @@ mod tests {
         propagator.inject(&cx(), &baggage, &mut out);
         assert_eq!(out["x-bag-tenant"], "acme;p=1");
         assert!(out.contains_key("x-test-trace"));
+    }
+
+    #[test]
+    fn flags_cross_as_sampling_decisions_never_inventing_a_deny() {
+        let propagator = OtelPropagator::new(SingleHeader);
+        let ids = "4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b-0f0f0f0f0f0f0f0f";
+        for (sent, read) in [
+            ("1", FLAG_SAMPLED),
+            ("4", FLAG_SAMPLED),
+            ("5", FLAG_SAMPLED),
+            ("2", FLAG_DEFERRED),
+            ("8", FLAG_DEFERRED),
+            ("0", TraceFlags::NOT_SAMPLED),
+        ] {
+            let mut headers = HeaderMap::new();
+            let value = format!("{ids}-{sent}");
+            headers.insert("x-test-trace", HeaderValue::from_str(&value).unwrap());
+            let sc = propagator.extract(&headers).span_context.unwrap();
+            assert_eq!(sc.trace_flags, read, "{sent}");
+        }
+        for (ours, sent) in [
+            (FLAG_SAMPLED | FLAG_RANDOM, "1"),
+            (FLAG_DEFERRED, "2"),
+            (FLAG_RANDOM, "0"),
+            (TraceFlags::NOT_SAMPLED, "0"),
+        ] {
+            let mut sc = cx();
+            sc.trace_flags = ours;
+            let mut headers = HeaderMap::new();
+            propagator.inject(&sc, &Baggage::new(), &mut headers);
+            assert_eq!(headers["x-test-trace"], format!("{ids}-{sent}"), "{ours:?}");
+        }
+    }
+
+    #[cfg(feature = "b3")]
+    #[test]
+    fn b3_debug_is_an_accept_and_no_decision_stays_none() {
+        use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3Propagator};
+
+        let propagator = OtelPropagator::new(B3Propagator::with_encoding(B3Encoding::SingleHeader));
+        let ids = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        for (sent, read, goes_on) in [
+            ("-d", FLAG_SAMPLED, "-1"),
+            ("", FLAG_DEFERRED, ""),
+            ("-0", TraceFlags::NOT_SAMPLED, "-0"),
+            ("-1", FLAG_SAMPLED, "-1"),
+        ] {
+            let mut headers = HeaderMap::new();
+            let value = format!("{ids}{sent}");
+            headers.insert("b3", HeaderValue::from_str(&value).unwrap());
+            let sc = propagator.extract(&headers).span_context.unwrap();
+            assert_eq!(sc.trace_flags, read, "b3: {value}");
+            let mut out = HeaderMap::new();
+            propagator.inject(&sc, &Baggage::new(), &mut out);
+            assert_eq!(out["b3"], format!("{ids}{goes_on}"), "b3: {value}");
+        }
     }
 
     #[cfg(feature = "otel")]
