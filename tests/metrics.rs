@@ -377,6 +377,80 @@ fn grpc_calls_are_measured_with_the_rpc_conventions() {
     assert!(meters.histogram("http.server.request.duration").is_empty());
 }
 
+/// Answers every gRPC call at once (Trailers-Only), as an authentication layer in front of
+/// the router does: UNAUTHENTICATED, except OK for `/real.Svc/Call`.
+async fn answer_every_path(uri: http::Uri) -> axum::response::Response {
+    let status = if uri.path() == "/real.Svc/Call" {
+        "0"
+    } else {
+        "16"
+    };
+    axum::response::Response::builder()
+        .header("content-type", "application/grpc")
+        .header("grpc-status", status)
+        .body(axum::body::Body::empty())
+        .unwrap()
+}
+
+#[test]
+fn answers_to_made_up_grpc_paths_cannot_create_span_names_or_series() {
+    const LONG: usize = 20;
+    const FLOOD: usize = 1100;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let layer = ServerLayer::grpc()
+            .grpc_methods(["real.Svc/Call"])
+            .metrics(&meters.provider);
+        let addr = serve(Router::new().fallback(answer_every_path).layer(layer)).await;
+        let client = hyper_client();
+        let long = "A".repeat(300);
+        let paths = (0..LONG)
+            .map(|i| format!("/evil{i}.{long}/M"))
+            .chain((0..FLOOD).map(|i| format!("/evil{i}.S/M")))
+            .chain(["/real.Svc/Call".to_owned()]);
+        for path in paths {
+            let request = http::Request::post(format!("http://{addr}{path}"))
+                .header("content-type", "application/grpc")
+                .body(Default::default())
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            text(response.into_body()).await;
+        }
+    });
+    let spans = recorded.spans.wait_for(LONG + FLOOD + 1, WAIT).unwrap();
+    let names: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    // At most the 1,024 learned, `grpc`, and the configured method.
+    assert!(names.len() <= 1024 + 2, "{} span names", names.len());
+    assert!(names.iter().all(|n| n.len() <= 256), "a long span name");
+    let real = spans.iter().find(|s| s.name == "real.Svc/Call").unwrap();
+    assert_eq!(
+        grpc_support::string(real, "rpc.method").as_deref(),
+        Some("Call")
+    );
+    let other = spans.iter().filter(|s| s.name == "grpc").count();
+    assert!(other >= LONG + FLOOD - 1024, "{other} spans named grpc");
+
+    let server = meters.histogram("rpc.server.call.duration");
+    assert_eq!(total(&server), (LONG + FLOOD + 1) as u64);
+    assert!(server.len() <= 1024 + 2, "{} series", server.len());
+    let method = |a: &BTreeMap<String, String>| a.get("rpc.method").cloned().unwrap_or_default();
+    assert!(
+        server.iter().all(|(a, _)| method(a).len() <= 256),
+        "a long rpc.method"
+    );
+    let series =
+        |name: &str| -> Vec<_> { server.iter().filter(|(a, _)| method(a) == name).collect() };
+    let real = series("real.Svc/Call");
+    assert_eq!(real.len(), 1, "{real:#?}");
+    assert_eq!(real[0].0.get("rpc.response.status_code").unwrap(), "OK");
+    assert_eq!(real[0].1, 1);
+    // The spans named `grpc` and the `_OTHER` series count the same calls.
+    assert_eq!(
+        total(&series("_OTHER").into_iter().cloned().collect::<Vec<_>>()),
+        other as u64
+    );
+}
+
 #[cfg(feature = "reqwest")]
 #[test]
 fn reqwest_calls_are_measured() {

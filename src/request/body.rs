@@ -320,16 +320,13 @@ impl SpanEnd {
 }
 
 /// A gRPC server span keeps the method's name only if the layer recognizes the method
-/// (configured, or answered before), or the service answered this call without refusing it;
-/// otherwise the caller chose the name, and it becomes `_OTHER` (span name `grpc`), with
-/// the caller's text kept in `rpc.method_original` only.
+/// (configured, or learned before), or learns it now: the service answered this call
+/// without refusing it, and the bounds of [`GrpcMethods`] let it in. Otherwise the caller
+/// chose the name, and it becomes `_OTHER` (span name `grpc`), with the caller's text kept
+/// in `rpc.method_original` only. The metrics name the call by the same rule.
 fn name_method(d: &mut SpanData, methods: &GrpcMethods, answered: bool, refused: bool) {
     let method = &d.record.name;
-    if methods.recognizes(method) {
-        return;
-    }
-    if answered && !refused {
-        methods.learn(method);
+    if methods.recognizes(method) || (answered && !refused && methods.learn(method).is_some()) {
         return;
     }
     let original = std::mem::replace(&mut d.record.name, Cow::Borrowed("grpc"));
