@@ -35,6 +35,13 @@ pub(crate) fn grpc_code_is_error(role: Role, code: i32) -> bool {
     }
 }
 
+/// A gRPC status code as spans and metrics name it (`rpc.response.status_code`,
+/// `error.type`): its canonical name, or `_OTHER` for a code outside 0..=16, which the peer
+/// picks without bound.
+pub(crate) fn grpc_code_label(code: i32) -> &'static str {
+    grpc_code_name(code).unwrap_or("_OTHER")
+}
+
 /// The canonical name of a gRPC status code, `None` for codes outside 0..=16.
 pub fn grpc_code_name(code: i32) -> Option<&'static str> {
     Some(match code {

@@ -451,6 +451,55 @@ fn answers_to_made_up_grpc_paths_cannot_create_span_names_or_series() {
     );
 }
 
+#[test]
+fn grpc_codes_an_upstream_makes_up_share_one_series() {
+    const CALLS: usize = 200;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let upstream = Router::new().fallback(|uri: http::Uri| async move {
+            let n: u32 = uri.path().trim_start_matches("/pkg.Svc/M").parse().unwrap();
+            axum::response::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", (100_000 + n).to_string())
+                .body(axum::body::Body::empty())
+                .unwrap()
+        });
+        let addr = serve(upstream).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::grpc().metrics(&meters.provider))
+            .service(hyper_client());
+        for n in 0..CALLS {
+            let request = http::Request::post(format!("http://{addr}/pkg.Svc/M{n}"))
+                .header("content-type", "application/grpc")
+                .body(Default::default())
+                .unwrap();
+            let response = client.ready().await.unwrap().call(request).await.unwrap();
+            text(response.into_body()).await;
+        }
+    });
+    let client = meters.histogram("rpc.client.call.duration");
+    assert_eq!(total(&client), CALLS as u64);
+    let codes: std::collections::BTreeSet<(&str, &str)> = client
+        .iter()
+        .map(|(a, _)| (&*a["rpc.response.status_code"], &*a["error.type"]))
+        .collect();
+    assert_eq!(codes, [("_OTHER", "_OTHER")].into());
+    // Spans name the error as the metric does, and keep the code itself.
+    let spans = recorded.spans.wait_for(CALLS, WAIT).unwrap();
+    for span in &spans {
+        assert_eq!(
+            grpc_support::string(span, "error.type").as_deref(),
+            Some("_OTHER")
+        );
+    }
+    let mut codes: Vec<i64> = spans
+        .iter()
+        .filter_map(|s| grpc_support::int(s, "rpc.grpc.status_code"))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, (100_000..100_000 + CALLS as i64).collect::<Vec<_>>());
+}
+
 #[cfg(feature = "reqwest")]
 #[test]
 fn reqwest_calls_are_measured() {

@@ -8,10 +8,12 @@ use std::time::Instant;
 
 use http::HeaderMap;
 use opentelemetry::metrics::{BoundHistogram, Histogram, Meter, MeterProvider, UpDownCounter};
-use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue};
 
 use super::DURATION_BUCKETS;
-use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
+use crate::classify::{
+    grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Role, CANCELLED,
+};
 use crate::rpc::{self, GrpcMethods};
 use crate::semconv::{self, HTTP_METHODS, PROTOCOL_VERSIONS};
 
@@ -375,15 +377,14 @@ impl Series {
             attributes.push(KeyValue::new(RPC_SYSTEM_NAME, "grpc"));
             attributes.push(KeyValue::new(semconv::RPC_METHOD, method));
             let code = key.status.unwrap_or(2);
-            let name = grpc_code_name(code);
             attributes.push(KeyValue::new(
                 RPC_RESPONSE_STATUS_CODE,
-                name.map_or_else(|| Value::from(code.to_string()), Value::from),
+                grpc_code_label(code),
             ));
             match key.error_type {
                 Some(error_type) => attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type)),
                 None if grpc_code_is_error(self.role, code) => {
-                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, name.unwrap_or("_OTHER")))
+                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, grpc_code_label(code)))
                 }
                 None => {}
             }
@@ -636,9 +637,16 @@ impl Measured {
                         .then(|| methods.learn(grpc.path.as_deref()?))
                         .flatten()
                 });
+                // Codes outside 0..=16 share one series, as they share `_OTHER`.
+                let code = grpc.code.unwrap_or(2);
+                let code = if grpc_code_name(code).is_some() {
+                    code
+                } else {
+                    OTHER_CODE
+                };
                 let key = EndKey {
                     request: RequestCode::default(),
-                    status: Some(grpc.code.unwrap_or(2)),
+                    status: Some(code),
                     error_type: self.error_type,
                 };
                 let series = grpc.metrics.call_series(method, grpc.service.as_ref());
@@ -649,6 +657,9 @@ impl Measured {
         }
     }
 }
+
+/// The status of a gRPC call whose code is outside 0..=16, in its [`EndKey`].
+const OTHER_CODE: i32 = -1;
 
 /// `rpc.system.name` (semantic conventions 1.42).
 const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");

@@ -19,7 +19,9 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
+use crate::classify::{
+    grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Role, CANCELLED,
+};
 use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
 use crate::record::{with_span_data, SpanData};
@@ -391,9 +393,7 @@ fn record_grpc_status(d: &mut SpanData, role: Role, code: i32, message: Option<S
                 .unwrap_or("unknown gRPC status")
                 .to_owned(),
         };
-        let error_type =
-            grpc_code_name(code).map_or_else(|| Cow::Owned(code.to_string()), Cow::Borrowed);
-        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, grpc_code_label(code)));
         d.set_status(Status::error(description));
     }
 }
