@@ -7,9 +7,59 @@
 //! - gRPC client: every code but OK is Error.
 //! - An `Err` from the inner service, a failed body or a cancelled request is Error.
 
+use std::time::Instant;
+
 /// `error.type` of a request cancelled before its response, or its response body, was
 /// complete (the client went away, or the caller dropped the future).
 pub const CANCELLED: &str = "cancelled";
+
+/// What the response had told of a call when it was abandoned.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AnswerSoFar {
+    Grpc {
+        /// A `grpc-status` was read, or concluded from the HTTP status.
+        status_seen: bool,
+        /// When the call's `grpc-timeout` ran out.
+        deadline: Option<Instant>,
+    },
+    Http {
+        /// The response's status code, if its head arrived.
+        status: Option<u16>,
+    },
+}
+
+/// How a call abandoned before its end (its response future or body dropped) ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Abandoned {
+    /// As the response said: a gRPC status, or an HTTP status that is an error (a client
+    /// that gives up on the body of an error response, as retry middleware does, did not
+    /// cancel a successful call).
+    AsAnswered,
+    /// A gRPC call without a status, past its deadline: DEADLINE_EXCEEDED.
+    DeadlineExceeded,
+    /// `error.type` `cancelled`; a gRPC call, CANCELLED.
+    Cancelled,
+}
+
+/// How an abandoned call ends, on its span and in its metrics alike (the conventions give
+/// both the same `error.type`).
+pub(crate) fn abandoned(role: Role, answer: AnswerSoFar) -> Abandoned {
+    match answer {
+        AnswerSoFar::Grpc {
+            status_seen: true, ..
+        } => Abandoned::AsAnswered,
+        AnswerSoFar::Grpc { deadline, .. } if past(deadline) => Abandoned::DeadlineExceeded,
+        AnswerSoFar::Http { status: Some(code) } if http_status_is_error(role, code) => {
+            Abandoned::AsAnswered
+        }
+        _ => Abandoned::Cancelled,
+    }
+}
+
+/// `deadline` is set and has passed.
+pub(crate) fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
 
 /// Which side of a call a span describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -500,6 +500,115 @@ fn grpc_codes_an_upstream_makes_up_share_one_series() {
     assert_eq!(codes, (100_000..100_000 + CALLS as i64).collect::<Vec<_>>());
 }
 
+/// Waits (up to [`WAIT`]) until `name` has a data point: a server records a request once it
+/// notices the client go.
+async fn until_measured(meters: &Meters, name: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        meters.provider.force_flush().unwrap();
+        let exported = !meters.exporter.get_finished_metrics().unwrap().is_empty();
+        if exported && total(&meters.histogram(name)) > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: never measured"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let slow = Router::new()
+            .route(
+                "/pkg.Svc/Slow",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }),
+            )
+            .layer(ServerLayer::grpc().metrics(&meters.provider));
+        let addr = serve(slow).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::grpc().metrics(&meters.provider))
+            .service(hyper_client());
+        let request = http::Request::post(format!("http://{addr}/pkg.Svc/Slow"))
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", "50m")
+            .body(Default::default())
+            .unwrap();
+        let call = client.ready().await.unwrap().call(request);
+        // Given up well past the deadline.
+        assert!(tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err());
+        until_measured(&meters, "rpc.server.call.duration").await;
+    });
+    for name in ["rpc.server.call.duration", "rpc.client.call.duration"] {
+        let points = meters.histogram(name);
+        assert_eq!(points.len(), 1, "{name}: {points:#?}");
+        let attributes = &points[0].0;
+        assert_eq!(
+            attributes["rpc.response.status_code"], "DEADLINE_EXCEEDED",
+            "{name}"
+        );
+        assert_eq!(attributes["error.type"], "DEADLINE_EXCEEDED", "{name}");
+    }
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    for span in &spans {
+        assert_eq!(grpc_support::int(span, "rpc.grpc.status_code"), Some(4));
+        assert_eq!(
+            grpc_support::string(span, "error.type").as_deref(),
+            Some("DEADLINE_EXCEEDED")
+        );
+    }
+}
+
+#[test]
+fn a_500_whose_body_is_dropped_part_way_keeps_its_error_type_on_spans_and_metrics() {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let failing = Router::new()
+            .route(
+                "/report",
+                get(|| async {
+                    let chunks = futures_util::stream::once(async {
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"partial"))
+                    })
+                    .chain(futures_util::stream::pending());
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        axum::body::Body::from_stream(chunks),
+                    )
+                }),
+            )
+            .layer(ServerLayer::new().metrics(&meters.provider));
+        let addr = serve(failing).await;
+        let response = hyper_client()
+            .request(get_req(&format!("http://{addr}/report")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let mut body = response.into_body();
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        until_measured(&meters, "http.server.request.duration").await;
+    });
+    let points = meters.histogram("http.server.request.duration");
+    assert_eq!(points.len(), 1, "{points:#?}");
+    assert_eq!(points[0].0["http.response.status_code"], "500");
+    assert_eq!(points[0].0["error.type"], "500");
+    let spans = recorded.spans.wait_for(1, WAIT).unwrap();
+    assert_eq!(
+        grpc_support::string(&spans[0], "error.type").as_deref(),
+        Some("500")
+    );
+}
+
 #[cfg(feature = "reqwest")]
 #[test]
 fn reqwest_calls_are_measured() {

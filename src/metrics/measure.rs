@@ -12,7 +12,8 @@ use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue};
 
 use super::DURATION_BUCKETS;
 use crate::classify::{
-    grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Role, CANCELLED,
+    self, grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Abandoned,
+    AnswerSoFar, Role, CANCELLED,
 };
 use crate::rpc::{self, GrpcMethods};
 use crate::semconv::{self, HTTP_METHODS, PROTOCOL_VERSIONS};
@@ -495,6 +496,8 @@ struct GrpcCall {
     methods: Option<Arc<GrpcMethods>>,
     code: Option<i32>,
     answered: bool,
+    /// When the call's `grpc-timeout` runs out.
+    deadline: Option<Instant>,
 }
 
 /// What a request is measured into.
@@ -522,6 +525,8 @@ pub(crate) struct Start<'a> {
     pub(crate) grpc_path: Option<&'a str>,
     /// The server's gRPC methods.
     pub(crate) grpc_methods: Option<&'a Arc<GrpcMethods>>,
+    /// When a gRPC call's `grpc-timeout` runs out.
+    pub(crate) grpc_deadline: Option<Instant>,
     /// The layer's service name (see [`Series`]).
     pub(crate) service: Option<&'a Arc<str>>,
 }
@@ -547,6 +552,7 @@ impl Measured {
                     methods: start.grpc_methods.cloned(),
                     code: None,
                     answered: false,
+                    deadline: start.grpc_deadline,
                 }))
             }
             (None, Some(series)) => Target::Http(series),
@@ -594,22 +600,37 @@ impl Measured {
         self.record();
     }
 
-    /// The call was abandoned before it completed. An HTTP client that drops the body of a
-    /// response it has (`unread`) completed its call.
+    /// The call was abandoned before it completed: it ends as its span does. An HTTP client
+    /// that drops the body of a response it has (`unread`) completed its call.
     pub(crate) fn cancel(mut self, unread: bool) {
-        let (grpc, role) = match &self.target {
-            Target::Http(series) => (false, series.role),
-            Target::Grpc(grpc) => (true, grpc.metrics.role),
+        let (answer, role) = match &self.target {
+            Target::Http(series) => (
+                AnswerSoFar::Http {
+                    status: self.status,
+                },
+                series.role,
+            ),
+            Target::Grpc(grpc) => (
+                AnswerSoFar::Grpc {
+                    status_seen: grpc.code.is_some(),
+                    deadline: grpc.deadline,
+                },
+                grpc.metrics.role,
+            ),
         };
-        let completed = unread && !grpc && role == Role::Client;
+        let completed =
+            unread && matches!(answer, AnswerSoFar::Http { .. }) && role == Role::Client;
         if !completed {
-            match &mut self.target {
-                Target::Grpc(grpc) if grpc.code.is_some() => {}
-                Target::Grpc(grpc) => {
-                    grpc.code = Some(1);
+            let code = match classify::abandoned(role, answer) {
+                Abandoned::AsAnswered => None,
+                Abandoned::DeadlineExceeded => Some(4),
+                Abandoned::Cancelled => {
                     self.error_type = Some(CANCELLED);
+                    Some(1)
                 }
-                Target::Http(_) => self.error_type = Some(CANCELLED),
+            };
+            if let (Target::Grpc(grpc), Some(code)) = (&mut self.target, code) {
+                grpc.code = Some(code);
             }
         }
         self.record();

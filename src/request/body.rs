@@ -20,7 +20,8 @@ use pin_project_lite::pin_project;
 use tracing::Span;
 
 use crate::classify::{
-    grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Role, CANCELLED,
+    self, grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Abandoned,
+    AnswerSoFar, Role, CANCELLED,
 };
 use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
@@ -98,7 +99,9 @@ enum Ending<'a> {
     Finished(Option<&'a HeaderMap>),
     /// The call failed: an exception of this type with this message.
     Failed(&'static str, String),
-    /// The call was abandoned: which part was dropped.
+    /// The call was abandoned, and ends as the response said.
+    AsAnswered,
+    /// The call was abandoned and cancelled: which part was dropped.
     Cancelled(&'static str),
     /// An HTTP client dropped the response body before its end, having what it wanted.
     Unread,
@@ -175,12 +178,9 @@ impl SpanEnd {
         self.grpc.as_ref().is_some_and(|g| !g.status_seen)
     }
 
-    /// gRPC: the call's deadline had passed when it was abandoned or failed.
+    /// gRPC: the call's deadline had passed when it failed.
     fn deadline_passed(&self) -> bool {
-        self.grpc
-            .as_ref()
-            .and_then(|g| g.deadline)
-            .is_some_and(|d| Instant::now() >= d)
+        classify::past(self.grpc.as_ref().and_then(|g| g.deadline))
     }
 
     /// A chunk of the response body went by.
@@ -210,15 +210,27 @@ impl SpanEnd {
         self.close(Ending::Failed(exception_type, message));
     }
 
-    /// The call was abandoned before it completed: `what` says which part was dropped. An
-    /// error already read from the response head (a 503, a gRPC status) is kept: a client
-    /// that gives up on the body of an error response (a retry middleware does) did not
-    /// cancel a successful call.
+    /// The call was abandoned before it completed: `what` says which part was dropped. It
+    /// ends as [`classify::abandoned`] says, as its metrics do.
     pub(crate) fn cancel(mut self, what: &'static str) {
-        if self.grpc_status_missing() && self.deadline_passed() {
-            self.set_grpc_status(DEADLINE_EXCEEDED_CODE, Some("deadline exceeded".to_owned()));
+        let answer = match &self.grpc {
+            Some(g) => AnswerSoFar::Grpc {
+                status_seen: g.status_seen,
+                deadline: g.deadline,
+            },
+            None => AnswerSoFar::Http {
+                status: self.head.as_ref().map(|h| h.code),
+            },
+        };
+        match classify::abandoned(self.role, answer) {
+            Abandoned::AsAnswered => self.close(Ending::AsAnswered),
+            Abandoned::DeadlineExceeded => {
+                let message = Some("deadline exceeded".to_owned());
+                self.set_grpc_status(DEADLINE_EXCEEDED_CODE, message);
+                self.close(Ending::AsAnswered);
+            }
+            Abandoned::Cancelled => self.close(Ending::Cancelled(what)),
         }
-        self.close(Ending::Cancelled(what));
     }
 
     /// The response body was dropped before its end. An HTTP client that reads only the
@@ -275,7 +287,6 @@ impl SpanEnd {
                 other => other,
             };
             // A gRPC status, known or concluded (a deadline), names the error more precisely.
-            let status_known = grpc_status.is_some();
             if let Some((code, message)) = grpc_status {
                 let message = message.map(|m| match attrs::redact_text(&m, &self.redaction) {
                     Cow::Borrowed(_) => m,
@@ -296,8 +307,7 @@ impl SpanEnd {
                     Vec::new(),
                     0,
                 )),
-                // A Trailers-Only response ended the call with its status already.
-                Ending::Cancelled(_) if grpc && status_known => {}
+                Ending::AsAnswered => {}
                 Ending::Cancelled(what) => {
                     if grpc {
                         d.set_attribute(KeyValue::new(
@@ -305,15 +315,8 @@ impl SpanEnd {
                             i64::from(CANCELLED_CODE),
                         ));
                     }
-                    let failed = d
-                        .record
-                        .attributes
-                        .iter()
-                        .any(|kv| kv.key.as_str() == semconv::ERROR_TYPE);
-                    if !failed {
-                        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
-                        d.set_status(Status::error(what));
-                    }
+                    d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
+                    d.set_status(Status::error(what));
                 }
             }
             d.end_now();
