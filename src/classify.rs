@@ -48,7 +48,10 @@ pub(crate) fn abandoned(role: Role, answer: AnswerSoFar) -> Abandoned {
         AnswerSoFar::Grpc {
             status_seen: true, ..
         } => Abandoned::AsAnswered,
-        AnswerSoFar::Grpc { deadline, .. } if past(deadline) => Abandoned::DeadlineExceeded,
+        AnswerSoFar::Grpc {
+            status_seen,
+            deadline,
+        } if deadline_exceeded(status_seen, deadline) => Abandoned::DeadlineExceeded,
         AnswerSoFar::Http { status: Some(code) } if http_status_is_error(role, code) => {
             Abandoned::AsAnswered
         }
@@ -56,9 +59,10 @@ pub(crate) fn abandoned(role: Role, answer: AnswerSoFar) -> Abandoned {
     }
 }
 
-/// `deadline` is set and has passed.
-pub(crate) fn past(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+/// A gRPC call that failed or was abandoned ended DEADLINE_EXCEEDED: no status came, and its
+/// deadline has passed. On its span and in its metrics alike.
+pub(crate) fn deadline_exceeded(status_seen: bool, deadline: Option<Instant>) -> bool {
+    !status_seen && deadline.is_some_and(|d| Instant::now() >= d)
 }
 
 /// Which side of a call a span describes.

@@ -567,6 +567,65 @@ fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_met
 }
 
 #[test]
+fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let failing = Router::new()
+            .route(
+                "/pkg.Svc/Fail",
+                axum::routing::post(|| async {
+                    // An empty message, so that the head goes out, then an error well past
+                    // the deadline.
+                    let empty = bytes::Bytes::from_static(&[0; 5]);
+                    let chunks = futures_util::stream::once(async { Ok(empty) }).chain(
+                        futures_util::stream::once(async {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            Err(std::io::Error::other("gone"))
+                        }),
+                    );
+                    (
+                        [("content-type", "application/grpc")],
+                        axum::body::Body::from_stream(chunks),
+                    )
+                }),
+            )
+            .layer(ServerLayer::grpc().metrics(&meters.provider));
+        let addr = serve(failing).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::grpc().metrics(&meters.provider))
+            .service(hyper_client());
+        let request = http::Request::post(format!("http://{addr}/pkg.Svc/Fail"))
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", "50m")
+            .body(Default::default())
+            .unwrap();
+        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        assert!(response.into_body().collect().await.is_err());
+        until_measured(&meters, "rpc.server.call.duration").await;
+    });
+    for name in ["rpc.server.call.duration", "rpc.client.call.duration"] {
+        let points = meters.histogram(name);
+        assert_eq!(points.len(), 1, "{name}: {points:#?}");
+        let attributes = &points[0].0;
+        assert_eq!(
+            attributes["rpc.response.status_code"], "DEADLINE_EXCEEDED",
+            "{name}"
+        );
+        assert_eq!(attributes["error.type"], "DEADLINE_EXCEEDED", "{name}");
+    }
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    for span in &spans {
+        assert_eq!(grpc_support::int(span, "rpc.grpc.status_code"), Some(4));
+        assert_eq!(
+            grpc_support::string(span, "error.type").as_deref(),
+            Some("DEADLINE_EXCEEDED")
+        );
+    }
+}
+
+#[test]
 fn a_500_whose_body_is_dropped_part_way_keeps_its_error_type_on_spans_and_metrics() {
     use futures_util::StreamExt;
     use http_body_util::BodyExt;

@@ -594,9 +594,20 @@ impl Measured {
         self.record();
     }
 
-    /// The call failed with an error of this type.
+    /// The call failed with an error of this type: it ends as its span does.
     pub(crate) fn fail(mut self, error_type: &'static str) {
-        self.error_type = Some(error_type);
+        let mut status_names_it = false;
+        if let Target::Grpc(grpc) = &mut self.target {
+            if classify::deadline_exceeded(grpc.code.is_some(), grpc.deadline) {
+                grpc.code = Some(4);
+            }
+            status_names_it = grpc
+                .code
+                .is_some_and(|code| grpc_code_is_error(grpc.metrics.role, code));
+        }
+        if !status_names_it {
+            self.error_type = Some(error_type);
+        }
         self.record();
     }
 

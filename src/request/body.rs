@@ -178,11 +178,6 @@ impl SpanEnd {
         self.grpc.as_ref().is_some_and(|g| !g.status_seen)
     }
 
-    /// gRPC: the call's deadline had passed when it failed.
-    fn deadline_passed(&self) -> bool {
-        classify::past(self.grpc.as_ref().and_then(|g| g.deadline))
-    }
-
     /// A chunk of the response body went by.
     fn on_data<D: bytes::Buf>(&mut self, data: &D) {
         if let Some(counter) = self.grpc.as_mut().and_then(|g| g.messages.as_mut()) {
@@ -202,9 +197,12 @@ impl SpanEnd {
         self.close(Ending::Finished(trailers));
     }
 
-    /// The call failed with an error: an `exception` event, status Error.
+    /// The call failed with an error: an `exception` event, status Error. A gRPC status
+    /// that is an error names it in `error.type` rather than the exception's type.
     pub(crate) fn fail(mut self, exception_type: &'static str, message: String) {
-        if self.grpc_status_missing() && self.deadline_passed() {
+        let exceeded = (self.grpc.as_ref())
+            .is_some_and(|g| classify::deadline_exceeded(g.status_seen, g.deadline));
+        if exceeded {
             self.set_grpc_status(DEADLINE_EXCEEDED_CODE, None);
         }
         self.close(Ending::Failed(exception_type, message));
