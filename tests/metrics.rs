@@ -566,8 +566,15 @@ fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_met
     }
 }
 
-#[test]
-fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
+/// A gRPC call whose response body fails part way, 300 ms in, on both sides; `timeout`:
+/// the request's `grpc-timeout`, `status`: a `grpc-status` in the response head. Checks
+/// that spans and metrics agree on `code` (its name) and `error_type`.
+fn grpc_call_failing_part_way(
+    timeout: Option<&'static str>,
+    status: Option<&'static str>,
+    code: (i64, &str),
+    error_type: &str,
+) {
     use futures_util::StreamExt;
     use http_body_util::BodyExt;
     let meters = Meters::new();
@@ -575,9 +582,8 @@ fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metri
         let failing = Router::new()
             .route(
                 "/pkg.Svc/Fail",
-                axum::routing::post(|| async {
-                    // An empty message, so that the head goes out, then an error well past
-                    // the deadline.
+                axum::routing::post(move || async move {
+                    // An empty message, so that the head goes out, then an error.
                     let empty = bytes::Bytes::from_static(&[0; 5]);
                     let chunks = futures_util::stream::once(async { Ok(empty) }).chain(
                         futures_util::stream::once(async {
@@ -585,10 +591,14 @@ fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metri
                             Err(std::io::Error::other("gone"))
                         }),
                     );
-                    (
-                        [("content-type", "application/grpc")],
-                        axum::body::Body::from_stream(chunks),
-                    )
+                    let mut response = axum::response::Response::builder()
+                        .header("content-type", "application/grpc");
+                    if let Some(status) = status {
+                        response = response.header("grpc-status", status);
+                    }
+                    response
+                        .body(axum::body::Body::from_stream(chunks))
+                        .unwrap()
                 }),
             )
             .layer(ServerLayer::grpc().metrics(&meters.provider));
@@ -596,11 +606,12 @@ fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metri
         let mut client = ServiceBuilder::new()
             .layer(ClientLayer::grpc().metrics(&meters.provider))
             .service(hyper_client());
-        let request = http::Request::post(format!("http://{addr}/pkg.Svc/Fail"))
-            .header("content-type", "application/grpc")
-            .header("grpc-timeout", "50m")
-            .body(Default::default())
-            .unwrap();
+        let mut request = http::Request::post(format!("http://{addr}/pkg.Svc/Fail"))
+            .header("content-type", "application/grpc");
+        if let Some(timeout) = timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        let request = request.body(Default::default()).unwrap();
         let response = client.ready().await.unwrap().call(request).await.unwrap();
         assert!(response.into_body().collect().await.is_err());
         until_measured(&meters, "rpc.server.call.duration").await;
@@ -609,20 +620,31 @@ fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metri
         let points = meters.histogram(name);
         assert_eq!(points.len(), 1, "{name}: {points:#?}");
         let attributes = &points[0].0;
-        assert_eq!(
-            attributes["rpc.response.status_code"], "DEADLINE_EXCEEDED",
-            "{name}"
-        );
-        assert_eq!(attributes["error.type"], "DEADLINE_EXCEEDED", "{name}");
+        assert_eq!(attributes["rpc.response.status_code"], code.1, "{name}");
+        assert_eq!(attributes["error.type"], error_type, "{name}");
     }
     let spans = recorded.spans.wait_for(2, WAIT).unwrap();
     for span in &spans {
-        assert_eq!(grpc_support::int(span, "rpc.grpc.status_code"), Some(4));
+        assert_eq!(
+            grpc_support::int(span, "rpc.grpc.status_code"),
+            Some(code.0)
+        );
         assert_eq!(
             grpc_support::string(span, "error.type").as_deref(),
-            Some("DEADLINE_EXCEEDED")
+            Some(error_type)
         );
     }
+}
+
+#[test]
+fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
+    let deadline_exceeded = (4, "DEADLINE_EXCEEDED");
+    grpc_call_failing_part_way(Some("50m"), None, deadline_exceeded, "DEADLINE_EXCEEDED");
+}
+
+#[test]
+fn a_grpc_call_failing_after_an_error_status_is_named_by_the_status_on_spans_and_metrics() {
+    grpc_call_failing_part_way(None, Some("14"), (14, "UNAVAILABLE"), "UNAVAILABLE");
 }
 
 #[test]
