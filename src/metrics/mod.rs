@@ -18,11 +18,12 @@
 //! `rpc.response.status_code` as the status code's name), which tracewire's RPC spans do not
 //! yet (see [`semconv`](crate::semconv)).
 //!
-//! A duration ends where the span ends: at the end of the response body, at an error, or when
-//! the response or its body is dropped (`error.type = cancelled`). Every attribute comes from
-//! the application (route templates), from a closed set (methods, schemes, versions, status
-//! codes, error types) or from the gRPC methods the server serves, so callers cannot create
-//! new series.
+//! A duration ends where the span ends, with the span's `error.type`: at the end of the
+//! response body, at an error, or when the response or its body is dropped (`cancelled`,
+//! unless the response was an error already, or a gRPC call's deadline had passed:
+//! `DEADLINE_EXCEEDED`). Every attribute comes from the application (route templates), from a
+//! closed set (methods, schemes, versions, status codes, error types) or from the gRPC methods
+//! the server recognizes, so callers cannot create new series.
 //!
 //! ```
 //! # #[cfg(feature = "metrics")] {
