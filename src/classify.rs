@@ -7,9 +7,63 @@
 //! - gRPC client: every code but OK is Error.
 //! - An `Err` from the inner service, a failed body or a cancelled request is Error.
 
+use std::time::Instant;
+
 /// `error.type` of a request cancelled before its response, or its response body, was
 /// complete (the client went away, or the caller dropped the future).
 pub const CANCELLED: &str = "cancelled";
+
+/// What the response had told of a call when it was abandoned.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum AnswerSoFar {
+    Grpc {
+        /// A `grpc-status` was read, or concluded from the HTTP status.
+        status_seen: bool,
+        /// When the call's `grpc-timeout` ran out.
+        deadline: Option<Instant>,
+    },
+    Http {
+        /// The response's status code, if its head arrived.
+        status: Option<u16>,
+    },
+}
+
+/// How a call abandoned before its end (its response future or body dropped) ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Abandoned {
+    /// As the response said: a gRPC status, or an HTTP status that is an error (a client
+    /// that gives up on the body of an error response, as retry middleware does, did not
+    /// cancel a successful call).
+    AsAnswered,
+    /// A gRPC call without a status, past its deadline: DEADLINE_EXCEEDED.
+    DeadlineExceeded,
+    /// `error.type` `cancelled`; a gRPC call, CANCELLED.
+    Cancelled,
+}
+
+/// How an abandoned call ends, on its span and in its metrics alike (the conventions give
+/// both the same `error.type`).
+pub(crate) fn abandoned(role: Role, answer: AnswerSoFar) -> Abandoned {
+    match answer {
+        AnswerSoFar::Grpc {
+            status_seen: true, ..
+        } => Abandoned::AsAnswered,
+        AnswerSoFar::Grpc {
+            status_seen,
+            deadline,
+        } if deadline_exceeded(status_seen, deadline) => Abandoned::DeadlineExceeded,
+        AnswerSoFar::Http { status: Some(code) } if http_status_is_error(role, code) => {
+            Abandoned::AsAnswered
+        }
+        _ => Abandoned::Cancelled,
+    }
+}
+
+/// A gRPC call that failed or was abandoned ended DEADLINE_EXCEEDED: no status came, and its
+/// deadline has passed. On its span and in its metrics alike.
+pub(crate) fn deadline_exceeded(status_seen: bool, deadline: Option<Instant>) -> bool {
+    !status_seen && deadline.is_some_and(|d| Instant::now() >= d)
+}
 
 /// Which side of a call a span describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +87,13 @@ pub(crate) fn grpc_code_is_error(role: Role, code: i32) -> bool {
         Role::Server => matches!(code, 2 | 4 | 12 | 13 | 14 | 15),
         Role::Client => code != 0,
     }
+}
+
+/// A gRPC status code as spans and metrics name it (`rpc.response.status_code`,
+/// `error.type`): its canonical name, or `_OTHER` for a code outside 0..=16, which the peer
+/// picks without bound.
+pub(crate) fn grpc_code_label(code: i32) -> &'static str {
+    grpc_code_name(code).unwrap_or("_OTHER")
 }
 
 /// The canonical name of a gRPC status code, `None` for codes outside 0..=16.

@@ -51,9 +51,14 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
 /// recognize, and the caller picks the path.
 ///
 /// A method is recognized when it was configured, or once the service answered a call to
-/// it (a gRPC response head, a `grpc-status` other than UNIMPLEMENTED): only methods that
-/// exist are learned, and the set stops growing at [`MAX_LEARNED`](Self::MAX_LEARNED).
-/// Whole services are not configurable: a caller could then make up methods under one.
+/// it (a gRPC response head, a `grpc-status` other than UNIMPLEMENTED). An answer does not
+/// prove the method exists: a layer in front of the router (authentication, rate limiting,
+/// load shedding) answers made-up paths too, with any status. So what bounds the names is
+/// the learning itself: only names shaped as a method ([`is_method_name`]) are learned, and
+/// the set stops growing at [`MAX_LEARNED`](Self::MAX_LEARNED); a call whose method cannot
+/// be learned is unrecognized. Callers can fill the set, so only configured methods are
+/// always recognized. Whole services are not configurable: a caller could then make up
+/// methods under one.
 #[derive(Debug, Default)]
 pub(crate) struct GrpcMethods {
     /// Configured `package.Service/Method` names.
@@ -96,9 +101,12 @@ impl GrpcMethods {
         self.known(method).is_some()
     }
 
-    /// The service answered a call to `method`: it exists. Its name as kept, unless the
-    /// bound was reached.
+    /// The service answered a call to `method`. Its name as kept, unless it is not shaped as
+    /// a method or the bound was reached.
     pub(crate) fn learn(&self, method: &str) -> Option<&'static str> {
+        if !is_method_name(method) {
+            return None;
+        }
         let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
         if let Some(known) = learned.get(method) {
             return Some(known);
@@ -116,6 +124,26 @@ impl GrpcMethods {
     pub(crate) fn known_or_learn(&self, method: &str) -> Option<&'static str> {
         self.known(method).or_else(|| self.learn(method))
     }
+}
+
+/// The longest method name learned: real ones are far shorter.
+const MAX_METHOD_NAME: usize = 256;
+
+/// `method` looks like `package.Service/Method` as protobuf names it: at most
+/// [`MAX_METHOD_NAME`] bytes, one `/` between a service (letters, digits, `_`, `.`, the
+/// package optional) and a method (letters, digits, `_`).
+fn is_method_name(method: &str) -> bool {
+    let Some((service, name)) = method.split_once('/') else {
+        return false;
+    };
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    method.len() <= MAX_METHOD_NAME
+        && !service.is_empty()
+        && !name.is_empty()
+        && service
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| word(&b)))
+        && name.bytes().all(|b| word(&b))
 }
 
 /// `package.Service/Method` from a gRPC path `/package.Service/Method`.
@@ -334,6 +362,31 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert(name, HeaderValue::from_bytes(value).unwrap());
         map
+    }
+
+    #[test]
+    fn only_method_shaped_names_are_learned() {
+        let methods = GrpcMethods::default();
+        for good in ["grpc.health.v1.Health/Check", "Svc/M", "a_b.C1/D_2"] {
+            assert_eq!(methods.learn(good), Some(good), "{good}");
+        }
+        let long = format!("pkg.Svc/{}", "A".repeat(MAX_METHOD_NAME));
+        for bad in [
+            "",
+            "Svc",
+            "/Svc/M",
+            "Svc/",
+            "pkg..Svc/M",
+            ".Svc/M",
+            "Svc/M/N",
+            "Svc/M-1",
+            "Svc/M\u{e9}",
+            "Svc M/N",
+            &long,
+        ] {
+            assert_eq!(methods.learn(bad), None, "{bad}");
+            assert!(!methods.recognizes(bad), "{bad}");
+        }
     }
 
     #[test]

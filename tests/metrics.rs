@@ -377,6 +377,319 @@ fn grpc_calls_are_measured_with_the_rpc_conventions() {
     assert!(meters.histogram("http.server.request.duration").is_empty());
 }
 
+/// Answers every gRPC call at once (Trailers-Only), as an authentication layer in front of
+/// the router does: UNAUTHENTICATED, except OK for `/real.Svc/Call`.
+async fn answer_every_path(uri: http::Uri) -> axum::response::Response {
+    let status = if uri.path() == "/real.Svc/Call" {
+        "0"
+    } else {
+        "16"
+    };
+    axum::response::Response::builder()
+        .header("content-type", "application/grpc")
+        .header("grpc-status", status)
+        .body(axum::body::Body::empty())
+        .unwrap()
+}
+
+#[test]
+fn answers_to_made_up_grpc_paths_cannot_create_span_names_or_series() {
+    const LONG: usize = 20;
+    const FLOOD: usize = 1100;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let layer = ServerLayer::grpc()
+            .grpc_methods(["real.Svc/Call"])
+            .metrics(&meters.provider);
+        let addr = serve(Router::new().fallback(answer_every_path).layer(layer)).await;
+        let client = hyper_client();
+        let long = "A".repeat(300);
+        let paths = (0..LONG)
+            .map(|i| format!("/evil{i}.{long}/M"))
+            .chain((0..FLOOD).map(|i| format!("/evil{i}.S/M")))
+            .chain(["/real.Svc/Call".to_owned()]);
+        for path in paths {
+            let request = http::Request::post(format!("http://{addr}{path}"))
+                .header("content-type", "application/grpc")
+                .body(Default::default())
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            text(response.into_body()).await;
+        }
+    });
+    let spans = recorded.spans.wait_for(LONG + FLOOD + 1, WAIT).unwrap();
+    let names: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    // At most the 1,024 learned, `grpc`, and the configured method.
+    assert!(names.len() <= 1024 + 2, "{} span names", names.len());
+    assert!(names.iter().all(|n| n.len() <= 256), "a long span name");
+    let real = spans.iter().find(|s| s.name == "real.Svc/Call").unwrap();
+    assert_eq!(
+        grpc_support::string(real, "rpc.method").as_deref(),
+        Some("Call")
+    );
+    let other = spans.iter().filter(|s| s.name == "grpc").count();
+    assert!(other >= LONG + FLOOD - 1024, "{other} spans named grpc");
+
+    let server = meters.histogram("rpc.server.call.duration");
+    assert_eq!(total(&server), (LONG + FLOOD + 1) as u64);
+    assert!(server.len() <= 1024 + 2, "{} series", server.len());
+    let method = |a: &BTreeMap<String, String>| a.get("rpc.method").cloned().unwrap_or_default();
+    assert!(
+        server.iter().all(|(a, _)| method(a).len() <= 256),
+        "a long rpc.method"
+    );
+    let series =
+        |name: &str| -> Vec<_> { server.iter().filter(|(a, _)| method(a) == name).collect() };
+    let real = series("real.Svc/Call");
+    assert_eq!(real.len(), 1, "{real:#?}");
+    assert_eq!(real[0].0.get("rpc.response.status_code").unwrap(), "OK");
+    assert_eq!(real[0].1, 1);
+    // The spans named `grpc` and the `_OTHER` series count the same calls.
+    assert_eq!(
+        total(&series("_OTHER").into_iter().cloned().collect::<Vec<_>>()),
+        other as u64
+    );
+}
+
+#[test]
+fn grpc_codes_an_upstream_makes_up_share_one_series() {
+    const CALLS: usize = 200;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let upstream = Router::new().fallback(|uri: http::Uri| async move {
+            let n: u32 = uri.path().trim_start_matches("/pkg.Svc/M").parse().unwrap();
+            axum::response::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", (100_000 + n).to_string())
+                .body(axum::body::Body::empty())
+                .unwrap()
+        });
+        let addr = serve(upstream).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::grpc().metrics(&meters.provider))
+            .service(hyper_client());
+        for n in 0..CALLS {
+            let request = http::Request::post(format!("http://{addr}/pkg.Svc/M{n}"))
+                .header("content-type", "application/grpc")
+                .body(Default::default())
+                .unwrap();
+            let response = client.ready().await.unwrap().call(request).await.unwrap();
+            text(response.into_body()).await;
+        }
+    });
+    let client = meters.histogram("rpc.client.call.duration");
+    assert_eq!(total(&client), CALLS as u64);
+    let codes: std::collections::BTreeSet<(&str, &str)> = client
+        .iter()
+        .map(|(a, _)| (&*a["rpc.response.status_code"], &*a["error.type"]))
+        .collect();
+    assert_eq!(codes, [("_OTHER", "_OTHER")].into());
+    // Spans name the error as the metric does, and keep the code itself.
+    let spans = recorded.spans.wait_for(CALLS, WAIT).unwrap();
+    for span in &spans {
+        assert_eq!(
+            grpc_support::string(span, "error.type").as_deref(),
+            Some("_OTHER")
+        );
+    }
+    let mut codes: Vec<i64> = spans
+        .iter()
+        .filter_map(|s| grpc_support::int(s, "rpc.grpc.status_code"))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, (100_000..100_000 + CALLS as i64).collect::<Vec<_>>());
+}
+
+/// Waits (up to [`WAIT`]) until `name` has a data point: a server records a request once it
+/// notices the client go.
+async fn until_measured(meters: &Meters, name: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        meters.provider.force_flush().unwrap();
+        let exported = !meters.exporter.get_finished_metrics().unwrap().is_empty();
+        if exported && total(&meters.histogram(name)) > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: never measured"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let slow = Router::new()
+            .route(
+                "/pkg.Svc/Slow",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }),
+            )
+            .layer(ServerLayer::grpc().metrics(&meters.provider));
+        let addr = serve(slow).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::grpc().metrics(&meters.provider))
+            .service(hyper_client());
+        let request = http::Request::post(format!("http://{addr}/pkg.Svc/Slow"))
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", "50m")
+            .body(Default::default())
+            .unwrap();
+        let call = client.ready().await.unwrap().call(request);
+        // Given up well past the deadline.
+        assert!(tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err());
+        until_measured(&meters, "rpc.server.call.duration").await;
+    });
+    for name in ["rpc.server.call.duration", "rpc.client.call.duration"] {
+        let points = meters.histogram(name);
+        assert_eq!(points.len(), 1, "{name}: {points:#?}");
+        let attributes = &points[0].0;
+        assert_eq!(
+            attributes["rpc.response.status_code"], "DEADLINE_EXCEEDED",
+            "{name}"
+        );
+        assert_eq!(attributes["error.type"], "DEADLINE_EXCEEDED", "{name}");
+    }
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    for span in &spans {
+        assert_eq!(grpc_support::int(span, "rpc.grpc.status_code"), Some(4));
+        assert_eq!(
+            grpc_support::string(span, "error.type").as_deref(),
+            Some("DEADLINE_EXCEEDED")
+        );
+    }
+}
+
+/// A gRPC call whose response body fails part way, 300 ms in, on both sides; `timeout`:
+/// the request's `grpc-timeout`, `status`: a `grpc-status` in the response head. Checks
+/// that spans and metrics agree on `code` (its name) and `error_type`.
+fn grpc_call_failing_part_way(
+    timeout: Option<&'static str>,
+    status: Option<&'static str>,
+    code: (i64, &str),
+    error_type: &str,
+) {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let failing = Router::new()
+            .route(
+                "/pkg.Svc/Fail",
+                axum::routing::post(move || async move {
+                    // An empty message, so that the head goes out, then an error.
+                    let empty = bytes::Bytes::from_static(&[0; 5]);
+                    let chunks = futures_util::stream::once(async { Ok(empty) }).chain(
+                        futures_util::stream::once(async {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            Err(std::io::Error::other("gone"))
+                        }),
+                    );
+                    let mut response = axum::response::Response::builder()
+                        .header("content-type", "application/grpc");
+                    if let Some(status) = status {
+                        response = response.header("grpc-status", status);
+                    }
+                    response
+                        .body(axum::body::Body::from_stream(chunks))
+                        .unwrap()
+                }),
+            )
+            .layer(ServerLayer::grpc().metrics(&meters.provider));
+        let addr = serve(failing).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::grpc().metrics(&meters.provider))
+            .service(hyper_client());
+        let mut request = http::Request::post(format!("http://{addr}/pkg.Svc/Fail"))
+            .header("content-type", "application/grpc");
+        if let Some(timeout) = timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        let request = request.body(Default::default()).unwrap();
+        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        assert!(response.into_body().collect().await.is_err());
+        until_measured(&meters, "rpc.server.call.duration").await;
+    });
+    for name in ["rpc.server.call.duration", "rpc.client.call.duration"] {
+        let points = meters.histogram(name);
+        assert_eq!(points.len(), 1, "{name}: {points:#?}");
+        let attributes = &points[0].0;
+        assert_eq!(attributes["rpc.response.status_code"], code.1, "{name}");
+        assert_eq!(attributes["error.type"], error_type, "{name}");
+    }
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    for span in &spans {
+        assert_eq!(
+            grpc_support::int(span, "rpc.grpc.status_code"),
+            Some(code.0)
+        );
+        assert_eq!(
+            grpc_support::string(span, "error.type").as_deref(),
+            Some(error_type)
+        );
+    }
+}
+
+#[test]
+fn a_grpc_call_failing_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
+    let deadline_exceeded = (4, "DEADLINE_EXCEEDED");
+    grpc_call_failing_part_way(Some("50m"), None, deadline_exceeded, "DEADLINE_EXCEEDED");
+}
+
+#[test]
+fn a_grpc_call_failing_after_an_error_status_is_named_by_the_status_on_spans_and_metrics() {
+    grpc_call_failing_part_way(None, Some("14"), (14, "UNAVAILABLE"), "UNAVAILABLE");
+}
+
+#[test]
+fn a_500_whose_body_is_dropped_part_way_keeps_its_error_type_on_spans_and_metrics() {
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let failing = Router::new()
+            .route(
+                "/report",
+                get(|| async {
+                    let chunks = futures_util::stream::once(async {
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"partial"))
+                    })
+                    .chain(futures_util::stream::pending());
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        axum::body::Body::from_stream(chunks),
+                    )
+                }),
+            )
+            .layer(ServerLayer::new().metrics(&meters.provider));
+        let addr = serve(failing).await;
+        let response = hyper_client()
+            .request(get_req(&format!("http://{addr}/report")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let mut body = response.into_body();
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        until_measured(&meters, "http.server.request.duration").await;
+    });
+    let points = meters.histogram("http.server.request.duration");
+    assert_eq!(points.len(), 1, "{points:#?}");
+    assert_eq!(points[0].0["http.response.status_code"], "500");
+    assert_eq!(points[0].0["error.type"], "500");
+    let spans = recorded.spans.wait_for(1, WAIT).unwrap();
+    assert_eq!(
+        grpc_support::string(&spans[0], "error.type").as_deref(),
+        Some("500")
+    );
+}
+
 #[cfg(feature = "reqwest")]
 #[test]
 fn reqwest_calls_are_measured() {

@@ -172,6 +172,7 @@ fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Optio
             series,
             grpc_path: grpc.then(|| head.uri.path()),
             grpc_methods: None,
+            grpc_deadline: grpc.then(|| rpc::deadline(head.headers)).flatten(),
             service: None,
         },
     ))

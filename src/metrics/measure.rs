@@ -8,10 +8,13 @@ use std::time::Instant;
 
 use http::HeaderMap;
 use opentelemetry::metrics::{BoundHistogram, Histogram, Meter, MeterProvider, UpDownCounter};
-use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, Value};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue};
 
 use super::DURATION_BUCKETS;
-use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
+use crate::classify::{
+    self, grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Abandoned,
+    AnswerSoFar, Role, CANCELLED,
+};
 use crate::rpc::{self, GrpcMethods};
 use crate::semconv::{self, HTTP_METHODS, PROTOCOL_VERSIONS};
 
@@ -375,15 +378,14 @@ impl Series {
             attributes.push(KeyValue::new(RPC_SYSTEM_NAME, "grpc"));
             attributes.push(KeyValue::new(semconv::RPC_METHOD, method));
             let code = key.status.unwrap_or(2);
-            let name = grpc_code_name(code);
             attributes.push(KeyValue::new(
                 RPC_RESPONSE_STATUS_CODE,
-                name.map_or_else(|| Value::from(code.to_string()), Value::from),
+                grpc_code_label(code),
             ));
             match key.error_type {
                 Some(error_type) => attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type)),
                 None if grpc_code_is_error(self.role, code) => {
-                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, name.unwrap_or("_OTHER")))
+                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, grpc_code_label(code)))
                 }
                 None => {}
             }
@@ -494,6 +496,8 @@ struct GrpcCall {
     methods: Option<Arc<GrpcMethods>>,
     code: Option<i32>,
     answered: bool,
+    /// When the call's `grpc-timeout` runs out.
+    deadline: Option<Instant>,
 }
 
 /// What a request is measured into.
@@ -521,6 +525,8 @@ pub(crate) struct Start<'a> {
     pub(crate) grpc_path: Option<&'a str>,
     /// The server's gRPC methods.
     pub(crate) grpc_methods: Option<&'a Arc<GrpcMethods>>,
+    /// When a gRPC call's `grpc-timeout` runs out.
+    pub(crate) grpc_deadline: Option<Instant>,
     /// The layer's service name (see [`Series`]).
     pub(crate) service: Option<&'a Arc<str>>,
 }
@@ -546,6 +552,7 @@ impl Measured {
                     methods: start.grpc_methods.cloned(),
                     code: None,
                     answered: false,
+                    deadline: start.grpc_deadline,
                 }))
             }
             (None, Some(series)) => Target::Http(series),
@@ -587,28 +594,54 @@ impl Measured {
         self.record();
     }
 
-    /// The call failed with an error of this type.
+    /// The call failed with an error of this type: it ends as its span does.
     pub(crate) fn fail(mut self, error_type: &'static str) {
-        self.error_type = Some(error_type);
+        let mut status_names_it = false;
+        if let Target::Grpc(grpc) = &mut self.target {
+            if classify::deadline_exceeded(grpc.code.is_some(), grpc.deadline) {
+                grpc.code = Some(4);
+            }
+            status_names_it = grpc
+                .code
+                .is_some_and(|code| grpc_code_is_error(grpc.metrics.role, code));
+        }
+        if !status_names_it {
+            self.error_type = Some(error_type);
+        }
         self.record();
     }
 
-    /// The call was abandoned before it completed. An HTTP client that drops the body of a
-    /// response it has (`unread`) completed its call.
+    /// The call was abandoned before it completed: it ends as its span does. An HTTP client
+    /// that drops the body of a response it has (`unread`) completed its call.
     pub(crate) fn cancel(mut self, unread: bool) {
-        let (grpc, role) = match &self.target {
-            Target::Http(series) => (false, series.role),
-            Target::Grpc(grpc) => (true, grpc.metrics.role),
+        let (answer, role) = match &self.target {
+            Target::Http(series) => (
+                AnswerSoFar::Http {
+                    status: self.status,
+                },
+                series.role,
+            ),
+            Target::Grpc(grpc) => (
+                AnswerSoFar::Grpc {
+                    status_seen: grpc.code.is_some(),
+                    deadline: grpc.deadline,
+                },
+                grpc.metrics.role,
+            ),
         };
-        let completed = unread && !grpc && role == Role::Client;
+        let completed =
+            unread && matches!(answer, AnswerSoFar::Http { .. }) && role == Role::Client;
         if !completed {
-            match &mut self.target {
-                Target::Grpc(grpc) if grpc.code.is_some() => {}
-                Target::Grpc(grpc) => {
-                    grpc.code = Some(1);
+            let code = match classify::abandoned(role, answer) {
+                Abandoned::AsAnswered => None,
+                Abandoned::DeadlineExceeded => Some(4),
+                Abandoned::Cancelled => {
                     self.error_type = Some(CANCELLED);
+                    Some(1)
                 }
-                Target::Http(_) => self.error_type = Some(CANCELLED),
+            };
+            if let (Target::Grpc(grpc), Some(code)) = (&mut self.target, code) {
+                grpc.code = Some(code);
             }
         }
         self.record();
@@ -636,9 +669,16 @@ impl Measured {
                         .then(|| methods.learn(grpc.path.as_deref()?))
                         .flatten()
                 });
+                // Codes outside 0..=16 share one series, as they share `_OTHER`.
+                let code = grpc.code.unwrap_or(2);
+                let code = if grpc_code_name(code).is_some() {
+                    code
+                } else {
+                    OTHER_CODE
+                };
                 let key = EndKey {
                     request: RequestCode::default(),
-                    status: Some(grpc.code.unwrap_or(2)),
+                    status: Some(code),
                     error_type: self.error_type,
                 };
                 let series = grpc.metrics.call_series(method, grpc.service.as_ref());
@@ -649,6 +689,9 @@ impl Measured {
         }
     }
 }
+
+/// The status of a gRPC call whose code is outside 0..=16, in its [`EndKey`].
+const OTHER_CODE: i32 = -1;
 
 /// `rpc.system.name` (semantic conventions 1.42).
 const RPC_SYSTEM_NAME: Key = Key::from_static_str("rpc.system.name");

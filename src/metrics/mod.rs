@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `http.server.request.duration` (histogram, `s`) | [`ServerLayer`](crate::ServerLayer) | `http.request.method` (`_OTHER` for a method that is not standard), `url.scheme`, `http.route` (the route template, never the path), `http.response.status_code`, `network.protocol.version`, `error.type` |
 //! | `http.client.request.duration` (histogram, `s`) | [`ClientLayer`](crate::ClientLayer), reqwest's `TracingMiddleware` | the same without `http.route`, with `server.address` and `server.port` |
-//! | `rpc.server.call.duration`, `rpc.client.call.duration` (histograms, `s`) | the same, for gRPC calls | `rpc.system.name` (`grpc`), `rpc.method` (`package.Service/Method`, or `_OTHER` for a method the server does not serve), `rpc.response.status_code` (`OK`, `UNAVAILABLE`, …), `error.type` |
+//! | `rpc.server.call.duration`, `rpc.client.call.duration` (histograms, `s`) | the same, for gRPC calls | `rpc.system.name` (`grpc`), `rpc.method` (`package.Service/Method`, or `_OTHER` for a method the server does not recognize: see [`ServerLayer::grpc_methods`](crate::ServerLayer::grpc_methods)), `rpc.response.status_code` (`OK`, `UNAVAILABLE`, …, `_OTHER` for a code outside 0..=16), `error.type` |
 //! | `http.server.active_requests` (up-down counter, opt-in) | [`ServerLayer`](crate::ServerLayer) | `http.request.method`, `url.scheme` |
 //!
 //! The names, units, bucket boundaries and attributes are those of the semantic conventions
@@ -18,11 +18,12 @@
 //! `rpc.response.status_code` as the status code's name), which tracewire's RPC spans do not
 //! yet (see [`semconv`](crate::semconv)).
 //!
-//! A duration ends where the span ends: at the end of the response body, at an error, or when
-//! the response or its body is dropped (`error.type = cancelled`). Every attribute comes from
-//! the application (route templates), from a closed set (methods, schemes, versions, status
-//! codes, error types) or from the gRPC methods the server serves, so callers cannot create
-//! new series.
+//! A duration ends where the span ends, with the span's `error.type`: at the end of the
+//! response body, at an error, or when the response or its body is dropped (`cancelled`,
+//! unless the response was an error already, or a gRPC call's deadline had passed:
+//! `DEADLINE_EXCEEDED`). Every attribute comes from the application (route templates), from a
+//! closed set (methods, schemes, versions, status codes, error types) or from the gRPC methods
+//! the server recognizes, so callers cannot create new series.
 //!
 //! ```
 //! # #[cfg(feature = "metrics")] {

@@ -20,7 +20,10 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::Span;
 
-use crate::classify::{grpc_code_is_error, grpc_code_name, http_status_is_error, Role, CANCELLED};
+use crate::classify::{
+    self, grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Abandoned,
+    AnswerSoFar, Role, CANCELLED,
+};
 use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
 use crate::record::{with_span_data, SpanData};
@@ -97,7 +100,9 @@ enum Ending<'a> {
     Finished(Option<&'a HeaderMap>),
     /// The call failed: an exception of this type with this message.
     Failed(&'static str, String),
-    /// The call was abandoned: which part was dropped.
+    /// The call was abandoned, and ends as the response said.
+    AsAnswered,
+    /// The call was abandoned and cancelled: which part was dropped.
     Cancelled(&'static str),
     /// An HTTP client dropped the response body before its end, having what it wanted.
     Unread,
@@ -174,14 +179,6 @@ impl SpanEnd {
         self.grpc.as_ref().is_some_and(|g| !g.status_seen)
     }
 
-    /// gRPC: the call's deadline had passed when it was abandoned or failed.
-    fn deadline_passed(&self) -> bool {
-        self.grpc
-            .as_ref()
-            .and_then(|g| g.deadline)
-            .is_some_and(|d| Instant::now() >= d)
-    }
-
     /// A chunk of the response body went by.
     fn on_data<D: bytes::Buf>(&mut self, data: &D) {
         if let Some(counter) = self.grpc.as_mut().and_then(|g| g.messages.as_mut()) {
@@ -201,23 +198,38 @@ impl SpanEnd {
         self.close(Ending::Finished(trailers));
     }
 
-    /// The call failed with an error: an `exception` event, status Error.
+    /// The call failed with an error: an `exception` event, status Error. A gRPC status
+    /// that is an error names it in `error.type` rather than the exception's type.
     pub(crate) fn fail(mut self, exception_type: &'static str, message: String) {
-        if self.grpc_status_missing() && self.deadline_passed() {
+        let exceeded = (self.grpc.as_ref())
+            .is_some_and(|g| classify::deadline_exceeded(g.status_seen, g.deadline));
+        if exceeded {
             self.set_grpc_status(DEADLINE_EXCEEDED_CODE, None);
         }
         self.close(Ending::Failed(exception_type, message));
     }
 
-    /// The call was abandoned before it completed: `what` says which part was dropped. An
-    /// error already read from the response head (a 503, a gRPC status) is kept: a client
-    /// that gives up on the body of an error response (a retry middleware does) did not
-    /// cancel a successful call.
+    /// The call was abandoned before it completed: `what` says which part was dropped. It
+    /// ends as [`classify::abandoned`] says, as its metrics do.
     pub(crate) fn cancel(mut self, what: &'static str) {
-        if self.grpc_status_missing() && self.deadline_passed() {
-            self.set_grpc_status(DEADLINE_EXCEEDED_CODE, Some("deadline exceeded".to_owned()));
+        let answer = match &self.grpc {
+            Some(g) => AnswerSoFar::Grpc {
+                status_seen: g.status_seen,
+                deadline: g.deadline,
+            },
+            None => AnswerSoFar::Http {
+                status: self.head.as_ref().map(|h| h.code),
+            },
+        };
+        match classify::abandoned(self.role, answer) {
+            Abandoned::AsAnswered => self.close(Ending::AsAnswered),
+            Abandoned::DeadlineExceeded => {
+                let message = Some("deadline exceeded".to_owned());
+                self.set_grpc_status(DEADLINE_EXCEEDED_CODE, message);
+                self.close(Ending::AsAnswered);
+            }
+            Abandoned::Cancelled => self.close(Ending::Cancelled(what)),
         }
-        self.close(Ending::Cancelled(what));
     }
 
     /// The response body was dropped before its end. An HTTP client that reads only the
@@ -274,7 +286,6 @@ impl SpanEnd {
                 other => other,
             };
             // A gRPC status, known or concluded (a deadline), names the error more precisely.
-            let status_known = grpc_status.is_some();
             if let Some((code, message)) = grpc_status {
                 let message = message.map(|m| match attrs::redact_text(&m, &self.redaction) {
                     Cow::Borrowed(_) => m,
@@ -295,8 +306,7 @@ impl SpanEnd {
                     Vec::new(),
                     0,
                 )),
-                // A Trailers-Only response ended the call with its status already.
-                Ending::Cancelled(_) if grpc && status_known => {}
+                Ending::AsAnswered => {}
                 Ending::Cancelled(what) => {
                     if grpc {
                         d.set_attribute(KeyValue::new(
@@ -304,15 +314,8 @@ impl SpanEnd {
                             i64::from(CANCELLED_CODE),
                         ));
                     }
-                    let failed = d
-                        .record
-                        .attributes
-                        .iter()
-                        .any(|kv| kv.key.as_str() == semconv::ERROR_TYPE);
-                    if !failed {
-                        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
-                        d.set_status(Status::error(what));
-                    }
+                    d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
+                    d.set_status(Status::error(what));
                 }
             }
             d.end_now();
@@ -321,16 +324,13 @@ impl SpanEnd {
 }
 
 /// A gRPC server span keeps the method's name only if the layer recognizes the method
-/// (configured, or answered before), or the service answered this call without refusing it;
-/// otherwise the caller chose the name, and it becomes `_OTHER` (span name `grpc`), with
-/// the caller's text kept in `rpc.method_original` only.
+/// (configured, or learned before), or learns it now: the service answered this call
+/// without refusing it, and the bounds of [`GrpcMethods`] let it in. Otherwise the caller
+/// chose the name, and it becomes `_OTHER` (span name `grpc`), with the caller's text kept
+/// in `rpc.method_original` only. The metrics name the call by the same rule.
 fn name_method(d: &mut SpanData, methods: &GrpcMethods, answered: bool, refused: bool) {
     let method = &d.record.name;
-    if methods.recognizes(method) {
-        return;
-    }
-    if answered && !refused {
-        methods.learn(method);
+    if methods.recognizes(method) || (answered && !refused && methods.learn(method).is_some()) {
         return;
     }
     let original = std::mem::replace(&mut d.record.name, Cow::Borrowed("grpc"));
@@ -395,9 +395,7 @@ fn record_grpc_status(d: &mut SpanData, role: Role, code: i32, message: Option<S
                 .unwrap_or("unknown gRPC status")
                 .to_owned(),
         };
-        let error_type =
-            grpc_code_name(code).map_or_else(|| Cow::Owned(code.to_string()), Cow::Borrowed);
-        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, grpc_code_label(code)));
         d.set_status(Status::error(description));
     }
 }

@@ -114,15 +114,17 @@ impl<M: Metering> ServerLayer<M> {
 
     /// gRPC methods this server serves, as `package.Service/Method`.
     ///
-    /// A gRPC server span keeps its method's name (`package.Service/Method`) when the
-    /// service answers the call (a gRPC response head or a `grpc-status` other than
-    /// UNIMPLEMENTED; such methods are learned, up to 1,024), or, for a call cancelled
-    /// before any answer, when the method is recognized: named here or learned before. Any
-    /// other call (a path an attacker made up, a method the service refused as
-    /// UNIMPLEMENTED) gets the span name `grpc`, `rpc.method = _OTHER` and the caller's text
-    /// in `rpc.method_original` only, as the semantic conventions ask, so that callers
-    /// cannot create span names. Name your methods here to keep the names of calls cancelled
-    /// before their method was first answered.
+    /// A gRPC server span and its metrics keep the method's name (`package.Service/Method`)
+    /// when the method is named here, or learned: the service answered a call to it (a gRPC
+    /// response head or a `grpc-status` other than UNIMPLEMENTED), and the name is shaped
+    /// as a method (at most 256 bytes of letters, digits, `_` and `.`) and among the first
+    /// 1,024 learned. Any other call (a path an attacker made up, a method the service
+    /// refused as UNIMPLEMENTED) gets the span name `grpc`, `rpc.method = _OTHER` and the
+    /// caller's text in `rpc.method_original` only, as the semantic conventions ask, so that
+    /// callers cannot create span names or metric series. A layer that answers before
+    /// routing (authentication, rate limiting) answers made-up paths too, so callers can
+    /// use up the 1,024; name your methods here to keep their names whatever callers send,
+    /// and for calls cancelled before their method was first answered.
     ///
     /// ```
     /// let layer = tracewire::ServerLayer::grpc()

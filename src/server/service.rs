@@ -269,6 +269,7 @@ impl<S, M: Metering> ServerTrace<S, M> {
                 series,
                 grpc_path: grpc.then(|| req.uri().path()),
                 grpc_methods: grpc.then_some(&config.grpc_methods),
+                grpc_deadline: grpc.then(|| rpc::deadline(req.headers())).flatten(),
                 service,
             },
         ))
