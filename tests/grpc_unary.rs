@@ -322,3 +322,36 @@ fn without_a_recorder_calls_pass_through() {
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(status.message(), "UNAVAILABLE on purpose");
 }
+
+/// A code the conventions do not count as a server error leaves the server span's status
+/// unset even where the handler logged an error on its way to it; the event stays.
+#[test]
+fn a_logged_error_does_not_fail_a_server_span_the_conventions_leave_unset() {
+    for (code, failed) in [(Code::NotFound, false), (Code::Internal, true)] {
+        let name = code_name(code);
+        let (recorded, ()) = recorded(|_| async move {
+            let (server, client_layer) = layers();
+            let addr = serve_grpc(server, TestHealth::default()).await;
+            let mut client = client(addr, client_layer).await;
+            let status = client
+                .check(check_req(&format!("logged-{name}")))
+                .instrument(tracing::info_span!("outer"))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), code);
+        });
+        let (_, client, server) = one_trace(&recorded, CHECK);
+        assert!(
+            server.events.iter().any(|e| e.name == "exception"),
+            "{name}: {:?}",
+            server.events
+        );
+        assert_eq!(
+            matches!(server.status, Status::Error { .. }),
+            failed,
+            "{name}: {:?}",
+            server.status
+        );
+        assert!(matches!(client.status, Status::Error { .. }), "{name}");
+    }
+}

@@ -497,3 +497,46 @@ fn responses_without_content_end_without_error() {
         .expect("the HEAD request's server span");
     assert_eq!(int(&head, "http.response.status_code"), Some(200));
 }
+
+/// A 4xx is the caller's error: the server span's status stays unset even where the handler
+/// logged an error about the request (the event is kept); a 5xx after one is still ERROR.
+#[test]
+fn a_logged_error_does_not_fail_a_server_span_that_answered_4xx() {
+    async fn reject() -> (StatusCode, &'static str) {
+        tracing::error!(error = "field `age` must be a number", "rejected input");
+        (StatusCode::BAD_REQUEST, "bad input")
+    }
+    async fn broken() -> (StatusCode, &'static str) {
+        tracing::error!("the store is down");
+        (StatusCode::SERVICE_UNAVAILABLE, "later")
+    }
+    let app = Router::new()
+        .route("/reject", get(reject))
+        .route("/broken", get(broken))
+        .layer(ServerLayer::new().service_name("strict"));
+    let (recorded, ()) = recorded(|_| async {
+        let addr = serve(app).await;
+        for path in ["/reject", "/broken"] {
+            let response = hyper_client()
+                .request(get_req(&format!("http://{addr}{path}")))
+                .await
+                .unwrap();
+            text(response.into_body()).await;
+        }
+    });
+    recorded.spans.wait_for(2, WAIT).unwrap();
+    let rejected = recorded.spans.find("GET /reject").unwrap();
+    assert_eq!(rejected.status, Status::Unset);
+    assert!(rejected.attribute("error.type").is_none());
+    assert!(
+        rejected.events.iter().any(|e| e.name == "exception"),
+        "the logged error stays an event: {:?}",
+        rejected.events
+    );
+    let broken = recorded.spans.find("GET /broken").unwrap();
+    assert!(
+        matches!(broken.status, Status::Error { .. }),
+        "{:?}",
+        broken.status
+    );
+}

@@ -7,7 +7,9 @@
 //! - records fields as typed attributes (integers stay integers; a `u64` that fits an `i64`
 //!   is an `i64`);
 //! - turns events inside the span into span events, and error-level events and `error`
-//!   fields into `exception` events with status Error;
+//!   fields into `exception` events with status Error (except on a server span whose
+//!   outcome the semantic conventions leave unset: an HTTP 4xx, a gRPC code other than
+//!   UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE or DATA_LOSS);
 //! - honours the fields `otel.name`, `otel.kind`, `otel.status_code` and
 //!   `otel.status_message`, as written for `tracing-opentelemetry`;
 //! - on close, queues the [`SpanRecord`] for the reporter worker (see [`crate::report`]),

@@ -402,6 +402,14 @@ impl SpanData {
         }
     }
 
+    /// The status the span's events implied goes (a status set explicitly stays): the
+    /// semantic conventions leave it unset for this span's outcome, whatever was logged.
+    pub(crate) fn clear_implied_error(&mut self) {
+        if !self.status_explicit {
+            self.record.status = Status::Unset;
+        }
+    }
+
     /// Adds an `exception` event and marks the span as failed (unless a status was set
     /// explicitly).
     pub(crate) fn record_exception(

@@ -365,6 +365,10 @@ fn record_head(d: &mut SpanData, role: Role, grpc: bool, head: ResponseHead) {
             code.to_string(),
         ));
         d.set_status(Status::error(response_reason(code)));
+    } else if !grpc && role == Role::Server && code >= 400 {
+        // A 4xx is the caller's error: the conventions leave the server span's status unset,
+        // even where the handler logged an error about the request.
+        d.clear_implied_error();
     }
     if role == Role::Client {
         let version = attrs::version(head.version);
@@ -397,6 +401,10 @@ fn record_grpc_status(d: &mut SpanData, role: Role, code: i32, message: Option<S
         };
         d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, grpc_code_label(code)));
         d.set_status(Status::error(description));
+    } else if role == Role::Server {
+        // The conventions leave a server span's status unset for every other code, even
+        // where the handler logged an error on the way to it (NOT_FOUND, INVALID_ARGUMENT).
+        d.clear_implied_error();
     }
 }
 

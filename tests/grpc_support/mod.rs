@@ -127,10 +127,20 @@ impl Health for TestHealth {
                 metadata.insert("x-secret", "s3cret".parse().unwrap());
                 Ok(response)
             }
-            name => match code_by_name(name) {
-                Some(code) => Err(Status::new(code, format!("{name} on purpose"))),
-                None => Err(Status::invalid_argument("no such behaviour")),
-            },
+            name => {
+                // `logged-CODE`: CODE, after the handler logged an error on its way to it.
+                let name = match name.strip_prefix("logged-") {
+                    Some(code) => {
+                        tracing::error!(error = "logged on the way", "the handler failed");
+                        code
+                    }
+                    None => name,
+                };
+                match code_by_name(name) {
+                    Some(code) => Err(Status::new(code, format!("{name} on purpose"))),
+                    None => Err(Status::invalid_argument("no such behaviour")),
+                }
+            }
         }
     }
 
