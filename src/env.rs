@@ -16,6 +16,7 @@
 //! | `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` | whether and where spans go ([`otlp`](crate::otlp)) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}` | the OTLP exporter ([`OtlpEnv`]) |
 //! | `OTEL_BSP_{SCHEDULE_DELAY,EXPORT_TIMEOUT,MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE}` | the export batching ([`BatchConfig`]) |
+//! | `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` | the HTTP methods recorded by name, comma-separated and case-sensitive, replacing the standard ones ([`KnownMethods`]); others are `_OTHER` |
 //!
 //! As the specification asks, names are matched case-insensitively, surrounding whitespace is
 //! ignored, an empty variable counts as unset, and an invalid value falls back to the default
@@ -48,6 +49,7 @@ use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
 
+use crate::config::{KnownMethods, KnownMethodsError};
 use crate::sampler::{AlwaysOff, AlwaysOn, ParentBased, Sampler, TraceIdRatio};
 use crate::span::KeyValue;
 
@@ -73,6 +75,8 @@ pub const OTEL_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_ATTRIBUTE_COUNT_LIMIT";
 pub const OTEL_SPAN_EVENT_COUNT_LIMIT: &str = "OTEL_SPAN_EVENT_COUNT_LIMIT";
 /// `OTEL_SPAN_LINK_COUNT_LIMIT`.
 pub const OTEL_SPAN_LINK_COUNT_LIMIT: &str = "OTEL_SPAN_LINK_COUNT_LIMIT";
+/// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`.
+pub const OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS: &str = "OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS";
 /// `OTEL_SDK_DISABLED`.
 pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 /// `OTEL_TRACES_EXPORTER`.
@@ -138,6 +142,12 @@ pub struct EnvConfig {
     pub otlp: OtlpEnv,
     /// The `OTEL_BSP_*` settings of the export batching.
     pub batch: BatchConfig,
+    /// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`: the HTTP methods the layers and metrics
+    /// record by name. The recorder ([`RecorderBuilder::with_env_config`]) installs them
+    /// when it is built.
+    ///
+    /// [`RecorderBuilder::with_env_config`]: crate::record::RecorderBuilder::with_env_config
+    pub known_http_methods: Option<KnownMethods>,
     /// What was wrong with the variables, one entry per problem.
     pub warnings: Vec<EnvWarning>,
 }
@@ -203,6 +213,7 @@ impl fmt::Debug for EnvConfig {
             // Redacted by `OtlpEnv`'s own `Debug`.
             .field("otlp", &self.otlp)
             .field("batch", &self.batch)
+            .field("known_http_methods", &self.known_http_methods)
             .field("warnings", &self.warnings)
             .finish()
     }
@@ -482,6 +493,10 @@ pub enum EnvWarning {
         /// The variable.
         variable: &'static str,
     },
+    /// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` is not a list of at most
+    /// [`MAX_KNOWN_METHODS`](crate::config::MAX_KNOWN_METHODS) methods, or came after a
+    /// request fixed the list; the list in force stays.
+    KnownMethods(KnownMethodsError),
 }
 
 impl fmt::Display for EnvWarning {
@@ -546,6 +561,10 @@ impl fmt::Display for EnvWarning {
             EnvWarning::InvalidValue { variable, value } => {
                 write!(f, "{variable}={value:?} is not valid; keeping the default")
             }
+            EnvWarning::KnownMethods(error) => write!(
+                f,
+                "{OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS}: {error}; the known methods stay"
+            ),
             EnvWarning::Malformed { variable } => write!(
                 f,
                 "{variable} is malformed (its value is not shown: it may hold credentials); \
@@ -590,6 +609,7 @@ impl EnvConfig {
         let sampler = get(OTEL_TRACES_SAMPLER);
         let sampler_arg = get(OTEL_TRACES_SAMPLER_ARG);
         let propagators = get(OTEL_PROPAGATORS);
+        let known_methods = get(OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS);
         let mut limit_warnings = Vec::new();
         let mut limit = |names: &[&'static str]| -> Option<u32> {
             let (variable, value) = names
@@ -633,6 +653,12 @@ impl EnvConfig {
             config.sampler = parse_sampler(&sampler, sampler_arg.as_deref(), &mut config.warnings);
         }
         config.propagators = propagators.map(|list| parse_propagators(&list));
+        if let Some(list) = known_methods {
+            match KnownMethods::parse(&list) {
+                Ok(methods) => config.known_http_methods = Some(methods),
+                Err(error) => config.warnings.push(EnvWarning::KnownMethods(error)),
+            }
+        }
         read_exporter(&mut config, &mut get);
         for name in config.propagators.iter().flatten() {
             config.warnings.extend(unavailable(name));
@@ -897,6 +923,28 @@ mod tests {
         assert_eq!(
             read(&[(OTEL_TRACES_SAMPLER, "  "), (OTEL_SERVICE_NAME, "")]),
             EnvConfig::default()
+        );
+    }
+
+    #[test]
+    fn known_http_methods_replace_the_standard_ones_or_warn() {
+        let config = read(&[(OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS, "GET, PROPFIND")]);
+        let methods = config.known_http_methods.expect("methods");
+        let names: Vec<&str> = methods.methods().iter().map(|m| m.as_str()).collect();
+        assert_eq!(names, ["GET", "PROPFIND"]);
+        assert!(config.warnings.is_empty());
+
+        let config = read(&[(OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS, "GET,NOT A METHOD")]);
+        assert_eq!(config.known_http_methods, None);
+        assert_eq!(
+            config.warnings,
+            [EnvWarning::KnownMethods(KnownMethodsError::Invalid(
+                "NOT A METHOD".into()
+            ))]
+        );
+        assert_eq!(
+            read(&[(OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS, ",")]).warnings,
+            [EnvWarning::KnownMethods(KnownMethodsError::Empty)]
         );
     }
 

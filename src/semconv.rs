@@ -60,31 +60,6 @@ pub const RPC_GRPC_REQUEST_METADATA_PREFIX: &str = "rpc.grpc.request.metadata.";
 /// `rpc.grpc.response.metadata.<key>`.
 pub const RPC_GRPC_RESPONSE_METADATA_PREFIX: &str = "rpc.grpc.response.metadata.";
 
-/// The `http.request.method` values: the standard methods in a fixed order, then `_OTHER`.
-/// Span names (`request/attrs.rs`) and the metrics' attribute sets (`metrics/measure.rs`)
-/// index it.
-pub(crate) const HTTP_METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
-];
-
-/// The index of `method` in [`HTTP_METHODS`]: the last one (`_OTHER`) for a method that is
-/// not standard.
-pub(crate) fn http_method_index(method: &http::Method) -> u8 {
-    use http::Method;
-    match *method {
-        Method::GET => 0,
-        Method::POST => 1,
-        Method::PUT => 2,
-        Method::DELETE => 3,
-        Method::HEAD => 4,
-        Method::OPTIONS => 5,
-        Method::PATCH => 6,
-        Method::CONNECT => 7,
-        Method::TRACE => 8,
-        _ => 9,
-    }
-}
-
 /// The `network.protocol.version` values, then `_OTHER`.
 pub(crate) const PROTOCOL_VERSIONS: [&str; 6] = ["0.9", "1.0", "1.1", "2", "3", "_OTHER"];
 

@@ -15,8 +15,9 @@ use crate::classify::{
     self, grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Abandoned,
     AnswerSoFar, Role, CANCELLED,
 };
+use crate::request::methods;
 use crate::rpc::{self, GrpcMethods};
-use crate::semconv::{self, HTTP_METHODS, PROTOCOL_VERSIONS};
+use crate::semconv::{self, PROTOCOL_VERSIONS};
 
 /// Request parts (routes, servers, gRPC methods) a layer keeps series for.
 const MAX_SERIES: usize = 1024;
@@ -220,7 +221,9 @@ impl LayerMetrics {
             fixed,
             service: service.cloned(),
             #[cfg(feature = "console")]
-            operations: std::array::from_fn(|_| OnceLock::new()),
+            operations: (0..methods::table().len())
+                .map(|_| OnceLock::new())
+                .collect(),
             ends: RwLock::default(),
         })
     }
@@ -270,7 +273,7 @@ pub(crate) struct Series {
     /// The operation names (`{method} {route}`) of a route's requests, by method, made once
     /// for the development views.
     #[cfg(feature = "console")]
-    operations: [OnceLock<Box<str>>; HTTP_METHODS.len()],
+    operations: Box<[OnceLock<Box<str>>]>,
     ends: RwLock<Vec<(EndKey, Recorder)>>,
 }
 
@@ -285,7 +288,7 @@ struct EndKey {
 }
 
 /// `http.request.method`, `url.scheme` and `network.protocol.version` of a request, as
-/// indexes into [`HTTP_METHODS`], [`SCHEMES`] and [`PROTOCOL_VERSIONS`]: small to carry and
+/// indexes into the known methods ([`methods::table`]), [`SCHEMES`] and [`PROTOCOL_VERSIONS`]: small to carry and
 /// to compare.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct RequestCode {
@@ -299,14 +302,14 @@ const SCHEMES: [&str; 2] = ["http", "https"];
 impl RequestCode {
     pub(crate) fn new(method: &http::Method, scheme: &str, version: http::Version) -> Self {
         RequestCode {
-            method: semconv::http_method_index(method),
+            method: methods::table().index(method),
             scheme: u8::from(scheme == "https"),
             version: semconv::protocol_version_index(version),
         }
     }
 
     fn method(self) -> &'static str {
-        HTTP_METHODS[usize::from(self.method)]
+        methods::table().value(self.method)
     }
 
     fn scheme(self) -> &'static str {
@@ -446,10 +449,7 @@ impl Series {
                 let error = key
                     .status
                     .is_some_and(|code| http_status_is_error(self.role, code as u16));
-                let method = match key.request.method() {
-                    "_OTHER" => "HTTP",
-                    method => method,
-                };
+                let method = methods::table().span_method(key.request.method);
                 let name = match fixed {
                     Fixed::Route(route) => &**self.operations[usize::from(key.request.method)]
                         .get_or_init(|| format!("{method} {}", route.as_str()).into()),

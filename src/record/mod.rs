@@ -105,6 +105,7 @@ impl Recorder {
             max_links: 128,
             max_value_len: DEFAULT_VALUE_LENGTH_LIMIT,
             record_internals: false,
+            known_methods: None,
             env_warnings: Vec::new(),
         }
     }
@@ -122,6 +123,7 @@ pub struct RecorderBuilder {
     max_links: u32,
     max_value_len: usize,
     record_internals: bool,
+    known_methods: Option<crate::config::KnownMethods>,
     env_warnings: Vec<crate::env::EnvWarning>,
 }
 
@@ -230,6 +232,13 @@ impl RecorderBuilder {
         let service_name = self.service_name.unwrap_or_else(default_service_name);
         let (shared, mut guard) = pipeline::start(self.reporters, &self.pipeline);
         guard.env_warnings = self.env_warnings;
+        if let Some(methods) = self.known_methods {
+            if let Err(error) = methods.install() {
+                let warning = crate::env::EnvWarning::KnownMethods(error);
+                tracing::warn!(target: "tracewire::env", %warning, "ignoring an OpenTelemetry environment variable");
+                guard.env_warnings.push(warning);
+            }
+        }
         let config = RecorderConfig {
             shared: shared.clone(),
             service_name,
@@ -260,7 +269,8 @@ impl RecorderBuilder {
     /// Applies the OpenTelemetry environment variables (`OTEL_SERVICE_NAME`,
     /// `OTEL_RESOURCE_ATTRIBUTES`'s `service.name`, `OTEL_TRACES_SAMPLER`,
     /// `OTEL_TRACES_SAMPLER_ARG`, the span limits `OTEL_SPAN_*_LIMIT` and
-    /// `OTEL_ATTRIBUTE_*_LIMIT`, `OTEL_BSP_MAX_QUEUE_SIZE`) of this process; see
+    /// `OTEL_ATTRIBUTE_*_LIMIT`, `OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`) of this process; see
     /// [`env`](crate::env). Invalid values keep the current setting. They are logged
     /// once through `tracing` at WARN now, which only a subscriber already installed sees,
     /// and kept for [`RecorderGuard::env_warnings`], to log once yours is. Later builder
@@ -285,7 +295,10 @@ impl RecorderBuilder {
 
     /// Applies settings read with [`EnvConfig`](crate::env::EnvConfig): its service name, sampler,
     /// span limits and `OTEL_BSP_MAX_QUEUE_SIZE` (the [queue capacity](Self::queue_capacity)),
-    /// when set. Warnings are left to the caller.
+    /// when set. Its known HTTP methods (`OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`) are
+    /// [installed](crate::config::KnownMethods::install) for the process when the recorder
+    /// is built; if a request has already fixed another list, the guard's
+    /// [`env_warnings`](RecorderGuard::env_warnings) says so. Warnings are left to the caller.
     pub fn with_env_config(mut self, config: &crate::env::EnvConfig) -> Self {
         if let Some(name) = &config.service_name {
             self.service_name = Some(Arc::from(name.as_str()));
@@ -300,6 +313,9 @@ impl RecorderBuilder {
         self.max_links = limits.link_count.unwrap_or(self.max_links);
         if let Some(capacity) = config.batch.max_queue_size {
             self.pipeline.queue_capacity = capacity;
+        }
+        if let Some(methods) = &config.known_http_methods {
+            self.known_methods = Some(methods.clone());
         }
         self
     }

@@ -8,22 +8,22 @@ use std::sync::{OnceLock, RwLock};
 
 use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 
+use super::methods;
 use crate::config::{QueryRedaction, REDACTED};
 use crate::semconv;
 
-/// `http.request.method`: the method when it is one of the standard ones, else `_OTHER`
+/// `http.request.method`: the method when it is a known one (see [`methods`]), else `_OTHER`
 /// (and `false`, so the caller records `http.request.method_original`).
 pub(crate) fn method(method: &Method) -> (&'static str, bool) {
-    let index = usize::from(semconv::http_method_index(method));
-    (
-        semconv::HTTP_METHODS[index],
-        index + 1 < semconv::HTTP_METHODS.len(),
-    )
+    let table = methods::table();
+    let index = table.index(method);
+    (table.value(index), table.is_known(index))
 }
 
-/// The method as span names use it: `HTTP` for a method that is not standard.
-pub(crate) fn span_method(m: &Method) -> &'static str {
-    SPAN_METHODS[usize::from(semconv::http_method_index(m))]
+/// The method as span names use it: `HTTP` for a method that is not known.
+pub(crate) fn span_method(method: &Method) -> &'static str {
+    let table = methods::table();
+    table.span_method(table.index(method))
 }
 
 /// Span names (`{method} {route}`) and `http.route` values, built once per route template
@@ -32,16 +32,10 @@ pub(crate) fn span_method(m: &Method) -> &'static str {
 /// names are built per request. Entries live for the rest of the process.
 const MAX_ROUTES: usize = 4096;
 
-/// The methods span names use: [`semconv::HTTP_METHODS`], with `HTTP` for `_OTHER`.
-const SPAN_METHODS: [&str; semconv::HTTP_METHODS.len()] = {
-    let mut methods = semconv::HTTP_METHODS;
-    methods[methods.len() - 1] = "HTTP";
-    methods
-};
-
 struct RouteNames {
     route: &'static str,
-    names: [OnceLock<&'static str>; SPAN_METHODS.len()],
+    /// By the index of [`methods::table`].
+    names: Box<[OnceLock<&'static str>]>,
 }
 
 /// Looked up only when a service meets a route other than its first (see [`FirstRoute`]), so
@@ -77,17 +71,21 @@ fn route_names(route: &str) -> Option<&'static RouteNames> {
     let route: &'static str = leak(route.to_owned());
     let names: &'static RouteNames = Box::leak(Box::new(RouteNames {
         route,
-        names: Default::default(),
+        names: (0..methods::table().len())
+            .map(|_| OnceLock::new())
+            .collect(),
     }));
     table.insert(route, names);
     Some(names)
 }
 
 impl RouteNames {
-    /// The span name for the method at `index` of [`SPAN_METHODS`], and the route.
-    fn name(&'static self, index: usize) -> (&'static str, &'static str) {
-        let name = self.names[index]
-            .get_or_init(|| leak(format!("{} {}", SPAN_METHODS[index], self.route)));
+    /// The span name for the method at `index` of [`methods::table`], and the route.
+    fn name(&'static self, index: u8) -> (&'static str, &'static str) {
+        let name = self.names[usize::from(index)].get_or_init(|| {
+            let method = methods::table().span_method(index);
+            leak(format!("{method} {}", self.route))
+        });
         (name, self.route)
     }
 }
@@ -95,9 +93,8 @@ impl RouteNames {
 /// The span name `{method} {route}` and the route, as `'static` strings when the table
 /// holds (or has room for) the route.
 #[cfg(test)]
-fn route_name(method: &'static str, route: &str) -> Option<(&'static str, &'static str)> {
-    let index = SPAN_METHODS.iter().position(|m| *m == method)?;
-    Some(route_names(route)?.name(index))
+fn route_name(method: &Method, route: &str) -> Option<(&'static str, &'static str)> {
+    Some(route_names(route)?.name(methods::table().index(method)))
 }
 
 /// The first route a server layer's service saw, by the address and length of axum's route
@@ -112,10 +109,10 @@ impl FirstRoute {
     /// [`MAX_ROUTES`] for when they are not).
     pub(crate) fn route_name(
         &self,
-        method: &'static str,
+        method: &Method,
         route: &str,
     ) -> Option<(&'static str, &'static str)> {
-        let index = SPAN_METHODS.iter().position(|m| *m == method)?;
+        let index = methods::table().index(method);
         let key = (route.as_ptr() as usize, route.len());
         if let Some((ptr, len, names)) = self.0.get() {
             // The text is compared too: another string may live where a freed one did.
@@ -475,16 +472,18 @@ mod tests {
 
     #[test]
     fn route_names_are_built_once() {
-        let (name, route) = route_name("GET", "/interned/{id}").unwrap();
+        let (name, route) = route_name(&Method::GET, "/interned/{id}").unwrap();
         assert_eq!((name, route), ("GET /interned/{id}", "/interned/{id}"));
-        let (again, _) = route_name("GET", "/interned/{id}").unwrap();
+        let (again, _) = route_name(&Method::GET, "/interned/{id}").unwrap();
         assert!(std::ptr::eq(name, again));
         assert_eq!(
-            route_name("POST", "/interned/{id}").unwrap().0,
+            route_name(&Method::POST, "/interned/{id}").unwrap().0,
             "POST /interned/{id}"
         );
         assert_eq!(
-            route_name("HTTP", "/interned/{id}").unwrap().0,
+            route_name(&Method::from_bytes(b"PURGE").unwrap(), "/interned/{id}")
+                .unwrap()
+                .0,
             "HTTP /interned/{id}"
         );
     }

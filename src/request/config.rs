@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, HeaderName, Method, Request, Uri, Version};
 
+pub use super::methods::{KnownMethods, KnownMethodsError, MAX_KNOWN_METHODS};
 use crate::propagation::Propagator;
 use crate::span::{Key, KeyValue, StringValue, Value};
 

@@ -8,3 +8,4 @@ pub(crate) mod body;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod future;
+pub(crate) mod methods;

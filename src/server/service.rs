@@ -165,16 +165,18 @@ impl<'r, B> Incoming<'r, '_, B> {
         } else {
             matched_route(req.extensions())
         };
-        let method = attrs::span_method(req.method());
-        let interned = route.and_then(|route| self.route.names.route_name(method, route));
+        let interned = route.and_then(|route| self.route.names.route_name(req.method(), route));
         let name: Cow<'static, str> = match (&self.config.common.span_name, interned) {
             (Some(name), _) => name(self.head),
             (None, _) if grpc => Cow::Owned(grpc_full_method(req.uri().path()).to_owned()),
             (None, Some((name, _))) => Cow::Borrowed(name),
-            (None, None) => match route {
-                Some(route) => Cow::Owned(format!("{method} {route}")),
-                None => Cow::Borrowed(method),
-            },
+            (None, None) => {
+                let method = attrs::span_method(req.method());
+                match route {
+                    Some(route) => Cow::Owned(format!("{method} {route}")),
+                    None => Cow::Borrowed(method),
+                }
+            }
         };
         Named {
             grpc,
