@@ -293,14 +293,14 @@ fn status_rules_for_200_404_500_and_an_inner_error_on_server_and_client() {
         "4xx is the client's fault, not the server's"
     );
     assert!(server.attribute("error.type").is_none());
-    assert_eq!(client.status, Status::error("Not Found"));
+    assert_eq!(client.status, Status::error(""));
     assert_eq!(string(&client, "error.type").as_deref(), Some("404"));
 
     let (client, server) = by_path("/boom");
     let server = server.unwrap();
-    assert_eq!(server.status, Status::error("Internal Server Error"));
+    assert_eq!(server.status, Status::error(""));
     assert_eq!(string(&server, "error.type").as_deref(), Some("500"));
-    assert_eq!(client.status, Status::error("Internal Server Error"));
+    assert_eq!(client.status, Status::error(""));
     assert_eq!(string(&client, "error.type").as_deref(), Some("500"));
 
     // The inner service's Err: Error with an exception carrying type, message and causes.
@@ -533,10 +533,8 @@ fn a_logged_error_does_not_fail_a_server_span_that_answered_4xx() {
         "the logged error stays an event: {:?}",
         rejected.events
     );
+    // A 5xx fails the span, and the error the handler logged describes it: the description
+    // never just repeats the status code.
     let broken = recorded.spans.find("GET /broken").unwrap();
-    assert!(
-        matches!(broken.status, Status::Error { .. }),
-        "{:?}",
-        broken.status
-    );
+    assert_eq!(broken.status, Status::error("the store is down"));
 }

@@ -394,6 +394,17 @@ impl SpanData {
         self.status_explicit = true;
     }
 
+    /// Marks the span failed by an outcome that its attributes name (an HTTP or gRPC status
+    /// code), which the conventions say not to repeat as the description: an error already
+    /// there (one the handler logged, or set) keeps its description; else there is none.
+    pub(crate) fn fail(&mut self) {
+        match self.record.status {
+            Status::Ok => {}
+            Status::Error { .. } => self.status_explicit = true,
+            Status::Unset => self.set_status(Status::error("")),
+        }
+    }
+
     /// A status implied by an error event or field: only fills an unset status.
     fn set_implied_error(&mut self, message: &str) {
         if !self.status_explicit && matches!(self.record.status, Status::Unset) {

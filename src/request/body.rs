@@ -21,8 +21,8 @@ use pin_project_lite::pin_project;
 use tracing::Span;
 
 use crate::classify::{
-    self, grpc_code_is_error, grpc_code_label, grpc_code_name, http_status_is_error, Abandoned,
-    AnswerSoFar, Role, CANCELLED,
+    self, grpc_code_is_error, grpc_code_label, http_status_is_error, Abandoned, AnswerSoFar, Role,
+    CANCELLED,
 };
 use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
@@ -364,7 +364,7 @@ fn record_head(d: &mut SpanData, role: Role, grpc: bool, head: ResponseHead) {
             Key::from_static_str(semconv::ERROR_TYPE),
             code.to_string(),
         ));
-        d.set_status(Status::error(response_reason(code)));
+        d.fail();
     } else if !grpc && role == Role::Server && code >= 400 {
         // A 4xx is the caller's error: the conventions leave the server span's status unset,
         // even where the handler logged an error about the request.
@@ -393,29 +393,16 @@ fn record_grpc_status(d: &mut SpanData, role: Role, code: i32, message: Option<S
         i64::from(code),
     ));
     if grpc_code_is_error(role, code) {
-        let description = match message {
-            Some(m) if !m.is_empty() => m,
-            _ => grpc_code_name(code)
-                .unwrap_or("unknown gRPC status")
-                .to_owned(),
-        };
         d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, grpc_code_label(code)));
-        d.set_status(Status::error(description));
+        match message {
+            Some(message) if !message.is_empty() => d.set_status(Status::error(message)),
+            // The code is in `rpc.grpc.status_code`.
+            _ => d.fail(),
+        }
     } else if role == Role::Server {
         // The conventions leave a server span's status unset for every other code, even
         // where the handler logged an error on the way to it (NOT_FOUND, INVALID_ARGUMENT).
         d.clear_implied_error();
-    }
-}
-
-/// The reason phrase of an HTTP status, as an error status's message.
-fn response_reason(code: u16) -> Cow<'static, str> {
-    match http::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|c| c.canonical_reason())
-    {
-        Some(reason) => Cow::Borrowed(reason),
-        None => Cow::Owned(format!("HTTP {code}")),
     }
 }
 
