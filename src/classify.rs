@@ -89,6 +89,15 @@ pub(crate) fn grpc_code_is_error(role: Role, code: i32) -> bool {
     }
 }
 
+/// An abandoned call ([`Abandoned::Cancelled`]) is an error for this role: always but on a
+/// gRPC server, where CANCELLED (the caller gave up) is outside the conventions' error codes.
+pub(crate) fn cancelled_is_error(role: Role, grpc: bool) -> bool {
+    !grpc || grpc_code_is_error(role, CANCELLED_CODE)
+}
+
+/// gRPC's CANCELLED.
+pub(crate) const CANCELLED_CODE: i32 = 1;
+
 /// A gRPC status code as spans and metrics name it (`rpc.response.status_code`,
 /// `error.type`): its canonical name, or `_OTHER` for a code outside 0..=16, which the peer
 /// picks without bound.

@@ -566,6 +566,64 @@ fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_met
     }
 }
 
+#[test]
+fn a_grpc_call_the_caller_gives_up_is_cancelled_and_fails_only_the_client_on_spans_and_metrics() {
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let slow = Router::new()
+            .route(
+                "/pkg.Svc/Slow",
+                axum::routing::post(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }),
+            )
+            .layer(ServerLayer::grpc().metrics(&meters.provider));
+        let addr = serve(slow).await;
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::grpc().metrics(&meters.provider))
+            .service(hyper_client());
+        // No `grpc-timeout`: giving up is a cancellation, not a deadline.
+        let request = http::Request::post(format!("http://{addr}/pkg.Svc/Slow"))
+            .header("content-type", "application/grpc")
+            .body(Default::default())
+            .unwrap();
+        let call = client.ready().await.unwrap().call(request);
+        assert!(tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err());
+        until_measured(&meters, "rpc.server.call.duration").await;
+    });
+    for (name, error_type) in [
+        ("rpc.server.call.duration", None),
+        ("rpc.client.call.duration", Some("cancelled")),
+    ] {
+        let points = meters.histogram(name);
+        assert_eq!(points.len(), 1, "{name}: {points:#?}");
+        let attributes = &points[0].0;
+        assert_eq!(
+            attributes["rpc.response.status_code"], "CANCELLED",
+            "{name}"
+        );
+        assert_eq!(
+            attributes.get("error.type").map(String::as_str),
+            error_type,
+            "{name}"
+        );
+    }
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    for span in &spans {
+        assert_eq!(grpc_support::int(span, "rpc.grpc.status_code"), Some(1));
+        let error_type = grpc_support::string(span, "error.type");
+        match span.kind {
+            tracewire::span::SpanKind::Server => {
+                assert_eq!(error_type, None);
+                assert_eq!(span.status, tracewire::span::Status::Unset);
+            }
+            _ => assert_eq!(error_type.as_deref(), Some("cancelled")),
+        }
+    }
+}
+
 /// A gRPC call whose response body fails part way, 300 ms in, on both sides; `timeout`:
 /// the request's `grpc-timeout`, `status`: a `grpc-status` in the response head. Checks
 /// that spans and metrics agree on `code` (its name) and `error_type`.

@@ -636,8 +636,10 @@ impl Measured {
                 Abandoned::AsAnswered => None,
                 Abandoned::DeadlineExceeded => Some(4),
                 Abandoned::Cancelled => {
-                    self.error_type = Some(CANCELLED);
-                    Some(1)
+                    if classify::cancelled_is_error(role, matches!(self.target, Target::Grpc(_))) {
+                        self.error_type = Some(CANCELLED);
+                    }
+                    Some(classify::CANCELLED_CODE)
                 }
             };
             if let (Target::Grpc(grpc), Some(code)) = (&mut self.target, code) {

@@ -22,7 +22,7 @@ use tracing::Span;
 
 use crate::classify::{
     self, grpc_code_is_error, grpc_code_label, http_status_is_error, Abandoned, AnswerSoFar, Role,
-    CANCELLED,
+    CANCELLED, CANCELLED_CODE,
 };
 use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
@@ -34,7 +34,6 @@ use crate::semconv;
 use crate::span::{Event, Key, KeyValue, Status, Value};
 
 /// gRPC status codes the layers produce themselves.
-const CANCELLED_CODE: i32 = 1;
 const UNKNOWN_CODE: i32 = 2;
 const DEADLINE_EXCEEDED_CODE: i32 = 4;
 const UNIMPLEMENTED_CODE: i32 = 12;
@@ -314,8 +313,14 @@ impl SpanEnd {
                             i64::from(CANCELLED_CODE),
                         ));
                     }
-                    d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
-                    d.set_status(Status::error(what));
+                    if classify::cancelled_is_error(role, grpc) {
+                        d.set_attribute(KeyValue::new(semconv::ERROR_TYPE, CANCELLED));
+                        d.set_status(Status::error(what));
+                    } else {
+                        // A gRPC server whose caller gave up: CANCELLED, status unset, even
+                        // where the handler logged an error on the way.
+                        d.clear_implied_error();
+                    }
                 }
             }
             d.end_now();
