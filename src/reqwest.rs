@@ -323,5 +323,5 @@ fn failed(state: ResponseState, error: &reqwest_middleware::Error) {
     } else {
         String::new()
     };
-    end.fail(exception_type, message);
+    end.fail(Some(exception_type), message);
 }

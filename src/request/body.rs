@@ -28,7 +28,7 @@ use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
 use crate::record::{with_span_data, SpanData};
 use crate::request::attrs;
-use crate::request::error::error_message;
+use crate::request::error::{error_message, error_type, error_type_name};
 use crate::rpc::{self, GrpcMethods, MessageCounter};
 use crate::semconv;
 use crate::span::{Event, Key, KeyValue, Status, Value};
@@ -98,7 +98,7 @@ enum Ending<'a> {
     /// The body ended, with these trailers.
     Finished(Option<&'a HeaderMap>),
     /// The call failed: an exception of this type with this message.
-    Failed(&'static str, String),
+    Failed(Option<&'static str>, String),
     /// The call was abandoned, and ends as the response said.
     AsAnswered,
     /// The call was abandoned and cancelled: which part was dropped.
@@ -199,7 +199,7 @@ impl SpanEnd {
 
     /// The call failed with an error: an `exception` event, status Error. A gRPC status
     /// that is an error names it in `error.type` rather than the exception's type.
-    pub(crate) fn fail(mut self, exception_type: &'static str, message: String) {
+    pub(crate) fn fail(mut self, exception_type: Option<&'static str>, message: String) {
         let exceeded = (self.grpc.as_ref())
             .is_some_and(|g| classify::deadline_exceeded(g.status_seen, g.deadline));
         if exceeded {
@@ -277,9 +277,9 @@ impl SpanEnd {
                     };
                     d.set_attribute(KeyValue::new(
                         Key::from_static_str(semconv::ERROR_TYPE),
-                        exception_type,
+                        exception_type.unwrap_or("_OTHER"),
                     ));
-                    d.record_exception(Some(Cow::Borrowed(exception_type)), message, Vec::new());
+                    d.record_exception(exception_type.map(Cow::Borrowed), message, Vec::new());
                     Ending::Failed(exception_type, String::new())
                 }
                 other => other,
@@ -544,9 +544,9 @@ where
             }
             Some(Err(error)) => {
                 if let Some(end) = this.end.take() {
-                    end.fail(std::any::type_name::<B::Error>(), error_message(error));
+                    end.fail(error_type_name(error), error_message(error));
                 }
-                this.measure.fail(std::any::type_name::<B::Error>());
+                this.measure.fail(error_type(error));
             }
             None => {}
         }

@@ -19,7 +19,58 @@ pub(crate) fn error_message<E: Display + 'static>(error: &E) -> String {
     }
 }
 
+/// The name of an error's type, for `exception.type`: the type itself, or for a boxed error
+/// (tower's `BoxError`), the type inside when it is one the layers know. `None` for another
+/// boxed error: the box's own name (`Box<dyn Error + Send + Sync>`) says nothing of it, and
+/// stable Rust cannot name the type inside.
+pub(crate) fn error_type_name<E: 'static>(error: &E) -> Option<&'static str> {
+    match boxed(error) {
+        Some(inner) => known_type_name(inner),
+        None => Some(std::any::type_name::<E>()),
+    }
+}
+
+/// `error.type` of an error: [`error_type_name`], else `_OTHER`, the conventions' fallback.
+pub(crate) fn error_type<E: 'static>(error: &E) -> &'static str {
+    error_type_name(error).unwrap_or("_OTHER")
+}
+
+fn boxed<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
+    let any: &dyn Any = error;
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
+        return Some(&**boxed);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send>>() {
+        return Some(&**boxed);
+    }
+    any.downcast_ref::<Box<dyn Error>>().map(|boxed| &**boxed)
+}
+
+/// The errors of the I/O, HTTP and gRPC crates that tower stacks box.
+fn known_type_name(error: &(dyn Error + 'static)) -> Option<&'static str> {
+    macro_rules! known {
+        ($($ty:ty),* $(,)?) => {$(
+            if error.is::<$ty>() {
+                return Some(std::any::type_name::<$ty>());
+            }
+        )*};
+    }
+    known!(std::io::Error, http::Error);
+    #[cfg(feature = "axum")]
+    known!(axum::Error);
+    #[cfg(feature = "hyper-util")]
+    known!(hyper_util::client::legacy::Error, hyper::Error);
+    #[cfg(feature = "grpc")]
+    known!(tonic::transport::Error, tonic::Status);
+    #[cfg(feature = "reqwest")]
+    known!(reqwest::Error, reqwest_middleware::Error);
+    None
+}
+
 fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
+    if let Some(inner) = boxed(error) {
+        return Some(inner);
+    }
     let any: &dyn Any = error;
     macro_rules! known {
         ($($ty:ty),* $(,)?) => {$(
@@ -27,15 +78,6 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
                 return Some(error);
             }
         )*};
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
-        return Some(&**boxed);
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send>>() {
-        return Some(&**boxed);
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error>>() {
-        return Some(&**boxed);
     }
     known!(std::io::Error);
     #[cfg(feature = "hyper-util")]
@@ -48,4 +90,37 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
     known!(opentelemetry_sdk::error::OTelSdkError);
     let _ = any;
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Custom;
+
+    impl std::fmt::Display for Custom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("custom")
+        }
+    }
+
+    impl Error for Custom {}
+
+    type BoxError = Box<dyn Error + Send + Sync>;
+
+    #[test]
+    fn a_boxed_error_is_named_by_the_known_type_inside_else_other() {
+        let io: BoxError = Box::new(std::io::Error::other("disk"));
+        assert_eq!(error_type_name(&io), Some("std::io::error::Error"));
+        assert_eq!(error_type(&io), "std::io::error::Error");
+        let custom: BoxError = Box::new(Custom);
+        assert_eq!(error_type_name(&custom), None);
+        assert_eq!(error_type(&custom), "_OTHER");
+        let local: Box<dyn Error> = Box::new(Custom);
+        assert_eq!(error_type(&local), "_OTHER");
+        // A concrete type names itself.
+        assert_eq!(error_type(&Custom), std::any::type_name::<Custom>());
+        assert_eq!(error_message(&custom), "custom");
+    }
 }

@@ -17,7 +17,7 @@ use crate::metrics::{Metering, Unmetered};
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
 use crate::record::{with_ambient, Ambient};
 use crate::request::body::{carries_content, ResponseBody, ResponseHead, SpanEnd};
-use crate::request::error::error_message;
+use crate::request::error::{error_message, error_type, error_type_name};
 
 /// What the future needs once the response head arrives.
 pub(crate) struct ResponseState {
@@ -210,7 +210,7 @@ where
         let mut measure = std::mem::take(this.measure);
         match &result {
             Ok(response) => measure.on_response(response.status().as_u16(), response.headers()),
-            Err(_) => measure.fail(std::any::type_name::<E>()),
+            Err(error) => measure.fail(error_type(error)),
         }
         let head_request = *this.head_request;
         let content = |r: &Response<B>| carries_content(head_request, r.status());
@@ -232,7 +232,7 @@ where
                 } else {
                     String::new()
                 };
-                state.end.fail(std::any::type_name::<E>(), message);
+                state.end.fail(error_type_name(&error), message);
                 Err(error)
             }
         })
