@@ -99,7 +99,7 @@ impl std::fmt::Debug for InlineText {
 /// gave it. Strings that did not fit inline went into the span's attributes directly.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct HttpServerFacts {
-    /// `http.request.method` (a standard method, or `_OTHER`).
+    /// `http.request.method` (a known method, or `_OTHER`).
     pub(crate) method: &'static str,
     /// `url.scheme`.
     pub(crate) scheme: &'static str,
@@ -493,7 +493,7 @@ mod tests {
 /// it. Strings that did not fit inline went into the span's attributes directly.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct HttpClientFacts {
-    /// `http.request.method` (a standard method, or `_OTHER`).
+    /// `http.request.method` (a known method, or `_OTHER`).
     pub(crate) method: &'static str,
     /// `server.address`, and `server.port` (the scheme's default when the request named
     /// none).
