@@ -157,6 +157,7 @@ const STANDARD: [Method; 9] = [
 ];
 
 /// The index of `method` in [`STANDARD`], else 9: a match, not a search.
+#[inline]
 fn standard_index(method: &Method) -> u8 {
     match *method {
         Method::GET => 0,
@@ -175,6 +176,7 @@ fn standard_index(method: &Method) -> u8 {
 static TABLE: OnceLock<Table> = OnceLock::new();
 
 /// The process's list, fixed now if it was not yet.
+#[inline]
 pub(crate) fn table() -> &'static Table {
     TABLE.get_or_init(|| Table::new(KnownMethods::standard()))
 }
@@ -195,6 +197,7 @@ impl Table {
         }
     }
 
+    #[inline]
     fn methods(&self) -> &[Method] {
         self.custom.as_deref().unwrap_or(&STANDARD)
     }
@@ -205,6 +208,7 @@ impl Table {
     }
 
     /// The index of `method`: its place in the list, else `len() - 1`.
+    #[inline]
     pub(crate) fn index(&self, method: &Method) -> u8 {
         match &self.custom {
             None => standard_index(method),
@@ -217,6 +221,7 @@ impl Table {
     }
 
     /// `http.request.method` of the method at `index`: its name, or `_OTHER`.
+    #[inline]
     pub(crate) fn value(&'static self, index: u8) -> &'static str {
         self.methods()
             .get(usize::from(index))
@@ -224,6 +229,7 @@ impl Table {
     }
 
     /// The method of a span name (`{method} {route}`) at `index`: its name, or `HTTP`.
+    #[inline]
     pub(crate) fn span_method(&'static self, index: u8) -> &'static str {
         self.methods()
             .get(usize::from(index))
@@ -231,6 +237,7 @@ impl Table {
     }
 
     /// Whether `index` is that of a known method.
+    #[inline]
     pub(crate) fn is_known(&self, index: u8) -> bool {
         usize::from(index) < self.methods().len()
     }
