@@ -274,7 +274,11 @@ fn traced_response(
     let url = response.url().clone();
     let response = http::Response::<reqwest::Body>::from(response);
     if let Some(measure) = &mut measure {
-        measure.on_response(response.status().as_u16(), response.headers());
+        measure.on_response(
+            response.status().as_u16(),
+            response.version(),
+            response.headers(),
+        );
     }
     let end = state.map(|mut state| {
         state.on_response(&response);

@@ -570,16 +570,25 @@ impl Measured {
         }
     }
 
-    /// The response head arrived.
-    pub(crate) fn on_response(&mut self, code: u16, headers: &HeaderMap) {
+    /// The response head arrived, over HTTP `version`.
+    pub(crate) fn on_response(&mut self, code: u16, version: http::Version, headers: &HeaderMap) {
         self.status = Some(code);
-        if let Target::Grpc(grpc) = &mut self.target {
-            if let Some(status) = rpc::parse_status(headers) {
-                grpc.code = Some(status);
-            } else if code != 200 {
-                grpc.code = Some(rpc::status_from_http(code));
+        match &mut self.target {
+            // A client learns the protocol the request went out on from the response (a
+            // hyper-util client speaking HTTP/2 takes requests that say HTTP/1.1), as its
+            // span does; a server's response says what the handler set, not what was spoken.
+            Target::Http(series) if series.role == Role::Client => {
+                self.request.version = semconv::protocol_version_index(version);
             }
-            grpc.answered = code == 200 && rpc::is_grpc(headers);
+            Target::Http(_) => {}
+            Target::Grpc(grpc) => {
+                if let Some(status) = rpc::parse_status(headers) {
+                    grpc.code = Some(status);
+                } else if code != 200 {
+                    grpc.code = Some(rpc::status_from_http(code));
+                }
+                grpc.answered = code == 200 && rpc::is_grpc(headers);
+            }
         }
     }
 
