@@ -871,3 +871,40 @@ fn a_client_duration_carries_the_protocol_version_the_response_came_over() {
         "{client:#?}"
     );
 }
+
+/// `rpc.client.call.duration` carries `server.address` and `server.port` when the call has
+/// them (the conventions require them then), each server its own series.
+#[test]
+fn grpc_client_durations_name_the_server_called() {
+    use grpc_support::*;
+    let meters = Meters::new();
+    let ports = recorded(|_| async {
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let addr = serve_grpc(ServerLayer::grpc(), TestHealth::default()).await;
+            let mut health = client(addr, ClientLayer::grpc().metrics(&meters.provider)).await;
+            health.check(check_req("ok")).await.unwrap();
+            health.check(check_req("ok")).await.unwrap();
+            ports.push(addr.port().to_string());
+        }
+        ports
+    })
+    .1;
+    let mut client = meters.histogram("rpc.client.call.duration");
+    client.sort();
+    let point = |port: &str| {
+        (
+            attrs(&[
+                ("rpc.system.name", "grpc"),
+                ("rpc.method", CHECK),
+                ("rpc.response.status_code", "OK"),
+                ("server.address", "127.0.0.1"),
+                ("server.port", port),
+            ]),
+            2,
+        )
+    };
+    let mut expected = vec![point(&ports[0]), point(&ports[1])];
+    expected.sort();
+    assert_eq!(client, expected);
+}

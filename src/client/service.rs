@@ -157,12 +157,12 @@ fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Optio
     let metrics = config.common.measured(traced)?;
     let grpc = config.grpc_only || is_grpc(head.headers);
     let scheme = attrs::scheme(head.uri);
-    let series = (!grpc).then(|| match attrs::server_host_port(head.uri, head.headers) {
-        Some((host, port)) => metrics.series(
-            Some(host),
-            port.unwrap_or_else(|| attrs::default_port(scheme)),
-            None,
-        ),
+    let server = attrs::server_host_port(head.uri, head.headers)
+        .map(|(host, port)| (host, port.unwrap_or_else(|| attrs::default_port(scheme))));
+    let series = Some(match server {
+        // `rpc.client.call.duration` names the server too, when the call does.
+        _ if grpc => metrics.client_call_series(head.uri.path(), server),
+        Some((host, port)) => metrics.series(Some(host), port, None),
         None => metrics.series(None, 0, None),
     });
     Some(Measured::start(
