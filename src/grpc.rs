@@ -48,7 +48,7 @@ use tonic::service::Interceptor;
 
 use crate::baggage::Baggage;
 use crate::context::SpanContext;
-use crate::propagation::{Extracted, Extractor, Injector, NoOverwrite, Propagator, W3cPropagator};
+use crate::propagation::{Extracted, Extractor, Injector, Propagator, W3cPropagator};
 use crate::record::SpanStart;
 use crate::span::SpanKind;
 
@@ -101,7 +101,7 @@ pub fn inject_current_with(propagator: &dyn Propagator, metadata: &mut MetadataM
 }
 
 fn inject(propagator: &dyn Propagator, cx: &SpanContext, baggage: &Baggage, md: &mut MetadataMap) {
-    propagator.inject(cx, baggage, &mut NoOverwrite::new(md));
+    crate::client::inject_beside(propagator, cx, baggage, md);
 }
 
 /// A [`SpanStart`] for the span handling `request` on a server: kind Server, continuing the
@@ -310,9 +310,16 @@ mod tests {
     fn injection_leaves_entries_the_caller_set() {
         let mut metadata = MetadataMap::new();
         metadata.insert("traceparent", "caller".parse().unwrap());
-        inject(&W3cPropagator, &context(), &Baggage::new(), &mut metadata);
+        let baggage = Baggage::new().with("user", "ana").unwrap();
+        inject(&W3cPropagator, &context(), &baggage, &mut metadata);
         assert_eq!(metadata.get("traceparent").unwrap(), "caller");
-        assert_eq!(metadata.get("tracestate").unwrap(), "congo=t61rcWkgMzE");
+        // Our `tracestate` belongs to another trace than the caller's `traceparent`.
+        assert!(metadata.get("tracestate").is_none());
+        assert_eq!(metadata.get("baggage").unwrap(), "user=ana");
+        // The caller's own pair stays as it is.
+        metadata.insert("tracestate", "mine=1".parse().unwrap());
+        inject(&W3cPropagator, &context(), &baggage, &mut metadata);
+        assert_eq!(metadata.get("tracestate").unwrap(), "mine=1");
     }
 
     #[test]

@@ -47,6 +47,16 @@
 //! # }
 //! ```
 //!
+//! # Redirects
+//!
+//! reqwest follows redirects inside the client, below the middleware: a request and the
+//! redirects it follows make one span, with the first URL and the last response's status.
+//! reqwest sends the redirected requests with the same headers (it drops only credentials
+//! when the host changes), so the context and baggage injected for the first host also reach
+//! the hosts it redirects to, whatever [`propagate_to`](TracingMiddleware::propagate_to)
+//! says. Where that matters, build the `reqwest::Client` with a `redirect::Policy` that does
+//! not follow redirects to other hosts (or `Policy::none()`).
+//!
 //! With no recorder installed there is no span, but the middleware still passes on the
 //! context of the request being served, so traces stay connected.
 
@@ -274,7 +284,11 @@ fn traced_response(
     let url = response.url().clone();
     let response = http::Response::<reqwest::Body>::from(response);
     if let Some(measure) = &mut measure {
-        measure.on_response(response.status().as_u16(), response.headers());
+        measure.on_response(
+            response.status().as_u16(),
+            response.version(),
+            response.headers(),
+        );
     }
     let end = state.map(|mut state| {
         state.on_response(&response);

@@ -128,3 +128,69 @@ fn reading_only_the_status_is_not_an_error() {
     assert_eq!(missing.status, Status::error(""));
     assert_eq!(missing.attribute("error.type"), Some(&Value::from("404")));
 }
+
+/// A caller that sets its own `traceparent` sends its own trace: the client layer leaves it
+/// alone, and does not pair it with the `tracestate` of the trace being served (another
+/// trace's vendor state), as W3C Trace Context keeps the two headers together.
+#[test]
+fn a_traceparent_the_caller_set_is_not_paired_with_another_traces_tracestate() {
+    const CALLER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    recorded(|_| async {
+        let back = serve(Router::new().route(
+            "/echo",
+            get(|headers: http::HeaderMap| async move {
+                let get = |name: &str| {
+                    headers
+                        .get_all(name)
+                        .iter()
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                format!("{}|{}", get("traceparent"), get("tracestate"))
+            }),
+        ))
+        .await;
+        let front = serve(
+            Router::new()
+                .route(
+                    "/front",
+                    get(move |own: String| async move {
+                        let mut client: HyperClient = ClientLayer::new().hyper_client();
+                        let mut request = get_req(&format!("http://{back}/echo"));
+                        if !own.is_empty() {
+                            request
+                                .headers_mut()
+                                .insert("traceparent", own.parse().unwrap());
+                        }
+                        let response = client.ready().await.unwrap().call(request).await.unwrap();
+                        text(response.into_body()).await
+                    }),
+                )
+                .layer(tracewire::ServerLayer::new()),
+        )
+        .await;
+        let call = |own: &'static str| async move {
+            let request = http::Request::get(format!("http://{front}/front"))
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
+                .header("tracestate", "congo=t61rcWkgMzE")
+                .body(http_body_util::Full::new(bytes::Bytes::from(own)))
+                .unwrap();
+            let response = hyper_client().request(request).await.unwrap();
+            text(response.into_body()).await
+        };
+        // The layer's own context travels whole.
+        let sent = call("").await;
+        let (traceparent, tracestate) = sent.split_once('|').unwrap();
+        assert!(
+            traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{sent}"
+        );
+        assert_eq!(tracestate, "congo=t61rcWkgMzE", "{sent}");
+        // The caller's alone.
+        assert_eq!(call(CALLER).await, format!("{CALLER}|"));
+    });
+}

@@ -827,3 +827,84 @@ fn active_requests_go_up_and_down() {
         attrs(&[("http.request.method", "GET"), ("url.scheme", "http")])
     );
 }
+
+/// A client does not know the protocol a request goes out on until the response comes: a
+/// hyper-util client speaking HTTP/2 takes requests that say HTTP/1.1. The duration carries
+/// the version the response came over, as the span does.
+#[test]
+fn a_client_duration_carries_the_protocol_version_the_response_came_over() {
+    let meters = Meters::new();
+    let (recorded, ()) = recorded(|_| async {
+        let addr = serve(app(&meters, ServerLayer::new())).await;
+        let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let mut client = ServiceBuilder::new()
+            .layer(ClientLayer::new().metrics(&meters.provider))
+            .service(h2);
+        let request = get_req(&format!("http://{addr}/users/1"));
+        assert_eq!(request.version(), http::Version::HTTP_11);
+        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        text(response.into_body()).await;
+    });
+    let spans = recorded.spans.wait_for(2, WAIT).unwrap();
+    let client_span = spans
+        .iter()
+        .find(|s| s.kind == tracewire::span::SpanKind::Client)
+        .unwrap();
+    assert_eq!(
+        client_span
+            .attribute("network.protocol.version")
+            .map(|v| v.as_str().into_owned())
+            .as_deref(),
+        Some("2")
+    );
+    let client = meters.histogram("http.client.request.duration");
+    assert_eq!(client.len(), 1, "{client:#?}");
+    assert_eq!(
+        client[0]
+            .0
+            .get("network.protocol.version")
+            .map(String::as_str),
+        Some("2"),
+        "{client:#?}"
+    );
+}
+
+/// `rpc.client.call.duration` carries `server.address` and `server.port` when the call has
+/// them (the conventions require them then), each server its own series.
+#[test]
+fn grpc_client_durations_name_the_server_called() {
+    use grpc_support::*;
+    let meters = Meters::new();
+    let ports = recorded(|_| async {
+        let mut ports = Vec::new();
+        for _ in 0..2 {
+            let addr = serve_grpc(ServerLayer::grpc(), TestHealth::default()).await;
+            let mut health = client(addr, ClientLayer::grpc().metrics(&meters.provider)).await;
+            health.check(check_req("ok")).await.unwrap();
+            health.check(check_req("ok")).await.unwrap();
+            ports.push(addr.port().to_string());
+        }
+        ports
+    })
+    .1;
+    let mut client = meters.histogram("rpc.client.call.duration");
+    client.sort();
+    let point = |port: &str| {
+        (
+            attrs(&[
+                ("rpc.system.name", "grpc"),
+                ("rpc.method", CHECK),
+                ("rpc.response.status_code", "OK"),
+                ("server.address", "127.0.0.1"),
+                ("server.port", port),
+            ]),
+            2,
+        )
+    };
+    let mut expected = vec![point(&ports[0]), point(&ports[1])];
+    expected.sort();
+    assert_eq!(client, expected);
+}

@@ -117,5 +117,7 @@ pub type HyperClient<B = http_body_util::Full<bytes::Bytes>, M = crate::metrics:
 pub(crate) use layer::HostPattern;
 #[cfg(feature = "reqwest")]
 pub(crate) use layer::{client_builder_methods, ClientConfig};
+#[cfg(feature = "grpc")]
+pub(crate) use service::inject_beside;
 #[cfg(feature = "reqwest")]
 pub(crate) use service::start_call;

@@ -15,7 +15,7 @@ use crate::client::layer::ClientConfig;
 use crate::config::RequestHead;
 use crate::context::SpanContext;
 use crate::metrics::{Measured, Metering, Unmetered};
-use crate::propagation::NoOverwrite;
+use crate::propagation::{Injector, NoOverwrite, Propagator, TRACEPARENT, TRACESTATE};
 use crate::record::facts::{HttpClientFacts, RequestFacts};
 use crate::record::{current_parent, decide_under_current, with_pending, Decision, SpanStart};
 use crate::request::attrs::{self, AuthorityParts, UrlFull};
@@ -90,10 +90,25 @@ pub(crate) fn inject(
     if config.overwrite {
         config.common.propagator.inject(cx, baggage, headers);
     } else {
-        config
-            .common
-            .propagator
-            .inject(cx, baggage, &mut NoOverwrite::new(headers));
+        inject_beside(&*config.common.propagator, cx, baggage, headers);
+    }
+}
+
+/// Writes `cx` and `baggage` into `carrier` with `propagator`, leaving entries the caller set
+/// alone: with a `traceparent` of the caller's, no `tracestate` of ours either. The caller's
+/// `traceparent` names another trace than `cx`, and W3C Trace Context keeps the vendor state
+/// of `tracestate` with the `traceparent` it came with.
+pub(crate) fn inject_beside(
+    propagator: &dyn Propagator,
+    cx: &SpanContext,
+    baggage: &Baggage,
+    carrier: &mut dyn Injector,
+) {
+    let callers_trace =
+        carrier.contains_header(&TRACEPARENT) && !carrier.contains_header(&TRACESTATE);
+    propagator.inject(cx, baggage, &mut NoOverwrite::new(carrier));
+    if callers_trace {
+        carrier.remove(TRACESTATE.as_str());
     }
 }
 
@@ -157,12 +172,12 @@ fn measure(config: &ClientConfig, head: &RequestHead<'_>, traced: bool) -> Optio
     let metrics = config.common.measured(traced)?;
     let grpc = config.grpc_only || is_grpc(head.headers);
     let scheme = attrs::scheme(head.uri);
-    let series = (!grpc).then(|| match attrs::server_host_port(head.uri, head.headers) {
-        Some((host, port)) => metrics.series(
-            Some(host),
-            port.unwrap_or_else(|| attrs::default_port(scheme)),
-            None,
-        ),
+    let server = attrs::server_host_port(head.uri, head.headers)
+        .map(|(host, port)| (host, port.unwrap_or_else(|| attrs::default_port(scheme))));
+    let series = Some(match server {
+        // `rpc.client.call.duration` names the server too, when the call does.
+        _ if grpc => metrics.client_call_series(head.uri.path(), server),
+        Some((host, port)) => metrics.series(Some(host), port, None),
         None => metrics.series(None, 0, None),
     });
     Some(Measured::start(

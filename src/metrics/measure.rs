@@ -41,8 +41,8 @@ pub(crate) struct LayerMetrics {
     first: OnceLock<Arc<Series>>,
     /// By route (server) or server address and port (client).
     named: RwLock<HashMap<Box<str>, Ports>>,
-    /// gRPC calls, by method.
-    calls: RwLock<HashMap<&'static str, Arc<Series>>>,
+    /// gRPC calls, by method (and, on a client, by server address and port).
+    calls: RwLock<HashMap<&'static str, Vec<Arc<Series>>>>,
 }
 
 impl std::fmt::Debug for LayerMetrics {
@@ -210,7 +210,7 @@ impl LayerMetrics {
         kept: bool,
     ) -> Arc<Series> {
         let active = match fixed {
-            Fixed::Method(_) => None,
+            Fixed::Method(..) => None,
             _ => self.active.clone(),
         };
         Arc::new(Series {
@@ -228,36 +228,55 @@ impl LayerMetrics {
         })
     }
 
-    /// The series of gRPC calls to `method` (`None`: `_OTHER`).
-    fn call_series(&self, method: Option<&'static str>, service: Option<&Arc<str>>) -> Arc<Series> {
+    /// The series of a client's gRPC calls to the method of `path` on `server` (address and
+    /// port, when the call names them).
+    pub(crate) fn client_call_series(&self, path: &str, server: Server<'_>) -> Arc<Series> {
+        // A client calls the application's own methods.
+        let method = client_methods().known_or_learn(rpc::full_method(path));
+        self.call_series(method, server, None)
+    }
+
+    /// The series of gRPC calls to `method` (`None`: `_OTHER`) on `server`.
+    fn call_series(
+        &self,
+        method: Option<&'static str>,
+        server: Server<'_>,
+        service: Option<&Arc<str>>,
+    ) -> Arc<Series> {
         let method = method.unwrap_or("_OTHER");
-        if let Some(series) = self
-            .calls
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(method)
-        {
-            return series.clone();
+        let find = |calls: &HashMap<&'static str, Vec<Arc<Series>>>| {
+            calls
+                .get(method)
+                .and_then(|all| all.iter().find(|s| s.calls_to(server)).cloned())
+        };
+        if let Some(series) = find(&self.calls.read().unwrap_or_else(|e| e.into_inner())) {
+            return series;
         }
         let mut calls = self.calls.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(series) = calls.get(method) {
-            return series.clone();
+        if let Some(series) = find(&calls) {
+            return series;
         }
-        let kept = calls.len() < MAX_SERIES;
-        let series = self.new_series(&self.rpc, Fixed::Method(method), service, kept);
+        let count: usize = calls.values().map(Vec::len).sum();
+        let kept = count < MAX_SERIES;
+        let server = server.map(|(host, port)| (StringValue::from(host.to_owned()), port));
+        let series = self.new_series(&self.rpc, Fixed::Method(method, server), service, kept);
         if kept {
-            calls.insert(method, series.clone());
+            calls.entry(method).or_default().push(series.clone());
         }
         series
     }
 }
+
+/// A client's server address and port, when it has them.
+pub(crate) type Server<'a> = Option<(&'a str, u16)>;
 
 /// The attributes every request of a series has.
 enum Fixed {
     None,
     Route(StringValue),
     Server(StringValue, u16),
-    Method(&'static str),
+    /// A gRPC method, and on a client the server called.
+    Method(&'static str, Option<(StringValue, u16)>),
 }
 
 /// The requests of one route, server or gRPC method: their attribute sets, built once.
@@ -333,7 +352,18 @@ impl Series {
         match &self.fixed {
             Fixed::Route(route) => route.as_str() == name,
             Fixed::Server(host, p) => *p == port && host.as_str() == name,
-            Fixed::None | Fixed::Method(_) => false,
+            Fixed::None | Fixed::Method(..) => false,
+        }
+    }
+
+    /// The series of gRPC calls to `server`.
+    fn calls_to(&self, server: Server<'_>) -> bool {
+        match (&self.fixed, server) {
+            (Fixed::Method(_, None), None) => true,
+            (Fixed::Method(_, Some((host, port))), Some((h, p))) => {
+                *port == p && host.as_str() == h
+            }
+            _ => false,
         }
     }
 
@@ -377,9 +407,13 @@ impl Series {
     /// The attribute set of a request of this series that ended with `key`.
     fn attributes(&self, key: EndKey) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(8);
-        if let Fixed::Method(method) = self.fixed {
+        if let Fixed::Method(method, server) = &self.fixed {
             attributes.push(KeyValue::new(RPC_SYSTEM_NAME, "grpc"));
-            attributes.push(KeyValue::new(semconv::RPC_METHOD, method));
+            attributes.push(KeyValue::new(semconv::RPC_METHOD, *method));
+            if let Some((host, port)) = server {
+                attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.clone()));
+                attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*port)));
+            }
             let code = key.status.unwrap_or(2);
             attributes.push(KeyValue::new(
                 RPC_RESPONSE_STATUS_CODE,
@@ -411,7 +445,7 @@ impl Series {
                 attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.clone()));
                 attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(*port)));
             }
-            Fixed::None | Fixed::Method(_) => {}
+            Fixed::None | Fixed::Method(..) => {}
         }
         if let Some(code) = key.status {
             attributes.push(KeyValue::new(
@@ -440,7 +474,7 @@ impl Series {
             return;
         }
         let (operation, error) = match &self.fixed {
-            Fixed::Method(method) => {
+            Fixed::Method(method, _) => {
                 let code = key.status.unwrap_or(2);
                 let name = if *method == "_OTHER" { "grpc" } else { method };
                 (name, grpc_code_is_error(self.role, code))
@@ -498,6 +532,8 @@ struct GrpcCall {
     answered: bool,
     /// When the call's `grpc-timeout` runs out.
     deadline: Option<Instant>,
+    /// The series, when known from the start (a client's call: its method and server).
+    series: Option<Arc<Series>>,
 }
 
 /// What a request is measured into.
@@ -519,7 +555,8 @@ pub struct Measured {
 /// What the layer knows of a request when it starts measuring it.
 pub(crate) struct Start<'a> {
     pub(crate) request: RequestCode,
-    /// The series of the route (server) or server (client), for an HTTP request.
+    /// The series of the route (server) or server (client), for an HTTP request; the series
+    /// of a client's gRPC call ([`LayerMetrics::client_call_series`]).
     pub(crate) series: Option<Arc<Series>>,
     /// The gRPC path, for a gRPC call.
     pub(crate) grpc_path: Option<&'a str>,
@@ -534,12 +571,14 @@ pub(crate) struct Start<'a> {
 impl Measured {
     pub(crate) fn start(metrics: &Arc<LayerMetrics>, start: Start<'_>) -> Self {
         let target = match (start.grpc_path, start.series) {
-            (Some(path), _) => {
+            (Some(path), series) => {
                 let full = rpc::full_method(path);
-                let method = match start.grpc_methods {
-                    Some(methods) => methods.known(full),
+                let method = match (start.grpc_methods, &series) {
+                    (Some(methods), _) => methods.known(full),
+                    // The series names it.
+                    (None, Some(_)) => None,
                     // A client calls the application's own methods.
-                    None => client_methods().known_or_learn(full),
+                    (None, None) => client_methods().known_or_learn(full),
                 };
                 Target::Grpc(Box::new(GrpcCall {
                     metrics: metrics.clone(),
@@ -553,6 +592,7 @@ impl Measured {
                     code: None,
                     answered: false,
                     deadline: start.grpc_deadline,
+                    series,
                 }))
             }
             (None, Some(series)) => Target::Http(series),
@@ -570,16 +610,25 @@ impl Measured {
         }
     }
 
-    /// The response head arrived.
-    pub(crate) fn on_response(&mut self, code: u16, headers: &HeaderMap) {
+    /// The response head arrived, over HTTP `version`.
+    pub(crate) fn on_response(&mut self, code: u16, version: http::Version, headers: &HeaderMap) {
         self.status = Some(code);
-        if let Target::Grpc(grpc) = &mut self.target {
-            if let Some(status) = rpc::parse_status(headers) {
-                grpc.code = Some(status);
-            } else if code != 200 {
-                grpc.code = Some(rpc::status_from_http(code));
+        match &mut self.target {
+            // A client learns the protocol the request went out on from the response (a
+            // hyper-util client speaking HTTP/2 takes requests that say HTTP/1.1), as its
+            // span does; a server's response says what the handler set, not what was spoken.
+            Target::Http(series) if series.role == Role::Client => {
+                self.request.version = semconv::protocol_version_index(version);
             }
-            grpc.answered = code == 200 && rpc::is_grpc(headers);
+            Target::Http(_) => {}
+            Target::Grpc(grpc) => {
+                if let Some(status) = rpc::parse_status(headers) {
+                    grpc.code = Some(status);
+                } else if code != 200 {
+                    grpc.code = Some(rpc::status_from_http(code));
+                }
+                grpc.answered = code == 200 && rpc::is_grpc(headers);
+            }
         }
     }
 
@@ -683,7 +732,12 @@ impl Measured {
                     status: Some(code),
                     error_type: self.error_type,
                 };
-                let series = grpc.metrics.call_series(method, grpc.service.as_ref());
+                let series = match grpc.series {
+                    Some(series) => series,
+                    None => grpc
+                        .metrics
+                        .call_series(method, None, grpc.service.as_ref()),
+                };
                 series.record(nanos, key);
                 #[cfg(feature = "console")]
                 series.to_sinks(nanos, key, self.status.filter(|code| *code != 200));

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `http.server.request.duration` (histogram, `s`) | [`ServerLayer`](crate::ServerLayer) | `http.request.method` (`_OTHER` for a method that is not [known](crate::config::KnownMethods)), `url.scheme`, `http.route` (the route template, never the path), `http.response.status_code`, `network.protocol.version`, `error.type` |
 //! | `http.client.request.duration` (histogram, `s`) | [`ClientLayer`](crate::ClientLayer), reqwest's `TracingMiddleware` | the same without `http.route`, with `server.address` and `server.port` |
-//! | `rpc.server.call.duration`, `rpc.client.call.duration` (histograms, `s`) | the same, for gRPC calls | `rpc.system.name` (`grpc`), `rpc.method` (`package.Service/Method`, or `_OTHER` for a method the server does not recognize: see [`ServerLayer::grpc_methods`](crate::ServerLayer::grpc_methods)), `rpc.response.status_code` (`OK`, `UNAVAILABLE`, …, `_OTHER` for a code outside 0..=16), `error.type` |
+//! | `rpc.server.call.duration`, `rpc.client.call.duration` (histograms, `s`) | the same, for gRPC calls | `rpc.system.name` (`grpc`), `rpc.method` (`package.Service/Method`, or `_OTHER` for a method the server does not recognize: see [`ServerLayer::grpc_methods`](crate::ServerLayer::grpc_methods)), `rpc.response.status_code` (`OK`, `UNAVAILABLE`, …, `_OTHER` for a code outside 0..=16), `error.type`; on the client, `server.address` and `server.port` when the call has them (a `Channel` client given its origin) |
 //! | `http.server.active_requests` (up-down counter, opt-in) | [`ServerLayer`](crate::ServerLayer) | `http.request.method`, `url.scheme` |
 //!
 //! The names, units, bucket boundaries and attributes are those of the semantic conventions
@@ -115,8 +115,8 @@ pub(crate) mod slot {
         fn start(measure: impl FnOnce() -> Option<super::Measured>) -> Self;
         /// The measurement has not ended.
         fn active(&self) -> bool;
-        /// The response head arrived.
-        fn on_response(&mut self, code: u16, headers: &HeaderMap);
+        /// The response head arrived, over HTTP `version`.
+        fn on_response(&mut self, code: u16, version: http::Version, headers: &HeaderMap);
         /// The body ended, with these trailers.
         fn finish(&mut self, trailers: Option<&HeaderMap>);
         /// The call failed with an error of this type.
@@ -137,7 +137,7 @@ pub(crate) mod slot {
             false
         }
         #[inline(always)]
-        fn on_response(&mut self, _: u16, _: &HeaderMap) {}
+        fn on_response(&mut self, _: u16, _: http::Version, _: &HeaderMap) {}
         #[inline(always)]
         fn finish(&mut self, _: Option<&HeaderMap>) {}
         #[inline(always)]
@@ -157,9 +157,9 @@ pub(crate) mod slot {
         fn active(&self) -> bool {
             self.0.is_some()
         }
-        fn on_response(&mut self, code: u16, headers: &HeaderMap) {
+        fn on_response(&mut self, code: u16, version: http::Version, headers: &HeaderMap) {
             if let Some(m) = &mut self.0 {
-                m.on_response(code, headers);
+                m.on_response(code, version, headers);
             }
         }
         fn finish(&mut self, trailers: Option<&HeaderMap>) {
@@ -186,7 +186,7 @@ pub enum Measured {}
 
 #[cfg(all(not(feature = "metrics"), feature = "reqwest"))]
 impl Measured {
-    pub(crate) fn on_response(&mut self, _: u16, _: &http::HeaderMap) {
+    pub(crate) fn on_response(&mut self, _: u16, _: http::Version, _: &http::HeaderMap) {
         match *self {}
     }
     pub(crate) fn fail(self, _: &'static str) {

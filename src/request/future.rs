@@ -209,7 +209,11 @@ where
         });
         let mut measure = std::mem::take(this.measure);
         match &result {
-            Ok(response) => measure.on_response(response.status().as_u16(), response.headers()),
+            Ok(response) => measure.on_response(
+                response.status().as_u16(),
+                response.version(),
+                response.headers(),
+            ),
             Err(error) => measure.fail(error_type(error)),
         }
         let head_request = *this.head_request;
