@@ -171,8 +171,12 @@ fn http_durations<P: MeterProvider + ?Sized + 'static>(meters: &Meters, provider
     assert_eq!(server, expected);
 
     let mut client = meters.histogram("http.client.request.duration");
+    // `url.scheme` is Opt-In on a client's durations.
     let client_base = |code: &str, error: Option<&str>| {
-        let mut all = base.to_vec();
+        let mut all = vec![
+            ("http.request.method", "GET"),
+            ("network.protocol.version", "1.1"),
+        ];
         all.extend_from_slice(&[
             ("server.address", "127.0.0.1"),
             ("server.port", port.as_str()),
@@ -297,6 +301,12 @@ fn cancelled_requests_count_with_their_error_type() {
         assert_eq!(*count, 1);
         assert_eq!(attributes.get("error.type").unwrap(), "cancelled", "{name}");
         assert!(!attributes.contains_key("http.response.status_code"));
+        // A client learns the protocol version from the response, and none came.
+        assert_eq!(
+            attributes.contains_key("network.protocol.version"),
+            name.starts_with("http.server"),
+            "{name}"
+        );
     }
 }
 

@@ -432,11 +432,17 @@ impl Series {
             semconv::HTTP_REQUEST_METHOD,
             key.request.method(),
         ));
-        attributes.push(KeyValue::new(semconv::URL_SCHEME, key.request.scheme()));
-        attributes.push(KeyValue::new(
-            semconv::NETWORK_PROTOCOL_VERSION,
-            key.request.version(),
-        ));
+        // `url.scheme` is Required on a server's durations and Opt-In on a client's. A client
+        // knows the protocol version from the response, so a call without one has none.
+        if self.role == Role::Server {
+            attributes.push(KeyValue::new(semconv::URL_SCHEME, key.request.scheme()));
+        }
+        if self.role == Role::Server || key.status.is_some() {
+            attributes.push(KeyValue::new(
+                semconv::NETWORK_PROTOCOL_VERSION,
+                key.request.version(),
+            ));
+        }
         match &self.fixed {
             Fixed::Route(route) => {
                 attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));

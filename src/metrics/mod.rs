@@ -8,7 +8,7 @@
 //! | instrument | layer | attributes |
 //! |---|---|---|
 //! | `http.server.request.duration` (histogram, `s`) | [`ServerLayer`](crate::ServerLayer) | `http.request.method` (`_OTHER` for a method that is not [known](crate::config::KnownMethods)), `url.scheme`, `http.route` (the route template, never the path), `http.response.status_code`, `network.protocol.version`, `error.type` |
-//! | `http.client.request.duration` (histogram, `s`) | [`ClientLayer`](crate::ClientLayer), reqwest's `TracingMiddleware` | the same without `http.route`, with `server.address` and `server.port` |
+//! | `http.client.request.duration` (histogram, `s`) | [`ClientLayer`](crate::ClientLayer), reqwest's `TracingMiddleware` | the same without `http.route` and `url.scheme` (Opt-In for clients), with `server.address` and `server.port`; `network.protocol.version` only when a response came |
 //! | `rpc.server.call.duration`, `rpc.client.call.duration` (histograms, `s`) | the same, for gRPC calls | `rpc.system.name` (`grpc`), `rpc.method` (`package.Service/Method`, or `_OTHER` for a method the server does not recognize: see [`ServerLayer::grpc_methods`](crate::ServerLayer::grpc_methods)), `rpc.response.status_code` (`OK`, `UNAVAILABLE`, …, `_OTHER` for a code outside 0..=16), `error.type`; on the client, `server.address` and `server.port` when the call has them (a `Channel` client given its origin) |
 //! | `http.server.active_requests` (up-down counter, opt-in) | [`ServerLayer`](crate::ServerLayer) | `http.request.method`, `url.scheme` |
 //!
