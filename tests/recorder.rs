@@ -500,3 +500,35 @@ fn unsampled_spans_do_not_carry_the_random_flag_from_an_old_parent() {
     assert!(!spans.find("s").unwrap().span_context.is_random());
     assert!(spans.find("r").unwrap().span_context.is_random());
 }
+
+#[test]
+fn links_added_through_span_ext_keep_the_link_limit_and_value_length() {
+    let linked = |id: u64| {
+        SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        )
+    };
+    let builder = Recorder::builder()
+        .max_links_per_span(2)
+        .max_attribute_value_length(4);
+    let (spans, _, _guard) = record(builder, || {
+        let span = tracing::info_span!("batch");
+        for id in 1..=5 {
+            span.add_link(tracewire::span::Link {
+                span_context: linked(id),
+                attributes: vec![KeyValue::new("reason", "retry of a failed job")],
+            });
+        }
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(
+        (span.links.len(), span.dropped_links_count),
+        (2, 3),
+        "links beyond the limit are dropped and counted"
+    );
+    assert_eq!(span.links[0].attributes[0].value.as_str(), "retr");
+}

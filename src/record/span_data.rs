@@ -358,11 +358,17 @@ impl SpanData {
             record.dropped_links_count += (record.links.len() - max_links) as u32;
             record.links.truncate(max_links);
         }
+        for kv in record.links.iter_mut().flat_map(|l| &mut l.attributes) {
+            cap_value(&mut kv.value, value_len);
+        }
     }
 
     /// Adds a link, unless the span has as many as its limit allows.
-    pub(crate) fn add_link(&mut self, link: crate::span::Link) {
+    pub(crate) fn add_link(&mut self, mut link: crate::span::Link) {
         if self.record.links.len() < self.limits.links as usize {
+            for kv in &mut link.attributes {
+                cap_value(&mut kv.value, self.limits.value_len);
+            }
             self.record.links.push(link);
         } else {
             self.record.dropped_links_count += 1;
