@@ -1,6 +1,8 @@
 //! The recorder turns `tracing` spans into span records with W3C ids, typed attributes,
 //! events, exceptions and status.
 
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_RANDOM};
@@ -531,4 +533,33 @@ fn links_added_through_span_ext_keep_the_link_limit_and_value_length() {
         "links beyond the limit are dropped and counted"
     );
     assert_eq!(span.links[0].attributes[0].value.as_str(), "retr");
+}
+
+/// The value length limit holds for the attributes the server layer records from the
+/// request (built on the reporter thread), not only for those recorded through `tracing`.
+#[test]
+fn request_attributes_keep_the_value_length_limit() {
+    use axum::routing::get;
+    let builder = Recorder::builder().max_attribute_value_length(8);
+    let (recorded, ()) = support::with_recorder(builder, |_| async {
+        let app = axum::Router::new()
+            .route("/items/{sku}", get(|| async { "ok" }))
+            .layer(tracewire::ServerLayer::new());
+        let addr = support::serve(app).await;
+        let mut request = support::get_req(&format!("http://{addr}/items/0123456789"));
+        request
+            .headers_mut()
+            .insert("user-agent", "curl/8.5.0".parse().unwrap());
+        let response = support::hyper_client().request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    });
+    let server = recorded.spans.wait_for(1, WAIT).unwrap().remove(0);
+    for key in ["url.path", "user_agent.original", "http.route"] {
+        let value = server.attribute(key).map(|v| v.as_str().into_owned());
+        assert!(
+            value.as_ref().is_some_and(|v| v.len() <= 8),
+            "{key} = {value:?}"
+        );
+    }
+    assert_eq!(server.attribute("url.path"), Some(&"/items/0".into()));
 }

@@ -228,8 +228,9 @@ impl RecorderBuilder {
     }
 
     /// The layer, to compose with other layers, and the guard that flushes on drop.
-    pub fn build(self) -> (RecordLayer, RecorderGuard) {
+    pub fn build(mut self) -> (RecordLayer, RecorderGuard) {
         let service_name = self.service_name.unwrap_or_else(default_service_name);
+        self.pipeline.value_len = self.max_value_len;
         let (shared, mut guard) = pipeline::start(self.reporters, &self.pipeline);
         guard.env_warnings = self.env_warnings;
         if let Some(methods) = self.known_methods {

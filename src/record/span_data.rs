@@ -193,7 +193,7 @@ pub(crate) fn truncated(text: &str, max: usize) -> &str {
 }
 
 /// Cuts the text in `value` (a string, or each string of an array) to `max` bytes.
-fn cap_value(value: &mut Value, max: usize) {
+pub(crate) fn cap_value(value: &mut Value, max: usize) {
     use opentelemetry::{Array, StringValue};
     match value {
         Value::String(s) if s.as_str().len() > max => {
