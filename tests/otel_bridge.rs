@@ -505,3 +505,40 @@ fn taking_the_records_gives_the_same_span_data_as_copying_them() {
     assert_eq!(exported.name, "charge");
     assert_eq!(exported.attributes, seen.attributes);
 }
+
+/// The `Debug` of the reporter and its builder names the exporter without printing it: an
+/// OTLP exporter's own `Debug` shows its headers' values (credentials, often) and its
+/// endpoint's user and password.
+#[cfg(feature = "otlp")]
+#[test]
+fn debug_output_shows_no_exporter_credentials() {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let exporter = || {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint("http://ana:pa55word@127.0.0.1:9/v1/traces")
+            .with_headers([("authorization".to_owned(), "Bearer s3cr3t".to_owned())].into())
+            .build()
+            .unwrap()
+    };
+    let builder = OtelReporter::builder(exporter());
+    let here = OtelReporter::new(exporter());
+    let on_runtime = OtelReporter::builder(exporter())
+        .runtime(runtime.handle().clone())
+        .build();
+    for debug in [
+        format!("{builder:?}"),
+        format!("{here:?}"),
+        format!("{on_runtime:?}"),
+    ] {
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(!debug.contains("pa55word"), "{debug}");
+        assert!(debug.contains("SpanExporter"), "{debug}");
+    }
+}

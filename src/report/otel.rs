@@ -286,7 +286,9 @@ impl<E: SpanExporter + 'static> DynExporter for E {
         SpanExporter::shutdown(self)
     }
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        // The type only: an exporter's own `Debug` may print credentials (OTLP's shows its
+        // headers' values and its endpoint's user and password).
+        f.write_str(std::any::type_name::<E>())
     }
 }
 
