@@ -542,3 +542,57 @@ fn debug_output_shows_no_exporter_credentials() {
         assert!(debug.contains("SpanExporter"), "{debug}");
     }
 }
+
+/// Panics in its first export, when polled; exports the next ones.
+#[derive(Debug, Default)]
+struct PanicsOnce {
+    calls: Arc<AtomicUsize>,
+}
+
+impl SpanExporter for PanicsOnce {
+    fn export(&self, _batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                panic!("a bug in the exporter");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An export that panics costs its spans, counted as an exporter error, and the next export
+/// goes through: on the reporter thread, and on a runtime given to the reporter (where the
+/// panic used to end the task owning the exporter, so that every later export failed).
+#[test]
+fn a_panicking_export_is_counted_and_the_next_one_goes_through() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for on_runtime in [false, true] {
+        let mut builder = OtelReporter::builder(PanicsOnce::default());
+        if on_runtime {
+            builder = builder.runtime(runtime.handle().clone());
+        }
+        let mut otel = builder.build();
+        let counters = otel.counters();
+        otel.report(&records(2, "a"));
+        let flushed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| otel.flush())).is_ok();
+        assert!(
+            flushed,
+            "the panic stays in the reporter (on_runtime: {on_runtime})"
+        );
+        otel.report(&records(3, "a"));
+        otel.flush();
+        let stats = counters.stats();
+        assert_eq!(
+            (stats.exports, stats.spans_exported, stats.spans_failed),
+            (1, 3, 2),
+            "on_runtime: {on_runtime}"
+        );
+        assert_eq!(stats.export_errors, 1, "on_runtime: {on_runtime}");
+    }
+}
