@@ -563,3 +563,21 @@ fn request_attributes_keep_the_value_length_limit() {
     }
     assert_eq!(server.attribute("url.path"), Some(&"/items/0".into()));
 }
+
+/// OpenTelemetry's own crates log under their package names, as `opentelemetry-otlp` (the
+/// `otel_debug!` family of macros uses `CARGO_PKG_NAME`): internals the recorder leaves
+/// out, like `opentelemetry_otlp`'s modules.
+#[test]
+fn opentelemetry_internal_logs_stay_out_under_their_package_names() {
+    let (spans, _, _guard) = record(Recorder::builder(), || {
+        tracing::info_span!("startup").in_scope(|| {
+            tracing::debug!(target: "opentelemetry-otlp", name = "TonicChannelBuilt", "built");
+            tracing::debug!(target: "opentelemetry-http", name = "HttpClient.Send", "sent");
+            tracing::debug!(target: "opentelemetry_otlp::exporter", "too");
+            tracing::info!(target: "my-app", "kept");
+        })
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    let names: Vec<&str> = span.events.iter().map(|e| e.name.as_ref()).collect();
+    assert_eq!(names, ["kept"]);
+}

@@ -219,7 +219,8 @@ impl RecorderBuilder {
 
     /// Records the spans and events of library internals too: targets under `hyper`,
     /// `hyper_util`, `h2`, `tower`, `tonic`, `reqwest`, `rustls`, `tokio`, `mio`, `want`,
-    /// `opentelemetry`, `opentelemetry_sdk` and `opentelemetry_otlp`.
+    /// `opentelemetry`, `opentelemetry_sdk` and `opentelemetry_otlp` (and OpenTelemetry's internal
+    /// logs, under `opentelemetry-otlp` and `opentelemetry-http`).
     /// Off by default, so a trace shows the application and tracewire's request spans; for
     /// finer control, put a per-layer filter on the recorder.
     pub fn record_internals(mut self, record: bool) -> Self {

@@ -48,6 +48,10 @@ pub(crate) fn is_internal_target(target: &str) -> bool {
             | "opentelemetry"
             | "opentelemetry_otlp"
             | "opentelemetry_sdk"
+            // OpenTelemetry's internal logs (`otel_debug!` and the like) are under the
+            // package name, hyphens and all.
+            | "opentelemetry-http"
+            | "opentelemetry-otlp"
             | "reqwest"
             | "rustls"
             | "tokio"
@@ -706,6 +710,8 @@ mod tests {
             "hyper_util::client::legacy",
             "rustls",
             "opentelemetry_otlp::exporter",
+            "opentelemetry-otlp",
+            "opentelemetry-http",
             "tonic::transport",
         ] {
             assert!(is_internal_target(target), "{target}");
