@@ -581,3 +581,24 @@ fn opentelemetry_internal_logs_stay_out_under_their_package_names() {
     let names: Vec<&str> = span.events.iter().map(|e| e.name.as_ref()).collect();
     assert_eq!(names, ["kept"]);
 }
+
+/// A log line becomes a span event's name: what a caller sent and the handler logged is cut
+/// to the value length limit there too, as it is in an attribute or an exception message.
+#[test]
+fn event_names_from_log_lines_keep_the_value_length_limit() {
+    let builder = Recorder::builder().max_attribute_value_length(8);
+    let (spans, _, _guard) = record(builder, || {
+        tracing::info_span!("handler").in_scope(|| {
+            let body = "é".repeat(1000);
+            tracing::info!("got: {body}");
+            tracing::error!("failed on {body}");
+        })
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(span.events[0].name, "got: é", "cut on a character boundary");
+    let exception = &span.events[1];
+    assert_eq!(exception.name, "exception");
+    for kv in &exception.attributes {
+        assert!(kv.value.as_str().len() <= 8, "{kv:?}");
+    }
+}

@@ -209,7 +209,8 @@ impl RecorderBuilder {
     }
 
     /// The longest text kept in an attribute value (each string of an array too), an
-    /// exception message or a status description, in bytes; longer text is cut on a
+    /// exception message, a status description or a log line made a span event's name, in
+    /// bytes; longer text is cut on a
     /// character boundary. Default [`DEFAULT_VALUE_LENGTH_LIMIT`] (8 KiB), so that what a
     /// caller sends (a user agent, a path, a header, an error message) stays bounded.
     pub fn max_attribute_value_length(mut self, max: usize) -> Self {

@@ -377,6 +377,13 @@ impl SpanData {
 
     pub(crate) fn add_event(&mut self, mut event: Event) {
         if self.record.events.len() < self.limits.events as usize {
+            // An owned name is a log line, which may hold what a caller sent (a static one is
+            // the code's: `exception`, a callsite's name).
+            if let Cow::Owned(name) = &mut event.name {
+                if name.len() > self.limits.value_len {
+                    name.truncate(truncated(name, self.limits.value_len).len());
+                }
+            }
             for kv in &mut event.attributes {
                 cap_value(&mut kv.value, self.limits.value_len);
             }
