@@ -602,3 +602,26 @@ fn event_names_from_log_lines_keep_the_value_length_limit() {
         assert!(kv.value.as_str().len() <= 8, "{kv:?}");
     }
 }
+
+/// Integers stay integers in events as in spans, 128-bit ones included when they fit.
+#[test]
+fn event_fields_of_128_bit_integers_stay_integers() {
+    let (spans, _, _guard) = record(Recorder::builder(), || {
+        tracing::info_span!("s", span_big = 5u128).in_scope(|| {
+            tracing::info!(big = 5u128, neg = -3i128, huge = u128::MAX, "counted");
+        })
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(span.attribute("span_big"), Some(&Value::I64(5)));
+    let event = span.event("counted").unwrap();
+    let get = |key: &str| {
+        event
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(get("big"), Some(Value::I64(5)));
+    assert_eq!(get("neg"), Some(Value::I64(-3)));
+    assert_eq!(get("huge"), Some(Value::from(u128::MAX.to_string())));
+}

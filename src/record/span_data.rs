@@ -483,6 +483,14 @@ fn u64_value(value: u64) -> Value {
     }
 }
 
+/// A 128-bit integer: an `i64` when it fits, else text.
+fn int_value<T: TryInto<i64> + ToString + Copy>(value: T) -> Value {
+    match value.try_into() {
+        Ok(v) => Value::I64(v),
+        Err(_) => Value::String(value.to_string().into()),
+    }
+}
+
 fn parse_kind(value: &str) -> Option<SpanKind> {
     Some(match value.to_ascii_lowercase().as_str() {
         "server" => SpanKind::Server,
@@ -551,19 +559,11 @@ impl Visit for SpanVisitor<'_> {
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        let value = match i64::try_from(value) {
-            Ok(v) => Value::I64(v),
-            Err(_) => Value::String(value.to_string().into()),
-        };
-        self.0.set_field(field, value);
+        self.0.set_field(field, int_value(value));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        let value = match i64::try_from(value) {
-            Ok(v) => Value::I64(v),
-            Err(_) => Value::String(value.to_string().into()),
-        };
-        self.0.set_field(field, value);
+        self.0.set_field(field, int_value(value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -625,6 +625,20 @@ impl Visit for EventVisitor {
         self.attributes.push(KeyValue::new(
             Key::from_static_str(field.name()),
             u64_value(value),
+        ));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.attributes.push(KeyValue::new(
+            Key::from_static_str(field.name()),
+            int_value(value),
+        ));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.attributes.push(KeyValue::new(
+            Key::from_static_str(field.name()),
+            int_value(value),
         ));
     }
 
