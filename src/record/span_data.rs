@@ -502,6 +502,42 @@ fn parse_kind(value: &str) -> Option<SpanKind> {
     })
 }
 
+/// The name and kind a span declares in its `otel.name` and `otel.kind` fields, read before
+/// the sampler decides: they are the span's name and kind from its creation on.
+#[derive(Default)]
+pub(crate) struct DeclaredNameKind {
+    pub(crate) name: Option<String>,
+    pub(crate) kind: Option<SpanKind>,
+}
+
+impl DeclaredNameKind {
+    /// Whether spans of `metadata` declare either field (checked before visiting values).
+    pub(crate) fn declared_in(metadata: &tracing_core::Metadata<'_>) -> bool {
+        let fields = metadata.fields();
+        fields.field(semconv::OTEL_NAME).is_some() || fields.field(semconv::OTEL_KIND).is_some()
+    }
+
+    fn text(&mut self, field: &Field, value: Cow<'_, str>) {
+        match field.name() {
+            semconv::OTEL_NAME => self.name = Some(value.into_owned()),
+            semconv::OTEL_KIND => self.kind = parse_kind(&value).or(self.kind.take()),
+            _ => {}
+        }
+    }
+}
+
+impl Visit for DeclaredNameKind {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, Cow::Borrowed(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if matches!(field.name(), semconv::OTEL_NAME | semconv::OTEL_KIND) {
+            self.text(field, Cow::Owned(format!("{value:?}")));
+        }
+    }
+}
+
 /// Records a span's fields (at creation and on `Span::record`) as attributes, handling the
 /// `otel.*` and `error` fields.
 pub(crate) struct SpanVisitor<'a>(pub(crate) &'a mut SpanData);
