@@ -611,15 +611,17 @@ impl EnvConfig {
         let propagators = get(OTEL_PROPAGATORS);
         let known_methods = get(OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS);
         let mut limit_warnings = Vec::new();
+        // The first valid one of `names`: an invalid value counts as unset, so the general
+        // variable after the span's own still applies.
         let mut limit = |names: &[&'static str]| -> Option<u32> {
-            let (variable, value) = names
-                .iter()
-                .find_map(|name| get(name).map(|value| (*name, value)))?;
-            let parsed = value.parse::<u32>().ok();
-            if parsed.is_none() {
-                limit_warnings.push(EnvWarning::InvalidLimit { variable, value });
-            }
-            parsed
+            names.iter().find_map(|&variable| {
+                let value = get(variable)?;
+                let parsed = value.parse::<u32>().ok();
+                if parsed.is_none() {
+                    limit_warnings.push(EnvWarning::InvalidLimit { variable, value });
+                }
+                parsed
+            })
         };
         let limits = LimitsConfig {
             attribute_value_length: limit(&[

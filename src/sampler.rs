@@ -73,7 +73,9 @@ pub trait Sampler: Send + Sync + fmt::Debug + 'static {
     ) -> bool;
 
     /// Whether decisions look at the span name. Samplers that never do return `false`, and
-    /// the layers then skip building the name of a request that will not be recorded.
+    /// the layers then skip building the name of a request that will not be recorded. When
+    /// `true`, a span declaring `otel.name` or `otel.kind` fields is decided with them as its
+    /// name and kind.
     fn uses_span_name(&self) -> bool {
         true
     }

@@ -101,3 +101,48 @@ fn with_env_keeps_its_warnings_for_after_the_subscriber_is_installed() {
         .unwrap_or_else(|| panic!("no warnings line in {stdout}"));
     assert!(line.contains("OTEL_TRACES_SAMPLER"), "{line}");
 }
+
+/// An invalid span limit counts as unset: the general `OTEL_ATTRIBUTE_*_LIMIT` then applies,
+/// as it would had the span limit not been set.
+#[test]
+fn an_invalid_span_limit_falls_back_to_the_general_one() {
+    let env = EnvConfig::from_lookup(|name| match name {
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" => Some("lots"),
+        "OTEL_ATTRIBUTE_COUNT_LIMIT" => Some("1"),
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT" => Some("-5"),
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT" => Some("3"),
+        _ => None,
+    });
+    assert_eq!(env.limits.attribute_count, Some(1));
+    assert_eq!(env.limits.attribute_value_length, Some(3));
+    assert_eq!(
+        env.warnings,
+        [
+            EnvWarning::InvalidLimit {
+                variable: "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                value: "-5".into()
+            },
+            EnvWarning::InvalidLimit {
+                variable: "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+                value: "lots".into()
+            },
+        ]
+    );
+    let spans = Recorder::builder().with_env_config(&env);
+    let spans = {
+        let reporter = InMemoryReporter::new();
+        let (layer, guard) = spans.reporter(reporter.clone()).build();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info_span!("work", a = "abcdef", b = 2).in_scope(|| {});
+        });
+        guard.flush().unwrap();
+        reporter
+    };
+    let span = spans.find("work").unwrap();
+    assert_eq!(span.attributes.len(), 1);
+    assert_eq!(span.dropped_attributes_count, 1);
+    assert_eq!(
+        span.attribute("a").map(|v| v.as_str().into_owned()),
+        Some("abc".into())
+    );
+}

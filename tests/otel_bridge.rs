@@ -505,3 +505,94 @@ fn taking_the_records_gives_the_same_span_data_as_copying_them() {
     assert_eq!(exported.name, "charge");
     assert_eq!(exported.attributes, seen.attributes);
 }
+
+/// The `Debug` of the reporter and its builder names the exporter without printing it: an
+/// OTLP exporter's own `Debug` shows its headers' values (credentials, often) and its
+/// endpoint's user and password.
+#[cfg(feature = "otlp")]
+#[test]
+fn debug_output_shows_no_exporter_credentials() {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let exporter = || {
+        let _entered = runtime.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint("http://ana:pa55word@127.0.0.1:9/v1/traces")
+            .with_headers([("authorization".to_owned(), "Bearer s3cr3t".to_owned())].into())
+            .build()
+            .unwrap()
+    };
+    let builder = OtelReporter::builder(exporter());
+    let here = OtelReporter::new(exporter());
+    let on_runtime = OtelReporter::builder(exporter())
+        .runtime(runtime.handle().clone())
+        .build();
+    for debug in [
+        format!("{builder:?}"),
+        format!("{here:?}"),
+        format!("{on_runtime:?}"),
+    ] {
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(!debug.contains("pa55word"), "{debug}");
+        assert!(debug.contains("SpanExporter"), "{debug}");
+    }
+}
+
+/// Panics in its first export, when polled; exports the next ones.
+#[derive(Debug, Default)]
+struct PanicsOnce {
+    calls: Arc<AtomicUsize>,
+}
+
+impl SpanExporter for PanicsOnce {
+    fn export(&self, _batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            if first {
+                panic!("a bug in the exporter");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An export that panics costs its spans, counted as an exporter error, and the next export
+/// goes through: on the reporter thread, and on a runtime given to the reporter (where the
+/// panic used to end the task owning the exporter, so that every later export failed).
+#[test]
+fn a_panicking_export_is_counted_and_the_next_one_goes_through() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for on_runtime in [false, true] {
+        let mut builder = OtelReporter::builder(PanicsOnce::default());
+        if on_runtime {
+            builder = builder.runtime(runtime.handle().clone());
+        }
+        let mut otel = builder.build();
+        let counters = otel.counters();
+        otel.report(&records(2, "a"));
+        let flushed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| otel.flush())).is_ok();
+        assert!(
+            flushed,
+            "the panic stays in the reporter (on_runtime: {on_runtime})"
+        );
+        otel.report(&records(3, "a"));
+        otel.flush();
+        let stats = counters.stats();
+        assert_eq!(
+            (stats.exports, stats.spans_exported, stats.spans_failed),
+            (1, 3, 2),
+            "on_runtime: {on_runtime}"
+        );
+        assert_eq!(stats.export_errors, 1, "on_runtime: {on_runtime}");
+    }
+}

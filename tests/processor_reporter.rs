@@ -397,3 +397,30 @@ fn handed_span_data_keeps_ids_and_kind() {
         .iter()
         .any(|kv| kv.key.as_str() == "http.route" && kv.value.as_str() == "/users/{id}"));
 }
+
+/// The `Debug` of the reporter and its builder names the processor without printing it: the
+/// SDK's `SimpleSpanProcessor` prints its exporter, and an OTLP exporter its headers' values
+/// (credentials, often) and its endpoint's user and password.
+#[test]
+fn debug_output_shows_no_exporter_credentials() {
+    use opentelemetry_otlp::WithHttpConfig;
+    use opentelemetry_sdk::trace::SimpleSpanProcessor;
+    let runtime = support::runtime();
+    let processor = || {
+        let _entered = runtime.enter();
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint("http://ana:pa55word@127.0.0.1:9/v1/traces")
+            .with_headers([("authorization".to_owned(), "Bearer s3cr3t".to_owned())].into())
+            .build()
+            .unwrap();
+        SimpleSpanProcessor::new(exporter)
+    };
+    let builder = ProcessorReporter::builder(processor());
+    let reporter = ProcessorReporter::new(processor());
+    for debug in [format!("{builder:?}"), format!("{reporter:?}")] {
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(!debug.contains("pa55word"), "{debug}");
+        assert!(debug.contains("SimpleSpanProcessor"), "{debug}");
+    }
+}

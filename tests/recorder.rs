@@ -1,6 +1,8 @@
 //! The recorder turns `tracing` spans into span records with W3C ids, typed attributes,
 //! events, exceptions and status.
 
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use tracewire::context::{SpanContext, SpanId, TraceFlags, TraceId, TraceState, FLAG_RANDOM};
@@ -499,4 +501,127 @@ fn unsampled_spans_do_not_carry_the_random_flag_from_an_old_parent() {
     spans.wait_for(2, WAIT).unwrap();
     assert!(!spans.find("s").unwrap().span_context.is_random());
     assert!(spans.find("r").unwrap().span_context.is_random());
+}
+
+#[test]
+fn links_added_through_span_ext_keep_the_link_limit_and_value_length() {
+    let linked = |id: u64| {
+        SpanContext::new(
+            TraceId::from(7u128),
+            SpanId::from(id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        )
+    };
+    let builder = Recorder::builder()
+        .max_links_per_span(2)
+        .max_attribute_value_length(4);
+    let (spans, _, _guard) = record(builder, || {
+        let span = tracing::info_span!("batch");
+        for id in 1..=5 {
+            span.add_link(tracewire::span::Link {
+                span_context: linked(id),
+                attributes: vec![KeyValue::new("reason", "retry of a failed job")],
+            });
+        }
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(
+        (span.links.len(), span.dropped_links_count),
+        (2, 3),
+        "links beyond the limit are dropped and counted"
+    );
+    assert_eq!(span.links[0].attributes[0].value.as_str(), "retr");
+}
+
+/// The value length limit holds for the attributes the server layer records from the
+/// request (built on the reporter thread), not only for those recorded through `tracing`.
+#[test]
+fn request_attributes_keep_the_value_length_limit() {
+    use axum::routing::get;
+    let builder = Recorder::builder().max_attribute_value_length(8);
+    let (recorded, ()) = support::with_recorder(builder, |_| async {
+        let app = axum::Router::new()
+            .route("/items/{sku}", get(|| async { "ok" }))
+            .layer(tracewire::ServerLayer::new());
+        let addr = support::serve(app).await;
+        let mut request = support::get_req(&format!("http://{addr}/items/0123456789"));
+        request
+            .headers_mut()
+            .insert("user-agent", "curl/8.5.0".parse().unwrap());
+        let response = support::hyper_client().request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    });
+    let server = recorded.spans.wait_for(1, WAIT).unwrap().remove(0);
+    for key in ["url.path", "user_agent.original", "http.route"] {
+        let value = server.attribute(key).map(|v| v.as_str().into_owned());
+        assert!(
+            value.as_ref().is_some_and(|v| v.len() <= 8),
+            "{key} = {value:?}"
+        );
+    }
+    assert_eq!(server.attribute("url.path"), Some(&"/items/0".into()));
+}
+
+/// OpenTelemetry's own crates log under their package names, as `opentelemetry-otlp` (the
+/// `otel_debug!` family of macros uses `CARGO_PKG_NAME`): internals the recorder leaves
+/// out, like `opentelemetry_otlp`'s modules.
+#[test]
+fn opentelemetry_internal_logs_stay_out_under_their_package_names() {
+    let (spans, _, _guard) = record(Recorder::builder(), || {
+        tracing::info_span!("startup").in_scope(|| {
+            tracing::debug!(target: "opentelemetry-otlp", name = "TonicChannelBuilt", "built");
+            tracing::debug!(target: "opentelemetry-http", name = "HttpClient.Send", "sent");
+            tracing::debug!(target: "opentelemetry_otlp::exporter", "too");
+            tracing::info!(target: "my-app", "kept");
+        })
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    let names: Vec<&str> = span.events.iter().map(|e| e.name.as_ref()).collect();
+    assert_eq!(names, ["kept"]);
+}
+
+/// A log line becomes a span event's name: what a caller sent and the handler logged is cut
+/// to the value length limit there too, as it is in an attribute or an exception message.
+#[test]
+fn event_names_from_log_lines_keep_the_value_length_limit() {
+    let builder = Recorder::builder().max_attribute_value_length(8);
+    let (spans, _, _guard) = record(builder, || {
+        tracing::info_span!("handler").in_scope(|| {
+            let body = "é".repeat(1000);
+            tracing::info!("got: {body}");
+            tracing::error!("failed on {body}");
+        })
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(span.events[0].name, "got: é", "cut on a character boundary");
+    let exception = &span.events[1];
+    assert_eq!(exception.name, "exception");
+    for kv in &exception.attributes {
+        assert!(kv.value.as_str().len() <= 8, "{kv:?}");
+    }
+}
+
+/// Integers stay integers in events as in spans, 128-bit ones included when they fit.
+#[test]
+fn event_fields_of_128_bit_integers_stay_integers() {
+    let (spans, _, _guard) = record(Recorder::builder(), || {
+        tracing::info_span!("s", span_big = 5u128).in_scope(|| {
+            tracing::info!(big = 5u128, neg = -3i128, huge = u128::MAX, "counted");
+        })
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(span.attribute("span_big"), Some(&Value::I64(5)));
+    let event = span.event("counted").unwrap();
+    let get = |key: &str| {
+        event
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.clone())
+    };
+    assert_eq!(get("big"), Some(Value::I64(5)));
+    assert_eq!(get("neg"), Some(Value::I64(-3)));
+    assert_eq!(get("huge"), Some(Value::from(u128::MAX.to_string())));
 }

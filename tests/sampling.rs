@@ -56,6 +56,53 @@ fn ratio_sampling_keeps_the_expected_share_of_100_000_roots() {
     }
 }
 
+/// Samples server spans other than the health check, and nothing else; remembers what it
+/// was asked.
+#[derive(Debug, Default)]
+struct ServerSpansButHealth(std::sync::Mutex<Vec<(String, tracewire::span::SpanKind)>>);
+
+impl Sampler for ServerSpansButHealth {
+    fn should_sample(
+        &self,
+        _parent: Option<&tracewire::context::SpanContext>,
+        _trace_id: tracewire::context::TraceId,
+        name: &str,
+        kind: &tracewire::span::SpanKind,
+    ) -> bool {
+        self.0.lock().unwrap().push((name.to_owned(), kind.clone()));
+        *kind == tracewire::span::SpanKind::Server && name != "GET /health"
+    }
+}
+
+/// The sampler sees the name and kind a span is created with through the `otel.name` and
+/// `otel.kind` fields, as code written for tracing-opentelemetry declares them: the name and
+/// kind the span is exported with.
+#[test]
+fn the_sampler_sees_the_otel_name_and_kind_a_span_is_created_with() {
+    use tracewire::span::SpanKind;
+    let spans = InMemoryReporter::new();
+    let (layer, guard) = Recorder::builder()
+        .sampler(ServerSpansButHealth::default())
+        .reporter(spans.clone())
+        .build();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for path in ["/health", "/users"] {
+            let name = format!("GET {path}");
+            let span = tracing::info_span!("request", otel.name = %name, otel.kind = "server");
+            let sampled = span.span_context().unwrap().is_sampled();
+            assert_eq!(sampled, path == "/users", "{name}");
+        }
+        tracing::info_span!("plain").in_scope(|| {});
+    });
+    guard.flush().unwrap();
+    let names: Vec<_> = spans
+        .spans()
+        .into_iter()
+        .map(|s| (s.name, s.kind))
+        .collect();
+    assert_eq!(names, [("GET /users".into(), SpanKind::Server)]);
+}
+
 #[cfg(all(feature = "reqwest", feature = "axum"))]
 mod http {
     use super::support::*;

@@ -28,7 +28,8 @@ pub trait SpanExt: sealed::Sealed {
     fn set_attribute(&self, attribute: KeyValue);
     /// Sets the status: Ok is final, Error replaces Unset or Error, Unset is ignored.
     fn set_status(&self, status: Status);
-    /// Adds a link to another span.
+    /// Adds a link to another span, unless the span has as many as its limit allows (then
+    /// it is counted as dropped).
     fn add_link(&self, link: Link);
     /// Records an `exception` event for `error` (its message followed by its sources) and,
     /// unless a status was set explicitly, sets the status to Error.
@@ -67,7 +68,7 @@ impl SpanExt for tracing::Span {
     fn add_link(&self, link: Link) {
         with_span_data(self, |d| {
             if d.sampled {
-                d.record.links.push(link)
+                d.add_link(link)
             }
         });
     }

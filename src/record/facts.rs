@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use crate::record::span_data::cap_value;
 use crate::semconv;
 use crate::span::{Key, KeyValue, SpanRecord, StringValue};
 
@@ -179,12 +180,13 @@ impl HttpServerFacts {
 }
 
 /// Makes `facts` `record`'s first attributes, in `out` (an empty vector), ahead of those
-/// recorded directly, within `max` attributes. Returns the vector that held those, emptied,
-/// for reuse.
+/// recorded directly, within `max` attributes, each value cut to `value_len` bytes. Returns
+/// the vector that held those, emptied, for reuse.
 pub(crate) fn finish(
     facts: &impl WriteFacts,
     record: &mut SpanRecord,
     max: u32,
+    value_len: usize,
     out: Vec<KeyValue>,
     repeated: &mut RepeatedText,
 ) -> Vec<KeyValue> {
@@ -196,6 +198,11 @@ pub(crate) fn finish(
         max as usize,
         repeated,
     );
+    // The facts' text was kept whole (up to its inline buffer) while the span was live; the
+    // limit holds for it as for what was recorded directly (which it leaves as it is).
+    for kv in &mut record.attributes {
+        cap_value(&mut kv.value, value_len);
+    }
     recorded
 }
 
@@ -585,12 +592,13 @@ impl RequestFacts {
         &self,
         record: &mut SpanRecord,
         max: u32,
+        value_len: usize,
         out: Vec<KeyValue>,
         repeated: &mut RepeatedText,
     ) -> Vec<KeyValue> {
         match self {
-            RequestFacts::Server(f) => finish(f, record, max, out, repeated),
-            RequestFacts::Client(f) => finish(f, record, max, out, repeated),
+            RequestFacts::Server(f) => finish(f, record, max, value_len, out, repeated),
+            RequestFacts::Client(f) => finish(f, record, max, value_len, out, repeated),
         }
     }
 }

@@ -209,7 +209,8 @@ impl RecorderBuilder {
     }
 
     /// The longest text kept in an attribute value (each string of an array too), an
-    /// exception message or a status description, in bytes; longer text is cut on a
+    /// exception message, a status description or a log line made a span event's name, in
+    /// bytes; longer text is cut on a
     /// character boundary. Default [`DEFAULT_VALUE_LENGTH_LIMIT`] (8 KiB), so that what a
     /// caller sends (a user agent, a path, a header, an error message) stays bounded.
     pub fn max_attribute_value_length(mut self, max: usize) -> Self {
@@ -219,7 +220,8 @@ impl RecorderBuilder {
 
     /// Records the spans and events of library internals too: targets under `hyper`,
     /// `hyper_util`, `h2`, `tower`, `tonic`, `reqwest`, `rustls`, `tokio`, `mio`, `want`,
-    /// `opentelemetry`, `opentelemetry_sdk` and `opentelemetry_otlp`.
+    /// `opentelemetry`, `opentelemetry_sdk` and `opentelemetry_otlp` (and OpenTelemetry's internal
+    /// logs, under `opentelemetry-otlp` and `opentelemetry-http`).
     /// Off by default, so a trace shows the application and tracewire's request spans; for
     /// finer control, put a per-layer filter on the recorder.
     pub fn record_internals(mut self, record: bool) -> Self {
@@ -228,8 +230,9 @@ impl RecorderBuilder {
     }
 
     /// The layer, to compose with other layers, and the guard that flushes on drop.
-    pub fn build(self) -> (RecordLayer, RecorderGuard) {
+    pub fn build(mut self) -> (RecordLayer, RecorderGuard) {
         let service_name = self.service_name.unwrap_or_else(default_service_name);
+        self.pipeline.value_len = self.max_value_len;
         let (shared, mut guard) = pipeline::start(self.reporters, &self.pipeline);
         guard.env_warnings = self.env_warnings;
         if let Some(methods) = self.known_methods {

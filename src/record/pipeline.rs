@@ -31,6 +31,9 @@ pub(crate) struct PipelineConfig {
     pub(crate) interval: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) drop_warning_interval: Duration,
+    /// The recorder's attribute value length limit, for the attributes made from request
+    /// facts on the worker.
+    pub(crate) value_len: usize,
 }
 
 impl Default for PipelineConfig {
@@ -41,6 +44,7 @@ impl Default for PipelineConfig {
             interval: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(5),
             drop_warning_interval: Duration::from_secs(10),
+            value_len: crate::record::DEFAULT_VALUE_LENGTH_LIMIT,
         }
     }
 }
@@ -402,6 +406,7 @@ pub(crate) fn start(
         facts_read,
         repeated: RepeatedText::default(),
         max_batch,
+        value_len: config.value_len,
         interval: config.interval,
         slots: Vec::with_capacity(CHUNK),
         vecs: Vec::with_capacity(CHUNK),
@@ -442,6 +447,7 @@ struct Worker {
     facts_read: bool,
     repeated: RepeatedText,
     max_batch: usize,
+    value_len: usize,
     interval: Duration,
     /// Chunks of emptied slots and vectors being gathered for the recording threads.
     slots: Vec<RecordSlot>,
@@ -534,7 +540,8 @@ impl Worker {
                             Some(facts) if self.facts_read => {
                                 let out = self.own_vecs.pop().unwrap_or_default();
                                 let max = live.max_attributes;
-                                Some(facts.finish(record, max, out, &mut self.repeated))
+                                let len = self.value_len;
+                                Some(facts.finish(record, max, len, out, &mut self.repeated))
                             }
                             _ => None,
                         };

@@ -18,7 +18,7 @@ use crate::context::{SpanContext, SpanId, TraceState, FLAG_RANDOM};
 use crate::record::ids::{new_span_id, new_trace_id};
 use crate::record::pipeline::Shared;
 use crate::record::span_data::{
-    EventVisitor, Limits, LiveRecord, Node, SpanData, SpanVisitor, Tree,
+    DeclaredNameKind, EventVisitor, Limits, LiveRecord, Node, SpanData, SpanVisitor, Tree,
 };
 use crate::record::start::{self, SpanStart};
 use crate::record::timestamp;
@@ -48,6 +48,10 @@ pub(crate) fn is_internal_target(target: &str) -> bool {
             | "opentelemetry"
             | "opentelemetry_otlp"
             | "opentelemetry_sdk"
+            // OpenTelemetry's internal logs (`otel_debug!` and the like) are under the
+            // package name, hyphens and all.
+            | "opentelemetry-http"
+            | "opentelemetry-otlp"
             | "reqwest"
             | "rustls"
             | "tokio"
@@ -502,6 +506,21 @@ impl RecordLayer {
         let span_context = match decided {
             // The layer that seeded the span already decided, with this recorder's sampler.
             Some(decided) => decided,
+            // `otel.name` and `otel.kind` fields name the span from its creation on: a
+            // sampler that looks at names and kinds sees them (the default one does not,
+            // and then nothing is looked up).
+            None if !skip_fields
+                && self.config.sampler.uses_span_name()
+                && DeclaredNameKind::declared_in(metadata) =>
+            {
+                let mut declared = DeclaredNameKind::default();
+                attrs.record(&mut declared);
+                self.config.new_context(
+                    parent.as_ref(),
+                    declared.name.as_deref().unwrap_or(&name),
+                    declared.kind.as_ref().unwrap_or(&kind),
+                )
+            }
             None => self.config.new_context(parent.as_ref(), &name, &kind),
         };
         let sampled = span_context.is_sampled();
@@ -706,6 +725,8 @@ mod tests {
             "hyper_util::client::legacy",
             "rustls",
             "opentelemetry_otlp::exporter",
+            "opentelemetry-otlp",
+            "opentelemetry-http",
             "tonic::transport",
         ] {
             assert!(is_internal_target(target), "{target}");

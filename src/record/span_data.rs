@@ -193,7 +193,7 @@ pub(crate) fn truncated(text: &str, max: usize) -> &str {
 }
 
 /// Cuts the text in `value` (a string, or each string of an array) to `max` bytes.
-fn cap_value(value: &mut Value, max: usize) {
+pub(crate) fn cap_value(value: &mut Value, max: usize) {
     use opentelemetry::{Array, StringValue};
     match value {
         Value::String(s) if s.as_str().len() > max => {
@@ -358,11 +358,17 @@ impl SpanData {
             record.dropped_links_count += (record.links.len() - max_links) as u32;
             record.links.truncate(max_links);
         }
+        for kv in record.links.iter_mut().flat_map(|l| &mut l.attributes) {
+            cap_value(&mut kv.value, value_len);
+        }
     }
 
     /// Adds a link, unless the span has as many as its limit allows.
-    pub(crate) fn add_link(&mut self, link: crate::span::Link) {
+    pub(crate) fn add_link(&mut self, mut link: crate::span::Link) {
         if self.record.links.len() < self.limits.links as usize {
+            for kv in &mut link.attributes {
+                cap_value(&mut kv.value, self.limits.value_len);
+            }
             self.record.links.push(link);
         } else {
             self.record.dropped_links_count += 1;
@@ -371,6 +377,13 @@ impl SpanData {
 
     pub(crate) fn add_event(&mut self, mut event: Event) {
         if self.record.events.len() < self.limits.events as usize {
+            // An owned name is a log line, which may hold what a caller sent (a static one is
+            // the code's: `exception`, a callsite's name).
+            if let Cow::Owned(name) = &mut event.name {
+                if name.len() > self.limits.value_len {
+                    name.truncate(truncated(name, self.limits.value_len).len());
+                }
+            }
             for kv in &mut event.attributes {
                 cap_value(&mut kv.value, self.limits.value_len);
             }
@@ -470,6 +483,14 @@ fn u64_value(value: u64) -> Value {
     }
 }
 
+/// A 128-bit integer: an `i64` when it fits, else text.
+fn int_value<T: TryInto<i64> + ToString + Copy>(value: T) -> Value {
+    match value.try_into() {
+        Ok(v) => Value::I64(v),
+        Err(_) => Value::String(value.to_string().into()),
+    }
+}
+
 fn parse_kind(value: &str) -> Option<SpanKind> {
     Some(match value.to_ascii_lowercase().as_str() {
         "server" => SpanKind::Server,
@@ -479,6 +500,42 @@ fn parse_kind(value: &str) -> Option<SpanKind> {
         "internal" => SpanKind::Internal,
         _ => return None,
     })
+}
+
+/// The name and kind a span declares in its `otel.name` and `otel.kind` fields, read before
+/// the sampler decides: they are the span's name and kind from its creation on.
+#[derive(Default)]
+pub(crate) struct DeclaredNameKind {
+    pub(crate) name: Option<String>,
+    pub(crate) kind: Option<SpanKind>,
+}
+
+impl DeclaredNameKind {
+    /// Whether spans of `metadata` declare either field (checked before visiting values).
+    pub(crate) fn declared_in(metadata: &tracing_core::Metadata<'_>) -> bool {
+        let fields = metadata.fields();
+        fields.field(semconv::OTEL_NAME).is_some() || fields.field(semconv::OTEL_KIND).is_some()
+    }
+
+    fn text(&mut self, field: &Field, value: Cow<'_, str>) {
+        match field.name() {
+            semconv::OTEL_NAME => self.name = Some(value.into_owned()),
+            semconv::OTEL_KIND => self.kind = parse_kind(&value).or(self.kind.take()),
+            _ => {}
+        }
+    }
+}
+
+impl Visit for DeclaredNameKind {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, Cow::Borrowed(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if matches!(field.name(), semconv::OTEL_NAME | semconv::OTEL_KIND) {
+            self.text(field, Cow::Owned(format!("{value:?}")));
+        }
+    }
 }
 
 /// Records a span's fields (at creation and on `Span::record`) as attributes, handling the
@@ -538,19 +595,11 @@ impl Visit for SpanVisitor<'_> {
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        let value = match i64::try_from(value) {
-            Ok(v) => Value::I64(v),
-            Err(_) => Value::String(value.to_string().into()),
-        };
-        self.0.set_field(field, value);
+        self.0.set_field(field, int_value(value));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        let value = match i64::try_from(value) {
-            Ok(v) => Value::I64(v),
-            Err(_) => Value::String(value.to_string().into()),
-        };
-        self.0.set_field(field, value);
+        self.0.set_field(field, int_value(value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -612,6 +661,20 @@ impl Visit for EventVisitor {
         self.attributes.push(KeyValue::new(
             Key::from_static_str(field.name()),
             u64_value(value),
+        ));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.attributes.push(KeyValue::new(
+            Key::from_static_str(field.name()),
+            int_value(value),
+        ));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.attributes.push(KeyValue::new(
+            Key::from_static_str(field.name()),
+            int_value(value),
         ));
     }
 

@@ -21,7 +21,8 @@
 //!   round is dropped without waiting again, so a stalled exporter holds the worker for one
 //!   timeout per round; the recorder's bounded queue drops (and counts) what cannot wait,
 //!   and the application's threads never wait.
-//! - **Failures.** Errors and timeouts are counted ([`OtelCounters`]) and logged through
+//! - **Failures.** Errors, panics of the exporter (each costs its call only) and timeouts
+//!   are counted ([`OtelCounters`]) and logged through
 //!   `tracing` at WARN at most once per [`error_log_interval`] (10 s by default), with the
 //!   number of failures since the last report, under the target `tracewire::report::otel`.
 //!   The exporter runs with no `tracing` subscriber on the worker thread, so its own
@@ -129,6 +130,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
@@ -286,7 +288,9 @@ impl<E: SpanExporter + 'static> DynExporter for E {
         SpanExporter::shutdown(self)
     }
     fn debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        // The type only: an exporter's own `Debug` may print credentials (OTLP's shows its
+        // headers' values and its endpoint's user and password).
+        f.write_str(std::any::type_name::<E>())
     }
 }
 
@@ -424,24 +428,27 @@ impl OtelReporter {
         let count = chunk.len() as u64;
         let timeout = self.export_timeout;
         let outcome = match &mut self.exporter {
-            Exec::Here { exporter, runtime } => {
-                if let Some(resource) = &resource {
-                    exporter.set_resource(resource);
-                }
-                match runtime.get_or_init(here_runtime) {
-                    Some(runtime) => {
+            Exec::Here { exporter, runtime } => match runtime.get_or_init(here_runtime) {
+                Some(runtime) => {
+                    // A panic costs this chunk only, counted as an error, as on a runtime.
+                    let run = AssertUnwindSafe(|| {
+                        if let Some(resource) = &resource {
+                            exporter.set_resource(resource);
+                        }
                         let export = exporter.export(chunk);
                         // The timer is made inside `block_on`, in the runtime's context.
                         let timed = async { tokio::time::timeout(timeout, export).await };
-                        match without_subscriber(|| runtime.block_on(timed)) {
-                            Ok(Ok(())) => Ok(()),
-                            Ok(Err(error)) => Err(ExportFailure::Exporter(error)),
-                            Err(_elapsed) => Err(ExportFailure::Timeout(timeout)),
-                        }
+                        without_subscriber(|| runtime.block_on(timed))
+                    });
+                    match catch_unwind(run) {
+                        Ok(Ok(Ok(()))) => Ok(()),
+                        Ok(Ok(Err(error))) => Err(ExportFailure::Exporter(error)),
+                        Ok(Err(_elapsed)) => Err(ExportFailure::Timeout(timeout)),
+                        Err(_) => Err(ExportFailure::Exporter(panicked())),
                     }
-                    None => Err(ExportFailure::RuntimeGone),
                 }
-            }
+                None => Err(ExportFailure::RuntimeGone),
+            },
             Exec::OnRuntime(runtime) => runtime.export(resource, chunk, timeout),
         };
         let c = &self.counters.inner;
@@ -483,7 +490,8 @@ impl OtelReporter {
         let result = match &self.exporter {
             Exec::Here { exporter, .. } => {
                 let exporter = &**exporter;
-                Ok(without_subscriber(|| f(exporter)))
+                let call = AssertUnwindSafe(|| without_subscriber(|| f(exporter)));
+                Ok(catch_unwind(call).unwrap_or_else(|_| Err(panicked())))
             }
             Exec::OnRuntime(runtime) => runtime.call(f, self.export_timeout),
         };
@@ -870,13 +878,26 @@ async fn serve(
                 mut cancel,
                 reply,
             } => {
-                if let Some(resource) = resource {
-                    exporter.set_resource(&resource);
-                }
-                let mut export = exporter.export(batch);
+                // A panic in the exporter costs this job only: left to unwind, it would end
+                // this task, and with it every later export.
+                let start = AssertUnwindSafe(|| {
+                    if let Some(resource) = resource {
+                        exporter.set_resource(&resource);
+                    }
+                    exporter.export(batch)
+                });
+                let mut export = match catch_unwind(start) {
+                    Ok(export) => export,
+                    Err(_) => {
+                        let _ = reply.send(Err(panicked()));
+                        continue;
+                    }
+                };
                 let done = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(result) = export.as_mut().poll(cx) {
-                        return Poll::Ready(Some(result));
+                    match catch_unwind(AssertUnwindSafe(|| export.as_mut().poll(cx))) {
+                        Ok(Poll::Ready(result)) => return Poll::Ready(Some(result)),
+                        Err(_) => return Poll::Ready(Some(Err(panicked()))),
+                        Ok(Poll::Pending) => {}
                     }
                     // Ready once the worker stopped waiting.
                     match Pin::new(&mut cancel).poll(cx) {
@@ -890,10 +911,16 @@ async fn serve(
                 }
             }
             Job::Call { call, reply } => {
-                let _ = reply.send(call(&*exporter));
+                let called = catch_unwind(AssertUnwindSafe(|| call(&*exporter)));
+                let _ = reply.send(called.unwrap_or_else(|_| Err(panicked())));
             }
         }
     }
+}
+
+/// The error of an exporter call that panicked.
+fn panicked() -> OTelSdkError {
+    OTelSdkError::InternalFailure("the exporter panicked".into())
 }
 
 /// Runs `f` with no `tracing` subscriber on this thread, so that nothing the exporter

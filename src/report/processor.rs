@@ -96,6 +96,9 @@ pub const PROCESSOR_LOG_TARGET: &str = "tracewire::report::processor";
 /// [`Stats`]: crate::report::Stats
 pub struct ProcessorReporter {
     processor: Box<dyn SpanProcessor>,
+    /// The processor's type, shown by `Debug` instead of the processor, whose own `Debug`
+    /// may print its exporter's credentials (OTLP's headers and endpoint user).
+    processor_type: &'static str,
     /// The resource's attributes but `service.name`; `None` once the resource is set.
     pending_resource: Option<Vec<KeyValue>>,
     counters: ProcessorCounters,
@@ -108,6 +111,7 @@ pub struct ProcessorReporter {
 #[must_use = "a builder does nothing until `build`"]
 pub struct ProcessorReporterBuilder {
     processor: Box<dyn SpanProcessor>,
+    processor_type: &'static str,
     resource: Option<Resource>,
     env_attributes: Vec<KeyValue>,
     attributes: Vec<KeyValue>,
@@ -126,6 +130,7 @@ impl ProcessorReporter {
     pub fn builder<P: SpanProcessor + 'static>(processor: P) -> ProcessorReporterBuilder {
         ProcessorReporterBuilder {
             processor: Box::new(processor),
+            processor_type: std::any::type_name::<P>(),
             resource: None,
             env_attributes: Vec::new(),
             attributes: Vec::new(),
@@ -278,7 +283,7 @@ impl Reporter for ProcessorReporter {
 impl fmt::Debug for ProcessorReporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessorReporter")
-            .field("processor", &self.processor)
+            .field("processor", &format_args!("{}", self.processor_type))
             .field("stats", &self.counters.stats())
             .finish()
     }
@@ -330,6 +335,7 @@ impl ProcessorReporterBuilder {
     pub fn build(self) -> ProcessorReporter {
         let mut reporter = ProcessorReporter {
             processor: self.processor,
+            processor_type: self.processor_type,
             pending_resource: None,
             counters: ProcessorCounters::default(),
             outcomes: Outcomes::default(),
@@ -352,7 +358,7 @@ impl ProcessorReporterBuilder {
 impl fmt::Debug for ProcessorReporterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessorReporterBuilder")
-            .field("processor", &self.processor)
+            .field("processor", &format_args!("{}", self.processor_type))
             .field("resource", &self.resource)
             .field("env_attributes", &self.env_attributes)
             .field("attributes", &self.attributes)
