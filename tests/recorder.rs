@@ -603,6 +603,20 @@ fn event_names_from_log_lines_keep_the_value_length_limit() {
     }
 }
 
+/// A span name set by `otel.name` from what a caller sent (a path) is bounded too.
+#[test]
+fn span_names_from_otel_name_keep_the_value_length_limit() {
+    let builder = Recorder::builder().max_attribute_value_length(8);
+    let (spans, _, _guard) = record(builder, || {
+        let path = format!("/{}", "é".repeat(1000));
+        let span = tracing::info_span!("request", otel.name = tracing::field::Empty);
+        span.record("otel.name", format!("GET {path}"));
+        span.in_scope(|| {});
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(span.name, "GET /é", "cut on a character boundary");
+}
+
 /// Integers stay integers in events as in spans, 128-bit ones included when they fit.
 #[test]
 fn event_fields_of_128_bit_integers_stay_integers() {

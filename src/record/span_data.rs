@@ -546,7 +546,12 @@ impl SpanVisitor<'_> {
     fn text(&mut self, field: &Field, value: Cow<'_, str>) {
         let data = &mut *self.0;
         match field.name() {
-            semconv::OTEL_NAME => data.record.name = Cow::Owned(value.into_owned()),
+            // Names built from a request (`otel.name = %format!("{method} {path}")`) are
+            // bounded like any attribute value.
+            semconv::OTEL_NAME => {
+                let name = capped_string(value.into_owned(), data.limits.value_len);
+                data.record.name = Cow::Owned(name);
+            }
             semconv::OTEL_KIND => {
                 if let Some(kind) = parse_kind(&value) {
                     data.record.kind = kind;
