@@ -13,6 +13,7 @@
 //! | `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT` | the most attributes per span (default 128) |
 //! | `OTEL_SPAN_EVENT_COUNT_LIMIT` | the most events per span (default 128) |
 //! | `OTEL_SPAN_LINK_COUNT_LIMIT` | the most links per span (default 128) |
+//! | `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT` | the most attributes per span event and per link (default 128) |
 //! | `OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` | whether and where spans go ([`otlp`](crate::otlp)) |
 //! | `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}` | the OTLP exporter ([`OtlpEnv`]) |
 //! | `OTEL_BSP_{SCHEDULE_DELAY,EXPORT_TIMEOUT,MAX_QUEUE_SIZE,MAX_EXPORT_BATCH_SIZE}` | the export batching ([`BatchConfig`]) |
@@ -77,6 +78,10 @@ pub const OTEL_SPAN_EVENT_COUNT_LIMIT: &str = "OTEL_SPAN_EVENT_COUNT_LIMIT";
 pub const OTEL_SPAN_LINK_COUNT_LIMIT: &str = "OTEL_SPAN_LINK_COUNT_LIMIT";
 /// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`.
 pub const OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS: &str = "OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS";
+/// `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`.
+pub const OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT";
+/// `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`.
+pub const OTEL_LINK_ATTRIBUTE_COUNT_LIMIT: &str = "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT";
 /// `OTEL_SDK_DISABLED`.
 pub const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 /// `OTEL_TRACES_EXPORTER`.
@@ -304,6 +309,10 @@ pub struct LimitsConfig {
     pub event_count: Option<u32>,
     /// `OTEL_SPAN_LINK_COUNT_LIMIT`.
     pub link_count: Option<u32>,
+    /// `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT`.
+    pub event_attribute_count: Option<u32>,
+    /// `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`, else `OTEL_ATTRIBUTE_COUNT_LIMIT`.
+    pub link_attribute_count: Option<u32>,
 }
 
 /// A sampler named by `OTEL_TRACES_SAMPLER`.
@@ -617,8 +626,10 @@ impl EnvConfig {
             names.iter().find_map(|&variable| {
                 let value = get(variable)?;
                 let parsed = value.parse::<u32>().ok();
-                if parsed.is_none() {
-                    limit_warnings.push(EnvWarning::InvalidLimit { variable, value });
+                let warning = EnvWarning::InvalidLimit { variable, value };
+                // The general variables are read for several limits: one warning each.
+                if parsed.is_none() && !limit_warnings.contains(&warning) {
+                    limit_warnings.push(warning);
                 }
                 parsed
             })
@@ -632,6 +643,14 @@ impl EnvConfig {
             attribute_count: limit(&[OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT, OTEL_ATTRIBUTE_COUNT_LIMIT]),
             event_count: limit(&[OTEL_SPAN_EVENT_COUNT_LIMIT]),
             link_count: limit(&[OTEL_SPAN_LINK_COUNT_LIMIT]),
+            event_attribute_count: limit(&[
+                OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT,
+                OTEL_ATTRIBUTE_COUNT_LIMIT,
+            ]),
+            link_attribute_count: limit(&[
+                OTEL_LINK_ATTRIBUTE_COUNT_LIMIT,
+                OTEL_ATTRIBUTE_COUNT_LIMIT,
+            ]),
         };
         config.limits = limits;
         config.warnings.append(&mut limit_warnings);
@@ -925,6 +944,27 @@ mod tests {
         assert_eq!(
             read(&[(OTEL_TRACES_SAMPLER, "  "), (OTEL_SERVICE_NAME, "")]),
             EnvConfig::default()
+        );
+    }
+
+    #[test]
+    fn event_and_link_attribute_limits_fall_back_to_the_general_one() {
+        let config = read(&[
+            (OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT, "3"),
+            (OTEL_ATTRIBUTE_COUNT_LIMIT, "7"),
+        ]);
+        assert_eq!(config.limits.event_attribute_count, Some(3));
+        assert_eq!(config.limits.link_attribute_count, Some(7));
+        assert_eq!(config.limits.attribute_count, Some(7));
+        let config = read(&[(OTEL_ATTRIBUTE_COUNT_LIMIT, "many")]);
+        assert_eq!(config.limits.link_attribute_count, None);
+        assert_eq!(
+            config.warnings,
+            [EnvWarning::InvalidLimit {
+                variable: OTEL_ATTRIBUTE_COUNT_LIMIT,
+                value: "many".into()
+            }],
+            "one warning, though three limits read it"
         );
     }
 

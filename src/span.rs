@@ -123,6 +123,8 @@ pub struct Link {
     pub span_context: SpanContext,
     /// What the link means.
     pub attributes: Vec<KeyValue>,
+    /// Attributes left out by the per-link attribute limit.
+    pub dropped_attributes_count: u32,
 }
 
 impl Link {
@@ -131,6 +133,7 @@ impl Link {
         Link {
             span_context,
             attributes: Vec::new(),
+            dropped_attributes_count: 0,
         }
     }
 }

@@ -129,6 +129,7 @@ fn full_record() -> SpanRecord {
         links: vec![Link {
             span_context: linked,
             attributes: vec![KeyValue::new("reason", "untrusted edge")],
+            dropped_attributes_count: 0,
         }],
         dropped_links_count: 3,
         status: Status::error("gateway timeout"),

@@ -523,6 +523,7 @@ fn links_added_through_span_ext_keep_the_link_limit_and_value_length() {
             span.add_link(tracewire::span::Link {
                 span_context: linked(id),
                 attributes: vec![KeyValue::new("reason", "retry of a failed job")],
+                dropped_attributes_count: 0,
             });
         }
     });
@@ -601,6 +602,41 @@ fn event_names_from_log_lines_keep_the_value_length_limit() {
     for kv in &exception.attributes {
         assert!(kv.value.as_str().len() <= 8, "{kv:?}");
     }
+}
+
+/// Events and links keep their own attribute limits, and count what they drop, as OTLP
+/// carries it.
+#[test]
+fn events_and_links_keep_their_attribute_count_limits() {
+    let builder = Recorder::builder()
+        .max_attributes_per_event(2)
+        .max_attributes_per_link(1);
+    let (spans, _, _guard) = record(builder, || {
+        let span = tracing::info_span!("job");
+        span.add_link(tracewire::span::Link {
+            span_context: SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            attributes: vec![KeyValue::new("a", 1), KeyValue::new("b", 2)],
+            dropped_attributes_count: 0,
+        });
+        span.in_scope(|| tracing::info!(a = 1, b = 2, c = 3, d = 4, "four fields"));
+    });
+    let span = spans.wait_for(1, WAIT).unwrap().remove(0);
+    let event = span.event("four fields").unwrap();
+    // The four fields and `level`: two kept, in order, three dropped.
+    assert_eq!(
+        event.attributes,
+        [KeyValue::new("a", 1), KeyValue::new("b", 2)],
+        "{event:?}"
+    );
+    assert_eq!(event.dropped_attributes_count, 3);
+    assert_eq!(span.links[0].attributes, [KeyValue::new("a", 1)]);
+    assert_eq!(span.links[0].dropped_attributes_count, 1);
 }
 
 /// A span name set by `otel.name` from what a caller sent (a path) is bounded too.

@@ -103,6 +103,8 @@ impl Recorder {
             max_attributes: 128,
             max_events: 128,
             max_links: 128,
+            max_event_attributes: 128,
+            max_link_attributes: 128,
             max_value_len: DEFAULT_VALUE_LENGTH_LIMIT,
             record_internals: false,
             known_methods: None,
@@ -121,6 +123,8 @@ pub struct RecorderBuilder {
     max_attributes: u32,
     max_events: u32,
     max_links: u32,
+    max_event_attributes: u32,
+    max_link_attributes: u32,
     max_value_len: usize,
     record_internals: bool,
     known_methods: Option<crate::config::KnownMethods>,
@@ -208,6 +212,19 @@ impl RecorderBuilder {
         self
     }
 
+    /// Most attributes kept per span event (a log line's fields); more are counted as
+    /// dropped on the event. Default 128.
+    pub fn max_attributes_per_event(mut self, max: u32) -> Self {
+        self.max_event_attributes = max;
+        self
+    }
+
+    /// Most attributes kept per link; more are counted as dropped on the link. Default 128.
+    pub fn max_attributes_per_link(mut self, max: u32) -> Self {
+        self.max_link_attributes = max;
+        self
+    }
+
     /// The longest text kept in an attribute value (each string of an array too), an
     /// exception message, a status description or a log line made a span event's name, in
     /// bytes; longer text is cut on a
@@ -252,6 +269,8 @@ impl RecorderBuilder {
             limits: Limits {
                 events: self.max_events,
                 links: self.max_links,
+                event_attributes: self.max_event_attributes,
+                link_attributes: self.max_link_attributes,
                 value_len: self.max_value_len,
             },
             record_internals: self.record_internals,
@@ -314,6 +333,10 @@ impl RecorderBuilder {
         self.max_attributes = limits.attribute_count.unwrap_or(self.max_attributes);
         self.max_events = limits.event_count.unwrap_or(self.max_events);
         self.max_links = limits.link_count.unwrap_or(self.max_links);
+        self.max_event_attributes =
+            (limits.event_attribute_count).unwrap_or(self.max_event_attributes);
+        self.max_link_attributes =
+            (limits.link_attribute_count).unwrap_or(self.max_link_attributes);
         if let Some(capacity) = config.batch.max_queue_size {
             self.pipeline.queue_capacity = capacity;
         }

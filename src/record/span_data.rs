@@ -176,6 +176,9 @@ pub(crate) struct SpanData {
 pub(crate) struct Limits {
     pub(crate) events: u32,
     pub(crate) links: u32,
+    /// Attributes kept per event and per link.
+    pub(crate) event_attributes: u32,
+    pub(crate) link_attributes: u32,
     /// The longest text value kept, in bytes; longer ones are cut on a character boundary.
     pub(crate) value_len: usize,
 }
@@ -190,6 +193,19 @@ pub(crate) fn truncated(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// Applies the per-link limits: attributes beyond the count dropped and counted, long values
+/// cut.
+fn limit_link(link: &mut crate::span::Link, limits: &Limits) {
+    let max = limits.link_attributes as usize;
+    if link.attributes.len() > max {
+        link.dropped_attributes_count += (link.attributes.len() - max) as u32;
+        link.attributes.truncate(max);
+    }
+    for kv in &mut link.attributes {
+        cap_value(&mut kv.value, limits.value_len);
+    }
 }
 
 /// Cuts the text in `value` (a string, or each string of an array) to `max` bytes.
@@ -358,17 +374,15 @@ impl SpanData {
             record.dropped_links_count += (record.links.len() - max_links) as u32;
             record.links.truncate(max_links);
         }
-        for kv in record.links.iter_mut().flat_map(|l| &mut l.attributes) {
-            cap_value(&mut kv.value, value_len);
+        for link in &mut record.links {
+            limit_link(link, &self.limits);
         }
     }
 
     /// Adds a link, unless the span has as many as its limit allows.
     pub(crate) fn add_link(&mut self, mut link: crate::span::Link) {
         if self.record.links.len() < self.limits.links as usize {
-            for kv in &mut link.attributes {
-                cap_value(&mut kv.value, self.limits.value_len);
-            }
+            limit_link(&mut link, &self.limits);
             self.record.links.push(link);
         } else {
             self.record.dropped_links_count += 1;
@@ -383,6 +397,11 @@ impl SpanData {
                 if name.len() > self.limits.value_len {
                     name.truncate(truncated(name, self.limits.value_len).len());
                 }
+            }
+            let max = self.limits.event_attributes as usize;
+            if event.attributes.len() > max {
+                event.dropped_attributes_count += (event.attributes.len() - max) as u32;
+                event.attributes.truncate(max);
             }
             for kv in &mut event.attributes {
                 cap_value(&mut kv.value, self.limits.value_len);

@@ -170,7 +170,10 @@ pub(super) fn take_span_data(record: &mut SpanRecord) -> SpanData {
     let mut links = SpanLinks::default();
     links.links = std::mem::take(&mut record.links)
         .into_iter()
-        .map(|link| OtelLink::new((&link.span_context).into(), link.attributes, 0))
+        .map(|link| {
+            let dropped = link.dropped_attributes_count;
+            OtelLink::new((&link.span_context).into(), link.attributes, dropped)
+        })
         .collect();
     links.dropped_count = record.dropped_links_count;
     SpanData {
@@ -201,7 +204,14 @@ impl From<&SpanRecord> for SpanData {
         links.links = record
             .links
             .iter()
-            .map(|link| OtelLink::new((&link.span_context).into(), link.attributes.clone(), 0))
+            .map(|link| {
+                let dropped = link.dropped_attributes_count;
+                OtelLink::new(
+                    (&link.span_context).into(),
+                    link.attributes.clone(),
+                    dropped,
+                )
+            })
             .collect();
         links.dropped_count = record.dropped_links_count;
         SpanData {

@@ -310,6 +310,7 @@ fn span_record(
                     TraceState::NONE,
                 ),
                 attributes: attributes(l.attributes),
+                dropped_attributes_count: l.dropped_attributes_count,
             })
         })
         .collect();
