@@ -649,3 +649,31 @@ fn the_bounds_hold_and_the_oldest_traces_go_first() {
     assert_eq!(stats.spans_dropped, 0, "{stats:?}");
     assert_eq!(stats.traces_held as u64 + stats.traces_dropped, 2000);
 }
+
+#[test]
+fn long_operation_names_from_otlp_stay_within_the_byte_bound() {
+    // `/metrics` keeps a row per operation for as long as the viewer runs: a sender of
+    // spans with long, ever new names must not grow it past the bound.
+    let bound = 1 << 20;
+    let viewer = start(Viewer::builder().max_bytes(bound));
+    for batch in 0..20u128 {
+        let name = format!("{batch} {}", "x".repeat(100 << 10));
+        let root = request("gateway", vec![proto_span(batch + 1, 1, 0, &name)]);
+        let (status, body) = post(&viewer, "application/x-protobuf", root.encode_to_vec());
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let stats = viewer.stats();
+        assert!(
+            stats.bytes_held <= bound / 3 * 2,
+            "batch {batch}: {stats:?}"
+        );
+    }
+    // The newest traces are still shown; the operations past the bound count together.
+    assert!(viewer.stats().traces_held >= 1, "{:?}", viewer.stats());
+    let scrape = metrics(&viewer);
+    let other = sample(
+        &scrape,
+        "tracewire_ui_requests_total",
+        &[("operation", "_other")],
+    );
+    assert!(other > 0.0, "{other}");
+}

@@ -136,7 +136,8 @@
 //! - `tracewire_ui_spans_dropped_total` (refused at the assembly limits) and
 //!   `tracewire_ui_traces_dropped_total` (let go to stay within the bounds);
 //! - `tracewire_ui_traces_held`;
-//! - per operation (`service`, `operation`; after 1000 operations, new ones count under
+//! - per operation (`service`, `operation`; after 1000 operations, or once their rows
+//!   take a twelfth of [`ViewerBuilder::max_bytes`], new ones count under
 //!   `operation="_other"`): `tracewire_ui_requests_total` by `status_class` (`1xx`…`5xx`
 //!   from the HTTP status code, else `ok` or `error`), and the histogram
 //!   `tracewire_ui_request_duration_seconds` with the semantic conventions' bucket
