@@ -353,3 +353,60 @@ impl SpanBuilder {
         }
     }
 }
+
+/// The head of a response, lower-cased, for its headers.
+fn head(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let host = format!("127.0.0.1:{}", addr.port());
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    // The event stream does not end: its head is enough.
+    let mut buf = [0; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("read the answer");
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+    }
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    response.split("\r\n\r\n").next().unwrap().to_owned()
+}
+
+#[test]
+fn every_answer_is_nosniff_and_refuses_inline_script() {
+    let viewer = start(Viewer::builder());
+    let addr = viewer.addr();
+    // A query parameter is echoed in a 400's message: served as anything but JSON, it
+    // must not run.
+    for path in [
+        "/",
+        "/app.js",
+        "/api/traces",
+        "/api/traces?%3Cscript%3Ealert(1)%3C/script%3E=1",
+        "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736",
+        "/api/stats",
+        "/api/events",
+        "/metrics",
+        "/no/such/page",
+    ] {
+        let head = head(addr, path);
+        assert!(
+            head.contains("\r\nx-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+        let csp = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-security-policy: "))
+            .unwrap_or_else(|| panic!("{path}: no CSP in {head}"));
+        assert!(csp.starts_with("default-src "), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+    }
+}

@@ -209,7 +209,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/traces", post(ingest))
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .layer(middleware::from_fn(safe_headers))
         .with_state(shared)
+}
+
+/// Every answer, errors and 404s included: never sniffed into another type (a 400 echoes
+/// a query parameter), and running nothing unless it says otherwise (as the page does).
+/// Framing stays allowed: editors show the page in a frame, and nothing on it changes
+/// anything.
+async fn safe_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'"));
+    response
 }
 
 /// `GET /api/events`: a server-sent event `traces` at once and then whenever the held
@@ -278,7 +296,6 @@ async fn asset(text: &'static str, content_type: &'static str) -> Response {
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'self'; img-src 'self' data:",
             ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         text,
     )
