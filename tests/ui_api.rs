@@ -530,13 +530,17 @@ fn bad_requests_get_400_404_413_415_and_leave_the_traces_alone() {
         ),
         ("text/plain", b"{}".to_vec(), 415, "Content-Type"),
     ] {
-        let (got, answer) = post(&viewer, content_type, body);
-        assert_eq!(got.as_u16(), status, "{answer}");
-        let answer: Json = serde_json::from_str(&answer).unwrap();
-        assert!(
-            answer["error"].as_str().unwrap().contains(message),
-            "{answer}"
-        );
+        // A `Status` in the request's encoding (JSON when that is not known).
+        let (got, answer_type, answer) = post_raw(&viewer, content_type, body);
+        assert_eq!(got.as_u16(), status, "{answer:?}");
+        let said = match answer_type.as_deref() {
+            Some("application/x-protobuf") => RpcStatus::decode(&answer[..]).unwrap().message,
+            _ => {
+                let answer: Json = serde_json::from_slice(&answer).unwrap();
+                answer["message"].as_str().unwrap().to_owned()
+            }
+        };
+        assert!(said.contains(message), "{said}");
     }
     // A chunked body (no Content-Length) over the limit.
     let got = support::runtime().block_on(async {
@@ -676,4 +680,79 @@ fn long_operation_names_from_otlp_stay_within_the_byte_bound() {
         &[("operation", "_other")],
     );
     assert!(other > 0.0, "{other}");
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP failures.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn post_raw(
+    viewer: &Viewer,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Option<String>, Vec<u8>) {
+    support::runtime().block_on(async {
+        let response = reqwest::Client::new()
+            .post(format!("{}v1/traces", viewer.url()))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("viewer answers");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            status,
+            content_type,
+            response.bytes().await.unwrap().to_vec(),
+        )
+    })
+}
+
+#[test]
+fn otlp_failures_are_status_messages_in_the_request_encoding() {
+    // As the OTLP/HTTP spec asks: an SDK (Java's, say) decodes the body of a 4xx as a
+    // `Status` of the request's encoding, to show the developer its message.
+    let viewer = start(Viewer::builder().max_body_bytes(4096));
+    let (status, content_type, body) = post_raw(
+        &viewer,
+        "application/x-protobuf",
+        b"\x0a\xff\xff\xff".to_vec(),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(content_type.as_deref(), Some("application/x-protobuf"));
+    let decoded = RpcStatus::decode(&body[..]).expect("a protobuf Status");
+    assert!(
+        decoded.message.contains("invalid OTLP protobuf"),
+        "{decoded:?}"
+    );
+    let (status, content_type, body) = post_raw(&viewer, "application/x-protobuf", vec![0; 5000]);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(content_type.as_deref(), Some("application/x-protobuf"));
+    let decoded = RpcStatus::decode(&body[..]).expect("a protobuf Status");
+    assert!(decoded.message.contains("4096 bytes"), "{decoded:?}");
+
+    let (status, content_type, body) = post_raw(
+        &viewer,
+        "application/json",
+        b"{\"resourceSpans\": [".to_vec(),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let decoded: Json = serde_json::from_slice(&body).expect("JSON");
+    assert!(
+        decoded["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid OTLP JSON"),
+        "{decoded}"
+    );
 }

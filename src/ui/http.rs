@@ -799,6 +799,17 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// An OTLP/HTTP failure: a `Status` in the request's encoding (JSON when not known).
+fn otlp_error(encoding: Encoding, status: StatusCode, message: impl AsRef<str>) -> Response {
+    let body = ingest::failure(encoding, message.as_ref());
+    (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
+}
+
 async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let max = shared.max_body_bytes;
     let encoding = headers
@@ -806,7 +817,8 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         .and_then(|v| v.to_str().ok())
         .and_then(Encoding::from_content_type);
     let Some(encoding) = encoding else {
-        return error(
+        return otlp_error(
+            Encoding::Json,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/x-protobuf or application/json",
         );
@@ -815,13 +827,15 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         .get(header::CONTENT_ENCODING)
         .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
     if !identity {
-        return error(
+        return otlp_error(
+            encoding,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "compressed bodies are not accepted; send them uncompressed",
         );
     }
     let too_large = || {
-        error(
+        otlp_error(
+            encoding,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is over the limit of {max} bytes"),
         )
@@ -836,22 +850,21 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     let bytes = match Limited::new(body, max).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return too_large(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+        Err(e) => {
+            return otlp_error(
+                encoding,
+                StatusCode::BAD_REQUEST,
+                format!("reading the body: {e}"),
+            )
+        }
     };
     let spans = match ingest::decode(&bytes, encoding) {
         Ok(spans) => spans,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return otlp_error(encoding, StatusCode::BAD_REQUEST, e.to_string()),
     };
     shared.update(|store| store.add(&spans, Source::Otlp, Instant::now()));
-    let content_type = match encoding {
-        Encoding::Protobuf => "application/x-protobuf",
-        Encoding::Json => "application/json",
-    };
-    let mut response = ingest::success(encoding).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    let body = ingest::success(encoding);
+    ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 
 #[cfg(test)]

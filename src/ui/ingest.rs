@@ -41,6 +41,13 @@ impl Encoding {
             None
         }
     }
+
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
 }
 
 /// Why a request body was refused.
@@ -220,6 +227,28 @@ pub(crate) fn success(encoding: Encoding) -> Vec<u8> {
     match encoding {
         Encoding::Protobuf => Vec::new(),
         Encoding::Json => b"{}".to_vec(),
+    }
+}
+
+/// A `google.rpc.Status` saying `message`, in `encoding`: the body of a 4xx, as the OTLP/HTTP
+/// spec asks (it leaves the code out). Written by hand: one string field.
+pub(crate) fn failure(encoding: Encoding, message: &str) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => {
+            // Field 2, length-delimited.
+            let mut out = vec![2 << 3 | 2];
+            let mut len = message.len() as u64;
+            while len >= 0x80 {
+                out.push(len as u8 | 0x80);
+                len >>= 7;
+            }
+            out.push(len as u8);
+            out.extend_from_slice(message.as_bytes());
+            out
+        }
+        Encoding::Json => serde_json::json!({ "message": message })
+            .to_string()
+            .into_bytes(),
     }
 }
 

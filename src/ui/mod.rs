@@ -127,7 +127,9 @@
 //! that cannot be decoded, has a span with an invalid id, or holds more than 1,048,576
 //! elements (spans, attributes, events, links, values; a bound on the memory decoding takes)
 //! gets 400 with a message and nothing of it is kept; a body over [`ViewerBuilder::max_body_bytes`] (4 MiB by default)
-//! gets 413; another `Content-Type` or a compressed body gets 415.
+//! gets 413; another `Content-Type` or a compressed body gets 415. The body of these answers
+//! is a `google.rpc.Status` with the message, in the request's encoding (JSON when the
+//! `Content-Type` is another), as the OTLP/HTTP specification asks.
 //!
 //! # Metrics
 //!
