@@ -410,3 +410,33 @@ fn every_answer_is_nosniff_and_refuses_inline_script() {
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
     }
 }
+
+#[test]
+fn dropping_the_viewer_does_not_wait_for_requests_that_never_end() {
+    // A sender stopped half-way through a request (paused in a debugger, say) must not
+    // keep the application from exiting: dropping the viewer waits for it only briefly.
+    let viewer = start(Viewer::builder());
+    let addr = viewer.addr();
+    let host = format!("127.0.0.1:{}", addr.port());
+    let mut body_unsent = TcpStream::connect(addr).unwrap();
+    write!(
+        body_unsent,
+        "POST /v1/traces HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut head_unsent = TcpStream::connect(addr).unwrap();
+    write!(head_unsent, "GET /api/traces HTTP/1.1\r\nHost: {host}\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (dropped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        drop(viewer);
+        let _ = dropped.send(started.elapsed());
+    });
+    let took = done
+        .recv_timeout(Duration::from_secs(15))
+        .expect("dropping the viewer returns");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop((body_unsent, head_unsent));
+}

@@ -185,6 +185,9 @@ pub const DEFAULT_ADDR: SocketAddr =
 /// The environment variable [`dev`](crate::dev) reads the viewer's address from.
 pub const ADDR_ENV: &str = "TRACEWIRE_UI_ADDR";
 
+/// How long a stopping viewer waits for the requests in flight to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// How often held-back traces are checked for their timeouts when no span arrives.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -342,12 +345,23 @@ async fn serve(
         }
     });
     let closing = shared.clone();
+    let mut stopping = shared.closing.subscribe();
     let server = axum::serve(listener, http::router(shared)).with_graceful_shutdown(async move {
         let _ = stopped.await;
         closing.closing.send_replace(true);
     });
-    if let Err(e) = server.await {
-        eprintln!("tracewire: the trace viewer stopped: {e}");
+    tokio::select! {
+        result = std::future::IntoFuture::into_future(server) => {
+            if let Err(e) = result {
+                eprintln!("tracewire: the trace viewer stopped: {e}");
+            }
+        }
+        // A request still unfinished a moment after the stop (its sender paused or gone
+        // quiet half-way) is cut as the runtime drops: else the application could not exit.
+        _ = async {
+            let _ = stopping.wait_for(|closing| *closing).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {}
     }
     ticker.abort();
 }
@@ -394,7 +408,8 @@ impl std::error::Error for StartError {
     }
 }
 
-/// The running trace viewer; dropping it stops the server. See the [module docs](self).
+/// The running trace viewer; dropping it stops the server (after a second at most for the
+/// requests in flight). See the [module docs](self).
 pub struct Viewer {
     shared: Arc<Shared>,
     addr: SocketAddr,
