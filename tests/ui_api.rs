@@ -756,3 +756,47 @@ fn otlp_failures_are_status_messages_in_the_request_encoding() {
         "{decoded}"
     );
 }
+
+#[test]
+fn spans_dropped_at_the_limits_are_told_as_a_partial_success() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    // 5,000 spans a trace wait for their root at most: the sender hears of the rest (a 200
+    // with `partial_success`, as the OTLP spec asks), rather than a full success.
+    let viewer = start(Viewer::builder());
+    let trace = 0x5af7651916cd43dd8448eb211c80319c_u128;
+    let children = (2..=5101u64)
+        .map(|id| proto_span(trace, id, 1, "SELECT"))
+        .collect();
+    let (status, content_type, body) = post_raw(
+        &viewer,
+        "application/x-protobuf",
+        request("db", children).encode_to_vec(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type.as_deref(), Some("application/x-protobuf"));
+    let response = ExportTraceServiceResponse::decode(&body[..]).unwrap();
+    let partial = response.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 100, "{partial:?}");
+    assert!(!partial.error_message.is_empty());
+    assert_eq!(viewer.stats().spans_dropped, 100);
+
+    // In JSON too; a request taken whole is a full success.
+    let (status, _, body) = post_raw(
+        &viewer,
+        "application/json",
+        serde_json::to_vec(&request("db", vec![proto_span(trace, 9999, 1, "SELECT")])).unwrap(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let response: Json = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        response["partialSuccess"]["rejectedSpans"]
+            .to_string()
+            .trim_matches('"'),
+        "1",
+        "{response}"
+    );
+    let root = request("db", vec![proto_span(trace + 1, 1, 0, "GET /")]);
+    let (status, _, body) = post_raw(&viewer, "application/x-protobuf", root.encode_to_vec());
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty(), "{body:?}");
+}

@@ -862,8 +862,8 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         Ok(spans) => spans,
         Err(e) => return otlp_error(encoding, StatusCode::BAD_REQUEST, e.to_string()),
     };
-    shared.update(|store| store.add(&spans, Source::Otlp, Instant::now()));
-    let body = ingest::success(encoding);
+    let rejected = shared.update(|store| store.add(&spans, Source::Otlp, Instant::now()));
+    let body = ingest::success(encoding, rejected);
     ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 

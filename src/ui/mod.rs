@@ -129,7 +129,9 @@
 //! gets 400 with a message and nothing of it is kept; a body over [`ViewerBuilder::max_body_bytes`] (4 MiB by default)
 //! gets 413; another `Content-Type` or a compressed body gets 415. The body of these answers
 //! is a `google.rpc.Status` with the message, in the request's encoding (JSON when the
-//! `Content-Type` is another), as the OTLP/HTTP specification asks.
+//! `Content-Type` is another), as the OTLP/HTTP specification asks. Spans of a request
+//! taken in but dropped at the limits on spans waiting for their trace's root are told in
+//! the 200's `partial_success` (`rejected_spans`).
 //!
 //! # Metrics
 //!

@@ -125,8 +125,10 @@ impl Store {
         }
     }
 
-    /// Takes in `spans`; traces whose root arrived are held at once.
-    pub(crate) fn add(&mut self, spans: &[SpanRecord], source: Source, now: Instant) {
+    /// Takes in `spans`; traces whose root arrived are held at once. Returns how many were
+    /// dropped at the assembly limits.
+    pub(crate) fn add(&mut self, spans: &[SpanRecord], source: Source, now: Instant) -> u64 {
+        let dropped_before = self.counters.spans_dropped;
         let received = match source {
             Source::Local => &mut self.counters.received_local,
             Source::Otlp => &mut self.counters.received_otlp,
@@ -151,6 +153,7 @@ impl Store {
         self.assembler.take_rooted(&mut ready);
         self.hold_all(&mut ready);
         self.ready = ready;
+        self.counters.spans_dropped - dropped_before
     }
 
     /// Holds the traces whose grace period, idle timeout or maximum age has passed.
