@@ -440,3 +440,32 @@ fn dropping_the_viewer_does_not_wait_for_requests_that_never_end() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     drop((body_unsent, head_unsent));
 }
+
+/// The file descriptors this process has open.
+#[cfg(target_os = "linux")]
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn connections_are_capped_so_the_application_keeps_its_file_descriptors() {
+    // Each connection the viewer serves takes a descriptor of the application's process: a
+    // local program that opens connections and never closes them (a leaking exporter, say)
+    // must not take them all. Past the cap, connections wait in the listen backlog.
+    let viewer = start(Viewer::builder());
+    let addr = viewer.addr();
+    let before = open_fds();
+    // Within the cap and the backlog (128), so that every connect completes.
+    let clients: Vec<TcpStream> = (0..320)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    assert!(clients.len() > 256, "{} connected", clients.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let served = open_fds() - before - clients.len();
+    assert!(served <= 256, "{served} connections taken in");
+    // Once they go, the viewer answers again.
+    drop(clients);
+    let (status, body) = get(addr, "/api/traces", &format!("127.0.0.1:{}", addr.port()));
+    assert_eq!(status, 200, "{body}");
+}

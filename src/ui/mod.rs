@@ -42,7 +42,9 @@
 //! takes); the oldest go first, and the drops are counted ([`ViewerStats`], `/metrics`).
 //!
 //! The server listens on `127.0.0.1:16686` unless told otherwise; it listens on another
-//! interface only when named one. It has no authentication: keep it on loopback.
+//! interface only when named one. It has no authentication: keep it on loopback. It serves
+//! at most 256 connections at once (the others wait to be taken in), so that a program
+//! leaking connections cannot take all of the application's file descriptors.
 //!
 //! Against [DNS rebinding](https://en.wikipedia.org/wiki/DNS_rebinding) (a page of another
 //! site whose name the attacker points at 127.0.0.1), every request, `/v1/traces`
@@ -169,7 +171,9 @@ mod store;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -346,6 +350,10 @@ async fn serve(
             ticking.update(|store| store.tick(Instant::now()));
         }
     });
+    let listener = Capped {
+        listener,
+        slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
     let closing = shared.clone();
     let mut stopping = shared.closing.subscribe();
     let server = axum::serve(listener, http::router(shared)).with_graceful_shutdown(async move {
@@ -366,6 +374,85 @@ async fn serve(
         } => {}
     }
     ticker.abort();
+}
+
+/// The most connections served at once; the others wait in the listen backlog. Each takes
+/// a file descriptor of the application's process, which a local program opening
+/// connections and never closing them (a leaking exporter, say) must not exhaust.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The listener, taking a connection in only while fewer than [`MAX_CONNECTIONS`] are open.
+struct Capped {
+    listener: tokio::net::TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = CappedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (CappedStream, SocketAddr) {
+        // Never closed, so always a slot.
+        let slot = self.slots.clone().acquire_owned().await.ok();
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        (
+            CappedStream {
+                stream,
+                _slot: slot,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection, holding its slot until it closes.
+struct CappedStream {
+    stream: tokio::net::TcpStream,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl tokio::io::AsyncRead for CappedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Why a [`Viewer`] did not start.
