@@ -800,3 +800,40 @@ fn spans_dropped_at_the_limits_are_told_as_a_partial_success() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_empty(), "{body:?}");
 }
+
+#[test]
+fn a_trace_of_many_services_lists_quickly() {
+    // A trace's service path is worked out on each listing, under the store's lock (which
+    // the application's reporter waits on): it must not take time in the square of the
+    // spans when each names its own service.
+    let viewer = start(Viewer::builder());
+    let trace = 0x6af7651916cd43dd8448eb211c80319c_u128;
+    let root = request("gateway", vec![proto_span(trace, 1, 0, "GET /")]);
+    post(&viewer, "application/x-protobuf", root.encode_to_vec());
+    for batch in 0..8u64 {
+        let mut body = ExportTraceServiceRequest::default();
+        for n in 0..5000 {
+            let id = 2 + batch * 5000 + n;
+            let one = request(&format!("svc-{id}"), vec![proto_span(trace, id, 1, "x")]);
+            body.resource_spans.extend(one.resource_spans);
+        }
+        let (status, answer) = post(&viewer, "application/x-protobuf", body.encode_to_vec());
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        // Joined to the held trace after the grace period.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while viewer.stats().spans_assembling > 0 {
+            assert!(Instant::now() < deadline, "{:?}", viewer.stats());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let started = Instant::now();
+    let list = get_json(&viewer, "api/traces");
+    let took = started.elapsed();
+    assert_eq!(
+        list["traces"][0]["span_count"],
+        40_001,
+        "{:?}",
+        viewer.stats()
+    );
+    assert!(took < Duration::from_secs(2), "listing took {took:?}");
+}

@@ -1,7 +1,7 @@
 //! The viewer's HTTP side: pages, JSON API, live updates, OTLP/HTTP ingestion and
 //! `/metrics`, behind a check of the `Host` and `Origin` headers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -432,11 +432,10 @@ fn services(spans: &[SpanRecord]) -> Vec<&str> {
     let mut by_start: Vec<&SpanRecord> = spans.iter().collect();
     by_start.sort_by_key(|s| s.start_time);
     let mut out: Vec<&str> = Vec::new();
-    if let Some(root) = root(spans) {
-        out.push(&root.service_name);
-    }
-    for span in by_start {
-        if !out.contains(&&*span.service_name) {
+    // A set beside the list: a trace may name as many services as it has spans.
+    let mut seen = HashSet::new();
+    for span in root(spans).into_iter().chain(by_start) {
+        if seen.insert(&*span.service_name) {
             out.push(&span.service_name);
         }
     }
