@@ -530,13 +530,17 @@ fn bad_requests_get_400_404_413_415_and_leave_the_traces_alone() {
         ),
         ("text/plain", b"{}".to_vec(), 415, "Content-Type"),
     ] {
-        let (got, answer) = post(&viewer, content_type, body);
-        assert_eq!(got.as_u16(), status, "{answer}");
-        let answer: Json = serde_json::from_str(&answer).unwrap();
-        assert!(
-            answer["error"].as_str().unwrap().contains(message),
-            "{answer}"
-        );
+        // A `Status` in the request's encoding (JSON when that is not known).
+        let (got, answer_type, answer) = post_raw(&viewer, content_type, body);
+        assert_eq!(got.as_u16(), status, "{answer:?}");
+        let said = match answer_type.as_deref() {
+            Some("application/x-protobuf") => RpcStatus::decode(&answer[..]).unwrap().message,
+            _ => {
+                let answer: Json = serde_json::from_slice(&answer).unwrap();
+                answer["message"].as_str().unwrap().to_owned()
+            }
+        };
+        assert!(said.contains(message), "{said}");
     }
     // A chunked body (no Content-Length) over the limit.
     let got = support::runtime().block_on(async {
@@ -648,4 +652,188 @@ fn the_bounds_hold_and_the_oldest_traces_go_first() {
     );
     assert_eq!(stats.spans_dropped, 0, "{stats:?}");
     assert_eq!(stats.traces_held as u64 + stats.traces_dropped, 2000);
+}
+
+#[test]
+fn long_operation_names_from_otlp_stay_within_the_byte_bound() {
+    // `/metrics` keeps a row per operation for as long as the viewer runs: a sender of
+    // spans with long, ever new names must not grow it past the bound.
+    let bound = 1 << 20;
+    let viewer = start(Viewer::builder().max_bytes(bound));
+    for batch in 0..20u128 {
+        let name = format!("{batch} {}", "x".repeat(100 << 10));
+        let root = request("gateway", vec![proto_span(batch + 1, 1, 0, &name)]);
+        let (status, body) = post(&viewer, "application/x-protobuf", root.encode_to_vec());
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let stats = viewer.stats();
+        assert!(
+            stats.bytes_held <= bound / 3 * 2,
+            "batch {batch}: {stats:?}"
+        );
+    }
+    // The newest traces are still shown; the operations past the bound count together.
+    assert!(viewer.stats().traces_held >= 1, "{:?}", viewer.stats());
+    let scrape = metrics(&viewer);
+    let other = sample(
+        &scrape,
+        "tracewire_ui_requests_total",
+        &[("operation", "_other")],
+    );
+    assert!(other > 0.0, "{other}");
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP failures.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn post_raw(
+    viewer: &Viewer,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Option<String>, Vec<u8>) {
+    support::runtime().block_on(async {
+        let response = reqwest::Client::new()
+            .post(format!("{}v1/traces", viewer.url()))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("viewer answers");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (
+            status,
+            content_type,
+            response.bytes().await.unwrap().to_vec(),
+        )
+    })
+}
+
+#[test]
+fn otlp_failures_are_status_messages_in_the_request_encoding() {
+    // As the OTLP/HTTP spec asks: an SDK (Java's, say) decodes the body of a 4xx as a
+    // `Status` of the request's encoding, to show the developer its message.
+    let viewer = start(Viewer::builder().max_body_bytes(4096));
+    let (status, content_type, body) = post_raw(
+        &viewer,
+        "application/x-protobuf",
+        b"\x0a\xff\xff\xff".to_vec(),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(content_type.as_deref(), Some("application/x-protobuf"));
+    let decoded = RpcStatus::decode(&body[..]).expect("a protobuf Status");
+    assert!(
+        decoded.message.contains("invalid OTLP protobuf"),
+        "{decoded:?}"
+    );
+    let (status, content_type, body) = post_raw(&viewer, "application/x-protobuf", vec![0; 5000]);
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(content_type.as_deref(), Some("application/x-protobuf"));
+    let decoded = RpcStatus::decode(&body[..]).expect("a protobuf Status");
+    assert!(decoded.message.contains("4096 bytes"), "{decoded:?}");
+
+    let (status, content_type, body) = post_raw(
+        &viewer,
+        "application/json",
+        b"{\"resourceSpans\": [".to_vec(),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let decoded: Json = serde_json::from_slice(&body).expect("JSON");
+    assert!(
+        decoded["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid OTLP JSON"),
+        "{decoded}"
+    );
+}
+
+#[test]
+fn spans_dropped_at_the_limits_are_told_as_a_partial_success() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+    // 5,000 spans a trace wait for their root at most: the sender hears of the rest (a 200
+    // with `partial_success`, as the OTLP spec asks), rather than a full success.
+    let viewer = start(Viewer::builder());
+    let trace = 0x5af7651916cd43dd8448eb211c80319c_u128;
+    let children = (2..=5101u64)
+        .map(|id| proto_span(trace, id, 1, "SELECT"))
+        .collect();
+    let (status, content_type, body) = post_raw(
+        &viewer,
+        "application/x-protobuf",
+        request("db", children).encode_to_vec(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type.as_deref(), Some("application/x-protobuf"));
+    let response = ExportTraceServiceResponse::decode(&body[..]).unwrap();
+    let partial = response.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 100, "{partial:?}");
+    assert!(!partial.error_message.is_empty());
+    assert_eq!(viewer.stats().spans_dropped, 100);
+
+    // In JSON too; a request taken whole is a full success.
+    let (status, _, body) = post_raw(
+        &viewer,
+        "application/json",
+        serde_json::to_vec(&request("db", vec![proto_span(trace, 9999, 1, "SELECT")])).unwrap(),
+    );
+    assert_eq!(status, StatusCode::OK);
+    let response: Json = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        response["partialSuccess"]["rejectedSpans"]
+            .to_string()
+            .trim_matches('"'),
+        "1",
+        "{response}"
+    );
+    let root = request("db", vec![proto_span(trace + 1, 1, 0, "GET /")]);
+    let (status, _, body) = post_raw(&viewer, "application/x-protobuf", root.encode_to_vec());
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty(), "{body:?}");
+}
+
+#[test]
+fn a_trace_of_many_services_lists_quickly() {
+    // A trace's service path is worked out on each listing, under the store's lock (which
+    // the application's reporter waits on): it must not take time in the square of the
+    // spans when each names its own service.
+    let viewer = start(Viewer::builder());
+    let trace = 0x6af7651916cd43dd8448eb211c80319c_u128;
+    let root = request("gateway", vec![proto_span(trace, 1, 0, "GET /")]);
+    post(&viewer, "application/x-protobuf", root.encode_to_vec());
+    for batch in 0..8u64 {
+        let mut body = ExportTraceServiceRequest::default();
+        for n in 0..5000 {
+            let id = 2 + batch * 5000 + n;
+            let one = request(&format!("svc-{id}"), vec![proto_span(trace, id, 1, "x")]);
+            body.resource_spans.extend(one.resource_spans);
+        }
+        let (status, answer) = post(&viewer, "application/x-protobuf", body.encode_to_vec());
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        // Joined to the held trace after the grace period.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while viewer.stats().spans_assembling > 0 {
+            assert!(Instant::now() < deadline, "{:?}", viewer.stats());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let started = Instant::now();
+    let list = get_json(&viewer, "api/traces");
+    let took = started.elapsed();
+    assert_eq!(
+        list["traces"][0]["span_count"],
+        40_001,
+        "{:?}",
+        viewer.stats()
+    );
+    assert!(took < Duration::from_secs(2), "listing took {took:?}");
 }

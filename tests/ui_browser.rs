@@ -459,6 +459,17 @@ fn the_demo_renders_in_headless_chromium() {
     assert!(!page.contains("<script>document.title"));
     assert!(page.contains("<title>tracewire traces</title>"));
 
+    // A link with a malformed escape (typed, or crafted by another site) shows an error,
+    // and the page still runs: live updates open.
+    let tab = browser.open(&format!("{viewer}#/trace/%E0%A4%A"));
+    let page = browser.wait_for(
+        &tab,
+        "document.getElementById('trace-title').textContent.includes('hex digits') \
+         && document.body.dataset.live === 'events'",
+    );
+    browser.close(tab);
+    assert!(page.contains("<title>tracewire traces</title>"));
+
     // Screenshots: always taken (they must not fail); kept for the README on request.
     for (name, png) in [("ui-traces.png", traces_png), ("ui-trace.png", trace_png)] {
         assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");

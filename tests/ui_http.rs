@@ -353,3 +353,119 @@ impl SpanBuilder {
         }
     }
 }
+
+/// The head of a response, lower-cased, for its headers.
+fn head(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let host = format!("127.0.0.1:{}", addr.port());
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    // The event stream does not end: its head is enough.
+    let mut buf = [0; 4096];
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).expect("read the answer");
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+    }
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    response.split("\r\n\r\n").next().unwrap().to_owned()
+}
+
+#[test]
+fn every_answer_is_nosniff_and_refuses_inline_script() {
+    let viewer = start(Viewer::builder());
+    let addr = viewer.addr();
+    // A query parameter is echoed in a 400's message: served as anything but JSON, it
+    // must not run.
+    for path in [
+        "/",
+        "/app.js",
+        "/api/traces",
+        "/api/traces?%3Cscript%3Ealert(1)%3C/script%3E=1",
+        "/api/traces/4bf92f3577b34da6a3ce929d0e0e4736",
+        "/api/stats",
+        "/api/events",
+        "/metrics",
+        "/no/such/page",
+    ] {
+        let head = head(addr, path);
+        assert!(
+            head.contains("\r\nx-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+        let csp = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-security-policy: "))
+            .unwrap_or_else(|| panic!("{path}: no CSP in {head}"));
+        assert!(csp.starts_with("default-src "), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+    }
+}
+
+#[test]
+fn dropping_the_viewer_does_not_wait_for_requests_that_never_end() {
+    // A sender stopped half-way through a request (paused in a debugger, say) must not
+    // keep the application from exiting: dropping the viewer waits for it only briefly.
+    let viewer = start(Viewer::builder());
+    let addr = viewer.addr();
+    let host = format!("127.0.0.1:{}", addr.port());
+    let mut body_unsent = TcpStream::connect(addr).unwrap();
+    write!(
+        body_unsent,
+        "POST /v1/traces HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut head_unsent = TcpStream::connect(addr).unwrap();
+    write!(head_unsent, "GET /api/traces HTTP/1.1\r\nHost: {host}\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (dropped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        drop(viewer);
+        let _ = dropped.send(started.elapsed());
+    });
+    let took = done
+        .recv_timeout(Duration::from_secs(15))
+        .expect("dropping the viewer returns");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop((body_unsent, head_unsent));
+}
+
+/// The file descriptors this process has open.
+#[cfg(target_os = "linux")]
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn connections_are_capped_so_the_application_keeps_its_file_descriptors() {
+    // Each connection the viewer serves takes a descriptor of the application's process: a
+    // local program that opens connections and never closes them (a leaking exporter, say)
+    // must not take them all. Past the cap, connections wait in the listen backlog.
+    let viewer = start(Viewer::builder());
+    let addr = viewer.addr();
+    let before = open_fds();
+    // Within the cap and the backlog (128), so that every connect completes.
+    let clients: Vec<TcpStream> = (0..320)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    assert!(clients.len() > 256, "{} connected", clients.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let served = open_fds() - before - clients.len();
+    assert!(served <= 256, "{served} connections taken in");
+    // Once they go, the viewer answers again.
+    drop(clients);
+    let (status, body) = get(addr, "/api/traces", &format!("127.0.0.1:{}", addr.port()));
+    assert_eq!(status, 200, "{body}");
+}

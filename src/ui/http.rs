@@ -1,7 +1,7 @@
 //! The viewer's HTTP side: pages, JSON API, live updates, OTLP/HTTP ingestion and
 //! `/metrics`, behind a check of the `Host` and `Origin` headers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -209,7 +209,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/traces", post(ingest))
         .layer(middleware::from_fn_with_state(shared.clone(), guard))
+        .layer(middleware::from_fn(safe_headers))
         .with_state(shared)
+}
+
+/// Every answer, errors and 404s included: never sniffed into another type (a 400 echoes
+/// a query parameter), and running nothing unless it says otherwise (as the page does).
+/// Framing stays allowed: editors show the page in a frame, and nothing on it changes
+/// anything.
+async fn safe_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'"));
+    response
 }
 
 /// `GET /api/events`: a server-sent event `traces` at once and then whenever the held
@@ -278,7 +296,6 @@ async fn asset(text: &'static str, content_type: &'static str) -> Response {
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'self'; img-src 'self' data:",
             ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         text,
     )
@@ -415,11 +432,10 @@ fn services(spans: &[SpanRecord]) -> Vec<&str> {
     let mut by_start: Vec<&SpanRecord> = spans.iter().collect();
     by_start.sort_by_key(|s| s.start_time);
     let mut out: Vec<&str> = Vec::new();
-    if let Some(root) = root(spans) {
-        out.push(&root.service_name);
-    }
-    for span in by_start {
-        if !out.contains(&&*span.service_name) {
+    // A set beside the list: a trace may name as many services as it has spans.
+    let mut seen = HashSet::new();
+    for span in root(spans).into_iter().chain(by_start) {
+        if seen.insert(&*span.service_name) {
             out.push(&span.service_name);
         }
     }
@@ -782,6 +798,17 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// An OTLP/HTTP failure: a `Status` in the request's encoding (JSON when not known).
+fn otlp_error(encoding: Encoding, status: StatusCode, message: impl AsRef<str>) -> Response {
+    let body = ingest::failure(encoding, message.as_ref());
+    (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
+}
+
 async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let max = shared.max_body_bytes;
     let encoding = headers
@@ -789,7 +816,8 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         .and_then(|v| v.to_str().ok())
         .and_then(Encoding::from_content_type);
     let Some(encoding) = encoding else {
-        return error(
+        return otlp_error(
+            Encoding::Json,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/x-protobuf or application/json",
         );
@@ -798,13 +826,15 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
         .get(header::CONTENT_ENCODING)
         .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
     if !identity {
-        return error(
+        return otlp_error(
+            encoding,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "compressed bodies are not accepted; send them uncompressed",
         );
     }
     let too_large = || {
-        error(
+        otlp_error(
+            encoding,
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is over the limit of {max} bytes"),
         )
@@ -819,22 +849,21 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     let bytes = match Limited::new(body, max).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return too_large(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+        Err(e) => {
+            return otlp_error(
+                encoding,
+                StatusCode::BAD_REQUEST,
+                format!("reading the body: {e}"),
+            )
+        }
     };
     let spans = match ingest::decode(&bytes, encoding) {
         Ok(spans) => spans,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return otlp_error(encoding, StatusCode::BAD_REQUEST, e.to_string()),
     };
-    shared.update(|store| store.add(&spans, Source::Otlp, Instant::now()));
-    let content_type = match encoding {
-        Encoding::Protobuf => "application/x-protobuf",
-        Encoding::Json => "application/json",
-    };
-    let mut response = ingest::success(encoding).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+    let rejected = shared.update(|store| store.add(&spans, Source::Otlp, Instant::now()));
+    let body = ingest::success(encoding, rejected);
+    ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 
 #[cfg(test)]

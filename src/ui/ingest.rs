@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as ProtoKeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span, status, Span};
 use prost::Message;
@@ -39,6 +41,13 @@ impl Encoding {
             Some(Encoding::Json)
         } else {
             None
+        }
+    }
+
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
         }
     }
 }
@@ -215,11 +224,44 @@ fn json_elements(body: &[u8]) -> usize {
     count
 }
 
-/// The empty `ExportTraceServiceResponse` (full success), in `encoding`.
-pub(crate) fn success(encoding: Encoding) -> Vec<u8> {
+/// The `ExportTraceServiceResponse` to a request taken in, in `encoding`: empty (a full
+/// success), or a partial success when `rejected` spans were dropped at the limits, as
+/// the OTLP spec asks, so that the sender hears of them.
+pub(crate) fn success(encoding: Encoding, rejected: u64) -> Vec<u8> {
+    let response = ExportTraceServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
+            error_message: "the trace viewer was holding as many spans as it may while \
+                            their traces' roots had not arrived; these were dropped"
+                .into(),
+        }),
+    };
     match encoding {
-        Encoding::Protobuf => Vec::new(),
-        Encoding::Json => b"{}".to_vec(),
+        Encoding::Protobuf => response.encode_to_vec(),
+        Encoding::Json if rejected == 0 => b"{}".to_vec(),
+        Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+    }
+}
+
+/// A `google.rpc.Status` saying `message`, in `encoding`: the body of a 4xx, as the OTLP/HTTP
+/// spec asks (it leaves the code out). Written by hand: one string field.
+pub(crate) fn failure(encoding: Encoding, message: &str) -> Vec<u8> {
+    match encoding {
+        Encoding::Protobuf => {
+            // Field 2, length-delimited.
+            let mut out = vec![2 << 3 | 2];
+            let mut len = message.len() as u64;
+            while len >= 0x80 {
+                out.push(len as u8 | 0x80);
+                len >>= 7;
+            }
+            out.push(len as u8);
+            out.extend_from_slice(message.as_bytes());
+            out
+        }
+        Encoding::Json => serde_json::json!({ "message": message })
+            .to_string()
+            .into_bytes(),
     }
 }
 

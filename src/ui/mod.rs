@@ -42,7 +42,9 @@
 //! takes); the oldest go first, and the drops are counted ([`ViewerStats`], `/metrics`).
 //!
 //! The server listens on `127.0.0.1:16686` unless told otherwise; it listens on another
-//! interface only when named one. It has no authentication: keep it on loopback.
+//! interface only when named one. It has no authentication: keep it on loopback. It serves
+//! at most 256 connections at once (the others wait to be taken in), so that a program
+//! leaking connections cannot take all of the application's file descriptors.
 //!
 //! Against [DNS rebinding](https://en.wikipedia.org/wiki/DNS_rebinding) (a page of another
 //! site whose name the attacker points at 127.0.0.1), every request, `/v1/traces`
@@ -127,7 +129,11 @@
 //! that cannot be decoded, has a span with an invalid id, or holds more than 1,048,576
 //! elements (spans, attributes, events, links, values; a bound on the memory decoding takes)
 //! gets 400 with a message and nothing of it is kept; a body over [`ViewerBuilder::max_body_bytes`] (4 MiB by default)
-//! gets 413; another `Content-Type` or a compressed body gets 415.
+//! gets 413; another `Content-Type` or a compressed body gets 415. The body of these answers
+//! is a `google.rpc.Status` with the message, in the request's encoding (JSON when the
+//! `Content-Type` is another), as the OTLP/HTTP specification asks. Spans of a request
+//! taken in but dropped at the limits on spans waiting for their trace's root are told in
+//! the 200's `partial_success` (`rejected_spans`).
 //!
 //! # Metrics
 //!
@@ -136,7 +142,8 @@
 //! - `tracewire_ui_spans_dropped_total` (refused at the assembly limits) and
 //!   `tracewire_ui_traces_dropped_total` (let go to stay within the bounds);
 //! - `tracewire_ui_traces_held`;
-//! - per operation (`service`, `operation`; after 1000 operations, new ones count under
+//! - per operation (`service`, `operation`; after 1000 operations, or once their rows
+//!   take a twelfth of [`ViewerBuilder::max_bytes`], new ones count under
 //!   `operation="_other"`): `tracewire_ui_requests_total` by `status_class` (`1xx`…`5xx`
 //!   from the HTTP status code, else `ok` or `error`), and the histogram
 //!   `tracewire_ui_request_duration_seconds` with the semantic conventions' bucket
@@ -164,7 +171,9 @@ mod store;
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -181,6 +190,9 @@ pub const DEFAULT_ADDR: SocketAddr =
 
 /// The environment variable [`dev`](crate::dev) reads the viewer's address from.
 pub const ADDR_ENV: &str = "TRACEWIRE_UI_ADDR";
+
+/// How long a stopping viewer waits for the requests in flight to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// How often held-back traces are checked for their timeouts when no span arrives.
 const TICK: Duration = Duration::from_millis(250);
@@ -338,15 +350,109 @@ async fn serve(
             ticking.update(|store| store.tick(Instant::now()));
         }
     });
+    let listener = Capped {
+        listener,
+        slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+    };
     let closing = shared.clone();
+    let mut stopping = shared.closing.subscribe();
     let server = axum::serve(listener, http::router(shared)).with_graceful_shutdown(async move {
         let _ = stopped.await;
         closing.closing.send_replace(true);
     });
-    if let Err(e) = server.await {
-        eprintln!("tracewire: the trace viewer stopped: {e}");
+    tokio::select! {
+        result = std::future::IntoFuture::into_future(server) => {
+            if let Err(e) = result {
+                eprintln!("tracewire: the trace viewer stopped: {e}");
+            }
+        }
+        // A request still unfinished a moment after the stop (its sender paused or gone
+        // quiet half-way) is cut as the runtime drops: else the application could not exit.
+        _ = async {
+            let _ = stopping.wait_for(|closing| *closing).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {}
     }
     ticker.abort();
+}
+
+/// The most connections served at once; the others wait in the listen backlog. Each takes
+/// a file descriptor of the application's process, which a local program opening
+/// connections and never closing them (a leaking exporter, say) must not exhaust.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The listener, taking a connection in only while fewer than [`MAX_CONNECTIONS`] are open.
+struct Capped {
+    listener: tokio::net::TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for Capped {
+    type Io = CappedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (CappedStream, SocketAddr) {
+        // Never closed, so always a slot.
+        let slot = self.slots.clone().acquire_owned().await.ok();
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        (
+            CappedStream {
+                stream,
+                _slot: slot,
+            },
+            addr,
+        )
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// A connection, holding its slot until it closes.
+struct CappedStream {
+    stream: tokio::net::TcpStream,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl tokio::io::AsyncRead for CappedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Why a [`Viewer`] did not start.
@@ -391,7 +497,8 @@ impl std::error::Error for StartError {
     }
 }
 
-/// The running trace viewer; dropping it stops the server. See the [module docs](self).
+/// The running trace viewer; dropping it stops the server (after a second at most for the
+/// requests in flight). See the [module docs](self).
 pub struct Viewer {
     shared: Arc<Shared>,
     addr: SocketAddr,

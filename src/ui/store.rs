@@ -125,8 +125,10 @@ impl Store {
         }
     }
 
-    /// Takes in `spans`; traces whose root arrived are held at once.
-    pub(crate) fn add(&mut self, spans: &[SpanRecord], source: Source, now: Instant) {
+    /// Takes in `spans`; traces whose root arrived are held at once. Returns how many were
+    /// dropped at the assembly limits.
+    pub(crate) fn add(&mut self, spans: &[SpanRecord], source: Source, now: Instant) -> u64 {
+        let dropped_before = self.counters.spans_dropped;
         let received = match source {
             Source::Local => &mut self.counters.received_local,
             Source::Otlp => &mut self.counters.received_otlp,
@@ -151,6 +153,7 @@ impl Store {
         self.assembler.take_rooted(&mut ready);
         self.hold_all(&mut ready);
         self.ready = ready;
+        self.counters.spans_dropped - dropped_before
     }
 
     /// Holds the traces whose grace period, idle timeout or maximum age has passed.
@@ -238,18 +241,26 @@ impl Store {
         if !entry {
             return;
         }
+        // The key's strings, the entry in a B-tree node (at least half full), and the node
+        // of its own small map of status classes.
+        let row = |key: &(Arc<str>, Arc<str>)| {
+            size::alloc(key.0.len() + 16)
+                + size::alloc(key.1.len() + 16)
+                + 2 * std::mem::size_of::<((Arc<str>, Arc<str>), OpMetrics)>()
+                + size::alloc(11 * std::mem::size_of::<(&str, u64)>() + 16)
+        };
         let mut key = (span.service_name.clone(), Arc::from(span.name.as_ref()));
         if !self.operations.contains_key(&key) {
-            if self.operations.len() >= MAX_OPERATIONS {
+            // Rows are never let go: bounded in number, and in bytes too (an OTLP sender
+            // can name spans with ever new, long names), else they would crowd out every
+            // trace and still exceed the bound.
+            if self.operations.len() >= MAX_OPERATIONS
+                || self.operation_bytes + row(&key) > self.budget / OPERATIONS_SHARE
+            {
                 key = (Arc::from(""), Arc::from(OTHER_OPERATION));
             }
             if !self.operations.contains_key(&key) {
-                // The key's strings, the entry in a B-tree node (at least half full), and
-                // the node of its own small map of status classes.
-                self.operation_bytes += size::alloc(key.0.len() + 16)
-                    + size::alloc(key.1.len() + 16)
-                    + 2 * std::mem::size_of::<((Arc<str>, Arc<str>), OpMetrics)>()
-                    + size::alloc(11 * std::mem::size_of::<(&str, u64)>() + 16);
+                self.operation_bytes += row(&key);
             }
         }
         let op = self.operations.entry(key).or_default();
@@ -298,6 +309,10 @@ impl Store {
         self.assembler.spans_held()
     }
 }
+
+/// `/metrics`' operations take at most this part of the budget; the operations past it
+/// count under [`OTHER_OPERATION`].
+const OPERATIONS_SHARE: usize = 8;
 
 /// An assembler trace in waiting, beyond its spans: the vectors and id set it starts with,
 /// timestamps and counters. (Its type is private to the assembler; this is on the high side.)

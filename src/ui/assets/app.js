@@ -298,8 +298,12 @@ async function showTrace(traceId) {
 
 function route() {
   const match = location.hash.match(/^#\/trace\/([^/]+)$/);
-  if (match) showTrace(decodeURIComponent(match[1]));
-  else showList();
+  if (!match) { showList(); return; }
+  // A malformed escape (a typed or crafted link) would throw, and stop the page's script
+  // before the live updates start: ask for it as it is, for the server's answer.
+  let traceId = match[1];
+  try { traceId = decodeURIComponent(traceId); } catch (_) { /* kept as it is */ }
+  showTrace(traceId);
 }
 
 document.getElementById("filters").addEventListener("input", () => refreshSoon());
