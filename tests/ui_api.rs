@@ -1,7 +1,7 @@
 //! The trace viewer over loopback: real traced axum and tonic calls read back through the
 //! JSON API; OTLP/HTTP bodies (built with opentelemetry-proto, and sent by the real
 //! opentelemetry-otlp HTTP exporter, protobuf and JSON) merged into the right trace; the
-//! 400, 404, 413 and 415 answers; `/metrics` read with a Prometheus text-format parser; the
+//! 400, 404, 413 and 415 answers (gzip bodies bounded once decompressed); `/metrics` read with a Prometheus text-format parser; the
 //! bounds.
 #![cfg(all(feature = "ui", feature = "otel"))]
 
@@ -408,8 +408,8 @@ fn otlp_protobuf_and_json_bodies_join_the_right_trace() {
 
 /// A second "service" whose spans leave through the real opentelemetry-otlp HTTP exporter
 /// (its hyper client, as users ship it) to the viewer, and join a trace this process recorded.
-fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol) {
-    use opentelemetry_otlp::WithExportConfig;
+fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol, gzip: bool) {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 
     let viewer = start(Viewer::builder());
     let (local, local_guard) = Recorder::builder()
@@ -430,12 +430,16 @@ fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol) {
         .unwrap();
     let exporter = {
         let _entered = export_rt.enter();
-        opentelemetry_otlp::SpanExporter::builder()
+        let builder = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(protocol)
-            .with_endpoint(format!("{}v1/traces", viewer.url()))
-            .build()
-            .expect("exporter")
+            .with_endpoint(format!("{}v1/traces", viewer.url()));
+        let builder = if gzip {
+            builder.with_compression(opentelemetry_otlp::Compression::Gzip)
+        } else {
+            builder
+        };
+        builder.build().expect("exporter")
     };
     let otel = OtelReporter::builder(exporter)
         .runtime(export_rt.handle().clone())
@@ -479,12 +483,18 @@ fn export_through_otlp_http(protocol: opentelemetry_otlp::Protocol) {
 
 #[test]
 fn the_real_otlp_exporter_joins_a_local_trace_over_http_protobuf() {
-    export_through_otlp_http(opentelemetry_otlp::Protocol::HttpBinary);
+    export_through_otlp_http(opentelemetry_otlp::Protocol::HttpBinary, false);
+}
+
+/// As an SDK sends with `OTEL_EXPORTER_OTLP_COMPRESSION=gzip`.
+#[test]
+fn the_real_otlp_exporter_joins_a_local_trace_over_gzipped_http_protobuf() {
+    export_through_otlp_http(opentelemetry_otlp::Protocol::HttpBinary, true);
 }
 
 #[test]
 fn the_real_otlp_exporter_joins_a_local_trace_over_http_json() {
-    export_through_otlp_http(opentelemetry_otlp::Protocol::HttpJson);
+    export_through_otlp_http(opentelemetry_otlp::Protocol::HttpJson, false);
 }
 
 #[test]
@@ -563,6 +573,32 @@ fn bad_requests_get_400_404_413_415_and_leave_the_traces_alone() {
         client.request(request).await.unwrap().status()
     });
     assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE);
+    // The limit holds for a gzip body once decompressed: 2 MiB of zeros in about 2 KiB.
+    let bomb = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&vec![0; 2 << 20]).unwrap();
+        gz.finish().unwrap()
+    };
+    assert!(bomb.len() < 4096);
+    for (encoding, body, status) in [
+        ("gzip", bomb, StatusCode::PAYLOAD_TOO_LARGE),
+        ("gzip", b"not gzip".to_vec(), StatusCode::BAD_REQUEST),
+        ("br", b"{}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ] {
+        let got = support::runtime().block_on(async {
+            reqwest::Client::new()
+                .post(format!("{}v1/traces", viewer.url()))
+                .header("content-type", "application/x-protobuf")
+                .header("content-encoding", encoding)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(got, status, "{encoding}");
+    }
 
     for (path, status) in [
         ("api/traces/xyz", 400),

@@ -1,6 +1,7 @@
 //! The viewer's HTTP side: pages, JSON API, live updates, OTLP/HTTP ingestion and
 //! `/metrics`, behind a check of the `Host` and `Origin` headers.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -822,16 +823,19 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             "Content-Type must be application/x-protobuf or application/json",
         );
     };
-    let identity = headers
-        .get(header::CONTENT_ENCODING)
-        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    if !identity {
-        return otlp_error(
-            encoding,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "compressed bodies are not accepted; send them uncompressed",
-        );
-    }
+    // SDKs compress with gzip when `OTEL_EXPORTER_OTLP_COMPRESSION=gzip`.
+    let gzip = match headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case(b"identity") => false,
+        Some(v) if v.eq_ignore_ascii_case(b"gzip") => true,
+        Some(_) => {
+            return otlp_error(
+                encoding,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Encoding must be gzip or identity",
+            )
+        }
+    };
     let too_large = || {
         otlp_error(
             encoding,
@@ -857,6 +861,17 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
             )
         }
     };
+    let bytes: Cow<'_, [u8]> = if gzip {
+        match gunzip(&bytes, max) {
+            Ok(bytes) => Cow::Owned(bytes),
+            Err(Gunzip::TooLarge) => return too_large(),
+            Err(Gunzip::Invalid(e)) => {
+                return otlp_error(encoding, StatusCode::BAD_REQUEST, format!("gzip: {e}"))
+            }
+        }
+    } else {
+        Cow::Borrowed(&bytes)
+    };
     let spans = match ingest::decode(&bytes, encoding) {
         Ok(spans) => spans,
         Err(e) => return otlp_error(encoding, StatusCode::BAD_REQUEST, e.to_string()),
@@ -866,9 +881,47 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 
+enum Gunzip {
+    /// Over the body limit once decompressed.
+    TooLarge,
+    Invalid(std::io::Error),
+}
+
+/// A gzip body decompressed, refused past `max` bytes: the limit holds for what is decoded,
+/// not only for what came over the wire (a few KiB of gzip can hold gigabytes of zeros).
+fn gunzip(compressed: &[u8], max: usize) -> Result<Vec<u8>, Gunzip> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(Gunzip::Invalid)?;
+    if out.len() > max {
+        return Err(Gunzip::TooLarge);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_bodies_are_bounded_once_decompressed() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let gzip = |data: &[u8]| {
+            let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
+        assert_eq!(gunzip(&gzip(b"spans"), 5).ok(), Some(b"spans".to_vec()));
+        // 64 MiB of zeros is a few KiB of gzip.
+        let bomb = gzip(&vec![0; 64 << 20]);
+        assert!(bomb.len() < 128 << 10, "{}", bomb.len());
+        assert!(matches!(gunzip(&bomb, 4 << 20), Err(Gunzip::TooLarge)));
+        assert!(matches!(gunzip(b"not gzip", 100), Err(Gunzip::Invalid(_))));
+    }
 
     #[test]
     fn filters_parse_and_refuse_bad_values() {

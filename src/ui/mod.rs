@@ -123,13 +123,15 @@
 //! # OTLP/HTTP
 //!
 //! `POST /v1/traces` takes an OTLP `ExportTraceServiceRequest`, as protobuf
-//! (`application/x-protobuf`) or JSON (`application/json`), uncompressed. Point another
+//! (`application/x-protobuf`) or JSON (`application/json`), uncompressed or with
+//! `Content-Encoding: gzip` (`OTEL_EXPORTER_OTLP_COMPRESSION=gzip`). Point another
 //! service's SDK at the viewer with `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:16686`
 //! (and, for SDKs that default to gRPC, `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`). A body
 //! that cannot be decoded, has a span with an invalid id, or holds more than 1,048,576
 //! elements (spans, attributes, events, links, values; a bound on the memory decoding takes)
 //! gets 400 with a message and nothing of it is kept; a body over [`ViewerBuilder::max_body_bytes`] (4 MiB by default)
-//! gets 413; another `Content-Type` or a compressed body gets 415. The body of these answers
+//! gets 413, also when it is over that limit once decompressed; another `Content-Type` or
+//! `Content-Encoding` gets 415. The body of these answers
 //! is a `google.rpc.Status` with the message, in the request's encoding (JSON when the
 //! `Content-Type` is another), as the OTLP/HTTP specification asks. Spans of a request
 //! taken in but dropped at the limits on spans waiting for their trace's root are told in
