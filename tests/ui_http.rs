@@ -441,10 +441,24 @@ fn dropping_the_viewer_does_not_wait_for_requests_that_never_end() {
     drop((body_unsent, head_unsent));
 }
 
-/// The file descriptors this process has open.
+/// The connections to `port` the viewer has taken in: established TCP sockets on that local
+/// port with an inode, that is a file descriptor (one still in the listen backlog has none).
+/// Counted by port, not by this process's descriptors, which the other tests of this binary
+/// open and close as they run.
 #[cfg(target_os = "linux")]
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+fn taken_in(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next().unwrap();
+            u16::from_str_radix(local_port, 16).unwrap() == port
+                && fields[3] == "01"
+                && fields[9] != "0"
+        })
+        .count()
 }
 
 #[test]
@@ -455,17 +469,112 @@ fn connections_are_capped_so_the_application_keeps_its_file_descriptors() {
     // must not take them all. Past the cap, connections wait in the listen backlog.
     let viewer = start(Viewer::builder());
     let addr = viewer.addr();
-    let before = open_fds();
     // Within the cap and the backlog (128), so that every connect completes.
     let clients: Vec<TcpStream> = (0..320)
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
         .collect();
     assert!(clients.len() > 256, "{} connected", clients.len());
-    std::thread::sleep(Duration::from_millis(500));
-    let served = open_fds() - before - clients.len();
+    // The viewer takes in 256 of them, in its own time, and no more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while taken_in(addr.port()) < 256 {
+        assert!(
+            Instant::now() < deadline,
+            "{} taken in",
+            taken_in(addr.port())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let served = taken_in(addr.port());
     assert!(served <= 256, "{served} connections taken in");
     // Once they go, the viewer answers again.
     drop(clients);
     let (status, body) = get(addr, "/api/traces", &format!("127.0.0.1:{}", addr.port()));
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    // One opened and never written to would otherwise hold one of the 256 connections.
+    let viewer = start(Viewer::builder().idle_timeout(Duration::from_millis(300)));
+    let mut silent = TcpStream::connect(viewer.addr()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0; 16];
+    // The viewer closes it: end of stream (or a reset), not our 10 s read timeout.
+    match silent.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "{:?}", &buf[..n]),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(9));
+    // A connection in use is not idle.
+    let addr = viewer.addr();
+    let (status, _) = get(addr, "/api/traces", &format!("127.0.0.1:{}", addr.port()));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn otlp_senders_past_four_bodies_at_once_are_told_to_retry() {
+    let viewer = start(Viewer::builder());
+    let addr = viewer.addr();
+    let host = format!("127.0.0.1:{}", addr.port());
+    // Four senders start a body of 1,000 bytes and pause half-way: each holds a slot.
+    let paused: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            write!(
+                stream,
+                "POST /v1/traces HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n{{\"resourceSpans\": ["
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    // Once the four are being read (they arrive in their own time), a fifth is told to retry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let stream = TcpStream::connect(addr).unwrap();
+        let answer = send_otlp(stream, &host);
+        if answer.starts_with("HTTP/1.1 503") || Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // When they go, senders are served again.
+    drop(paused);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = send_otlp(TcpStream::connect(addr).unwrap(), &host);
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Posts one span and returns the whole answer.
+fn send_otlp(mut stream: TcpStream, host: &str) -> String {
+    let body = otlp_body("4bf92f3577b34da6a3ce929d0e0e4736");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/traces HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }

@@ -39,6 +39,13 @@ const DEFAULT_LIMIT: usize = 100;
 /// The most clients of `GET /api/events` at once; more get 503.
 pub(crate) const MAX_EVENT_CLIENTS: usize = 32;
 
+/// OTLP bodies read at once. Each may take [`ViewerBuilder::max_body_bytes`] before it is
+/// decoded, outside the store's bound; more senders get 503 with `Retry-After`, which OTLP
+/// exporters retry.
+///
+/// [`ViewerBuilder::max_body_bytes`]: super::ViewerBuilder::max_body_bytes
+pub(crate) const MAX_INGESTS: usize = 4;
+
 /// The least time between two live-update events to one client; changes meanwhile are
 /// told in one.
 const EVENT_INTERVAL: Duration = Duration::from_millis(250);
@@ -54,6 +61,7 @@ pub(crate) struct Shared {
     /// shutdown would wait for them forever).
     pub(crate) closing: watch::Sender<bool>,
     pub(crate) event_slots: Arc<Semaphore>,
+    pub(crate) ingest_slots: Semaphore,
     pub(crate) hosts: Hosts,
 }
 
@@ -65,6 +73,7 @@ impl Shared {
             changes: watch::Sender::new(0),
             closing: watch::Sender::new(false),
             event_slots: Arc::new(Semaphore::new(MAX_EVENT_CLIENTS)),
+            ingest_slots: Semaphore::new(MAX_INGESTS),
             hosts,
         }
     }
@@ -835,6 +844,15 @@ async fn ingest(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
                 "Content-Encoding must be gzip or identity",
             )
         }
+    };
+    let Ok(_slot) = shared.ingest_slots.try_acquire() else {
+        let mut busy = otlp_error(
+            encoding,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy with other OTLP requests; retry",
+        );
+        (busy.headers_mut()).insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return busy;
     };
     let too_large = || {
         otlp_error(

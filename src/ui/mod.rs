@@ -44,7 +44,10 @@
 //! The server listens on `127.0.0.1:16686` unless told otherwise; it listens on another
 //! interface only when named one. It has no authentication: keep it on loopback. It serves
 //! at most 256 connections at once (the others wait to be taken in), so that a program
-//! leaking connections cannot take all of the application's file descriptors.
+//! leaking connections cannot take all of the application's file descriptors, and closes a
+//! connection silent for [`ViewerBuilder::idle_timeout`] (two minutes). It reads at most
+//! four OTLP bodies at once; more senders get 503 with `Retry-After: 1`, which exporters
+//! retry.
 //!
 //! Against [DNS rebinding](https://en.wikipedia.org/wiki/DNS_rebinding) (a page of another
 //! site whose name the attacker points at 127.0.0.1), every request, `/v1/traces`
@@ -206,6 +209,7 @@ pub struct ViewerBuilder {
     max_traces: usize,
     max_bytes: usize,
     max_body_bytes: usize,
+    idle_timeout: Duration,
     hosts: Vec<String>,
 }
 
@@ -216,6 +220,7 @@ impl Default for ViewerBuilder {
             max_traces: 1000,
             max_bytes: 64 << 20,
             max_body_bytes: 4 << 20,
+            idle_timeout: Duration::from_secs(120),
             hosts: Vec::new(),
         }
     }
@@ -258,6 +263,15 @@ impl ViewerBuilder {
     /// The largest OTLP request body accepted; larger ones get 413. 4 MiB by default.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long a connection may send and receive nothing before it is closed: one opened
+    /// and left silent would otherwise hold one of the 256 connections for good. Two minutes
+    /// by default, longer than HTTP clients keep idle connections (90 s) and than the page's
+    /// live updates stay quiet (15 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
         self
     }
 
@@ -317,9 +331,10 @@ impl ViewerBuilder {
             .map_err(StartError::Runtime)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = shared.clone();
+        let idle = self.idle_timeout;
         let thread = std::thread::Builder::new()
             .name("tracewire-ui".into())
-            .spawn(move || runtime.block_on(serve(listener, serving, stopped)))
+            .spawn(move || runtime.block_on(serve(listener, serving, stopped, idle)))
             .map_err(StartError::Runtime)?;
         Ok(Viewer {
             shared,
@@ -336,6 +351,7 @@ async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     stopped: tokio::sync::oneshot::Receiver<()>,
+    idle_timeout: Duration,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(listener) => listener,
@@ -355,6 +371,7 @@ async fn serve(
     let listener = Capped {
         listener,
         slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        idle_timeout,
     };
     let closing = shared.clone();
     let mut stopping = shared.closing.subscribe();
@@ -384,9 +401,12 @@ async fn serve(
 const MAX_CONNECTIONS: usize = 256;
 
 /// The listener, taking a connection in only while fewer than [`MAX_CONNECTIONS`] are open.
+/// Written here because axum's `serve` has neither a connection limit nor a timeout
+/// (hyper's header timeout needs a timer axum does not give it).
 struct Capped {
     listener: tokio::net::TcpListener,
     slots: Arc<tokio::sync::Semaphore>,
+    idle_timeout: Duration,
 }
 
 impl axum::serve::Listener for Capped {
@@ -397,10 +417,13 @@ impl axum::serve::Listener for Capped {
         // Never closed, so always a slot.
         let slot = self.slots.clone().acquire_owned().await.ok();
         let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        let idle_timeout = self.idle_timeout;
         (
             CappedStream {
                 stream,
                 _slot: slot,
+                idle: Box::pin(tokio::time::sleep(idle_timeout)),
+                idle_timeout,
             },
             addr,
         )
@@ -411,10 +434,35 @@ impl axum::serve::Listener for Capped {
     }
 }
 
-/// A connection, holding its slot until it closes.
+/// A connection, holding its slot until it closes, and closed once nothing went either way
+/// for its idle timeout.
 struct CappedStream {
     stream: tokio::net::TcpStream,
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    idle_timeout: Duration,
+}
+
+impl CappedStream {
+    /// `poll` moved bytes: the connection is not idle. Else, once the timeout has passed,
+    /// the connection fails with `TimedOut`, and hyper closes it.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match poll {
+            Poll::Pending if std::future::Future::poll(self.idle.as_mut(), cx).is_ready() => {
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                let deadline = tokio::time::Instant::now() + self.idle_timeout;
+                self.idle.as_mut().reset(deadline);
+                ready
+            }
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for CappedStream {
@@ -423,7 +471,8 @@ impl tokio::io::AsyncRead for CappedStream {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        self.watch(cx, poll)
     }
 }
 
@@ -433,7 +482,8 @@ impl tokio::io::AsyncWrite for CappedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -441,7 +491,8 @@ impl tokio::io::AsyncWrite for CappedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
