@@ -528,9 +528,13 @@ async fn until_measured(meters: &Meters, name: &str) {
     }
 }
 
-#[test]
-fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
-    let meters = Meters::new();
+/// A gRPC call to a handler that takes 30 s, given up by its caller after `give_up`;
+/// `timeout`: the request's `grpc-timeout`. Returns once the server has measured the call.
+fn give_up_on_a_slow_grpc_call(
+    meters: &Meters,
+    timeout: Option<&str>,
+    give_up: Duration,
+) -> support::Recorded {
     let (recorded, ()) = recorded(|_| async {
         let slow = Router::new()
             .route(
@@ -544,18 +548,24 @@ fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_met
         let mut client = ServiceBuilder::new()
             .layer(ClientLayer::grpc().metrics(&meters.provider))
             .service(hyper_client());
-        let request = http::Request::post(format!("http://{addr}/pkg.Svc/Slow"))
-            .header("content-type", "application/grpc")
-            .header("grpc-timeout", "50m")
-            .body(Default::default())
-            .unwrap();
+        let mut request = http::Request::post(format!("http://{addr}/pkg.Svc/Slow"))
+            .header("content-type", "application/grpc");
+        if let Some(timeout) = timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        let request = request.body(Default::default()).unwrap();
         let call = client.ready().await.unwrap().call(request);
-        // Given up well past the deadline.
-        assert!(tokio::time::timeout(Duration::from_millis(300), call)
-            .await
-            .is_err());
-        until_measured(&meters, "rpc.server.call.duration").await;
+        assert!(tokio::time::timeout(give_up, call).await.is_err());
+        until_measured(meters, "rpc.server.call.duration").await;
     });
+    recorded
+}
+
+#[test]
+fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_metrics() {
+    let meters = Meters::new();
+    // Given up well past the deadline.
+    let recorded = give_up_on_a_slow_grpc_call(&meters, Some("50m"), Duration::from_millis(300));
     for name in ["rpc.server.call.duration", "rpc.client.call.duration"] {
         let points = meters.histogram(name);
         assert_eq!(points.len(), 1, "{name}: {points:#?}");
@@ -579,30 +589,8 @@ fn a_grpc_call_abandoned_past_its_deadline_is_deadline_exceeded_on_spans_and_met
 #[test]
 fn a_grpc_call_the_caller_gives_up_is_cancelled_and_fails_only_the_client_on_spans_and_metrics() {
     let meters = Meters::new();
-    let (recorded, ()) = recorded(|_| async {
-        let slow = Router::new()
-            .route(
-                "/pkg.Svc/Slow",
-                axum::routing::post(|| async {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                }),
-            )
-            .layer(ServerLayer::grpc().metrics(&meters.provider));
-        let addr = serve(slow).await;
-        let mut client = ServiceBuilder::new()
-            .layer(ClientLayer::grpc().metrics(&meters.provider))
-            .service(hyper_client());
-        // No `grpc-timeout`: giving up is a cancellation, not a deadline.
-        let request = http::Request::post(format!("http://{addr}/pkg.Svc/Slow"))
-            .header("content-type", "application/grpc")
-            .body(Default::default())
-            .unwrap();
-        let call = client.ready().await.unwrap().call(request);
-        assert!(tokio::time::timeout(Duration::from_millis(50), call)
-            .await
-            .is_err());
-        until_measured(&meters, "rpc.server.call.duration").await;
-    });
+    // No `grpc-timeout`: giving up is a cancellation, not a deadline.
+    let recorded = give_up_on_a_slow_grpc_call(&meters, None, Duration::from_millis(50));
     for (name, error_type) in [
         ("rpc.server.call.duration", None),
         ("rpc.client.call.duration", Some("cancelled")),

@@ -46,7 +46,24 @@ fn boxed<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
     any.downcast_ref::<Box<dyn Error>>().map(|boxed| &**boxed)
 }
 
-/// The errors of the I/O, HTTP and gRPC crates that tower stacks box.
+/// Calls `$known!(types…)` with the errors of the I/O, HTTP and gRPC crates that tower
+/// stacks box and that the clients people wrap return: the one list both lookups below use.
+macro_rules! with_known_errors {
+    ($known:ident) => {
+        $known!(std::io::Error, http::Error);
+        #[cfg(feature = "axum")]
+        $known!(axum::Error);
+        #[cfg(feature = "hyper-util")]
+        $known!(hyper_util::client::legacy::Error, hyper::Error);
+        #[cfg(feature = "grpc")]
+        $known!(tonic::transport::Error, tonic::Status);
+        #[cfg(feature = "reqwest")]
+        $known!(reqwest::Error, reqwest_middleware::Error);
+        #[cfg(feature = "otel")]
+        $known!(opentelemetry_sdk::error::OTelSdkError);
+    };
+}
+
 fn known_type_name(error: &(dyn Error + 'static)) -> Option<&'static str> {
     macro_rules! known {
         ($($ty:ty),* $(,)?) => {$(
@@ -55,15 +72,7 @@ fn known_type_name(error: &(dyn Error + 'static)) -> Option<&'static str> {
             }
         )*};
     }
-    known!(std::io::Error, http::Error);
-    #[cfg(feature = "axum")]
-    known!(axum::Error);
-    #[cfg(feature = "hyper-util")]
-    known!(hyper_util::client::legacy::Error, hyper::Error);
-    #[cfg(feature = "grpc")]
-    known!(tonic::transport::Error, tonic::Status);
-    #[cfg(feature = "reqwest")]
-    known!(reqwest::Error, reqwest_middleware::Error);
+    with_known_errors!(known);
     None
 }
 
@@ -79,16 +88,7 @@ fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
             }
         )*};
     }
-    known!(std::io::Error);
-    #[cfg(feature = "hyper-util")]
-    known!(hyper_util::client::legacy::Error, hyper::Error);
-    #[cfg(feature = "grpc")]
-    known!(tonic::transport::Error, tonic::Status);
-    #[cfg(feature = "reqwest")]
-    known!(reqwest::Error, reqwest_middleware::Error);
-    #[cfg(feature = "otel")]
-    known!(opentelemetry_sdk::error::OTelSdkError);
-    let _ = any;
+    with_known_errors!(known);
     None
 }
 
