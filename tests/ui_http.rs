@@ -444,21 +444,24 @@ fn dropping_the_viewer_does_not_wait_for_requests_that_never_end() {
 /// The connections to `port` the viewer has taken in: established TCP sockets on that local
 /// port with an inode, that is a file descriptor (one still in the listen backlog has none).
 /// Counted by port, not by this process's descriptors, which the other tests of this binary
-/// open and close as they run.
+/// open and close as they run; and by inode, as the kernel writes the table while sockets
+/// come and go and may list one twice.
 #[cfg(target_os = "linux")]
 fn taken_in(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    table
+    let inodes: std::collections::HashSet<String> = table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let local_port = fields[1].rsplit(':').next().unwrap();
-            u16::from_str_radix(local_port, 16).unwrap() == port
+            let ours = u16::from_str_radix(local_port, 16).unwrap() == port
                 && fields[3] == "01"
-                && fields[9] != "0"
+                && fields[9] != "0";
+            ours.then(|| fields[9].to_owned())
         })
-        .count()
+        .collect();
+    inodes.len()
 }
 
 #[test]
