@@ -16,6 +16,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use http::HeaderMap;
+use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::Span;
@@ -454,15 +455,26 @@ pin_project! {
         inner: B,
         end: Option<SpanEnd>,
         measure: M,
+        // Bytes of the declared length (see `declared_length`) not sent yet.
+        unsent: Option<u64>,
     }
 
     impl<B, M: Metering> PinnedDrop for ResponseBody<B, M> {
         fn drop(this: Pin<&mut Self>) {
             // Ends already seen (last frame, trailers, error, or an empty body) took `end`;
-            // anything left was abandoned (unless a Trailers-Only response had ended it).
+            // anything left was abandoned (unless a Trailers-Only response had ended it),
+            // or was sent whole, to its declared length.
             let this = this.project();
+            let sent = *this.unsent == Some(0);
             if let Some(end) = this.end.take() {
-                end.body_dropped();
+                if sent {
+                    end.finish(None);
+                } else {
+                    end.body_dropped();
+                }
+            }
+            if sent {
+                this.measure.finish(None);
             }
             this.measure.cancel(true);
         }
@@ -494,7 +506,22 @@ impl<B: Body, M: Metering> ResponseBody<B, M> {
             inner,
             end,
             measure,
+            unsent: None,
         }
+    }
+
+    /// Takes the length the response declares (`content-length`, else the body's exact
+    /// size) as its end too: hyper's HTTP/1 server stops polling a body once it has sent
+    /// that many bytes and drops it, so a body that does not say it has ended (a stream
+    /// sent with a `content-length`, as file downloads are) is then dropped whole, not
+    /// cancelled. Not for gRPC, whose status comes after the last byte, in trailers.
+    pub(crate) fn declared_length(mut self, headers: &HeaderMap) -> Self {
+        if (self.end.is_some() || self.measure.active()) && !rpc::is_grpc(headers) {
+            let header = headers.get(http::header::CONTENT_LENGTH);
+            let declared = header.and_then(|v| v.to_str().ok()?.trim().parse().ok());
+            self.unsent = declared.or_else(|| self.inner.size_hint().exact());
+        }
+        self
     }
 }
 
@@ -523,8 +550,13 @@ where
         };
         let ended = match &result {
             Some(Ok(frame)) => {
-                if let (Some(data), Some(end)) = (frame.data_ref(), this.end.as_mut()) {
-                    end.on_data(data);
+                if let Some(data) = frame.data_ref() {
+                    if let Some(end) = this.end.as_mut() {
+                        end.on_data(data);
+                    }
+                    if let Some(unsent) = this.unsent.as_mut() {
+                        *unsent = unsent.saturating_sub(data.remaining() as u64);
+                    }
                 }
                 match frame.trailers_ref() {
                     Some(trailers) => Some(Ok(Some(trailers))),

@@ -221,14 +221,20 @@ where
         let Trace::Span(mut state) = std::mem::replace(this.trace, Trace::Done) else {
             return Poll::Ready(result.map(|r| {
                 let content = content(&r);
-                r.map(|b| ResponseBody::new(b, None, measure, content))
+                let (parts, body) = r.into_parts();
+                let body =
+                    ResponseBody::new(body, None, measure, content).declared_length(&parts.headers);
+                Response::from_parts(parts, body)
             }));
         };
         Poll::Ready(match result {
             Ok(response) => {
                 state.on_response(&response);
                 let content = content(&response);
-                Ok(response.map(|body| ResponseBody::new(body, Some(state.end), measure, content)))
+                let (parts, body) = response.into_parts();
+                let body = ResponseBody::new(body, Some(state.end), measure, content)
+                    .declared_length(&parts.headers);
+                Ok(Response::from_parts(parts, body))
             }
             Err(error) => {
                 let message = if state.end.sampled {
