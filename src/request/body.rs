@@ -437,11 +437,35 @@ fn capture_trailers(d: &mut SpanData, capture: &ResponseCapture, trailers: &Head
     }
 }
 
+/// What a request's method says about the content of its response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Asked {
+    /// HEAD: the response never carries content.
+    Head,
+    /// CONNECT: a 2xx response turns the connection into a tunnel instead.
+    Connect,
+    Other,
+}
+
+impl Asked {
+    pub(crate) fn of(method: &http::Method) -> Self {
+        if method == http::Method::HEAD {
+            Asked::Head
+        } else if method == http::Method::CONNECT {
+            Asked::Connect
+        } else {
+            Asked::Other
+        }
+    }
+}
+
 /// Whether a response carries content (RFC 9110, section 6.4.1): not when it answers a
-/// HEAD request, nor with status 1xx, 204 or 304. Servers drop the body of one that does
-/// not, unread: for such a response that is its normal end, not a cancellation.
-pub(crate) fn carries_content(head_request: bool, status: http::StatusCode) -> bool {
-    !(head_request
+/// HEAD request, nor with status 1xx, 204 or 304, nor a 2xx to CONNECT (a tunnel follows).
+/// Servers drop the body of one that does not, unread: for such a response that is its
+/// normal end, not a cancellation.
+pub(crate) fn carries_content(asked: Asked, status: http::StatusCode) -> bool {
+    !(asked == Asked::Head
+        || (asked == Asked::Connect && status.is_success())
         || status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED)

@@ -20,7 +20,7 @@ use crate::record::facts::HttpServerFacts;
 use crate::record::facts::RequestFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::request::attrs::{self, SpanHeaders};
-use crate::request::body::{ResponseBody, SpanEnd};
+use crate::request::body::{Asked, ResponseBody, SpanEnd};
 use crate::request::future::{ResponseFuture, ResponseState, Trace, TraceResponse};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
@@ -348,13 +348,13 @@ where
         } else {
             (self.untraced(&req, untrusted), None)
         };
-        let head_request = req.method() == http::Method::HEAD;
+        let asked = Asked::of(req.method());
         ResponseFuture::new(
             || self.inner.call(req),
             trace,
             TraceResponse(traceresponse),
             measure,
-            head_request,
+            asked,
         )
     }
 }
