@@ -5,8 +5,9 @@
 //! `cancelled`, unless the response head already made it an error; a gRPC call past its
 //! `grpc-timeout` is DEADLINE_EXCEEDED instead, and a gRPC call whose status came in the
 //! response headers has ended already). A body that says it has ended (`is_end_stream`), or
-//! that is never sent (a response to HEAD, a 1xx, 204 or 304), ends the span at once, since
-//! the server or client may drop it without polling it.
+//! that is never sent (a response to HEAD, a 1xx, 204 or 304, a 2xx to CONNECT), ends the
+//! span at once, since the server or client may drop it without polling it; so does an HTTP
+//! body dropped once it has sent the length it declared (`content-length`).
 
 use std::borrow::Cow;
 use std::fmt::Display;
