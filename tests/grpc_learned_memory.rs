@@ -117,7 +117,11 @@ fn layers_built_per_connection_keep_each_learned_method_once() {
         })
     });
     guard.flush().unwrap();
-    assert_eq!(spans.0.load(Ordering::Relaxed), 1200, "every call was recorded");
+    assert_eq!(
+        spans.0.load(Ordering::Relaxed),
+        1200,
+        "every call was recorded"
+    );
     // One copy of the name per connection would be 200 × 227 bytes.
     assert!(
         growth < 200 * method.len() / 4,

@@ -563,8 +563,5 @@ fn a_layer_inside_a_nested_router_records_the_whole_path() {
         string(&server, "http.route").as_deref(),
         Some("/api/users/{id}")
     );
-    assert_eq!(
-        string(&server, "url.path").as_deref(),
-        Some("/api/users/7")
-    );
+    assert_eq!(string(&server, "url.path").as_deref(), Some("/api/users/7"));
 }

@@ -69,7 +69,11 @@ async fn through(addr: std::net::SocketAddr, head: &str) -> String {
     let mut response = Vec::new();
     while !response.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
-        assert_eq!(socket.read(&mut byte).await.unwrap(), 1, "connection closed");
+        assert_eq!(
+            socket.read(&mut byte).await.unwrap(),
+            1,
+            "connection closed"
+        );
         response.push(byte[0]);
     }
     socket.write_all(b"ping").await.unwrap();
