@@ -28,7 +28,7 @@ use crate::classify::{
 };
 use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
-use crate::record::{with_span_data, SpanData};
+use crate::record::{with_ambient, with_span_data, Ambient, SpanData};
 use crate::request::attrs;
 use crate::request::error::{error_message, error_type, error_type_name};
 use crate::rpc::{self, GrpcMethods, MessageCounter};
@@ -438,6 +438,24 @@ fn capture_trailers(d: &mut SpanData, capture: &ResponseCapture, trailers: &Head
     }
 }
 
+/// The context of a request without a recorded span, as the response future had it in
+/// effect (see `Trace::Context`): the caller's or the decided context, inside a span for log
+/// layers when asked for.
+struct InEffect {
+    ambient: Option<Ambient>,
+    log_span: Option<Span>,
+}
+
+impl InEffect {
+    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.log_span.as_ref().map(Span::enter);
+        match &self.ambient {
+            Some(ambient) => with_ambient(ambient, f),
+            None => f(),
+        }
+    }
+}
+
 /// What a request's method says about the content of its response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Asked {
@@ -482,6 +500,8 @@ pin_project! {
         measure: M,
         // Bytes of the declared length (see `declared_length`) not sent yet.
         unsent: Option<u64>,
+        // A request without a recorded span: its context, in effect while the body streams.
+        context: Option<InEffect>,
     }
 
     impl<B, M: Metering> PinnedDrop for ResponseBody<B, M> {
@@ -532,7 +552,19 @@ impl<B: Body, M: Metering> ResponseBody<B, M> {
             end,
             measure,
             unsent: None,
+            context: None,
         }
+    }
+
+    /// What the response future had in effect for a request without a recorded span, kept
+    /// in effect while the body streams: a body that calls other services as it goes (an
+    /// event stream, a gRPC server stream) propagates the request's context, as its handler
+    /// does, and an unsampled request stays unsampled downstream.
+    pub(crate) fn in_effect(mut self, ambient: Option<Ambient>, log_span: Option<Span>) -> Self {
+        if (ambient.is_some() || log_span.is_some()) && !self.inner.is_end_stream() {
+            self.context = Some(InEffect { ambient, log_span });
+        }
+        self
     }
 
     /// Takes the length the response declares (`content-length`, else the body's exact
@@ -566,12 +598,19 @@ where
         let mut this = self.project();
         if this.end.is_none() && !this.measure.active() {
             // Untraced and unmeasured, or already ended: frames pass straight through.
-            return this.inner.poll_frame(cx);
+            return match this.context {
+                Some(context) => context.run(|| this.inner.poll_frame(cx)),
+                None => this.inner.poll_frame(cx),
+            };
         }
         let result = {
             // Spans created while the body streams are children of the request's span.
             let _entered = this.end.as_ref().map(|end| end.span.enter());
-            ready!(this.inner.as_mut().poll_frame(cx))
+            let inner = this.inner.as_mut();
+            ready!(match this.context {
+                Some(context) => context.run(|| inner.poll_frame(cx)),
+                None => inner.poll_frame(cx),
+            })
         };
         let ended = match &result {
             Some(Ok(frame)) => {

@@ -218,14 +218,20 @@ where
         }
         let asked = *this.asked;
         let content = |r: &Response<B>| carries_content(asked, r.status());
-        let Trace::Span(mut state) = std::mem::replace(this.trace, Trace::Done) else {
-            return Poll::Ready(result.map(|r| {
-                let content = content(&r);
-                let (parts, body) = r.into_parts();
-                let body =
-                    ResponseBody::new(body, None, measure, content).declared_length(&parts.headers);
-                Response::from_parts(parts, body)
-            }));
+        let mut state = match std::mem::replace(this.trace, Trace::Done) {
+            Trace::Span(state) => state,
+            trace => {
+                return Poll::Ready(result.map(|r| {
+                    let content = content(&r);
+                    let (parts, body) = r.into_parts();
+                    let mut body = ResponseBody::new(body, None, measure, content)
+                        .declared_length(&parts.headers);
+                    if let (Trace::Context { ambient, log_span }, true) = (trace, content) {
+                        body = body.in_effect(ambient, log_span);
+                    }
+                    Response::from_parts(parts, body)
+                }));
+            }
         };
         Poll::Ready(match result {
             Ok(response) => {
