@@ -74,7 +74,7 @@ use crate::client::{client_builder_methods, start_call, ClientConfig, ClientLaye
 use crate::config::{common_builder_methods, Common, RequestHead};
 use crate::metrics::{Measured, Metering, Unmetered};
 use crate::record::{error_chain, with_span_data};
-use crate::request::body::{carries_content, ResponseBody};
+use crate::request::body::{carries_content, Asked, ResponseBody};
 use crate::request::future::ResponseState;
 use crate::semconv;
 use crate::span::KeyValue;
@@ -295,7 +295,7 @@ fn traced_response(
         state.end
     });
     // reqwest gives the response to a HEAD request an empty body already.
-    let content = carries_content(false, response.status());
+    let content = carries_content(Asked::Other, response.status());
     let mut response = response.map(|body| match measure {
         #[cfg(feature = "metrics")]
         Some(measure) => reqwest::Body::wrap(ResponseBody::new(

@@ -63,8 +63,8 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
 pub(crate) struct GrpcMethods {
     /// Configured `package.Service/Method` names.
     configured: Vec<&'static str>,
-    /// Learned names, kept for the life of the process (they are few and bounded), so that
-    /// spans and metrics name a method without copying it.
+    /// Learned names, kept for the life of the process (they are few and bounded, see
+    /// [`intern`]), so that spans and metrics name a method without copying it.
     learned: RwLock<HashSet<&'static str>>,
 }
 
@@ -76,7 +76,7 @@ impl GrpcMethods {
         let mut configured = self.configured.clone();
         configured.extend(
             more.into_iter()
-                .map(|m| -> &'static str { Box::leak(Box::from(m.trim_start_matches('/'))) }),
+                .filter_map(|m| intern(m.trim_start_matches('/'), usize::MAX)),
         );
         GrpcMethods {
             configured,
@@ -114,7 +114,7 @@ impl GrpcMethods {
         if learned.len() >= Self::MAX_LEARNED {
             return None;
         }
-        let method: &'static str = Box::leak(method.into());
+        let method = intern(method, MAX_INTERNED)?;
         learned.insert(method);
         Some(method)
     }
@@ -124,6 +124,32 @@ impl GrpcMethods {
     pub(crate) fn known_or_learn(&self, method: &str) -> Option<&'static str> {
         self.known(method).or_else(|| self.learn(method))
     }
+}
+
+/// The most method names [`intern`] keeps for names the layers learn (configured ones are
+/// kept regardless): what callers can add to the process's memory, whatever number of layers.
+const MAX_INTERNED: usize = 4096;
+
+/// `method`, kept for the life of the process once however many layers configure or learn
+/// it: a layer built per connection (as hyper servers often build their services) learns its
+/// methods again on each, and copies of its own would grow with the connections served.
+/// `None` when `max` names are kept already.
+fn intern(method: &str, max: usize) -> Option<&'static str> {
+    static NAMES: std::sync::OnceLock<RwLock<HashSet<&'static str>>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(RwLock::default);
+    if let Some(kept) = names.read().unwrap_or_else(|e| e.into_inner()).get(method) {
+        return Some(kept);
+    }
+    let mut names = names.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(kept) = names.get(method) {
+        return Some(kept);
+    }
+    if names.len() >= max {
+        return None;
+    }
+    let method: &'static str = Box::leak(method.into());
+    names.insert(method);
+    Some(method)
 }
 
 /// The longest method name learned: real ones are far shorter.

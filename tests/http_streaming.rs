@@ -155,3 +155,39 @@ fn a_dropped_response_future_ends_the_client_span_as_cancelled() {
         Status::error("response future dropped before completion")
     );
 }
+
+/// A body that declares its length (`content-length`, as a file download does) but does not
+/// say it has ended after its last chunk: hyper's HTTP/1 server stops at the declared length
+/// and drops the body without polling it again. The response was sent whole: not cancelled.
+#[test]
+fn a_body_sent_to_its_declared_length_ends_without_error() {
+    let app = Router::new()
+        .route(
+            "/download",
+            get(|| async {
+                let chunks = ["0123", "4567"].map(|c| Ok::<_, Infallible>(Bytes::from(c)));
+                (
+                    [(http::header::CONTENT_LENGTH, "8")],
+                    Body::from_stream(stream::iter(chunks)),
+                )
+            }),
+        )
+        .layer(ServerLayer::new().service_name("files"));
+    let (recorded, body) = recorded(|_| async {
+        let addr = serve(app).await;
+        let response = hyper_client()
+            .request(get_req(&format!("http://{addr}/download")))
+            .await
+            .unwrap();
+        text(response.into_body()).await
+    });
+    assert_eq!(body, "01234567");
+    let server = recorded.spans.wait_for(1, WAIT).unwrap().remove(0);
+    assert_eq!(server.name, "GET /download");
+    assert_eq!(server.status, Status::Unset);
+    assert_eq!(server.attribute("error.type"), None);
+    assert_eq!(
+        server.attribute("http.response.status_code"),
+        Some(&Value::I64(200))
+    );
+}

@@ -539,3 +539,29 @@ fn a_logged_error_does_not_fail_a_server_span_that_answered_4xx() {
     let broken = recorded.spans.find("GET /broken").unwrap();
     assert_eq!(broken.status, Status::error("the store is down"));
 }
+
+/// A router nested under a prefix sees its requests without it (axum strips it from the
+/// URI); its layer still records the path the client sent, which the route names in full.
+#[test]
+fn a_layer_inside_a_nested_router_records_the_whole_path() {
+    let users = Router::new()
+        .route("/users/{id}", get(|Path(id): Path<u32>| load_user(id)))
+        .layer(ServerLayer::new().service_name("users"));
+    let app = Router::new().nest("/api", users);
+    let (recorded, body) = recorded(|_| async {
+        let addr = serve(app).await;
+        let response = hyper_client()
+            .request(get_req(&format!("http://{addr}/api/users/7")))
+            .await
+            .unwrap();
+        text(response.into_body()).await
+    });
+    assert_eq!(body, "user 7");
+    recorded.spans.wait_for(2, WAIT).unwrap();
+    let server = recorded.spans.find("GET /api/users/{id}").unwrap();
+    assert_eq!(
+        string(&server, "http.route").as_deref(),
+        Some("/api/users/{id}")
+    );
+    assert_eq!(string(&server, "url.path").as_deref(), Some("/api/users/7"));
+}

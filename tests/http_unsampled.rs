@@ -150,3 +150,61 @@ fn a_sampled_request_gets_its_spans_recorded() {
     );
     assert!(sent.is_sampled());
 }
+
+/// A response body that calls `back` while it streams (as a server-sent event stream or a
+/// gRPC server stream does for each message) still runs in the request's context: an
+/// unsampled request's downstream calls carry its trace, not sampled, as they do from the
+/// handler.
+#[test]
+fn a_body_that_streams_an_unsampled_request_still_propagates_it() {
+    let spans = InMemoryReporter::new();
+    let (recorder, guard) = Recorder::builder().reporter(spans.clone()).build();
+    let subscriber = tracing_subscriber::registry().with(recorder);
+    let body = tracing::subscriber::with_default(subscriber, || {
+        runtime().block_on(async {
+            let back = Router::new().route(
+                "/echo",
+                get(|headers: HeaderMap| async move {
+                    headers
+                        .get("traceparent")
+                        .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
+                }),
+            );
+            let back = serve(back).await;
+            let front = Router::new()
+                .route(
+                    "/stream",
+                    get(move || async move {
+                        let chunk = futures_util::stream::once(async move {
+                            let mut client = ServiceBuilder::new()
+                                .layer(ClientLayer::new())
+                                .service(hyper_client());
+                            let response = client
+                                .ready()
+                                .await
+                                .unwrap()
+                                .call(get_req(&format!("http://{back}/echo")))
+                                .await
+                                .unwrap();
+                            Ok::<_, std::convert::Infallible>(text(response.into_body()).await)
+                        });
+                        axum::body::Body::from_stream(chunk)
+                    }),
+                )
+                .layer(ServerLayer::new());
+            let front = serve(front).await;
+            let mut request = get_req(&format!("http://{front}/stream"));
+            request.headers_mut().insert(
+                "traceparent",
+                format!("00-{TRACE}-{PARENT}-00").parse().unwrap(),
+            );
+            let response = hyper_client().request(request).await.unwrap();
+            text(response.into_body()).await
+        })
+    });
+    guard.flush().unwrap();
+    assert!(spans.is_empty(), "nothing recorded: {:?}", spans.spans());
+    let sent = parse_traceparent(body.as_bytes()).expect("the call carried a traceparent");
+    assert_eq!(sent.trace_id.to_string(), TRACE);
+    assert!(!sent.is_sampled());
+}

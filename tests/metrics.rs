@@ -746,6 +746,35 @@ fn a_500_whose_body_is_dropped_part_way_keeps_its_error_type_on_spans_and_metric
     );
 }
 
+/// hyper's HTTP/1 server drops a body once it has sent the length the response declares: a
+/// stream with a `content-length` (a file download) is then complete, not cancelled.
+#[test]
+fn a_body_sent_to_its_declared_length_is_measured_as_complete() {
+    let meters = Meters::new();
+    recorded(|_| async {
+        let download = Router::new()
+            .route(
+                "/download",
+                get(|| async {
+                    let chunks = ["0123", "4567"].map(|c| Ok::<_, std::io::Error>(c.to_owned()));
+                    (
+                        [(http::header::CONTENT_LENGTH, "8")],
+                        axum::body::Body::from_stream(futures_util::stream::iter(chunks)),
+                    )
+                }),
+            )
+            .layer(ServerLayer::new().metrics(&meters.provider));
+        let addr = serve(download).await;
+        let url = format!("http://{addr}/download");
+        assert_eq!(get_status(&hyper_client(), url).await, 200);
+        until_measured(&meters, "http.server.request.duration").await;
+    });
+    let points = meters.histogram("http.server.request.duration");
+    assert_eq!(points.len(), 1, "{points:#?}");
+    assert_eq!(points[0].0["http.response.status_code"], "200");
+    assert!(!points[0].0.contains_key("error.type"), "{points:#?}");
+}
+
 #[cfg(feature = "reqwest")]
 #[test]
 fn reqwest_calls_are_measured() {

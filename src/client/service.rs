@@ -19,7 +19,7 @@ use crate::propagation::{Injector, NoOverwrite, Propagator, TRACEPARENT, TRACEST
 use crate::record::facts::{HttpClientFacts, RequestFacts};
 use crate::record::{current_parent, decide_under_current, with_pending, Decision, SpanStart};
 use crate::request::attrs::{self, AuthorityParts, UrlFull};
-use crate::request::body::{ResponseBody, SpanEnd};
+use crate::request::body::{Asked, ResponseBody, SpanEnd};
 use crate::request::future::{ResponseFuture, ResponseState, Trace, TraceResponse};
 use crate::rpc::{self, full_method as grpc_full_method, is_grpc, Direction, MessageCounter};
 use crate::semconv;
@@ -362,13 +362,13 @@ where
             Some(state) => Trace::Span(state),
             None => Trace::nothing(),
         };
-        let head_request = req.method() == http::Method::HEAD;
+        let asked = Asked::of(req.method());
         ResponseFuture::new(
             || self.inner.call(req),
             trace,
             TraceResponse::NONE,
             measure,
-            head_request,
+            asked,
         )
     }
 }

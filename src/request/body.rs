@@ -5,8 +5,9 @@
 //! `cancelled`, unless the response head already made it an error; a gRPC call past its
 //! `grpc-timeout` is DEADLINE_EXCEEDED instead, and a gRPC call whose status came in the
 //! response headers has ended already). A body that says it has ended (`is_end_stream`), or
-//! that is never sent (a response to HEAD, a 1xx, 204 or 304), ends the span at once, since
-//! the server or client may drop it without polling it.
+//! that is never sent (a response to HEAD, a 1xx, 204 or 304, a 2xx to CONNECT), ends the
+//! span at once, since the server or client may drop it without polling it; so does an HTTP
+//! body dropped once it has sent the length it declared (`content-length`).
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
+use bytes::Buf;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -26,7 +28,7 @@ use crate::classify::{
 };
 use crate::config::{QueryRedaction, ResponseCapture};
 use crate::metrics::{Metering, Unmetered};
-use crate::record::{with_span_data, SpanData};
+use crate::record::{with_ambient, with_span_data, Ambient, SpanData};
 use crate::request::attrs;
 use crate::request::error::{error_message, error_type, error_type_name};
 use crate::rpc::{self, GrpcMethods, MessageCounter};
@@ -436,11 +438,53 @@ fn capture_trailers(d: &mut SpanData, capture: &ResponseCapture, trailers: &Head
     }
 }
 
+/// The context of a request without a recorded span, as the response future had it in
+/// effect (see `Trace::Context`): the caller's or the decided context, inside a span for log
+/// layers when asked for.
+struct InEffect {
+    ambient: Option<Ambient>,
+    log_span: Option<Span>,
+}
+
+impl InEffect {
+    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.log_span.as_ref().map(Span::enter);
+        match &self.ambient {
+            Some(ambient) => with_ambient(ambient, f),
+            None => f(),
+        }
+    }
+}
+
+/// What a request's method says about the content of its response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Asked {
+    /// HEAD: the response never carries content.
+    Head,
+    /// CONNECT: a 2xx response turns the connection into a tunnel instead.
+    Connect,
+    Other,
+}
+
+impl Asked {
+    pub(crate) fn of(method: &http::Method) -> Self {
+        if method == http::Method::HEAD {
+            Asked::Head
+        } else if method == http::Method::CONNECT {
+            Asked::Connect
+        } else {
+            Asked::Other
+        }
+    }
+}
+
 /// Whether a response carries content (RFC 9110, section 6.4.1): not when it answers a
-/// HEAD request, nor with status 1xx, 204 or 304. Servers drop the body of one that does
-/// not, unread: for such a response that is its normal end, not a cancellation.
-pub(crate) fn carries_content(head_request: bool, status: http::StatusCode) -> bool {
-    !(head_request
+/// HEAD request, nor with status 1xx, 204 or 304, nor a 2xx to CONNECT (a tunnel follows).
+/// Servers drop the body of one that does not, unread: for such a response that is its
+/// normal end, not a cancellation.
+pub(crate) fn carries_content(asked: Asked, status: http::StatusCode) -> bool {
+    !(asked == Asked::Head
+        || (asked == Asked::Connect && status.is_success())
         || status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED)
@@ -454,15 +498,28 @@ pin_project! {
         inner: B,
         end: Option<SpanEnd>,
         measure: M,
+        // Bytes of the declared length (see `declared_length`) not sent yet.
+        unsent: Option<u64>,
+        // A request without a recorded span: its context, in effect while the body streams.
+        context: Option<InEffect>,
     }
 
     impl<B, M: Metering> PinnedDrop for ResponseBody<B, M> {
         fn drop(this: Pin<&mut Self>) {
             // Ends already seen (last frame, trailers, error, or an empty body) took `end`;
-            // anything left was abandoned (unless a Trailers-Only response had ended it).
+            // anything left was abandoned (unless a Trailers-Only response had ended it),
+            // or was sent whole, to its declared length.
             let this = this.project();
+            let sent = *this.unsent == Some(0);
             if let Some(end) = this.end.take() {
-                end.body_dropped();
+                if sent {
+                    end.finish(None);
+                } else {
+                    end.body_dropped();
+                }
+            }
+            if sent {
+                this.measure.finish(None);
             }
             this.measure.cancel(true);
         }
@@ -494,7 +551,34 @@ impl<B: Body, M: Metering> ResponseBody<B, M> {
             inner,
             end,
             measure,
+            unsent: None,
+            context: None,
         }
+    }
+
+    /// What the response future had in effect for a request without a recorded span, kept
+    /// in effect while the body streams: a body that calls other services as it goes (an
+    /// event stream, a gRPC server stream) propagates the request's context, as its handler
+    /// does, and an unsampled request stays unsampled downstream.
+    pub(crate) fn in_effect(mut self, ambient: Option<Ambient>, log_span: Option<Span>) -> Self {
+        if (ambient.is_some() || log_span.is_some()) && !self.inner.is_end_stream() {
+            self.context = Some(InEffect { ambient, log_span });
+        }
+        self
+    }
+
+    /// Takes the length the response declares (`content-length`, else the body's exact
+    /// size) as its end too: hyper's HTTP/1 server stops polling a body once it has sent
+    /// that many bytes and drops it, so a body that does not say it has ended (a stream
+    /// sent with a `content-length`, as file downloads are) is then dropped whole, not
+    /// cancelled. Not for gRPC, whose status comes after the last byte, in trailers.
+    pub(crate) fn declared_length(mut self, headers: &HeaderMap) -> Self {
+        if (self.end.is_some() || self.measure.active()) && !rpc::is_grpc(headers) {
+            let header = headers.get(http::header::CONTENT_LENGTH);
+            let declared = header.and_then(|v| v.to_str().ok()?.trim().parse().ok());
+            self.unsent = declared.or_else(|| self.inner.size_hint().exact());
+        }
+        self
     }
 }
 
@@ -514,17 +598,29 @@ where
         let mut this = self.project();
         if this.end.is_none() && !this.measure.active() {
             // Untraced and unmeasured, or already ended: frames pass straight through.
-            return this.inner.poll_frame(cx);
+            return match this.context {
+                Some(context) => context.run(|| this.inner.poll_frame(cx)),
+                None => this.inner.poll_frame(cx),
+            };
         }
         let result = {
             // Spans created while the body streams are children of the request's span.
             let _entered = this.end.as_ref().map(|end| end.span.enter());
-            ready!(this.inner.as_mut().poll_frame(cx))
+            let inner = this.inner.as_mut();
+            ready!(match this.context {
+                Some(context) => context.run(|| inner.poll_frame(cx)),
+                None => inner.poll_frame(cx),
+            })
         };
         let ended = match &result {
             Some(Ok(frame)) => {
-                if let (Some(data), Some(end)) = (frame.data_ref(), this.end.as_mut()) {
-                    end.on_data(data);
+                if let Some(data) = frame.data_ref() {
+                    if let Some(end) = this.end.as_mut() {
+                        end.on_data(data);
+                    }
+                    if let Some(unsent) = this.unsent.as_mut() {
+                        *unsent = unsent.saturating_sub(data.remaining() as u64);
+                    }
                 }
                 match frame.trailers_ref() {
                     Some(trailers) => Some(Ok(Some(trailers))),

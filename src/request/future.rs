@@ -16,7 +16,7 @@ use crate::context::SpanContext;
 use crate::metrics::{Metering, Unmetered};
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
 use crate::record::{with_ambient, Ambient};
-use crate::request::body::{carries_content, ResponseBody, ResponseHead, SpanEnd};
+use crate::request::body::{carries_content, Asked, ResponseBody, ResponseHead, SpanEnd};
 use crate::request::error::{error_message, error_type, error_type_name};
 
 /// What the future needs once the response head arrives.
@@ -107,8 +107,8 @@ pin_project! {
         trace: Trace,
         // The server span's context, for the `traceresponse` header.
         traceresponse: Option<SpanContext>,
-        // The request was HEAD: its response carries no content.
-        head_request: bool,
+        // What the request's method says about the content of its response.
+        asked: Asked,
         // The request's metrics, measured whether or not it has a span.
         measure: M,
     }
@@ -142,7 +142,7 @@ impl<F, M: Metering> ResponseFuture<F, M> {
         trace: Trace,
         traceresponse: TraceResponse,
         measure: M,
-        head_request: bool,
+        asked: Asked,
     ) -> Self {
         let inner = match &trace {
             Trace::Span(state) => state.end.span.in_scope(call),
@@ -159,7 +159,7 @@ impl<F, M: Metering> ResponseFuture<F, M> {
             inner,
             trace,
             traceresponse: traceresponse.0,
-            head_request,
+            asked,
             measure,
         }
     }
@@ -216,19 +216,31 @@ where
             ),
             Err(error) => measure.fail(error_type(error)),
         }
-        let head_request = *this.head_request;
-        let content = |r: &Response<B>| carries_content(head_request, r.status());
-        let Trace::Span(mut state) = std::mem::replace(this.trace, Trace::Done) else {
-            return Poll::Ready(result.map(|r| {
-                let content = content(&r);
-                r.map(|b| ResponseBody::new(b, None, measure, content))
-            }));
+        let asked = *this.asked;
+        let content = |r: &Response<B>| carries_content(asked, r.status());
+        let mut state = match std::mem::replace(this.trace, Trace::Done) {
+            Trace::Span(state) => state,
+            trace => {
+                return Poll::Ready(result.map(|r| {
+                    let content = content(&r);
+                    let (parts, body) = r.into_parts();
+                    let mut body = ResponseBody::new(body, None, measure, content)
+                        .declared_length(&parts.headers);
+                    if let (Trace::Context { ambient, log_span }, true) = (trace, content) {
+                        body = body.in_effect(ambient, log_span);
+                    }
+                    Response::from_parts(parts, body)
+                }));
+            }
         };
         Poll::Ready(match result {
             Ok(response) => {
                 state.on_response(&response);
                 let content = content(&response);
-                Ok(response.map(|body| ResponseBody::new(body, Some(state.end), measure, content)))
+                let (parts, body) = response.into_parts();
+                let body = ResponseBody::new(body, Some(state.end), measure, content)
+                    .declared_length(&parts.headers);
+                Ok(Response::from_parts(parts, body))
             }
             Err(error) => {
                 let message = if state.end.sampled {

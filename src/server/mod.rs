@@ -56,9 +56,10 @@
 //!   UNAVAILABLE, …);
 //! - UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS are
 //!   Error (with `error.type` the code's name); the other codes leave the status Unset;
-//! - a streaming call's span ends when the stream ends; a call the client cancels ends as
-//!   Error with `error.type = "cancelled"` and code CANCELLED, or DEADLINE_EXCEEDED when its
-//!   `grpc-timeout` had run out (tonic drops the handler then);
+//! - a streaming call's span ends when the stream ends; a call the client cancels ends with
+//!   code CANCELLED and its status left Unset (CANCELLED is not among the server's error
+//!   codes above), or as DEADLINE_EXCEEDED when its `grpc-timeout` had run out (tonic drops
+//!   the handler then);
 //! - captured metadata ([`capture_request_headers`](ServerLayer::capture_request_headers),
 //!   [`capture_response_headers`](ServerLayer::capture_response_headers), redacted as for
 //!   HTTP) is recorded as `rpc.grpc.request.metadata.<key>` and

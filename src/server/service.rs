@@ -20,7 +20,7 @@ use crate::record::facts::HttpServerFacts;
 use crate::record::facts::RequestFacts;
 use crate::record::{decide, with_pending, Ambient, Decision, SpanStart};
 use crate::request::attrs::{self, SpanHeaders};
-use crate::request::body::{ResponseBody, SpanEnd};
+use crate::request::body::{Asked, ResponseBody, SpanEnd};
 use crate::request::future::{ResponseFuture, ResponseState, Trace, TraceResponse};
 use crate::rpc::{self, full_method as grpc_full_method, Direction, MessageCounter};
 use crate::semconv;
@@ -301,6 +301,16 @@ fn matched_route(extensions: &Extensions) -> Option<&str> {
     None
 }
 
+/// The path the client sent: a router nested under a prefix sees its requests without it
+/// (axum strips it from the URI), and axum keeps the URI as sent in `OriginalUri`.
+fn request_path<B>(req: &Request<B>) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(original) = req.extensions().get::<axum::extract::OriginalUri>() {
+        return original.0.path();
+    }
+    req.uri().path()
+}
+
 /// The peer's socket address, from axum's `ConnectInfo`, tonic's `TcpConnectInfo` (feature
 /// `grpc`) or a bare `SocketAddr` extension.
 fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
@@ -348,13 +358,13 @@ where
         } else {
             (self.untraced(&req, untrusted), None)
         };
-        let head_request = req.method() == http::Method::HEAD;
+        let asked = Asked::of(req.method());
         ResponseFuture::new(
             || self.inner.call(req),
             trace,
             TraceResponse(traceresponse),
             measure,
-            head_request,
+            asked,
         )
     }
 }
@@ -485,14 +495,14 @@ impl<S, M: Metering> ServerTrace<S, M> {
 /// The request's `tracing` span. Its fields are for log layers; the recorder takes its
 /// attributes from the seed.
 fn server_span<B>(grpc: bool, req: &Request<B>, route: Option<&str>) -> tracing::Span {
-    let path = req.uri().path();
     if grpc {
         return tracing::info_span!(
             target: "tracewire::server",
             "gRPC request",
-            rpc.method = %grpc_full_method(path),
+            rpc.method = %grpc_full_method(req.uri().path()),
         );
     }
+    let path = request_path(req);
     let method = attrs::span_method(req.method());
     match route {
         Some(route) => tracing::info_span!(
@@ -539,9 +549,10 @@ fn http_request_facts<B>(
         peer: peer_addr(req.extensions()),
         ..HttpServerFacts::default()
     };
-    facts.path = facts.text.push(uri.path());
+    let path = request_path(req);
+    facts.path = facts.text.push(path);
     if facts.path.is_none() {
-        out.push(KeyValue::new(semconv::URL_PATH, uri.path().to_owned()));
+        out.push(KeyValue::new(semconv::URL_PATH, path.to_owned()));
     }
     if config.common.record_query {
         if let Some(query) = uri.query() {
