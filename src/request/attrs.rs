@@ -525,12 +525,13 @@ mod tests {
         let defaults = QueryRedaction::default();
         let query = "AWSAccessKeyId=a&Signature=b&sig=c&X-Goog-Signature=d&X-Amz-Signature=e\
                      &X-Amz-Credential=f&X-Amz-Security-Token=g&x-amz-signature=h\
-                     &X%2DAmz%2DSignature=i&keep=j";
+                     &X%2DAmz%2DSignature=i&access_token=k&client_secret=l&API_KEY=m&keep=j";
         assert_eq!(
             redact_query(query, &defaults),
             "AWSAccessKeyId=REDACTED&Signature=REDACTED&sig=REDACTED&X-Goog-Signature=REDACTED\
              &X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED&X-Amz-Security-Token=REDACTED\
-             &x-amz-signature=REDACTED&X%2DAmz%2DSignature=REDACTED&keep=j"
+             &x-amz-signature=REDACTED&X%2DAmz%2DSignature=REDACTED&access_token=REDACTED\
+             &client_secret=REDACTED&API_KEY=REDACTED&keep=j"
         );
         // Added names follow the same rule.
         let more = defaults.with(["password".into()]);

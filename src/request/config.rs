@@ -59,15 +59,16 @@ pub const ALWAYS_REDACTED_HEADERS: [HeaderName; 10] = [
 ];
 
 /// Query parameters whose values are always redacted: the OpenTelemetry semantic
-/// conventions' list for `url.query` and `url.full`, and the AWS Signature Version 4 query
-/// parameters that carry a credential.
+/// conventions' list for `url.query` and `url.full`, the AWS Signature Version 4 query
+/// parameters that carry a credential, and OAuth's: `access_token` (a bearer token in the
+/// query, RFC 6750 §2.3) and `client_secret` (RFC 6749 §2.3.1), with the common `api_key`.
 ///
 /// One policy covers the client's `url.full`, the server's `url.query` and URLs inside
 /// recorded error messages: a parameter's value is replaced by `REDACTED` when its name,
 /// percent-decoded, equals one of these or of the names added with
 /// [`redact_query_params`](crate::ServerLayer::redact_query_params), ignoring ASCII case.
 /// Credentials in a URL's user info become `REDACTED:REDACTED`.
-pub const DEFAULT_REDACTED_QUERY_PARAMS: [&str; 7] = [
+pub const DEFAULT_REDACTED_QUERY_PARAMS: [&str; 10] = [
     "AWSAccessKeyId",
     "Signature",
     "sig",
@@ -75,6 +76,9 @@ pub const DEFAULT_REDACTED_QUERY_PARAMS: [&str; 7] = [
     "X-Amz-Signature",
     "X-Amz-Credential",
     "X-Amz-Security-Token",
+    "access_token",
+    "client_secret",
+    "api_key",
 ];
 
 /// The names of the query parameters whose values are never recorded (see
