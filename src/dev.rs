@@ -151,7 +151,7 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
         .reporter(console)
         .record_internals(asks_for_internals(record.as_deref()));
     #[cfg(feature = "ui")]
-    let builder = with_viewer(builder, ui);
+    let (builder, viewer) = with_viewer(builder, ui);
     #[cfg(not(feature = "ui"))]
     let _ = ui;
     let (recorder, guard) = builder.build();
@@ -170,8 +170,15 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
         std::env::var("RUST_LOG").ok().as_deref(),
         format,
     );
+    // On failure the viewer, if any, is dropped here, which stops it: no page left serving
+    // that nothing feeds.
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InstallError::AlreadyInstalled)?;
+    #[cfg(feature = "ui")]
+    if let Some(viewer) = viewer {
+        eprintln!("tracewire: trace viewer at {}", viewer.url());
+        let _ = VIEWER.set(viewer);
+    }
     if let Some(warning) = warning {
         tracing::warn!(target: "tracewire::env", %warning, "ignoring an environment variable");
     }
@@ -260,19 +267,16 @@ pub fn init_with_ui(service_name: impl Into<Arc<str>>) -> DevGuard {
 #[cfg(feature = "ui")]
 static VIEWER: std::sync::OnceLock<crate::ui::Viewer> = std::sync::OnceLock::new();
 
-/// Adds the viewer's reporter when the viewer is asked for.
+/// Starts the viewer when it is asked for and adds its reporter. The viewer is kept (and its
+/// URL printed) only once the setup is installed.
 #[cfg(feature = "ui")]
 fn with_viewer(
     builder: crate::record::RecorderBuilder,
     asked: bool,
-) -> crate::record::RecorderBuilder {
+) -> (crate::record::RecorderBuilder, Option<crate::ui::Viewer>) {
     match crate::ui::start_for_dev(asked) {
-        Some(viewer) => {
-            let reporter = viewer.reporter();
-            let _ = VIEWER.set(viewer);
-            builder.reporter(reporter)
-        }
-        None => builder,
+        Some(viewer) => (builder.reporter(viewer.reporter()), Some(viewer)),
+        None => (builder, None),
     }
 }
 
