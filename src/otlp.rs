@@ -51,7 +51,8 @@
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the most spans per export (default 512) |
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | the longest one export may take, in ms (default 10000) |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | the most finished spans waiting; more are dropped and counted (default 8192) |
-//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::env)) |
+//! | `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` | the HTTP methods named in spans and metrics, comma-separated and case-sensitive, replacing the standard nine (others are `_OTHER`); [`KnownMethods`](crate::config::KnownMethods) sets them in code |
+//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::env)) |
 //! | `OTEL_METRICS_EXPORTER` | feature `metrics`: `otlp` (default) or `none`; see [request metrics](#request-metrics) |
 //! | `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_{PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}` | as the `TRACES` ones, for metrics (`/v1/metrics` is added to `OTEL_EXPORTER_OTLP_ENDPOINT` for HTTP) |
 //! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative` (default) or `delta` |
