@@ -83,9 +83,10 @@
 //! service path: the top span's service, then the others in the order the tree meets them.
 //!
 //! A **span line**: the tree connectors (`├─ `, `└─ `, `│  `); the service; `⇠` when the
-//! parent is remote (in another process, or another service of this one); the kind: `▸`
-//! server, `◂` client, `▹` producer, `◃` consumer, blank for internal; the name, followed by
-//! `http.route` when the name does not contain it; the status column: the gRPC code name
+//! parent is remote: it came with the request, from another process or from a client of
+//! this one; the kind: `▸` server, `◂` client, `▹` producer, `◃` consumer, blank for
+//! internal; the name, followed by `http.route` when the name does not contain it; the
+//! status column: the gRPC code name
 //! from `rpc.grpc.status_code` (`UNAVAILABLE`), else `http.response.status_code`, else
 //! `ERROR` for a span with status Error (red when the span failed, yellow for an HTTP 4xx
 //! that did not); the duration in µs, ms or s with one decimal; and a bar placed by the
