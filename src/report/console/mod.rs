@@ -133,10 +133,10 @@
 //! the builder, else `COLUMNS`, else the width of the terminal written to, else 120.
 //! Columns give way in order — the bar narrows, then goes, then the status, then the
 //! duration — and names are cut with `…`. Trees deeper than half the width show their outer
-//! levels as `…`. Widths are counted in characters (box-drawing characters are one column);
-//! East Asian wide characters are not measured as two. Control characters and Unicode format
-//! characters (category `Cf`: bidi overrides and isolates, zero-width characters) in names
-//! and values print as spaces.
+//! levels as `…`. Widths are counted in terminal columns: East Asian wide characters (CJK,
+//! most emoji) take two, combining marks none, box-drawing characters one. Control
+//! characters and Unicode format characters (category `Cf`: bidi overrides and isolates,
+//! zero-width characters) in names and values print as spaces.
 //!
 //! Colour is on when the output is a terminal and `NO_COLOR` is unset or empty
 //! ([`ConsoleReporter::auto_color`]), unless the builder says [`color`](ConsoleBuilder::color).
