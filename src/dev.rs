@@ -221,18 +221,27 @@ pub(crate) fn subscriber(
     let registry = tracing_subscriber::registry().with(filtered).with(plain);
     let ansi = format.ansi();
     let filter = log_filter(rust_log);
+    // Directives beyond a lone level (an `EnvFilter`) may name spans (`[request]=debug`):
+    // the filter then follows the spans entered, exited and closed, which `NoSpanEvents`
+    // would hide from it.
+    let spans_matter = lone_level(rust_log).is_none();
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     // JSON lines need their span fields recorded as JSON too.
-    if format.is_json() {
-        let layer = layer
+    let layer = if format.is_json() {
+        layer
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(format)
-            .with_filter(filter);
-        return registry.with(NoSpanEvents(layer).boxed());
+            .with_filter(filter)
+            .boxed()
+    } else {
+        layer.event_format(format).with_filter(filter).boxed()
+    };
+    if spans_matter {
+        return registry.with(layer);
     }
-    registry.with(NoSpanEvents(layer.event_format(format).with_filter(filter)).boxed())
+    registry.with(NoSpanEvents(layer).boxed())
 }
 
 // ---- The trace viewer (feature `ui`) ----

@@ -31,6 +31,11 @@ fn child_process_entry() {
 /// Runs the child under `RUST_LOG=warn` and `format` (`TRACEWIRE_LOG_FORMAT`): the ids it
 /// printed (`trace_id=… span_id=…`) and its stderr.
 fn run_child(format: &str) -> (String, String) {
+    run_child_with(format, "warn")
+}
+
+/// [`run_child`] under `rust_log`.
+fn run_child_with(format: &str, rust_log: &str) -> (String, String) {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "child_process_entry",
@@ -39,7 +44,7 @@ fn run_child(format: &str) -> (String, String) {
             "--test-threads=1",
         ])
         .env(CHILD, "1")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .env("NO_COLOR", "1")
         .env("TRACEWIRE_LOG_FORMAT", format)
         .output()
@@ -111,4 +116,16 @@ fn json_lines_name_their_trace_too() {
             .any(|l| l.starts_with('{') && l.contains("\"quiet\"")),
         "RUST_LOG=warn quiets info:\n{stderr}"
     );
+}
+
+/// `RUST_LOG`'s span directives select log lines too: under `warn,[request]=info`, the info
+/// event inside the `request` span is logged.
+#[test]
+fn span_directives_of_rust_log_select_log_lines() {
+    let (ids, stderr) = run_child_with("text", "warn,[request]=info");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" INFO ") && l.contains("quiet"))
+        .unwrap_or_else(|| panic!("no info line inside `request`:\n{stderr}"));
+    assert!(line.ends_with(&ids), "{line}\nexpected {ids}");
 }
