@@ -333,7 +333,7 @@ impl OtlpBuilder {
     /// settings given in code (those from the environment are checked as they are read),
     /// such as an `https://` endpoint without the feature `otlp-tls`.
     pub fn init(self) -> Result<OtlpGuard, InitError> {
-        if tracing::dispatcher::has_been_set() {
+        if global_subscriber_set() {
             return Err(InitError::AlreadyInstalled);
         }
         let OtlpBuilder {
@@ -496,6 +496,22 @@ impl fmt::Debug for OtlpBuilder {
             .field("log_format", &self.log_format)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a global subscriber is set, checked before `init` changes anything. A scoped one
+/// (`with_default`, `set_default`) does not count, though `tracing`'s `has_been_set` counts
+/// it: a new thread, which sees only the global one, is asked.
+fn global_subscriber_set() -> bool {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tracing::dispatcher::get_default(|current| {
+                    !current.is::<tracing_core::subscriber::NoSubscriber>()
+                })
+            })
+            .join()
+            .unwrap_or(true)
+    })
 }
 
 /// Builds an exporter (`SpanExporter::builder()`, `MetricExporter::builder()`) from
