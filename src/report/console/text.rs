@@ -94,7 +94,7 @@ impl fmt::Write for Short {
         // Callers write text without control characters (numbers, units, `Short::new`'s
         // cleaned characters).
         self.len = end as u8;
-        self.width += s.chars().map(char_width).sum::<usize>() as u8;
+        self.width += width(s) as u8;
         Ok(())
     }
 }
