@@ -16,7 +16,8 @@ fn child_process_entry() {
         return;
     }
     let guard = tracewire::dev::try_init("log-lines").expect("the first install");
-    tracing::info_span!("request").in_scope(|| {
+    let request = tracing::info_span!("request");
+    request.in_scope(|| {
         tracing::info!("quiet");
         tracing::warn!("loud");
         // A span the log filter lets through keeps its fields in the line.
@@ -25,6 +26,9 @@ fn child_process_entry() {
             .expect("the request span is recorded");
         println!("IDS trace_id={} span_id={}", cx.trace_id, cx.span_id);
     });
+    // An event given its span explicitly, outside that span's scope.
+    tracing::warn!(parent: &request, "explicit");
+    drop(request);
     guard.flush().unwrap();
 }
 
@@ -85,6 +89,12 @@ fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
         .find(|l| l.contains(" WARN ") && l.contains("inner"))
         .unwrap_or_else(|| panic!("no inner warning in {stderr}"));
     assert!(inner.contains("step{user=7}:"), "{inner}");
+    // The same for an event whose span is given explicitly (`parent: &span`).
+    let explicit = stderr
+        .lines()
+        .find(|l| l.contains(" WARN ") && l.contains("explicit"))
+        .unwrap_or_else(|| panic!("no explicit warning in {stderr}"));
+    assert!(explicit.ends_with(ids), "{explicit}\nexpected {ids}");
 }
 
 /// The same under `TRACEWIRE_LOG_FORMAT=json`: each line is a JSON object, and the warning's
