@@ -500,17 +500,17 @@ impl fmt::Debug for OtlpBuilder {
 
 /// Whether a global subscriber is set, checked before `init` changes anything. A scoped one
 /// (`with_default`, `set_default`) does not count, though `tracing`'s `has_been_set` counts
-/// it: a new thread, which sees only the global one, is asked.
+/// it: a new thread, which sees only the global one, is asked. Without a thread, `false`:
+/// setting the subscriber fails later all the same.
 fn global_subscriber_set() -> bool {
     std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
+        std::thread::Builder::new()
+            .spawn_scoped(scope, || {
                 tracing::dispatcher::get_default(|current| {
                     !current.is::<tracing_core::subscriber::NoSubscriber>()
                 })
             })
-            .join()
-            .unwrap_or(true)
+            .is_ok_and(|asked| asked.join().unwrap_or(true))
     })
 }
 
