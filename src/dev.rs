@@ -151,7 +151,7 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
         .reporter(console)
         .record_internals(asks_for_internals(record.as_deref()));
     #[cfg(feature = "ui")]
-    let builder = with_viewer(builder, ui);
+    let (builder, viewer) = with_viewer(builder, ui);
     #[cfg(not(feature = "ui"))]
     let _ = ui;
     let (recorder, guard) = builder.build();
@@ -170,8 +170,15 @@ fn install(service_name: Arc<str>, ui: bool) -> Result<DevGuard, InstallError> {
         std::env::var("RUST_LOG").ok().as_deref(),
         format,
     );
+    // On failure the viewer, if any, is dropped here, which stops it: no page left serving
+    // that nothing feeds.
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|_| InstallError::AlreadyInstalled)?;
+    #[cfg(feature = "ui")]
+    if let Some(viewer) = viewer {
+        eprintln!("tracewire: trace viewer at {}", viewer.url());
+        let _ = VIEWER.set(viewer);
+    }
     if let Some(warning) = warning {
         tracing::warn!(target: "tracewire::env", %warning, "ignoring an environment variable");
     }
@@ -214,18 +221,27 @@ pub(crate) fn subscriber(
     let registry = tracing_subscriber::registry().with(filtered).with(plain);
     let ansi = format.ansi();
     let filter = log_filter(rust_log);
+    // Directives beyond a lone level (an `EnvFilter`) may name spans (`[request]=debug`):
+    // the filter then follows the spans entered, exited and closed, which `NoSpanEvents`
+    // would hide from it.
+    let spans_matter = lone_level(rust_log).is_none();
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     // JSON lines need their span fields recorded as JSON too.
-    if format.is_json() {
-        let layer = layer
+    let layer = if format.is_json() {
+        layer
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(format)
-            .with_filter(filter);
-        return registry.with(NoSpanEvents(layer).boxed());
+            .with_filter(filter)
+            .boxed()
+    } else {
+        layer.event_format(format).with_filter(filter).boxed()
+    };
+    if spans_matter {
+        return registry.with(layer);
     }
-    registry.with(NoSpanEvents(layer.event_format(format).with_filter(filter)).boxed())
+    registry.with(NoSpanEvents(layer).boxed())
 }
 
 // ---- The trace viewer (feature `ui`) ----
@@ -260,19 +276,16 @@ pub fn init_with_ui(service_name: impl Into<Arc<str>>) -> DevGuard {
 #[cfg(feature = "ui")]
 static VIEWER: std::sync::OnceLock<crate::ui::Viewer> = std::sync::OnceLock::new();
 
-/// Adds the viewer's reporter when the viewer is asked for.
+/// Starts the viewer when it is asked for and adds its reporter. The viewer is kept (and its
+/// URL printed) only once the setup is installed.
 #[cfg(feature = "ui")]
 fn with_viewer(
     builder: crate::record::RecorderBuilder,
     asked: bool,
-) -> crate::record::RecorderBuilder {
+) -> (crate::record::RecorderBuilder, Option<crate::ui::Viewer>) {
     match crate::ui::start_for_dev(asked) {
-        Some(viewer) => {
-            let reporter = viewer.reporter();
-            let _ = VIEWER.set(viewer);
-            builder.reporter(reporter)
-        }
-        None => builder,
+        Some(viewer) => (builder.reporter(viewer.reporter()), Some(viewer)),
+        None => (builder, None),
     }
 }
 

@@ -70,15 +70,20 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    if event.is_contextual() {
-        // `ctx` sees only the spans the log layer's filter lets through: under
-        // `RUST_LOG=warn`, a warning inside an `info` request span would find no span. The
-        // current span's handle reaches every span. (Inside a dispatcher set for a scope
-        // rather than globally, `tracing` hands out no current span here; `ctx` is asked
-        // then.)
-        if let Some(cx) = crate::record::nearest_span_context(&tracing::Span::current()) {
-            return Some(cx);
-        }
+    // `ctx` sees only the spans the log layer's filter lets through: under `RUST_LOG=warn`, a
+    // warning inside an `info` request span would find no span. The current span's handle,
+    // or the dispatcher for a parent given explicitly, reaches every span. (Inside a
+    // dispatcher set for a scope rather than globally, `tracing` hands out no current span
+    // here; `ctx` is asked then.)
+    let found = if event.is_contextual() {
+        crate::record::nearest_span_context(&tracing::Span::current())
+    } else {
+        event
+            .parent()
+            .and_then(crate::record::nearest_span_context_of)
+    };
+    if found.is_some() {
+        return found;
     }
     let span = if event.is_contextual() {
         ctx.lookup_current()

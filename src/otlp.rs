@@ -51,7 +51,8 @@
 //! | `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the most spans per export (default 512) |
 //! | `OTEL_BSP_EXPORT_TIMEOUT` | the longest one export may take, in ms (default 10000) |
 //! | `OTEL_BSP_MAX_QUEUE_SIZE` | the most finished spans waiting; more are dropped and counted (default 8192) |
-//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::env)) |
+//! | `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` | the HTTP methods named in spans and metrics, comma-separated and case-sensitive, replacing the standard nine (others are `_OTHER`); [`KnownMethods`](crate::config::KnownMethods) sets them in code |
+//! | `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`, `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`, `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT` | the span limits (see [`env`](crate::env)) |
 //! | `OTEL_METRICS_EXPORTER` | feature `metrics`: `otlp` (default) or `none`; see [request metrics](#request-metrics) |
 //! | `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, `OTEL_EXPORTER_OTLP_METRICS_{PROTOCOL,HEADERS,TIMEOUT,COMPRESSION}` | as the `TRACES` ones, for metrics (`/v1/metrics` is added to `OTEL_EXPORTER_OTLP_ENDPOINT` for HTTP) |
 //! | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative` (default) or `delta` |
@@ -332,7 +333,7 @@ impl OtlpBuilder {
     /// settings given in code (those from the environment are checked as they are read),
     /// such as an `https://` endpoint without the feature `otlp-tls`.
     pub fn init(self) -> Result<OtlpGuard, InitError> {
-        if tracing::dispatcher::has_been_set() {
+        if global_subscriber_set() {
             return Err(InitError::AlreadyInstalled);
         }
         let OtlpBuilder {
@@ -495,6 +496,22 @@ impl fmt::Debug for OtlpBuilder {
             .field("log_format", &self.log_format)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a global subscriber is set, checked before `init` changes anything. A scoped one
+/// (`with_default`, `set_default`) does not count, though `tracing`'s `has_been_set` counts
+/// it: a new thread, which sees only the global one, is asked. Without a thread, `false`:
+/// setting the subscriber fails later all the same.
+fn global_subscriber_set() -> bool {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .spawn_scoped(scope, || {
+                tracing::dispatcher::get_default(|current| {
+                    !current.is::<tracing_core::subscriber::NoSubscriber>()
+                })
+            })
+            .is_ok_and(|asked| asked.join().unwrap_or(true))
+    })
 }
 
 /// Builds an exporter (`SpanExporter::builder()`, `MetricExporter::builder()`) from

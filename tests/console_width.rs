@@ -158,3 +158,70 @@ fn long_names_are_cut_and_control_characters_cannot_break_lines() {
         "{out}"
     );
 }
+
+/// Terminal columns of `s` for the characters this test uses: CJK ideographs, kana and
+/// emoji take two, combining marks none, the rest one. (Written out, rather than
+/// `console_support::columns`, so that the test does not measure with the code it checks.)
+fn cjk_columns(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c {
+            '\u{300}'..='\u{36f}' => 0,
+            '\u{3040}'..='\u{30ff}' | '\u{4e00}'..='\u{9fff}' | '\u{1f300}'..='\u{1f64f}' => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+#[test]
+fn wide_characters_take_two_columns_and_combining_marks_none() {
+    let spans = vec![
+        span(
+            0x1,
+            0,
+            "注文サービス",
+            SpanKind::Server,
+            "GET /注文",
+            0,
+            1_000,
+        ),
+        span(
+            0x2,
+            0x1,
+            "注文サービス",
+            SpanKind::Client,
+            "在庫を確認する🎉",
+            100,
+            500,
+        ),
+        span(
+            0x3,
+            0x1,
+            "cafe\u{301}",
+            SpanKind::Internal,
+            "re\u{301}sume\u{301}",
+            200,
+            300,
+        ),
+        span(0x4, 0x1, "db", SpanKind::Client, "SELECT", 300, 200),
+    ];
+    for width in [120, 60, 40] {
+        let out = render(&spans, width);
+        for line in out.lines() {
+            assert!(
+                cjk_columns(line) <= width,
+                "{} columns at {width}:\n{out}",
+                cjk_columns(line)
+            );
+        }
+        // The bars line up: every row's bar starts in the same column.
+        let bars: Vec<usize> = out
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.find(" |").map(|at| cjk_columns(&line[..at])))
+            .collect();
+        assert!(
+            bars.windows(2).all(|w| w[0] == w[1]),
+            "bars at columns {bars:?} at {width}:\n{out}"
+        );
+    }
+}

@@ -16,7 +16,8 @@ fn child_process_entry() {
         return;
     }
     let guard = tracewire::dev::try_init("log-lines").expect("the first install");
-    tracing::info_span!("request").in_scope(|| {
+    let request = tracing::info_span!("request");
+    request.in_scope(|| {
         tracing::info!("quiet");
         tracing::warn!("loud");
         // A span the log filter lets through keeps its fields in the line.
@@ -25,12 +26,20 @@ fn child_process_entry() {
             .expect("the request span is recorded");
         println!("IDS trace_id={} span_id={}", cx.trace_id, cx.span_id);
     });
+    // An event given its span explicitly, outside that span's scope.
+    tracing::warn!(parent: &request, "explicit");
+    drop(request);
     guard.flush().unwrap();
 }
 
 /// Runs the child under `RUST_LOG=warn` and `format` (`TRACEWIRE_LOG_FORMAT`): the ids it
 /// printed (`trace_id=… span_id=…`) and its stderr.
 fn run_child(format: &str) -> (String, String) {
+    run_child_with(format, "warn")
+}
+
+/// [`run_child`] under `rust_log`.
+fn run_child_with(format: &str, rust_log: &str) -> (String, String) {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "child_process_entry",
@@ -39,7 +48,7 @@ fn run_child(format: &str) -> (String, String) {
             "--test-threads=1",
         ])
         .env(CHILD, "1")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .env("NO_COLOR", "1")
         .env("TRACEWIRE_LOG_FORMAT", format)
         .output()
@@ -80,6 +89,12 @@ fn a_warning_names_its_trace_under_a_span_the_log_filter_leaves_out() {
         .find(|l| l.contains(" WARN ") && l.contains("inner"))
         .unwrap_or_else(|| panic!("no inner warning in {stderr}"));
     assert!(inner.contains("step{user=7}:"), "{inner}");
+    // The same for an event whose span is given explicitly (`parent: &span`).
+    let explicit = stderr
+        .lines()
+        .find(|l| l.contains(" WARN ") && l.contains("explicit"))
+        .unwrap_or_else(|| panic!("no explicit warning in {stderr}"));
+    assert!(explicit.ends_with(ids), "{explicit}\nexpected {ids}");
 }
 
 /// The same under `TRACEWIRE_LOG_FORMAT=json`: each line is a JSON object, and the warning's
@@ -111,4 +126,16 @@ fn json_lines_name_their_trace_too() {
             .any(|l| l.starts_with('{') && l.contains("\"quiet\"")),
         "RUST_LOG=warn quiets info:\n{stderr}"
     );
+}
+
+/// `RUST_LOG`'s span directives select log lines too: under `warn,[request]=info`, the info
+/// event inside the `request` span is logged.
+#[test]
+fn span_directives_of_rust_log_select_log_lines() {
+    let (ids, stderr) = run_child_with("text", "warn,[request]=info");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" INFO ") && l.contains("quiet"))
+        .unwrap_or_else(|| panic!("no info line inside `request`:\n{stderr}"));
+    assert!(line.ends_with(&ids), "{line}\nexpected {ids}");
 }

@@ -675,3 +675,24 @@ fn event_fields_of_128_bit_integers_stay_integers() {
     assert_eq!(get("neg"), Some(Value::I64(-3)));
     assert_eq!(get("huge"), Some(Value::from(u128::MAX.to_string())));
 }
+
+/// `render_tree` shows an error status without a description as `[error]`, not with an
+/// empty message after a colon (errors no longer repeat their status code as description).
+#[test]
+fn render_tree_shows_an_error_without_description_as_bare_error() {
+    let (spans, (), _guard) = record(Recorder::builder().service_name("shop"), || {
+        tracing::info_span!("checkout", otel.status_code = "ERROR").in_scope(|| {
+            tracing::info_span!(
+                "charge",
+                otel.status_code = "ERROR",
+                otel.status_message = "declined"
+            )
+            .in_scope(|| {});
+        });
+    });
+    let root = spans.find("checkout").expect("checkout");
+    assert_eq!(
+        spans.render_tree(root.trace_id()),
+        "shop internal checkout [error]\n    shop internal charge [error: declined]\n"
+    );
+}

@@ -76,7 +76,7 @@ pub(crate) use record_layer::{
     current_parent, decide, decide_under_current, with_span_data, Decision,
 };
 #[cfg(feature = "console")]
-pub(crate) use record_layer::{is_internal_target, nearest_span_context};
+pub(crate) use record_layer::{is_internal_target, nearest_span_context, nearest_span_context_of};
 pub(crate) use span_data::{error_chain, LiveRecord, SpanData};
 pub use start::SpanStart;
 pub(crate) use start::{with_ambient, with_pending, Ambient};

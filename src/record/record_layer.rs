@@ -627,6 +627,20 @@ pub(crate) fn nearest_span_context(span: &tracing::Span) -> Option<SpanContext> 
     out
 }
 
+/// The context of the recorded span `id`, or of its nearest recorded ancestor, looked up in
+/// the current dispatcher, which sees every span (see [`nearest_span_context`]).
+#[cfg(feature = "console")] // For the `fmt` log lines of events given their parent.
+pub(crate) fn nearest_span_context_of(id: &Id) -> Option<SpanContext> {
+    tracing::dispatcher::get_default(|dispatch| {
+        let get = dispatch.downcast_ref::<WithSpanData>()?;
+        let mut out = None;
+        get.nearest(dispatch, id, &mut |data| {
+            out = Some(data.record.span_context.clone());
+        });
+        out
+    })
+}
+
 /// The context and baggage a span started here would inherit: the current span's or, when
 /// the recorder skipped it, its nearest recorded ancestor's; else the ambient context of a
 /// request without a recorded span.

@@ -172,8 +172,8 @@ impl InMemoryReporter {
 
     /// One trace as an indented text tree, without ids or times, for snapshot assertions.
     ///
-    /// Each line is `service kind name`, then ` [ok]` or ` [error: message]` when the
-    /// status is set; events follow their span as `• name`. Children are indented four
+    /// Each line is `service kind name`, then ` [ok]`, ` [error]` or ` [error: message]` when
+    /// the status is set; events follow their span as `• name`. Children are indented four
     /// spaces under their parent, siblings in start order. Spans whose parent was not
     /// recorded here (a remote parent, or one still open) start their own top-level tree.
     pub fn render_tree(&self, trace_id: TraceId) -> String {
@@ -202,6 +202,8 @@ fn render(spans: &[SpanRecord], span: &SpanRecord, depth: usize, out: &mut Strin
     match &span.status {
         Status::Unset => {}
         Status::Ok => out.push_str(" [ok]"),
+        // Errors often have no description (the status code says it all).
+        Status::Error { description } if description.is_empty() => out.push_str(" [error]"),
         Status::Error { description } => {
             let _ = write!(out, " [error: {description}]");
         }

@@ -726,8 +726,8 @@ impl crate::metrics::MeasuredSink for MeasuredSink {
 }
 
 /// Starts the viewer for [`dev`](crate::dev): at `TRACEWIRE_UI_ADDR` when set, else at
-/// [`DEFAULT_ADDR`] if `asked`; `None` when neither. Prints the URL, or why it did not
-/// start, once on stderr.
+/// [`DEFAULT_ADDR`] if `asked`; `None` when neither. Prints why it did not start on stderr
+/// (`dev` prints the URL, once the setup is installed).
 pub(crate) fn start_for_dev(asked: bool) -> Option<Viewer> {
     let from_env = std::env::var(ADDR_ENV)
         .ok()
@@ -745,10 +745,8 @@ pub(crate) fn start_for_dev(asked: bool) -> Option<Viewer> {
         None => Viewer::builder().start(),
     };
     match started {
-        Ok(viewer) => {
-            eprintln!("tracewire: trace viewer at {}", viewer.url());
-            Some(viewer)
-        }
+        // `dev` prints the URL once the setup is installed.
+        Ok(viewer) => Some(viewer),
         Err(e) => {
             eprintln!("tracewire: the trace viewer is not running: {e}");
             None

@@ -163,10 +163,17 @@ pub fn render(spans: &[SpanRecord], width: usize) -> String {
     String::from_utf8(out).expect("the console writes UTF-8")
 }
 
-/// Fails when a line is wider than `width` columns (chars: box drawing is one column).
+/// Terminal columns of a printed line: box drawing is one column, East Asian wide
+/// characters two, combining marks none.
+pub fn columns(line: &str) -> usize {
+    use unicode_width::UnicodeWidthChar;
+    line.chars().map(|c| c.width().unwrap_or(1)).sum()
+}
+
+/// Fails when a line is wider than `width` columns (see [`columns`]).
 pub fn assert_fits(output: &str, width: usize) {
     for (n, line) in output.lines().enumerate() {
-        let cols = line.chars().count();
+        let cols = columns(line);
         assert!(
             cols <= width,
             "line {} is {cols} columns wide, more than {width}:\n{line}",

@@ -83,9 +83,10 @@
 //! service path: the top span's service, then the others in the order the tree meets them.
 //!
 //! A **span line**: the tree connectors (`├─ `, `└─ `, `│  `); the service; `⇠` when the
-//! parent is remote (in another process, or another service of this one); the kind: `▸`
-//! server, `◂` client, `▹` producer, `◃` consumer, blank for internal; the name, followed by
-//! `http.route` when the name does not contain it; the status column: the gRPC code name
+//! parent is remote: it came with the request, from another process or from a client of
+//! this one; the kind: `▸` server, `◂` client, `▹` producer, `◃` consumer, blank for
+//! internal; the name, followed by `http.route` when the name does not contain it; the
+//! status column: the gRPC code name
 //! from `rpc.grpc.status_code` (`UNAVAILABLE`), else `http.response.status_code`, else
 //! `ERROR` for a span with status Error (red when the span failed, yellow for an HTTP 4xx
 //! that did not); the duration in µs, ms or s with one decimal; and a bar placed by the
@@ -132,10 +133,10 @@
 //! the builder, else `COLUMNS`, else the width of the terminal written to, else 120.
 //! Columns give way in order — the bar narrows, then goes, then the status, then the
 //! duration — and names are cut with `…`. Trees deeper than half the width show their outer
-//! levels as `…`. Widths are counted in characters (box-drawing characters are one column);
-//! East Asian wide characters are not measured as two. Control characters and Unicode format
-//! characters (category `Cf`: bidi overrides and isolates, zero-width characters) in names
-//! and values print as spaces.
+//! levels as `…`. Widths are counted in terminal columns: East Asian wide characters (CJK,
+//! most emoji) take two, combining marks none, box-drawing characters one. Control
+//! characters and Unicode format characters (category `Cf`: bidi overrides and isolates,
+//! zero-width characters) in names and values print as spaces.
 //!
 //! Colour is on when the output is a terminal and `NO_COLOR` is unset or empty
 //! ([`ConsoleReporter::auto_color`]), unless the builder says [`color`](ConsoleBuilder::color).

@@ -704,9 +704,6 @@ fn span_row(
     line.finish();
 }
 
-/// The span's events, one line each under the span with their offset from the trace start,
-/// and its error status message when neither an exception event nor the status column
-/// already says it.
 /// What a block's event lines share: its layout, the time their offsets count from, colour.
 struct EventsContext<'a> {
     layout: &'a Layout,
@@ -714,6 +711,9 @@ struct EventsContext<'a> {
     color: bool,
 }
 
+/// The span's events, one line each under the span with their offset from the trace start,
+/// and its error status message when neither an exception event nor the status column
+/// already says it.
 fn events(
     out: &mut Vec<u8>,
     span: &SpanRecord,

@@ -1,13 +1,15 @@
 //! Text helpers: human durations, gRPC code names, short stack strings and writing text into
 //! a fixed number of terminal columns.
 //!
-//! Widths are counted in `char`s: box-drawing characters, `…`, `µ` and the bar blocks are
-//! one column each. East Asian wide characters are not measured as two columns.
+//! Widths are counted in terminal columns, as `unicode-width` measures each character:
+//! box-drawing characters, `…`, `µ` and the bar blocks are one column each, East Asian wide
+//! characters (CJK, most emoji) two, combining marks none.
 
 use std::fmt;
 use std::time::Duration;
 
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+use unicode_width::UnicodeWidthChar;
 
 /// A character that must not reach the terminal as it is: a control character (`Cc`:
 /// newlines, tabs, the escape that starts terminal codes) or a format character (`Cf`: the
@@ -25,6 +27,15 @@ pub(crate) fn safe(c: char) -> char {
     } else {
         c
     }
+}
+
+/// Columns `c` takes once written, after [`safe`].
+pub(crate) fn char_width(c: char) -> usize {
+    // Unsafe characters are written as one space.
+    if is_unsafe(c) {
+        return 1;
+    }
+    c.width().unwrap_or(1)
 }
 
 /// A short string kept on the stack: a duration, a status code. It knows its width and
@@ -79,10 +90,11 @@ impl fmt::Write for Short {
             return Err(fmt::Error);
         }
         self.buf[start..end].copy_from_slice(s.as_bytes());
-        // `end <= 32`, so both fit a `u8`. Callers write text without control characters
-        // (numbers, units, `Short::new`'s cleaned characters).
+        // `end <= 32`, and no character takes more columns than bytes, so both fit a `u8`.
+        // Callers write text without control characters (numbers, units, `Short::new`'s
+        // cleaned characters).
         self.len = end as u8;
-        self.width += s.chars().count() as u8;
+        self.width += width(s) as u8;
         Ok(())
     }
 }
@@ -130,7 +142,7 @@ pub(crate) fn width(s: &str) -> usize {
     if is_plain(s) {
         s.len()
     } else {
-        s.chars().count()
+        s.chars().map(char_width).sum()
     }
 }
 
@@ -153,14 +165,19 @@ pub(crate) fn write_fit(out: &mut Vec<u8>, s: &str, max: usize) -> usize {
         out.extend_from_slice("…".as_bytes());
         return max;
     }
-    let fits = s.chars().nth(max).is_none();
+    let fits = width(s) <= max;
+    // Room for the `…` when cut; a wide character that would cross it is left out.
     let keep = if fits { max } else { max - 1 };
     let mut written = 0;
     let mut utf8 = [0u8; 4];
-    for c in s.chars().take(keep) {
+    for c in s.chars() {
+        let w = char_width(c);
+        if written + w > keep {
+            break;
+        }
         let c = safe(c);
         out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-        written += 1;
+        written += w;
     }
     if !fits {
         out.extend_from_slice("…".as_bytes());
@@ -227,6 +244,21 @@ mod tests {
         assert_eq!(fit("żółw żółw", 6), ("żółw …".into(), 6));
         assert_eq!(fit("├─ └─", 3), ("├─…".into(), 3));
         assert_eq!(width("├─ └─"), 5);
+    }
+
+    #[test]
+    fn fitting_counts_wide_characters_as_two_columns_and_marks_as_none() {
+        assert_eq!(width("日本語"), 6);
+        assert_eq!(fit("日本語", 6), ("日本語".into(), 6));
+        // A wide character that would cross the `…` is left out.
+        assert_eq!(fit("日本語", 5), ("日本…".into(), 5));
+        assert_eq!(fit("日本語", 4), ("日…".into(), 3));
+        assert_eq!(width("re\u{301}sume\u{301}"), 6);
+        assert_eq!(
+            fit("re\u{301}sume\u{301}", 6),
+            ("re\u{301}sume\u{301}".into(), 6)
+        );
+        assert_eq!(Short::new("注文").width(), 4);
     }
 
     #[test]
