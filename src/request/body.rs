@@ -560,26 +560,41 @@ impl<B: Body, M: Metering> ResponseBody<B, M> {
     /// in effect while the body streams: a body that calls other services as it goes (an
     /// event stream, a gRPC server stream) propagates the request's context, as its handler
     /// does, and an unsampled request stays unsampled downstream.
+    ///
+    /// Only for a body that streams: one that knows its size (a buffered JSON answer) holds
+    /// what it sends already, and keeping the context costs every unsampled request.
     pub(crate) fn in_effect(mut self, ambient: Option<Ambient>, log_span: Option<Span>) -> Self {
-        if (ambient.is_some() || log_span.is_some()) && !self.inner.is_end_stream() {
+        if (ambient.is_some() || log_span.is_some())
+            && !self.inner.is_end_stream()
+            && self.inner.size_hint().exact().is_none()
+        {
             self.context = Some(InEffect { ambient, log_span });
         }
         self
     }
 
-    /// Takes the length the response declares (`content-length`, else the body's exact
-    /// size) as its end too: hyper's HTTP/1 server stops polling a body once it has sent
-    /// that many bytes and drops it, so a body that does not say it has ended (a stream
-    /// sent with a `content-length`, as file downloads are) is then dropped whole, not
-    /// cancelled. Not for gRPC, whose status comes after the last byte, in trailers.
-    pub(crate) fn declared_length(mut self, headers: &HeaderMap) -> Self {
-        if (self.end.is_some() || self.measure.active()) && !rpc::is_grpc(headers) {
-            let header = headers.get(http::header::CONTENT_LENGTH);
-            let declared = header.and_then(|v| v.to_str().ok()?.trim().parse().ok());
-            self.unsent = declared.or_else(|| self.inner.size_hint().exact());
+    /// Takes `declared` (see [`declared_length`]) as the body's length: once that many bytes
+    /// went out, a drop is its end.
+    pub(crate) fn declared_length(mut self, declared: Option<u64>) -> Self {
+        if self.end.is_some() || self.measure.active() {
+            self.unsent = declared;
         }
         self
     }
+}
+
+/// The length a streamed response declares in `content-length`, which ends it too: hyper's
+/// HTTP/1 server stops polling a body once it has sent that many bytes and drops it, so a
+/// stream that does not say it has ended (a file download) is then dropped whole, not
+/// cancelled. `None` for a body that knows its size (it says when it has ended; and the
+/// header is then not looked up on every request) and for gRPC, whose status comes after
+/// the last byte, in trailers.
+pub(crate) fn declared_length<B: Body>(headers: &HeaderMap, body: &B) -> Option<u64> {
+    if body.size_hint().exact().is_some() || body.is_end_stream() || rpc::is_grpc(headers) {
+        return None;
+    }
+    let value = headers.get(http::header::CONTENT_LENGTH)?;
+    value.to_str().ok()?.trim().parse().ok()
 }
 
 impl<B, M> Body for ResponseBody<B, M>

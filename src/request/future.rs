@@ -16,7 +16,9 @@ use crate::context::SpanContext;
 use crate::metrics::{Metering, Unmetered};
 use crate::propagation::{traceresponse_header_value, TRACERESPONSE};
 use crate::record::{with_ambient, Ambient};
-use crate::request::body::{carries_content, Asked, ResponseBody, ResponseHead, SpanEnd};
+use crate::request::body::{
+    carries_content, declared_length, Asked, ResponseBody, ResponseHead, SpanEnd,
+};
 use crate::request::error::{error_message, error_type, error_type_name};
 
 /// What the future needs once the response head arrives.
@@ -223,13 +225,17 @@ where
             trace => {
                 return Poll::Ready(result.map(|r| {
                     let content = content(&r);
-                    let (parts, body) = r.into_parts();
-                    let mut body = ResponseBody::new(body, None, measure, content)
-                        .declared_length(&parts.headers);
-                    if let (Trace::Context { ambient, log_span }, true) = (trace, content) {
-                        body = body.in_effect(ambient, log_span);
-                    }
-                    Response::from_parts(parts, body)
+                    let declared = declared_length(r.headers(), r.body());
+                    r.map(|body| {
+                        let body = ResponseBody::new(body, None, measure, content)
+                            .declared_length(declared);
+                        match (trace, content) {
+                            (Trace::Context { ambient, log_span }, true) => {
+                                body.in_effect(ambient, log_span)
+                            }
+                            _ => body,
+                        }
+                    })
                 }));
             }
         };
@@ -237,10 +243,11 @@ where
             Ok(response) => {
                 state.on_response(&response);
                 let content = content(&response);
-                let (parts, body) = response.into_parts();
-                let body = ResponseBody::new(body, Some(state.end), measure, content)
-                    .declared_length(&parts.headers);
-                Ok(Response::from_parts(parts, body))
+                let declared = declared_length(response.headers(), response.body());
+                Ok(response.map(|body| {
+                    ResponseBody::new(body, Some(state.end), measure, content)
+                        .declared_length(declared)
+                }))
             }
             Err(error) => {
                 let message = if state.end.sampled {
