@@ -499,9 +499,12 @@ pin_project! {
         end: Option<SpanEnd>,
         measure: M,
         // Bytes of the declared length (see `declared_length`) not sent yet.
-        unsent: Option<u64>,
+        // `u64::MAX` when none was declared: a sentinel rather than an `Option`, as every
+        // response body is moved several times on its way out and the size shows.
+        unsent: u64,
         // A request without a recorded span: its context, in effect while the body streams.
-        context: Option<InEffect>,
+        // Boxed: few bodies stream, and every body is moved several times.
+        context: Option<Box<InEffect>>,
     }
 
     impl<B, M: Metering> PinnedDrop for ResponseBody<B, M> {
@@ -510,7 +513,7 @@ pin_project! {
             // anything left was abandoned (unless a Trailers-Only response had ended it),
             // or was sent whole, to its declared length.
             let this = this.project();
-            let sent = *this.unsent == Some(0);
+            let sent = *this.unsent == 0;
             if let Some(end) = this.end.take() {
                 if sent {
                     end.finish(None);
@@ -551,7 +554,7 @@ impl<B: Body, M: Metering> ResponseBody<B, M> {
             inner,
             end,
             measure,
-            unsent: None,
+            unsent: u64::MAX,
             context: None,
         }
     }
@@ -564,20 +567,22 @@ impl<B: Body, M: Metering> ResponseBody<B, M> {
     /// Only for a body that streams: one that knows its size (a buffered JSON answer) holds
     /// what it sends already, and keeping the context costs every unsampled request.
     pub(crate) fn in_effect(mut self, ambient: Option<Ambient>, log_span: Option<Span>) -> Self {
-        if (ambient.is_some() || log_span.is_some())
-            && !self.inner.is_end_stream()
-            && self.inner.size_hint().exact().is_none()
-        {
-            self.context = Some(InEffect { ambient, log_span });
+        if ambient.is_some() || log_span.is_some() {
+            self.context = Some(Box::new(InEffect { ambient, log_span }));
         }
         self
+    }
+
+    /// The body streams: it has not ended and does not know its size.
+    pub(crate) fn streams(&self) -> bool {
+        !self.inner.is_end_stream() && self.inner.size_hint().exact().is_none()
     }
 
     /// Takes `declared` (see [`declared_length`]) as the body's length: once that many bytes
     /// went out, a drop is its end.
     pub(crate) fn declared_length(mut self, declared: Option<u64>) -> Self {
         if self.end.is_some() || self.measure.active() {
-            self.unsent = declared;
+            self.unsent = declared.unwrap_or(u64::MAX);
         }
         self
     }
@@ -633,8 +638,8 @@ where
                     if let Some(end) = this.end.as_mut() {
                         end.on_data(data);
                     }
-                    if let Some(unsent) = this.unsent.as_mut() {
-                        *unsent = unsent.saturating_sub(data.remaining() as u64);
+                    if *this.unsent != u64::MAX {
+                        *this.unsent = this.unsent.saturating_sub(data.remaining() as u64);
                     }
                 }
                 match frame.trailers_ref() {

@@ -229,8 +229,8 @@ where
                     r.map(|body| {
                         let body = ResponseBody::new(body, None, measure, content)
                             .declared_length(declared);
-                        match (trace, content) {
-                            (Trace::Context { ambient, log_span }, true) => {
+                        match trace {
+                            Trace::Context { ambient, log_span } if content && body.streams() => {
                                 body.in_effect(ambient, log_span)
                             }
                             _ => body,
