@@ -573,9 +573,9 @@ impl<B: Body, M: Metering> ResponseBody<B, M> {
         self
     }
 
-    /// The body streams: it has not ended and does not know its size.
+    /// The body streams: it does not know its size (an empty one knows it is 0).
     pub(crate) fn streams(&self) -> bool {
-        !self.inner.is_end_stream() && self.inner.size_hint().exact().is_none()
+        self.inner.size_hint().exact().is_none()
     }
 
     /// Takes `declared` (see [`declared_length`]) as the body's length: once that many bytes

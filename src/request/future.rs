@@ -225,7 +225,12 @@ where
             trace => {
                 return Poll::Ready(result.map(|r| {
                     let content = content(&r);
-                    let declared = declared_length(r.headers(), r.body());
+                    // Only a measured body ends by its length: the others have nothing to end.
+                    let declared = if measure.active() {
+                        declared_length(r.headers(), r.body())
+                    } else {
+                        None
+                    };
                     r.map(|body| {
                         let body = ResponseBody::new(body, None, measure, content)
                             .declared_length(declared);
