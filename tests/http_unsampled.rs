@@ -35,9 +35,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanNames {
     }
 }
 
-/// `front` (with `layer`) calls `back` through the client layer; `back` echoes the
-/// `traceparent` it got; `front`'s handler also reports the context it runs in.
-async fn front_and_back(layer: ServerLayer, client: ClientLayer) -> std::net::SocketAddr {
+/// A server answering `/echo` with the `traceparent` it got.
+async fn serve_echo() -> std::net::SocketAddr {
     let back = Router::new().route(
         "/echo",
         get(|headers: HeaderMap| async move {
@@ -46,7 +45,13 @@ async fn front_and_back(layer: ServerLayer, client: ClientLayer) -> std::net::So
                 .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
         }),
     );
-    let back = serve(back).await;
+    serve(back).await
+}
+
+/// `front` (with `layer`) calls `back` through the client layer; `back` echoes the
+/// `traceparent` it got; `front`'s handler also reports the context it runs in.
+async fn front_and_back(layer: ServerLayer, client: ClientLayer) -> std::net::SocketAddr {
+    let back = serve_echo().await;
     let front = Router::new()
         .route(
             "/",
@@ -162,15 +167,7 @@ fn a_body_that_streams_an_unsampled_request_still_propagates_it() {
     let subscriber = tracing_subscriber::registry().with(recorder);
     let body = tracing::subscriber::with_default(subscriber, || {
         runtime().block_on(async {
-            let back = Router::new().route(
-                "/echo",
-                get(|headers: HeaderMap| async move {
-                    headers
-                        .get("traceparent")
-                        .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
-                }),
-            );
-            let back = serve(back).await;
+            let back = serve_echo().await;
             let front = Router::new()
                 .route(
                     "/stream",
