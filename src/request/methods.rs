@@ -156,6 +156,15 @@ const STANDARD: [Method; 9] = [
     Method::TRACE,
 ];
 
+/// [`STANDARD`]'s names, then `_OTHER`; and as span names use them, `HTTP` for the others:
+/// looked up by index on every request, where a method's `as_str` is a match.
+const STANDARD_VALUES: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+const STANDARD_SPAN_METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "HTTP",
+];
+
 /// The index of `method` in [`STANDARD`], else 9: a match, not a search.
 #[inline]
 fn standard_index(method: &Method) -> u8 {
@@ -223,17 +232,21 @@ impl Table {
     /// `http.request.method` of the method at `index`: its name, or `_OTHER`.
     #[inline]
     pub(crate) fn value(&'static self, index: u8) -> &'static str {
-        self.methods()
-            .get(usize::from(index))
-            .map_or("_OTHER", Method::as_str)
+        match &self.custom {
+            None => STANDARD_VALUES[usize::from(index)],
+            Some(list) => list
+                .get(usize::from(index))
+                .map_or("_OTHER", Method::as_str),
+        }
     }
 
     /// The method of a span name (`{method} {route}`) at `index`: its name, or `HTTP`.
     #[inline]
     pub(crate) fn span_method(&'static self, index: u8) -> &'static str {
-        self.methods()
-            .get(usize::from(index))
-            .map_or("HTTP", Method::as_str)
+        match &self.custom {
+            None => STANDARD_SPAN_METHODS[usize::from(index)],
+            Some(list) => list.get(usize::from(index)).map_or("HTTP", Method::as_str),
+        }
     }
 
     /// Whether `index` is that of a known method.
@@ -257,6 +270,12 @@ mod tests {
         }
         assert_eq!(table.index(&Method::from_bytes(b"QUERY").unwrap()), 9);
         assert_eq!(table.value_of(9), "_OTHER");
+        // The tables the standard list is read from agree with it.
+        for (i, method) in STANDARD.iter().enumerate() {
+            assert_eq!(STANDARD_VALUES[i], method.as_str());
+            assert_eq!(STANDARD_SPAN_METHODS[i], method.as_str());
+        }
+        assert_eq!(STANDARD_SPAN_METHODS[9], "HTTP");
         // The same methods in another order are the standard list.
         let mut reordered = STANDARD.map(|m| m.as_str().to_owned());
         reordered.reverse();

@@ -90,6 +90,8 @@ struct Named<'r> {
     name: Cow<'static, str>,
     /// The route, when interned (see [`attrs::FirstRoute`]).
     interned_route: Option<&'static str>,
+    /// The path the client sent (see [`request_path`]), looked up once.
+    path: &'r str,
 }
 
 /// What the caller sent, as far as this edge trusts it.
@@ -183,6 +185,11 @@ impl<'r, B> Incoming<'r, '_, B> {
             route,
             name,
             interned_route: interned.map(|(_, route)| route),
+            path: if grpc {
+                req.uri().path()
+            } else {
+                request_path(req)
+            },
         }
     }
 
@@ -210,6 +217,7 @@ impl<'r, B> Incoming<'r, '_, B> {
                     config,
                     named.interned_route,
                     named.route,
+                    named.path,
                     &mut attributes,
                 )));
             }
@@ -415,7 +423,7 @@ impl<S, M: Metering> ServerTrace<S, M> {
             // No recorder.
             let log_span = config.common.log_spans.then(|| {
                 let named = request.named();
-                server_span(named.grpc, req, named.route)
+                server_span(named.grpc, req, named.route, named.path)
             });
             return (caller.in_effect(log_span), None);
         };
@@ -433,9 +441,9 @@ impl<S, M: Metering> ServerTrace<S, M> {
 
         // Build the span.
         let named = request.named();
-        let (grpc, route) = (named.grpc, named.route);
+        let (grpc, route, path) = (named.grpc, named.route, named.path);
         let seed = RefCell::new(Some(request.seed(named, caller, context, attributes)));
-        let span = with_pending(&seed, || server_span(grpc, req, route));
+        let span = with_pending(&seed, || server_span(grpc, req, route, path));
         // Checked in place: the seed is usually taken, and moving the empty cell out would
         // still copy it.
         if seed.borrow().is_some() {
@@ -494,15 +502,14 @@ impl<S, M: Metering> ServerTrace<S, M> {
 
 /// The request's `tracing` span. Its fields are for log layers; the recorder takes its
 /// attributes from the seed.
-fn server_span<B>(grpc: bool, req: &Request<B>, route: Option<&str>) -> tracing::Span {
+fn server_span<B>(grpc: bool, req: &Request<B>, route: Option<&str>, path: &str) -> tracing::Span {
     if grpc {
         return tracing::info_span!(
             target: "tracewire::server",
             "gRPC request",
-            rpc.method = %grpc_full_method(req.uri().path()),
+            rpc.method = %grpc_full_method(path),
         );
     }
-    let path = request_path(req);
     let method = attrs::span_method(req.method());
     match route {
         Some(route) => tracing::info_span!(
@@ -530,6 +537,7 @@ fn http_request_facts<B>(
     config: &ServerConfig,
     interned_route: Option<&'static str>,
     route: Option<&str>,
+    path: &str,
     out: &mut Vec<KeyValue>,
 ) -> HttpServerFacts {
     let (method, known) = attrs::method(req.method());
@@ -549,7 +557,6 @@ fn http_request_facts<B>(
         peer: peer_addr(req.extensions()),
         ..HttpServerFacts::default()
     };
-    let path = request_path(req);
     facts.path = facts.text.push(path);
     if facts.path.is_none() {
         out.push(KeyValue::new(semconv::URL_PATH, path.to_owned()));
