@@ -10,7 +10,6 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use support::*;
-use tower::{Service, ServiceBuilder, ServiceExt};
 use tracewire::propagation::parse_traceparent;
 use tracewire::record::{current_context, Recorder};
 use tracewire::report::InMemoryReporter;
@@ -61,15 +60,8 @@ async fn front_and_back(layer: ServerLayer, client: ClientLayer) -> std::net::So
                     let handler = current_context().map_or("none".to_owned(), |c| {
                         format!("{}-{:02x}", c.trace_id, c.trace_flags)
                     });
-                    let mut client = ServiceBuilder::new().layer(client).service(hyper_client());
-                    let response = client
-                        .ready()
-                        .await
-                        .unwrap()
-                        .call(get_req(&format!("http://{back}/echo")))
-                        .await
-                        .unwrap();
-                    format!("{handler}|{}", text(response.into_body()).await)
+                    let echoed = get_through(client, &format!("http://{back}/echo")).await;
+                    format!("{handler}|{echoed}")
                 }
             }),
         )
@@ -91,13 +83,8 @@ fn run(
     let body = tracing::subscriber::with_default(subscriber, || {
         runtime().block_on(async {
             let front = front_and_back(layer, client).await;
-            let mut request = get_req(&format!("http://{front}/"));
-            request.headers_mut().insert(
-                "traceparent",
-                format!("00-{TRACE}-{PARENT}-{sampled}").parse().unwrap(),
-            );
-            let response = hyper_client().request(request).await.unwrap();
-            text(response.into_body()).await
+            let traceparent = format!("00-{TRACE}-{PARENT}-{sampled}");
+            get_with_traceparent(&format!("http://{front}/"), &traceparent).await
         })
     });
     guard.flush().unwrap();
@@ -173,30 +160,17 @@ fn a_body_that_streams_an_unsampled_request_still_propagates_it() {
                     "/stream",
                     get(move || async move {
                         let chunk = futures_util::stream::once(async move {
-                            let mut client = ServiceBuilder::new()
-                                .layer(ClientLayer::new())
-                                .service(hyper_client());
-                            let response = client
-                                .ready()
-                                .await
-                                .unwrap()
-                                .call(get_req(&format!("http://{back}/echo")))
-                                .await
-                                .unwrap();
-                            Ok::<_, std::convert::Infallible>(text(response.into_body()).await)
+                            let url = format!("http://{back}/echo");
+                            let echoed = get_through(ClientLayer::new(), &url).await;
+                            Ok::<_, std::convert::Infallible>(echoed)
                         });
                         axum::body::Body::from_stream(chunk)
                     }),
                 )
                 .layer(ServerLayer::new());
             let front = serve(front).await;
-            let mut request = get_req(&format!("http://{front}/stream"));
-            request.headers_mut().insert(
-                "traceparent",
-                format!("00-{TRACE}-{PARENT}-00").parse().unwrap(),
-            );
-            let response = hyper_client().request(request).await.unwrap();
-            text(response.into_body()).await
+            let traceparent = format!("00-{TRACE}-{PARENT}-00");
+            get_with_traceparent(&format!("http://{front}/stream"), &traceparent).await
         })
     });
     guard.flush().unwrap();

@@ -93,3 +93,27 @@ where
     let bytes = body.collect().await.expect("body").to_bytes();
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// GETs `url` through `layer` around a hyper client and reads the answer's body.
+pub async fn get_through(layer: tracewire::ClientLayer, url: &str) -> String {
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    let mut client = ServiceBuilder::new().layer(layer).service(hyper_client());
+    let response = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get_req(url))
+        .await
+        .unwrap();
+    text(response.into_body()).await
+}
+
+/// GETs `url` with the given `traceparent` (no client layer) and reads the answer's body.
+pub async fn get_with_traceparent(url: &str, traceparent: &str) -> String {
+    let mut request = get_req(url);
+    request
+        .headers_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    let response = hyper_client().request(request).await.unwrap();
+    text(response.into_body()).await
+}
